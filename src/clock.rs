@@ -1,0 +1,112 @@
+//! Wall-clock time that tests can move.
+//!
+//! Retries (and, later, embargo releases and reminders) are due at wall-clock
+//! times kept in the store. The daemon asks a [`Clock`] for "now" and sleeps
+//! through it; tests hand the daemon a manual clock and advance it instead of
+//! sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+/// The daemon's source of wall-clock time.
+#[derive(Clone, Debug)]
+pub struct Clock(Arc<Inner>);
+
+#[derive(Debug)]
+enum Inner {
+    System,
+    /// Moves only when [`Clock::advance`] is called.
+    Manual(watch::Sender<DateTime<Utc>>),
+}
+
+/// A sleeping task wakes at least this often on the system clock, so a
+/// jump of the wall clock (NTP, suspend) delays nothing for long.
+const MAX_NAP: Duration = Duration::from_secs(30);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(Inner::System))
+    }
+
+    /// A clock standing still at `start` until advanced.
+    pub fn manual(start: DateTime<Utc>) -> Clock {
+        Clock(Arc::new(Inner::Manual(watch::Sender::new(start))))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &*self.0 {
+            Inner::System => Utc::now(),
+            Inner::Manual(now) => *now.borrow(),
+        }
+    }
+
+    /// Moves a manual clock forward and wakes its sleepers.
+    ///
+    /// # Panics
+    /// On the system clock, which nobody may move.
+    pub fn advance(&self, by: Duration) {
+        match &*self.0 {
+            Inner::System => panic!("the system clock cannot be advanced"),
+            Inner::Manual(now) => now.send_modify(|now| {
+                *now += chrono::Duration::from_std(by).expect("duration in range")
+            }),
+        }
+    }
+
+    /// Returns once `when` has come, or earlier: callers re-check their
+    /// due times in a loop, so an early wake-up is harmless.
+    pub async fn sleep_until(&self, when: DateTime<Utc>) {
+        match &*self.0 {
+            Inner::System => {
+                let left = (when - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::sleep(left.min(MAX_NAP)).await;
+            }
+            Inner::Manual(now) => {
+                let mut rx = now.subscribe();
+                // The sender lives as long as `self`, so this only ends when
+                // the time has come.
+                let _ = rx.wait_for(|now| *now >= when).await;
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch, as kept in big-endian store keys.
+pub fn to_millis(time: DateTime<Utc>) -> u64 {
+    time.timestamp_millis().max(0) as u64
+}
+
+pub fn from_millis(millis: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(millis as i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_clock_wakes_sleepers_when_advanced() {
+        let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = Clock::manual(start);
+        let due = start + chrono::Duration::seconds(90);
+        let sleeper = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.sleep_until(due).await }
+        });
+        clock.advance(Duration::from_secs(60));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "woke 30 s early");
+        clock.advance(Duration::from_secs(30));
+        sleeper.await.unwrap();
+        assert_eq!(clock.now(), due);
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = DateTime::from_timestamp_millis(1_800_000_000_123).unwrap();
+        assert_eq!(from_millis(to_millis(t)), t);
+    }
+}

@@ -1,0 +1,171 @@
+//! The one-shot commands: `init` makes the keys, `check` validates a
+//! configuration the way `nginx -t` does, `demo` walks through the whole
+//! flow in a temporary folder.
+
+mod demo;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::config::Config;
+use crate::pgp::{self, ListKey, ListKeyError};
+use crate::store::StoreKey;
+
+pub use demo::{demo, DemoError};
+
+/// A certificate expiring sooner than this is warned about.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct Init {
+    pub list_key: ListKey,
+    pub created_list_key: bool,
+    pub created_store_key: bool,
+}
+
+/// Creates the list key and the store key where missing; never overwrites.
+pub fn init(config: &Config) -> Result<Init, ListKeyError> {
+    let file = &config.list_key;
+    let (list_key, created_list_key) = if file.exists() {
+        crate::fsutil::check_private(file).map_err(|reason| ListKeyError::Unusable {
+            file: file.display().to_string(),
+            reason,
+        })?;
+        (ListKey::load(file)?, false)
+    } else {
+        let name = format!("{} security list", config.project.name);
+        let address = config.lists.security.address.to_string();
+        (ListKey::create(file, &name, &address)?, true)
+    };
+    let created_store_key = if config.store.key.exists() {
+        false
+    } else {
+        StoreKey::create(&config.store.key).map_err(|e| ListKeyError::Unusable {
+            file: config.store.key.display().to_string(),
+            reason: format!("cannot create the store key: {e}"),
+        })?;
+        true
+    };
+    Ok(Init {
+        list_key,
+        created_list_key,
+        created_store_key,
+    })
+}
+
+/// How serious a `check` finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        })
+    }
+}
+
+/// One line of `check` output.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub subject: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<8}{}: {}", self.level, self.subject, self.detail)
+    }
+}
+
+/// Checks the keys a configuration refers to, as of `now`: the list key,
+/// the store key, and every member's certificate (parses, matches its pin,
+/// alive, unrevoked, can encrypt; expiring within 30 days is a warning).
+pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
+    let mut findings = vec![Finding {
+        level: Level::Ok,
+        subject: format!("config {}", config.file.display()),
+        detail: format!(
+            "{} list(s), {} member(s)",
+            config.lists().count(),
+            config.members.len()
+        ),
+    }];
+    let list_subject = format!("list key {}", config.list_key.display());
+    let list_finding = crate::fsutil::check_private(&config.list_key)
+        .and_then(|()| ListKey::load(&config.list_key).map_err(|e| e.to_string()));
+    findings.push(match list_finding {
+        Ok(key) => expiry_finding(list_subject, key.cert(), now),
+        Err(detail) => Finding {
+            level: Level::Error,
+            subject: list_subject,
+            detail,
+        },
+    });
+    findings.push(match StoreKey::load(&config.store.key) {
+        Ok(_) => Finding {
+            level: Level::Ok,
+            subject: format!("store key {}", config.store.key.display()),
+            detail: "readable by the service user only".into(),
+        },
+        Err(e) => Finding {
+            level: Level::Error,
+            subject: format!("store key {}", config.store.key.display()),
+            detail: e.to_string(),
+        },
+    });
+    for member in config.members.values() {
+        let subject = format!(
+            "member {} <{}> ({})",
+            member.id,
+            member.email,
+            member.key.display()
+        );
+        let usable = pgp::load_member_cert(member)
+            .and_then(|cert| pgp::usable_for_encryption(&cert, now).map(|()| cert));
+        findings.push(match usable {
+            Ok(cert) => expiry_finding(subject, &cert, now),
+            Err(problem) => Finding {
+                level: Level::Error,
+                subject,
+                detail: problem.to_string(),
+            },
+        });
+    }
+    findings
+}
+
+fn expiry_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) -> Finding {
+    let fingerprint = cert.fingerprint().to_hex();
+    match pgp::expiration(cert, now) {
+        Some(when) if when <= now + EXPIRY_WARNING => {
+            let days = when.duration_since(now).unwrap_or_default().as_secs() / 86400;
+            Finding {
+                level: Level::Warning,
+                subject,
+                detail: format!(
+                    "{fingerprint} expires on {} (in {days} days): extend it or replace it",
+                    pgp::format_time(when)
+                ),
+            }
+        }
+        Some(when) => Finding {
+            level: Level::Ok,
+            subject,
+            detail: format!("{fingerprint}, expires {}", pgp::format_time(when)),
+        },
+        None => Finding {
+            level: Level::Ok,
+            subject,
+            detail: format!("{fingerprint}, does not expire"),
+        },
+    }
+}

@@ -1,0 +1,383 @@
+//! The TOML file admins edit, read in two stages.
+//!
+//! [`RawConfig`] is what serde reads from the file (and from `EMBARGOD_…`
+//! environment overrides); [`Config::load`] checks it and resolves relative
+//! paths against the file's folder, so nothing binds or opens a key before
+//! the whole configuration is known to be sound. Every error names the file
+//! and the key it is about.
+
+mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::Address;
+
+pub use raw::RawConfig;
+
+/// Where the daemon looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/embargod/embargod.toml";
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The checked configuration every other module works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths in it were resolved
+    /// against its folder.
+    pub file: PathBuf,
+    pub project: Project,
+    pub store: StoreConfig,
+    pub lmtp: LmtpConfig,
+    pub delivery: DeliveryConfig,
+    /// The list's own OpenPGP secret key (signs every copy, decrypts reports).
+    pub list_key: PathBuf,
+    pub lists: Lists,
+    /// Everyone with a key, by id; lists refer to these.
+    pub members: BTreeMap<String, Member>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub case_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Folder of the sled database (spool, queue, records).
+    pub path: PathBuf,
+    /// 32 random bytes that seal embargoed mail at rest; `embargod init`
+    /// creates it next to the list key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct LmtpConfig {
+    pub listen: Vec<ListenAddr>,
+    pub max_message_size: usize,
+    /// A header section longer than this is refused at the end of DATA: no
+    /// honest report needs it and parsers should not have to chew on it.
+    pub max_header_size: usize,
+    /// Sessions served at once; further connections wait for a free slot.
+    pub max_sessions: usize,
+    /// A session that sends nothing for this long is closed (421).
+    pub idle_timeout: Duration,
+}
+
+/// One LMTP listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub transport: Transport,
+    /// Envelope sender of everything the daemon sends; bounces go there,
+    /// and mail from it is never taken in (loop protection).
+    pub from: Address,
+    /// First retry delay after a temporary failure; doubles each time.
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max_delay: Duration,
+    /// A copy still undelivered this long after it was queued fails for good.
+    pub retry_max_age: Duration,
+    /// Copies handed to the transport at once.
+    pub concurrency: usize,
+}
+
+/// How copies leave the daemon.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// lettre's file transport with envelope: `NAME.eml` + `NAME.json`.
+    File {
+        dir: PathBuf,
+    },
+    Smtp {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        /// A file holding `username:password` on one line.
+        credentials: Option<PathBuf>,
+    },
+    Sendmail {
+        command: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lists {
+    pub security: List,
+    pub distributors: Option<List>,
+    /// The public announce list; the daemon only ever sends to it.
+    pub announce: Option<Address>,
+}
+
+/// A list the daemon receives mail for.
+#[derive(Debug, Clone)]
+pub struct List {
+    pub name: ListName,
+    pub address: Address,
+    /// Member ids, each defined in a `[[member]]` table.
+    pub members: Vec<String>,
+}
+
+/// The lists embargod serves over LMTP.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ListName {
+    Security,
+    Distributors,
+}
+
+impl ListName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListName::Security => "security",
+            ListName::Distributors => "distributors",
+        }
+    }
+}
+
+impl fmt::Display for ListName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub email: Address,
+    /// Armored OpenPGP certificate.
+    pub key: PathBuf,
+    /// Upper-case hex fingerprint the key file must hold, without spaces.
+    pub fingerprint: String,
+}
+
+impl Config {
+    /// Reads `file` with `EMBARGOD_…` overrides from the process environment.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Reads `file`; `env` replaces the process environment when given,
+    /// so tests can exercise overrides without touching global state.
+    pub fn load_with_env(
+        file: &Path,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Config, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        };
+        if !file.is_file() {
+            return Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                key: "(file)".into(),
+                problem:
+                    "no such file; `embargod init` needs one too, start from config/embargod.toml"
+                        .into(),
+            });
+        }
+        let env = config::Environment::with_prefix("EMBARGOD")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("lmtp.listen")
+            .source(env);
+        let raw: RawConfig = config::Config::builder()
+            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(env)
+            .build()
+            .map_err(read_err)?
+            .try_deserialize()
+            .map_err(read_err)?;
+        raw.check(file)
+    }
+
+    /// The list an LMTP recipient address belongs to, if any.
+    pub fn list_for_address(&self, address: &str) -> Option<&List> {
+        self.lists()
+            .find(|list| address.eq_ignore_ascii_case(list.address.as_ref()))
+    }
+
+    /// The lists that receive mail.
+    pub fn lists(&self) -> impl Iterator<Item = &List> {
+        std::iter::once(&self.lists.security).chain(self.lists.distributors.as_ref())
+    }
+
+    pub fn list(&self, name: ListName) -> Option<&List> {
+        self.lists().find(|list| list.name == name)
+    }
+
+    /// The members of a list, in config order.
+    pub fn members_of(&self, list: &List) -> Vec<&Member> {
+        list.members
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[project]
+name = "Kappital"
+case_prefix = "KAP"
+
+[store]
+path = "state"
+
+[lmtp]
+listen = ["127.0.0.1:2424", "unix:lmtp.sock"]
+
+[delivery]
+transport = "file"
+file_dir = "outbox"
+from = "security-owner@kappital.example"
+
+[list_key]
+secret = "keys/list.key"
+
+[lists.security]
+address = "security@kappital.example"
+members = ["alice"]
+
+[[member]]
+id = "alice"
+email = "alice@example.org"
+key = "keys/alice.asc"
+fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("embargod.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, file)
+    }
+
+    fn problem(text: &str) -> String {
+        let (_dir, file) = write(text);
+        Config::load_with_env(&file, Some(HashMap::new()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let (dir, file) = write(MINIMAL);
+        let config = Config::load_with_env(&file, Some(HashMap::new())).unwrap();
+        assert_eq!(config.store.path, dir.path().join("state"));
+        assert_eq!(config.store.key, dir.path().join("keys/store.key"));
+        assert_eq!(config.list_key, dir.path().join("keys/list.key"));
+        assert_eq!(
+            config.lmtp.listen[1],
+            ListenAddr::Unix(dir.path().join("lmtp.sock"))
+        );
+        let alice = &config.members["alice"];
+        assert_eq!(
+            alice.fingerprint,
+            "0123456789ABCDEF0123456789ABCDEF01234567"
+        );
+        assert!(
+            matches!(&config.delivery.transport, Transport::File { dir: d } if *d == dir.path().join("outbox"))
+        );
+        assert_eq!(config.lmtp.max_message_size, 26_214_400);
+        assert_eq!(
+            config.delivery.retry_max_age,
+            Duration::from_secs(5 * 86400)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let (_dir, file) = write(MINIMAL);
+        let env = HashMap::from([
+            (
+                "EMBARGOD_LMTP__MAX_MESSAGE_SIZE".to_string(),
+                "100000".to_string(),
+            ),
+            ("EMBARGOD_PROJECT__NAME".to_string(), "Other".to_string()),
+        ]);
+        let config = Config::load_with_env(&file, Some(env)).unwrap();
+        assert_eq!(config.lmtp.max_message_size, 100_000);
+        assert_eq!(config.project.name, "Other");
+    }
+
+    #[test]
+    fn unknown_member_on_a_list_is_named() {
+        let text = MINIMAL.replace(
+            r#"members = ["alice"]"#,
+            r#"members = ["alice", "mallory"]"#,
+        );
+        let msg = problem(&text);
+        assert!(msg.contains("lists.security.members"), "{msg}");
+        assert!(msg.contains("mallory"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let msg = problem(&MINIMAL.replace("alice@example.org", "not an address"));
+        assert!(msg.contains("member[alice].email"), "{msg}");
+        let msg = problem(&MINIMAL.replace("0123 4567", "XYZ"));
+        assert!(msg.contains("member[alice].fingerprint"), "{msg}");
+        let msg = problem(&MINIMAL.replace("\"127.0.0.1:2424\"", "\"localhost\""));
+        assert!(msg.contains("lmtp.listen"), "{msg}");
+        let msg = problem(&MINIMAL.replace("transport = \"file\"", "transport = \"pigeon\""));
+        assert!(msg.contains("pigeon"), "{msg}");
+        let msg = problem(&MINIMAL.replace("[lmtp]", "[lmtp]\nlisten_typo = 1"));
+        assert!(msg.contains("listen_typo"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_file_is_explained() {
+        let msg = Config::load(Path::new("/nonexistent/embargod.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("no such file"), "{msg}");
+    }
+}

@@ -1,0 +1,452 @@
+//! What serde reads from the file, and the checks that turn it into a
+//! [`Config`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::Address;
+use serde::Deserialize;
+
+use super::{
+    Config, ConfigError, DeliveryConfig, List, ListName, ListenAddr, Lists, LmtpConfig, Member,
+    Project, SmtpTls, StoreConfig, Transport,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    project: RawProject,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    lmtp: RawLmtp,
+    delivery: RawDelivery,
+    list_key: RawListKey,
+    lists: RawLists,
+    #[serde(default)]
+    member: Vec<RawMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: String,
+    case_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: PathBuf,
+    key: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: "state".into(),
+            key: "keys/store.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLmtp {
+    listen: Vec<String>,
+    max_message_size: usize,
+    max_header_size: usize,
+    max_sessions: usize,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+}
+
+impl Default for RawLmtp {
+    fn default() -> Self {
+        RawLmtp {
+            listen: vec!["127.0.0.1:2424".into()],
+            max_message_size: 25 * 1024 * 1024,
+            max_header_size: 256 * 1024,
+            max_sessions: 64,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    transport: RawTransport,
+    file_dir: Option<PathBuf>,
+    smtp_relay: Option<String>,
+    #[serde(default)]
+    tls: RawTls,
+    credentials: Option<PathBuf>,
+    sendmail_command: Option<PathBuf>,
+    from: String,
+    #[serde(default = "default_retry_initial", with = "humantime_serde")]
+    retry_initial: Duration,
+    #[serde(default = "default_retry_max_delay", with = "humantime_serde")]
+    retry_max_delay: Duration,
+    #[serde(default = "default_retry_max_age", with = "humantime_serde")]
+    retry_max_age: Duration,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+}
+
+fn default_retry_initial() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_retry_max_age() -> Duration {
+    Duration::from_secs(5 * 24 * 3600)
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawTransport {
+    Smtp,
+    Sendmail,
+    File,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum RawTls {
+    #[default]
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListKey {
+    secret: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLists {
+    security: RawList,
+    distributors: Option<RawList>,
+    announce: Option<RawAnnounce>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    address: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    id: String,
+    email: String,
+    key: PathBuf,
+    fingerprint: String,
+}
+
+/// Collects the file name for error messages and the folder relative
+/// paths are resolved against.
+struct Checker<'a> {
+    file: &'a Path,
+    dir: PathBuf,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        }
+    }
+
+    fn address(&self, key: &str, text: &str) -> Result<Address, ConfigError> {
+        text.trim()
+            .parse()
+            .map_err(|e| self.invalid(key, format!("{text:?} is not an email address ({e})")))
+    }
+
+    fn listen(&self, text: &str) -> Result<ListenAddr, ConfigError> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(self.invalid("lmtp.listen", "\"unix:\" needs a socket path"));
+            }
+            return Ok(ListenAddr::Unix(self.path(Path::new(path))));
+        }
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            self.invalid(
+                "lmtp.listen",
+                format!("{text:?} is neither IP:PORT nor unix:PATH"),
+            )
+        })
+    }
+
+    fn transport(&self, raw: &RawDelivery) -> Result<Transport, ConfigError> {
+        Ok(match raw.transport {
+            RawTransport::File => {
+                let dir = raw.file_dir.as_deref().ok_or_else(|| {
+                    self.invalid("delivery.file_dir", "required by transport = \"file\"")
+                })?;
+                Transport::File {
+                    dir: self.path(dir),
+                }
+            }
+            RawTransport::Smtp => {
+                let relay = raw.smtp_relay.as_deref().ok_or_else(|| {
+                    self.invalid("delivery.smtp_relay", "required by transport = \"smtp\"")
+                })?;
+                let (host, port) = split_host_port(relay).ok_or_else(|| {
+                    self.invalid("delivery.smtp_relay", format!("{relay:?} is not HOST:PORT"))
+                })?;
+                Transport::Smtp {
+                    host,
+                    port,
+                    tls: match raw.tls {
+                        RawTls::None => SmtpTls::None,
+                        RawTls::Starttls => SmtpTls::Starttls,
+                        RawTls::Tls => SmtpTls::Tls,
+                    },
+                    credentials: raw.credentials.as_deref().map(|p| self.path(p)),
+                }
+            }
+            RawTransport::Sendmail => Transport::Sendmail {
+                command: raw.sendmail_command.as_deref().map(|p| self.path(p)),
+            },
+        })
+    }
+
+    fn list(
+        &self,
+        name: ListName,
+        raw: &RawList,
+        known: &BTreeMap<String, Member>,
+    ) -> Result<List, ConfigError> {
+        let key = format!("lists.{name}");
+        let address = self.address(&format!("{key}.address"), &raw.address)?;
+        let mut seen = HashSet::new();
+        for id in &raw.members {
+            if !known.contains_key(id) {
+                return Err(self.invalid(
+                    format!("{key}.members"),
+                    format!("{id:?} has no [[member]] entry"),
+                ));
+            }
+            if !seen.insert(id) {
+                return Err(
+                    self.invalid(format!("{key}.members"), format!("{id:?} is listed twice"))
+                );
+            }
+        }
+        Ok(List {
+            name,
+            address,
+            members: raw.members.clone(),
+        })
+    }
+
+    fn member(&self, raw: &RawMember) -> Result<Member, ConfigError> {
+        let valid_id = !raw.id.is_empty()
+            && raw
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_id {
+            return Err(self.invalid(
+                "member.id",
+                format!("{:?}: use letters, digits, '-', '_' and '.'", raw.id),
+            ));
+        }
+        let key = |field: &str| format!("member[{}].{field}", raw.id);
+        let fingerprint: String = raw
+            .fingerprint
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if !(fingerprint.len() == 40 || fingerprint.len() == 64)
+            || !fingerprint.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(self.invalid(
+                key("fingerprint"),
+                format!(
+                    "{:?} is not a 40 or 64 digit hex fingerprint",
+                    raw.fingerprint
+                ),
+            ));
+        }
+        Ok(Member {
+            id: raw.id.clone(),
+            email: self.address(&key("email"), &raw.email)?,
+            key: self.path(&raw.key),
+            fingerprint,
+        })
+    }
+}
+
+/// Splits "host:port", "[v6]:port".
+fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+impl RawConfig {
+    /// Checks every value and resolves paths against `file`'s folder.
+    pub fn check(self, file: &Path) -> Result<Config, ConfigError> {
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let c = Checker { file, dir };
+
+        if self.project.name.trim().is_empty() {
+            return Err(c.invalid("project.name", "must not be empty"));
+        }
+        let prefix = &self.project.case_prefix;
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit())
+        {
+            return Err(c.invalid(
+                "project.case_prefix",
+                format!("{prefix:?}: use upper-case letters and digits, like \"KAP\""),
+            ));
+        }
+
+        let mut members = BTreeMap::new();
+        let mut emails = HashSet::new();
+        for raw in &self.member {
+            let member = c.member(raw)?;
+            if !emails.insert(member.email.to_string().to_ascii_lowercase()) {
+                return Err(c.invalid(
+                    format!("member[{}].email", member.id),
+                    format!("{} belongs to another member too", member.email),
+                ));
+            }
+            if members.insert(member.id.clone(), member).is_some() {
+                return Err(c.invalid("member.id", format!("{:?} is defined twice", raw.id)));
+            }
+        }
+
+        let security = c.list(ListName::Security, &self.lists.security, &members)?;
+        let distributors = self
+            .lists
+            .distributors
+            .as_ref()
+            .map(|raw| c.list(ListName::Distributors, raw, &members))
+            .transpose()?;
+        let announce = self
+            .lists
+            .announce
+            .as_ref()
+            .map(|raw| c.address("lists.announce.address", &raw.address))
+            .transpose()?;
+        let mut addresses = HashSet::new();
+        for address in std::iter::once(&security.address)
+            .chain(distributors.as_ref().map(|l| &l.address))
+            .chain(announce.as_ref())
+        {
+            if !addresses.insert(address.to_string().to_ascii_lowercase()) {
+                return Err(c.invalid("lists", format!("{address} is used by two lists")));
+            }
+        }
+
+        if self.lmtp.listen.is_empty() {
+            return Err(c.invalid("lmtp.listen", "needs at least one address"));
+        }
+        let listen = self
+            .lmtp
+            .listen
+            .iter()
+            .map(|text| c.listen(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.lmtp.max_message_size < 1024 {
+            return Err(c.invalid("lmtp.max_message_size", "must be at least 1024 bytes"));
+        }
+        if self.lmtp.max_sessions == 0 {
+            return Err(c.invalid("lmtp.max_sessions", "must be at least 1"));
+        }
+
+        let from = c.address("delivery.from", &self.delivery.from)?;
+        if addresses.contains(&from.to_string().to_ascii_lowercase()) {
+            return Err(c.invalid(
+                "delivery.from",
+                "must differ from every list address, or the daemon would read its own mail",
+            ));
+        }
+        if self.delivery.concurrency == 0 {
+            return Err(c.invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if self.delivery.retry_initial.is_zero() {
+            return Err(c.invalid("delivery.retry_initial", "must be longer than zero"));
+        }
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            project: Project {
+                name: self.project.name.clone(),
+                case_prefix: prefix.clone(),
+            },
+            store: StoreConfig {
+                path: c.path(&self.store.path),
+                key: c.path(&self.store.key),
+            },
+            lmtp: LmtpConfig {
+                listen,
+                max_message_size: self.lmtp.max_message_size,
+                max_header_size: self.lmtp.max_header_size,
+                max_sessions: self.lmtp.max_sessions,
+                idle_timeout: self.lmtp.idle_timeout,
+            },
+            delivery: DeliveryConfig {
+                transport: c.transport(&self.delivery)?,
+                from,
+                retry_initial: self.delivery.retry_initial,
+                retry_max_delay: self
+                    .delivery
+                    .retry_max_delay
+                    .max(self.delivery.retry_initial),
+                retry_max_age: self.delivery.retry_max_age,
+                concurrency: self.delivery.concurrency,
+            },
+            list_key: c.path(&self.list_key.secret),
+            lists: Lists {
+                security,
+                distributors,
+                announce,
+            },
+            members,
+        })
+    }
+}

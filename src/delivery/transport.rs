@@ -1,0 +1,119 @@
+//! The ways a copy leaves: SMTP relay, sendmail, or lettre's file transport.
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{
+    Address, AsyncFileTransport, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport,
+    Tokio1Executor,
+};
+
+use crate::config::{SmtpTls, Transport as TransportConfig};
+
+/// A transport ready to send.
+pub enum Transport {
+    File(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Sendmail(AsyncSendmailTransport<Tokio1Executor>),
+}
+
+/// Why a send did not go through.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: connection refused, 4xx, a full disk.
+    #[error("temporary: {0}")]
+    Temporary(String),
+    /// Retrying will not help: 5xx from the relay.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("delivery transport: {0}")]
+pub struct TransportError(String);
+
+impl Transport {
+    pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
+        Ok(match config {
+            TransportConfig::File { dir } => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| TransportError(format!("file_dir {}: {e}", dir.display())))?;
+                Transport::File(AsyncFileTransport::with_envelope(dir))
+            }
+            TransportConfig::Smtp {
+                host,
+                port,
+                tls,
+                credentials,
+            } => {
+                let tls_parameters = || {
+                    TlsParameters::new(host.clone())
+                        .map_err(|e| TransportError(format!("TLS for {host}: {e}")))
+                };
+                let mut builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                        .port(*port)
+                        .timeout(Some(Duration::from_secs(60)));
+                builder = match tls {
+                    SmtpTls::None => builder.tls(Tls::None),
+                    SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters()?)),
+                    SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters()?)),
+                };
+                if let Some(file) = credentials {
+                    builder = builder.credentials(read_credentials(file)?);
+                }
+                Transport::Smtp(builder.build())
+            }
+            TransportConfig::Sendmail { command } => Transport::Sendmail(match command {
+                Some(command) => AsyncSendmailTransport::new_with_command(command.as_os_str()),
+                None => AsyncSendmailTransport::new(),
+            }),
+        })
+    }
+
+    /// Sends `message` from `from` to `to`.
+    pub async fn send(
+        &self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        let envelope = Envelope::new(Some(from.clone()), vec![to.clone()])
+            .map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
+        match self {
+            Transport::File(t) => t
+                .send_raw(&envelope, message)
+                .await
+                .map(drop)
+                .map_err(|e| SendError::Temporary(format!("file transport: {e}"))),
+            Transport::Smtp(t) => t.send_raw(&envelope, message).await.map(drop).map_err(|e| {
+                if e.is_permanent() {
+                    SendError::Permanent(format!("SMTP: {e}"))
+                } else {
+                    SendError::Temporary(format!("SMTP: {e}"))
+                }
+            }),
+            Transport::Sendmail(t) => t
+                .send_raw(&envelope, message)
+                .await
+                .map(drop)
+                .map_err(|e| SendError::Temporary(format!("sendmail: {e}"))),
+        }
+    }
+}
+
+/// `username:password` on the first line of `file`, which only the
+/// service user may read.
+fn read_credentials(file: &std::path::Path) -> Result<Credentials, TransportError> {
+    let problem =
+        |reason: String| TransportError(format!("credentials {}: {reason}", file.display()));
+    crate::fsutil::check_private(file).map_err(problem)?;
+    let text = std::fs::read_to_string(file).map_err(|e| problem(e.to_string()))?;
+    let line = text.lines().next().unwrap_or_default();
+    let (user, password) = line
+        .split_once(':')
+        .ok_or_else(|| problem("expected username:password".into()))?;
+    Ok(Credentials::new(user.to_string(), password.to_string()))
+}

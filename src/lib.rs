@@ -1,0 +1,44 @@
+//! embargod: the daemon behind a project's private security mailing lists.
+//!
+//! Mail arrives over LMTP from the local MTA ([`lmtp`]), is sealed into the
+//! spool of the [`store`], and the [`fanout`] task turns each message into
+//! one copy per member — signed by the list key and encrypted to that
+//! member's key alone ([`pgp`], [`mime`]). The [`delivery`] task sends the
+//! copies through the configured transport and records who got what.
+//! Nothing embargoed leaves, or rests on disk, in plaintext.
+//!
+//! - [`config`]: the TOML file, read and checked before anything starts.
+//! - [`keys`]: the list key and the members' pinned certificates.
+//! - [`daemon`]: the running daemon, its tasks and an orderly stop.
+//! - [`commands`]: `init`, `check` and `demo`.
+//! - [`clock`]: wall-clock time that tests can advance.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod delivery;
+pub mod fanout;
+mod fsutil;
+pub mod keys;
+pub mod lmtp;
+pub mod mime;
+pub mod notice;
+pub mod pgp;
+pub mod sandbox;
+pub mod store;
+
+/// Runs CPU-bound or blocking work (OpenPGP, sled) off the async
+/// runtime's threads. A panic in `work` is re-raised in the caller.
+pub async fn blocking<T, F>(work: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

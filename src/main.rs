@@ -1,0 +1,181 @@
+//! The `embargod` command line: parses arguments, loads the config, and
+//! hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::error;
+
+use embargod::commands::{self, Level};
+use embargod::config::{self, Config};
+use embargod::daemon::{Daemon, Options};
+
+/// sysexits: a configuration problem.
+const EX_CONFIG: u8 = 78;
+/// sysexits: the service cannot start for another reason.
+const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "embargod",
+    version,
+    about = "Private security mailing lists under an embargo policy"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the list key (and store key) if missing; print the list's public certificate.
+    Init,
+    /// Validate the configuration and every key, like `nginx -t`.
+    Check,
+    /// Run the daemon.
+    Run,
+    /// Walk through the whole flow in a temporary folder.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo narrates on stdout; its daemon only speaks up for problems.
+    let default_level = match cli.command {
+        Command::Demo => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
+    match cli.command {
+        Command::Demo => runtime().block_on(async {
+            match commands::demo(&mut std::io::stdout()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+        command => {
+            let config = match Config::load(&cli.config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("embargod: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            match command {
+                Command::Init => init(&config),
+                Command::Check => check(&config),
+                Command::Run => match runtime().block_on(run(config)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        error!("{e:#}");
+                        eprintln!("embargod: {e:#}");
+                        ExitCode::from(EX_UNAVAILABLE)
+                    }
+                },
+                Command::Demo => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Logs go to stderr (the journal under systemd); `EMBARGOD_LOG` takes
+/// a tracing filter such as `debug` or `embargod::lmtp=debug`.
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBARGOD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn init(config: &Config) -> ExitCode {
+    match commands::init(config) {
+        Ok(done) => {
+            if done.created_list_key {
+                eprintln!(
+                    "created list key {} in {}",
+                    done.list_key.fingerprint(),
+                    config.list_key.display()
+                );
+            } else {
+                eprintln!(
+                    "list key {} already in {}; left as it is",
+                    done.list_key.fingerprint(),
+                    config.list_key.display()
+                );
+            }
+            if done.created_store_key {
+                eprintln!("created store key in {}", config.store.key.display());
+            }
+            print!("{}", done.list_key.public_armored());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("embargod: {e}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+fn check(config: &Config) -> ExitCode {
+    let findings = commands::check(config, SystemTime::now());
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if errors > 0 {
+        eprintln!("embargod: {errors} problem(s) in {}", config.file.display());
+        ExitCode::from(EX_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listeners = embargod::lmtp::bind(&config.lmtp.listen)
+        .await
+        .context("cannot bind the LMTP listeners")?;
+    let daemon = Daemon::open(config, Options::default()).context("cannot start")?;
+    daemon.run(listeners, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

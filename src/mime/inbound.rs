@@ -1,0 +1,498 @@
+//! Reading what arrives: the checks made before a message is accepted,
+//! and the unwrapping of its OpenPGP layers before fan-out.
+
+use std::time::SystemTime;
+
+use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+
+use crate::pgp::open::{open, verify_detached, OpenError, Signatures, Signers};
+use sequoia_openpgp::Cert;
+
+/// Deepest MIME nesting accepted. Real mail stays under ten; hundreds of
+/// levels only serve to hurt the readers' mail clients.
+pub const MAX_DEPTH: usize = 100;
+/// Most MIME parts accepted in one message.
+pub const MAX_PARTS: usize = 10_000;
+
+/// Why a message is refused at the end of DATA; each maps to an LMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("empty message")]
+    Empty,
+    #[error("header section over {0} bytes")]
+    HeaderTooLarge(usize),
+    #[error("not an Internet message: no header section")]
+    NoHeader,
+    #[error("no From header field")]
+    NoFrom,
+    #[error("MIME structure nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+    #[error("more than {MAX_PARTS} MIME parts")]
+    TooManyParts,
+}
+
+/// Cheap structural checks before a message is accepted: what fails here
+/// is refused over LMTP (the sender hears of it) instead of being spooled.
+pub fn precheck(raw: &[u8], max_header_size: usize) -> Result<(), Refusal> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(Refusal::Empty);
+    }
+    let header_len = header_section_len(raw);
+    if header_len > max_header_size {
+        return Err(Refusal::HeaderTooLarge(max_header_size));
+    }
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or(Refusal::NoHeader)?;
+    if message.header(HeaderName::From).is_none() {
+        return Err(Refusal::NoFrom);
+    }
+    check_structure(&message, 0)
+}
+
+/// Length of the header section: up to the first empty line, or all of it.
+fn header_section_len(raw: &[u8]) -> usize {
+    let mut line_start = 0;
+    for (i, &byte) in raw.iter().enumerate() {
+        if byte == b'\n' {
+            let line = &raw[line_start..i];
+            if line.is_empty() || line == b"\r" {
+                return line_start;
+            }
+            line_start = i + 1;
+        }
+    }
+    raw.len()
+}
+
+fn check_structure(message: &Message<'_>, outer_depth: usize) -> Result<(), Refusal> {
+    if message.parts.len() > MAX_PARTS {
+        return Err(Refusal::TooManyParts);
+    }
+    let mut stack = vec![(0u32, outer_depth)];
+    while let Some((id, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(Refusal::TooDeep);
+        }
+        match message.parts.get(id as usize).map(|p| &p.body) {
+            Some(PartType::Multipart(children)) => {
+                stack.extend(children.iter().map(|&child| (child, depth + 1)))
+            }
+            // mail-parser stops nesting messages after three levels.
+            Some(PartType::Message(inner)) => check_structure(inner, depth + 1)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// How the message reached the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    None,
+    /// Encrypted to the list key and decrypted.
+    ToList,
+    /// Encrypted to other keys: passed on as received, flagged.
+    ToOthers,
+}
+
+/// A message unwrapped for fan-out.
+#[derive(Debug)]
+pub struct Unwrapped {
+    /// Raw header lines (name, value and line end) of the fields carried
+    /// into each copy: From, To, Cc, Subject, Date, Message-ID, threading.
+    pub headers: Vec<u8>,
+    /// The sender as written in the From field (decoded), for the info part.
+    pub sender: String,
+    pub encryption: Encryption,
+    pub signatures: Signatures,
+    /// The content as one MIME entity: its Content-* header fields, an
+    /// empty line, the body.
+    pub content: Vec<u8>,
+}
+
+/// Why a message cannot be forwarded; it goes to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnwrapError {
+    #[error("unparsable message")]
+    Unparsable,
+    #[error("PGP/MIME message without an encrypted part")]
+    NoEncryptedPart,
+    #[error("{0}")]
+    Pgp(OpenError),
+}
+
+/// Header fields copied from the original into each copy's protected
+/// headers.
+const CARRIED: &[&str] = &[
+    "From",
+    "Sender",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+];
+
+/// Decrypts (with `key`: the list key, or in tests and the demo a
+/// member's key) and verifies as far as it allows. `limit` caps the
+/// decrypted size.
+pub fn unwrap(
+    raw: &[u8],
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Result<Unwrapped, UnwrapError> {
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or(UnwrapError::Unparsable)?;
+    let mut headers = carried_headers(&message);
+    let sender = message
+        .from()
+        .and_then(|from| from.first())
+        .map(|addr| match (addr.name(), addr.address()) {
+            (Some(name), Some(address)) => format!("{name} <{address}>"),
+            (None, Some(address)) => address.to_string(),
+            (Some(name), None) => name.to_string(),
+            (None, None) => "(unknown)".into(),
+        })
+        .unwrap_or_else(|| "(unknown)".into());
+    let root = message.root_part();
+    let original_content = entity_bytes(raw, root);
+
+    let (encryption, signatures, content) = match kind(root) {
+        Kind::PgpMimeEncrypted => {
+            let armored = encrypted_part(&message).ok_or(UnwrapError::NoEncryptedPart)?;
+            match open(key, armored, signers, limit, time) {
+                Ok(opened) => {
+                    let mut signatures = opened.signatures;
+                    let content = canonical_entity(&opened.plaintext);
+                    if let Some(inner) = MessageParser::default().parse(&content) {
+                        // Protected headers of the sender override the
+                        // outer, possibly obscured, ones.
+                        let protected = carried_headers(&inner);
+                        if !protected.is_empty() {
+                            headers = merge_headers(&headers, &protected);
+                        }
+                        if kind(inner.root_part()) == Kind::PgpMimeSigned {
+                            signatures
+                                .0
+                                .extend(detached(&inner, &content, signers, time).0);
+                        }
+                    }
+                    (Encryption::ToList, signatures, content)
+                }
+                Err(OpenError::NotForList) => (
+                    Encryption::ToOthers,
+                    Signatures::default(),
+                    original_content,
+                ),
+                Err(e) => return Err(UnwrapError::Pgp(e)),
+            }
+        }
+        Kind::PgpMimeSigned => (
+            Encryption::None,
+            detached(&message, raw, signers, time),
+            original_content,
+        ),
+        Kind::Text => match inline_pgp(root) {
+            Some(InlinePgp::Encrypted(armored)) => {
+                match open(key, armored.as_bytes(), signers, limit, time) {
+                    Ok(opened) => (
+                        Encryption::ToList,
+                        opened.signatures,
+                        text_entity(&opened.plaintext),
+                    ),
+                    Err(OpenError::NotForList) => (
+                        Encryption::ToOthers,
+                        Signatures::default(),
+                        original_content,
+                    ),
+                    Err(e) => return Err(UnwrapError::Pgp(e)),
+                }
+            }
+            Some(InlinePgp::ClearSigned(text)) => {
+                // The signed text stays as it is, so members can check it too.
+                let signatures = match open(key, text.as_bytes(), signers, limit, time) {
+                    Ok(opened) => opened.signatures,
+                    Err(e) => Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
+                        reason: e.to_string(),
+                    }]),
+                };
+                (Encryption::None, signatures, original_content)
+            }
+            None => (Encryption::None, Signatures::default(), original_content),
+        },
+        Kind::Other => (Encryption::None, Signatures::default(), original_content),
+    };
+
+    Ok(Unwrapped {
+        headers,
+        sender,
+        encryption,
+        signatures,
+        content,
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Kind {
+    PgpMimeEncrypted,
+    PgpMimeSigned,
+    Text,
+    Other,
+}
+
+fn kind(part: &MessagePart<'_>) -> Kind {
+    let Some(ct) = part.content_type() else {
+        return Kind::Text;
+    };
+    let ctype = ct.ctype();
+    let subtype = ct.subtype().unwrap_or_default();
+    let protocol = ct.attribute("protocol").unwrap_or_default();
+    if ctype.eq_ignore_ascii_case("multipart") {
+        if subtype.eq_ignore_ascii_case("encrypted")
+            && protocol.eq_ignore_ascii_case("application/pgp-encrypted")
+        {
+            return Kind::PgpMimeEncrypted;
+        }
+        if subtype.eq_ignore_ascii_case("signed")
+            && protocol.eq_ignore_ascii_case("application/pgp-signature")
+        {
+            return Kind::PgpMimeSigned;
+        }
+    }
+    if ctype.eq_ignore_ascii_case("text") && subtype.eq_ignore_ascii_case("plain") {
+        return Kind::Text;
+    }
+    Kind::Other
+}
+
+/// The second part of a PGP/MIME encrypted message: the ciphertext.
+fn encrypted_part<'m>(message: &'m Message<'_>) -> Option<&'m [u8]> {
+    let children = message.root_part().sub_parts()?;
+    children
+        .iter()
+        .filter_map(|&id| message.parts.get(id as usize))
+        .find(|part| {
+            part.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("application")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("octet-stream"))
+            })
+        })
+        .map(|part| part.contents())
+}
+
+/// Checks a multipart/signed entity in `message` (parsed from `raw`):
+/// the first part, with CRLF line ends, against the detached signature.
+fn detached(message: &Message<'_>, raw: &[u8], signers: &Signers, time: SystemTime) -> Signatures {
+    let children = message.root_part().sub_parts().unwrap_or_default();
+    let (Some(signed), Some(signature)) = (
+        children
+            .first()
+            .and_then(|&id| message.parts.get(id as usize)),
+        children
+            .get(1)
+            .and_then(|&id| message.parts.get(id as usize)),
+    ) else {
+        return Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
+            reason: "multipart/signed without two parts".into(),
+        }]);
+    };
+    let signed_bytes = crlf(&raw[signed.offset_header as usize..signed.offset_end as usize]);
+    verify_detached(&signed_bytes, signature.contents(), signers, time)
+}
+
+enum InlinePgp<'a> {
+    Encrypted(&'a str),
+    ClearSigned(&'a str),
+}
+
+/// A text/plain body that is an inline PGP message.
+fn inline_pgp<'a>(part: &'a MessagePart<'_>) -> Option<InlinePgp<'a>> {
+    let text = part.text_contents()?.trim_start();
+    if text.starts_with("-----BEGIN PGP MESSAGE-----") {
+        Some(InlinePgp::Encrypted(text))
+    } else if text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----") {
+        Some(InlinePgp::ClearSigned(text))
+    } else {
+        None
+    }
+}
+
+/// The raw header lines of the carried fields, in their original order.
+fn carried_headers(message: &Message<'_>) -> Vec<u8> {
+    let raw = message.raw_message.as_ref();
+    let mut out = Vec::new();
+    for header in message.headers() {
+        if CARRIED
+            .iter()
+            .any(|name| header.name.as_str().eq_ignore_ascii_case(name))
+        {
+            let line = &raw[header.offset_field as usize..header.offset_end as usize];
+            out.extend_from_slice(&crlf(line));
+            if !out.ends_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out
+}
+
+/// `base` with every field that `over` has replaced by `over`'s lines.
+fn merge_headers(base: &[u8], over: &[u8]) -> Vec<u8> {
+    let names = |block: &[u8]| -> Vec<String> {
+        header_lines(block)
+            .iter()
+            .filter_map(|line| field_name(line))
+            .collect()
+    };
+    let overridden = names(over);
+    let mut out: Vec<u8> = header_lines(base)
+        .into_iter()
+        .filter(|line| field_name(line).is_none_or(|name| !overridden.contains(&name)))
+        .flatten()
+        .copied()
+        .collect();
+    out.extend_from_slice(over);
+    out
+}
+
+/// Splits a header block into fields, each with its continuation lines.
+fn header_lines(block: &[u8]) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < block.len() {
+        if block[i] == b'\n' {
+            let next = block.get(i + 1);
+            if !matches!(next, Some(b' ' | b'\t')) {
+                fields.push(&block[start..=i]);
+                start = i + 1;
+            }
+        }
+        i += 1;
+    }
+    if start < block.len() {
+        fields.push(&block[start..]);
+    }
+    fields
+}
+
+fn field_name(line: &[u8]) -> Option<String> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    Some(
+        String::from_utf8_lossy(&line[..colon])
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// The root entity of a message: its Content-* fields and its body.
+fn entity_bytes(raw: &[u8], root: &MessagePart<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for header in &root.headers {
+        if header
+            .name
+            .as_str()
+            .to_ascii_lowercase()
+            .starts_with("content-")
+        {
+            out.extend_from_slice(&crlf(
+                &raw[header.offset_field as usize..header.offset_end as usize],
+            ));
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    let body = raw
+        .get(root.offset_body as usize..root.offset_end as usize)
+        .unwrap_or_default();
+    out.extend_from_slice(&crlf(body));
+    out
+}
+
+/// A decrypted PGP/MIME payload is already a MIME entity; only its line
+/// ends are made canonical.
+fn canonical_entity(plaintext: &[u8]) -> Vec<u8> {
+    crlf(plaintext)
+}
+
+/// Decrypted inline-PGP text as a text/plain entity.
+fn text_entity(text: &[u8]) -> Vec<u8> {
+    super::text_part(&String::from_utf8_lossy(text))
+}
+
+/// Converts bare LF (and bare CR) line ends to CRLF.
+pub fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precheck_refuses_what_is_no_mail() {
+        assert_eq!(precheck(b"", 1024), Err(Refusal::Empty));
+        assert_eq!(precheck(b"\r\n\r\n", 1024), Err(Refusal::Empty));
+        assert_eq!(precheck(b"just text\r\n", 1024), Err(Refusal::NoHeader));
+        assert_eq!(
+            precheck(b"Subject: x\r\n\r\nbody", 1024),
+            Err(Refusal::NoFrom)
+        );
+        let big = format!("From: a@b.c\r\nX-Big: {}\r\n\r\nbody", "a".repeat(2000));
+        assert_eq!(
+            precheck(big.as_bytes(), 1024),
+            Err(Refusal::HeaderTooLarge(1024))
+        );
+        assert_eq!(precheck(b"From: a@b.c\r\n\r\nbody", 1024), Ok(()));
+    }
+
+    #[test]
+    fn precheck_refuses_deep_nesting() {
+        let mut deep =
+            String::from("From: a@b.c\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+        for i in 1..1000 {
+            deep.push_str(&format!(
+                "--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n",
+                i - 1
+            ));
+        }
+        assert_eq!(precheck(deep.as_bytes(), 1 << 20), Err(Refusal::TooDeep));
+    }
+
+    #[test]
+    fn crlf_normalises_line_ends() {
+        assert_eq!(crlf(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd");
+    }
+
+    #[test]
+    fn protected_headers_override_outer_ones() {
+        let outer = b"From: a@b.c\r\nSubject: [...]\r\nTo: l@b.c\r\n";
+        let inner = b"Subject: Real subject\r\n";
+        let merged = merge_headers(outer, inner);
+        assert_eq!(
+            merged,
+            b"From: a@b.c\r\nTo: l@b.c\r\nSubject: Real subject\r\n".to_vec()
+        );
+    }
+}

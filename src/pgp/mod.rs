@@ -1,0 +1,379 @@
+//! OpenPGP: the list key, the members' pinned certificates, and the two
+//! directions of traffic — [`open`] for what comes in (decrypt with the list
+//! key, verify signatures against members), [`seal`] for what goes out (sign
+//! with the list key, encrypt to one member).
+//!
+//! Every call here is CPU work; async callers run it through
+//! [`crate::blocking`], never on the runtime's threads.
+
+pub mod open;
+pub mod seal;
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::prelude::*;
+use openpgp::crypto::KeyPair;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::Serialize;
+use openpgp::types::RevocationStatus;
+use openpgp::Cert;
+
+use crate::config::Member;
+
+/// The one policy all checks run under: Sequoia's standard policy, which
+/// rejects SHA-1 signatures and weak algorithms.
+pub static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// Why a member's certificate cannot be used. The daemon sends such a
+/// member nothing — never plaintext — and tells the PST.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("key file {file} cannot be read: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("key file {file} is not an OpenPGP certificate: {reason}")]
+    NotACertificate { file: String, reason: String },
+    #[error("key file {file} holds {count} certificates, the pin allows exactly one")]
+    SeveralCertificates { file: String, count: usize },
+    #[error("key file {file} holds {found}, not the pinned {pinned}")]
+    PinMismatch {
+        file: String,
+        found: String,
+        pinned: String,
+    },
+    #[error("key {fingerprint} is not valid under the standard policy: {reason}")]
+    Invalid { fingerprint: String, reason: String },
+    #[error("key {fingerprint} expired on {when}")]
+    Expired { fingerprint: String, when: String },
+    #[error("key {fingerprint} is revoked")]
+    Revoked { fingerprint: String },
+    #[error("key {fingerprint} has no usable encryption subkey (expired, revoked or none)")]
+    NoEncryptionKey { fingerprint: String },
+}
+
+/// A member's certificate, read from their key file and checked against
+/// the pin. Validity over time (expiry, revocation) is checked per use by
+/// [`usable_for_encryption`].
+pub fn load_member_cert(member: &Member) -> Result<Cert, KeyProblem> {
+    let file = member.key.display().to_string();
+    let bytes = std::fs::read(&member.key).map_err(|e| KeyProblem::Unreadable {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let certs = openpgp::cert::CertParser::from_bytes(&bytes)
+        .and_then(|parser| parser.collect::<openpgp::Result<Vec<Cert>>>())
+        .map_err(|e| KeyProblem::NotACertificate {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    let cert = match certs.len() {
+        0 => {
+            return Err(KeyProblem::NotACertificate {
+                file,
+                reason: "no certificate found".into(),
+            })
+        }
+        1 => certs.into_iter().next().expect("one cert"),
+        count => return Err(KeyProblem::SeveralCertificates { file, count }),
+    };
+    let found = cert.fingerprint().to_hex();
+    if found != member.fingerprint {
+        return Err(KeyProblem::PinMismatch {
+            file,
+            found,
+            pinned: member.fingerprint.clone(),
+        });
+    }
+    // A member key file has no business holding secrets; never keep them.
+    Ok(cert.strip_secret_key_material())
+}
+
+/// Whether `cert` can receive an encrypted copy at `time`: valid under
+/// the policy, not expired, not revoked, with a live encryption subkey.
+pub fn usable_for_encryption(cert: &Cert, time: SystemTime) -> Result<(), KeyProblem> {
+    let fingerprint = cert.fingerprint().to_hex();
+    if let RevocationStatus::Revoked(_) = cert.revocation_status(&POLICY, time) {
+        return Err(KeyProblem::Revoked { fingerprint });
+    }
+    let valid = cert
+        .with_policy(&POLICY, time)
+        .map_err(|e| KeyProblem::Invalid {
+            fingerprint: fingerprint.clone(),
+            reason: e.to_string(),
+        })?;
+    if valid.alive().is_err() {
+        let when = valid
+            .primary_key()
+            .key_expiration_time()
+            .map(format_time)
+            .unwrap_or_else(|| "an unknown date".into());
+        return Err(KeyProblem::Expired { fingerprint, when });
+    }
+    if encryption_keys(&valid).next().is_none() {
+        return Err(KeyProblem::NoEncryptionKey { fingerprint });
+    }
+    Ok(())
+}
+
+/// The subkeys a copy is encrypted to: every supported, live, unrevoked
+/// key flagged for transport or storage encryption (as GnuPG would use).
+pub(crate) fn encryption_keys<'a>(
+    valid: &'a ValidCert<'a>,
+) -> impl Iterator<Item = ValidErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>> + 'a {
+    valid
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .for_storage_encryption()
+}
+
+/// When a certificate stops being usable for encryption: the earlier of the
+/// primary key's expiry and the last encryption subkey's; `None` if never.
+pub fn expiration(cert: &Cert, time: SystemTime) -> Option<SystemTime> {
+    let valid = cert.with_policy(&POLICY, time).ok()?;
+    let primary = valid.primary_key().key_expiration_time();
+    let subkeys: Vec<Option<SystemTime>> = encryption_keys(&valid)
+        .map(|ka| ka.key_expiration_time())
+        .collect();
+    // Any subkey without expiry keeps the cert usable as long as the primary.
+    let subkey = if subkeys.iter().any(Option::is_none) {
+        None
+    } else {
+        subkeys.into_iter().flatten().max()
+    };
+    match (primary, subkey) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub fn format_time(time: SystemTime) -> String {
+    DateTime::<Utc>::from(time)
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string()
+}
+
+/// The list's own key: signs every copy and decrypts what reporters
+/// encrypted to the list.
+#[derive(Clone)]
+pub struct ListKey {
+    cert: Cert,
+    signer: KeyPair,
+}
+
+impl fmt::Debug for ListKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print secret material.
+        f.debug_struct("ListKey")
+            .field("fingerprint", &self.cert.fingerprint().to_hex())
+            .finish()
+    }
+}
+
+/// Why the list key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ListKeyError {
+    #[error("list key {file}: {reason}")]
+    Unusable { file: String, reason: String },
+    #[error("list key {file} already exists; embargod never overwrites a key")]
+    Exists { file: String },
+}
+
+impl ListKey {
+    /// Reads the armored secret key from `file`.
+    pub fn load(file: &Path) -> Result<ListKey, ListKeyError> {
+        let unusable = |reason: String| ListKeyError::Unusable {
+            file: file.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(file).map_err(|e| {
+            unusable(if e.kind() == std::io::ErrorKind::NotFound {
+                "missing; create it with `embargod init`".into()
+            } else {
+                e.to_string()
+            })
+        })?;
+        let cert = Cert::from_bytes(&bytes).map_err(|e| unusable(e.to_string()))?;
+        Self::from_cert(cert).map_err(unusable)
+    }
+
+    /// Checks that `cert` carries what the list needs: an unencrypted
+    /// signing key and an unencrypted encryption key, valid now.
+    pub fn from_cert(cert: Cert) -> Result<ListKey, String> {
+        let now = SystemTime::now();
+        let valid = cert
+            .with_policy(&POLICY, now)
+            .map_err(|e| format!("not valid under the standard policy: {e}"))?;
+        valid
+            .alive()
+            .map_err(|_| "expired: the list cannot sign; extend or replace it".to_string())?;
+        let signer = valid
+            .keys()
+            .unencrypted_secret()
+            .alive()
+            .revoked(false)
+            .for_signing()
+            .next()
+            .ok_or("holds no usable unencrypted signing key")?
+            .key()
+            .clone()
+            .into_keypair()
+            .map_err(|e| e.to_string())?;
+        if valid
+            .keys()
+            .unencrypted_secret()
+            .for_transport_encryption()
+            .for_storage_encryption()
+            .next()
+            .is_none()
+        {
+            return Err("holds no unencrypted decryption key".into());
+        }
+        Ok(ListKey { cert, signer })
+    }
+
+    /// Makes a new list key for `address` (Cv25519, v4 so that GnuPG 2.2
+    /// reads it) and writes it to `file` with mode 0600. Refuses to touch
+    /// an existing file.
+    pub fn create(file: &Path, name: &str, address: &str) -> Result<ListKey, ListKeyError> {
+        let unusable = |reason: String| ListKeyError::Unusable {
+            file: file.display().to_string(),
+            reason,
+        };
+        let cert =
+            generate_cert(&format!("{name} <{address}>")).map_err(|e| unusable(e.to_string()))?;
+        let mut armored = Vec::new();
+        cert.as_tsk()
+            .armored()
+            .serialize(&mut armored)
+            .map_err(|e| unusable(e.to_string()))?;
+        write_secret_file(file, &armored).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => ListKeyError::Exists {
+                file: file.display().to_string(),
+            },
+            _ => unusable(e.to_string()),
+        })?;
+        Self::from_cert(cert).map_err(unusable)
+    }
+
+    pub fn cert(&self) -> &Cert {
+        &self.cert
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.cert.fingerprint().to_hex()
+    }
+
+    /// The armored public certificate, to publish.
+    pub fn public_armored(&self) -> String {
+        let mut out = Vec::new();
+        self.cert
+            .armored()
+            .serialize(&mut out)
+            .expect("serializing to memory");
+        String::from_utf8(out).expect("armor is ASCII")
+    }
+}
+
+/// A general-purpose certificate (sign + encrypt subkeys) for `userid`.
+/// Used for the list key, and for members in the demo, tests and benchmark.
+pub fn generate_cert(userid: &str) -> openpgp::Result<Cert> {
+    let (cert, _revocation) = CertBuilder::general_purpose(Some(userid))
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .generate()?;
+    Ok(cert)
+}
+
+/// Writes `bytes` to a new file readable by the owner alone; fails if the
+/// file exists.
+pub fn write_secret_file(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    out.write_all(bytes)?;
+    out.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn created_list_key_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys/list.key");
+        let key = ListKey::create(&file, "Kappital security", "security@kappital.example").unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = ListKey::create(&file, "x", "y@example.org").unwrap_err();
+        assert!(matches!(again, ListKeyError::Exists { .. }), "{again}");
+        assert_eq!(
+            ListKey::load(&file).unwrap().fingerprint(),
+            key.fingerprint()
+        );
+        assert!(key
+            .public_armored()
+            .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        assert!(!key.public_armored().contains("PRIVATE"));
+    }
+
+    #[test]
+    fn member_cert_must_match_its_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = generate_cert("Alice <alice@example.org>").unwrap();
+        let file = dir.path().join("alice.asc");
+        let mut armored = Vec::new();
+        cert.armored().serialize(&mut armored).unwrap();
+        std::fs::write(&file, armored).unwrap();
+        let mut member = Member {
+            id: "alice".into(),
+            email: "alice@example.org".parse().unwrap(),
+            key: file,
+            fingerprint: cert.fingerprint().to_hex(),
+        };
+        assert_eq!(
+            load_member_cert(&member).unwrap().fingerprint(),
+            cert.fingerprint()
+        );
+        member.fingerprint = "0".repeat(40);
+        let problem = load_member_cert(&member).unwrap_err();
+        assert!(problem.to_string().contains("not the pinned"), "{problem}");
+    }
+
+    #[test]
+    fn expired_and_revoked_keys_are_unusable() {
+        let cert = generate_cert("Bob <bob@example.org>").unwrap();
+        let now = SystemTime::now();
+        assert_eq!(usable_for_encryption(&cert, now), Ok(()));
+        // general_purpose keys expire after three years.
+        let later = now + std::time::Duration::from_secs(4 * 366 * 86400);
+        assert!(matches!(
+            usable_for_encryption(&cert, later),
+            Err(KeyProblem::Expired { .. })
+        ));
+
+        let (cert, revocation) = CertBuilder::general_purpose(Some("Carol <c@example.org>"))
+            .generate()
+            .unwrap();
+        let (revoked, _) = cert.insert_packets(revocation).unwrap();
+        assert!(matches!(
+            usable_for_encryption(&revoked, SystemTime::now()),
+            Err(KeyProblem::Revoked { .. })
+        ));
+    }
+}

@@ -1,0 +1,61 @@
+//! Outgoing: one copy, signed by the list key and encrypted to one member.
+//!
+//! The signature and the encryption are one OpenPGP message (RFC 3156
+//! §6.2, the combined method), which every PGP/MIME client and `gpg
+//! --decrypt` handle. The encryption container follows the recipient's
+//! advertised features: SEIPDv2 only for keys that announce it, SEIPDv1
+//! (what GnuPG 2.2 reads) for the rest.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
+use openpgp::Cert;
+
+use super::{encryption_keys, usable_for_encryption, KeyProblem, ListKey, POLICY};
+
+/// Why a copy could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The recipient's certificate cannot be used: no copy for them.
+    #[error(transparent)]
+    Key(#[from] KeyProblem),
+    #[error("OpenPGP error while sealing: {0}")]
+    Crypto(String),
+}
+
+/// Signs `plaintext` with the list key and encrypts it to `recipient`
+/// alone, as of `time`. Returns the ASCII-armored message.
+pub fn seal(
+    list_key: &ListKey,
+    recipient: &Cert,
+    plaintext: &[u8],
+    time: SystemTime,
+) -> Result<Vec<u8>, SealError> {
+    usable_for_encryption(recipient, time)?;
+    let valid = recipient
+        .with_policy(&POLICY, time)
+        .map_err(|e| SealError::Crypto(e.to_string()))?;
+    let crypto = |e: anyhow::Error| SealError::Crypto(e.to_string());
+
+    // Armor adds a third; headers and packets a little more.
+    let mut sink = Vec::with_capacity(plaintext.len() * 4 / 3 + 4096);
+    let message = Message::new(&mut sink);
+    let message = Armorer::new(message).build().map_err(crypto)?;
+    let message = Encryptor::for_recipients(message, encryption_keys(&valid))
+        .build()
+        .map_err(crypto)?;
+    let message = Signer::new(message, list_key.signer.clone())
+        .map_err(crypto)?
+        .creation_time(time)
+        .build()
+        .map_err(crypto)?;
+    let mut literal = LiteralWriter::new(message).build().map_err(crypto)?;
+    literal
+        .write_all(plaintext)
+        .map_err(|e| SealError::Crypto(e.to_string()))?;
+    literal.finalize().map_err(crypto)?;
+    Ok(sink)
+}

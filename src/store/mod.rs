@@ -1,0 +1,564 @@
+//! The sled store: everything the daemon has accepted and not yet finished.
+//!
+//! Trees:
+//! - `spool`: mail accepted over LMTP and notices the daemon wrote, keyed
+//!   by id, sealed with the store key. An entry stays until its fan-out
+//!   commits, so a crash at any point re-runs the fan-out instead of
+//!   losing the message.
+//! - `queue`: per-member copies waiting for the transport, keyed by
+//!   big-endian `(due, id)` so the next due copy is the first key. The
+//!   copies are already OpenPGP-encrypted to their member.
+//! - `records`: an append-only log of who got what (see [`DeliveryRecord`]).
+//! - `quarantine`: mail that could not be processed, sealed, with the reason.
+//!
+//! Every state change is one [`Batch`] applied in a single transaction.
+
+mod seal;
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::config::ListName;
+pub use seal::{StoreKey, KEY_LEN};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store key {file}: {reason}")]
+    Key { file: String, reason: String },
+    #[error("store holds a damaged value: {0}")]
+    Corrupt(String),
+}
+
+/// Mail the daemon has accepted or written, waiting in the spool.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub meta: IncomingMeta,
+    /// The RFC 5322 message, exactly as received.
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncomingMeta {
+    /// Milliseconds since the epoch.
+    pub received: u64,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Source {
+    /// Received over LMTP for these lists.
+    Lmtp {
+        mail_from: String,
+        lists: Vec<ListName>,
+    },
+    /// Written by the daemon for the PST (a member without a key, a
+    /// quarantined message, a failed delivery). Notices never cause
+    /// further notices.
+    Notice,
+}
+
+/// One member's copy, encrypted, waiting for the transport.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedCopy {
+    pub id: u64,
+    /// Spool id of the message it is a copy of.
+    pub message: u64,
+    pub list: ListName,
+    pub member: String,
+    pub to: String,
+    pub fingerprint: String,
+    /// Message-ID header of this copy.
+    pub message_id: String,
+    /// A copy of a notice: its failure is logged, not noticed again.
+    pub notice: bool,
+    /// When it was first queued, in ms; the retry age counts from here.
+    pub queued: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The whole RFC 5322 message, PGP/MIME-encrypted.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// A queue slot: when the copy is due, in ms, and its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub due: u64,
+    pub id: u64,
+}
+
+impl QueueKey {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut key = [0; 16];
+        key[..8].copy_from_slice(&self.due.to_be_bytes());
+        key[8..].copy_from_slice(&self.id.to_be_bytes());
+        key
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<QueueKey, StoreError> {
+        let bytes: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("queue key of wrong length".into()))?;
+        Ok(QueueKey {
+            due: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            id: u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// What happened to one member's copy of one message. Records are only
+/// ever appended: each attempt adds one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryRecord {
+    /// Milliseconds since the epoch.
+    pub time: u64,
+    pub message: u64,
+    pub list: ListName,
+    pub member: String,
+    /// Certificate the copy was encrypted to (none when there was no
+    /// usable one).
+    pub fingerprint: Option<String>,
+    /// Message-ID of the copy.
+    pub message_id: Option<String>,
+    /// SHA-256 of the signed plaintext entity, hex.
+    pub plaintext_sha256: Option<String>,
+    /// SHA-256 of the whole encrypted message as sent, hex.
+    pub ciphertext_sha256: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
+pub enum Outcome {
+    Queued,
+    Sent,
+    /// Temporary failure; retried later.
+    Deferred(String),
+    /// Permanent failure, or retried for too long.
+    Failed(String),
+    /// The member's certificate was missing, expired or revoked: nothing
+    /// was sent to them.
+    NoKey(String),
+}
+
+/// Quarantined mail: why, and the sealed original.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantineMeta {
+    pub time: u64,
+    pub reason: String,
+    pub incoming: IncomingMeta,
+}
+
+/// A set of changes applied atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub remove_spool: Vec<u64>,
+    pub add_spool: Vec<Incoming>,
+    pub remove_queue: Vec<QueueKey>,
+    pub add_queue: Vec<(QueueKey, QueuedCopy)>,
+    pub records: Vec<DeliveryRecord>,
+    pub quarantine: Vec<(QuarantineMeta, Vec<u8>)>,
+}
+
+/// The open store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    spool: sled::Tree,
+    queue: sled::Tree,
+    records: sled::Tree,
+    quarantine: sled::Tree,
+    key: StoreKey,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, sealing with `key`. sled
+    /// recovers from its log on open, so a store left by a killed process
+    /// opens with every flushed write.
+    pub fn open(path: &Path, key: StoreKey) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Sled(e.into()))?;
+        // The spool holds only sealed values, but its metadata is still
+        // nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        let db = sled::Config::new().path(path).open()?;
+        let store = Store {
+            spool: db.open_tree("spool")?,
+            queue: db.open_tree("queue")?,
+            records: db.open_tree("records")?,
+            quarantine: db.open_tree("quarantine")?,
+            db,
+            key,
+        };
+        store.check_key()?;
+        Ok(store)
+    }
+
+    /// A store sealed with another key would open but never read: say so
+    /// at start instead.
+    fn check_key(&self) -> Result<(), StoreError> {
+        const SLOT: &[u8] = b"key-check";
+        match self.db.get(SLOT)? {
+            Some(sealed) => self
+                .key
+                .open(SLOT, &sealed)
+                .map(|_| ())
+                .map_err(|_| StoreError::Key {
+                    file: "(store key)".into(),
+                    reason: "this store was sealed with a different store key".into(),
+                }),
+            None => {
+                self.db.insert(SLOT, self.key.seal(SLOT, b"embargod"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A fresh id, unique for the life of the store.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Puts accepted mail into the spool. Not durable until [`Store::flush`].
+    pub fn spool(&self, incoming: &Incoming) -> Result<u64, StoreError> {
+        let id = self.next_id()?;
+        let key = id.to_be_bytes();
+        self.spool.insert(key, self.seal_incoming(&key, incoming))?;
+        Ok(id)
+    }
+
+    /// Makes every earlier write durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn seal_incoming(&self, key: &[u8; 8], incoming: &Incoming) -> Vec<u8> {
+        self.key
+            .seal(&slot(b"spool/", key), &frame(&incoming.meta, &incoming.raw))
+    }
+
+    /// The oldest spooled message at or after `from`: its id, and the
+    /// message unless it cannot be opened (then the id lets the caller
+    /// step over it).
+    #[allow(clippy::type_complexity)]
+    pub fn next_spooled(
+        &self,
+        from: u64,
+    ) -> Result<Option<(u64, Result<Incoming, StoreError>)>, StoreError> {
+        let Some((key, sealed)) = self.spool.range(from.to_be_bytes()..).next().transpose()? else {
+            return Ok(None);
+        };
+        let id = be_u64(&key)?;
+        let incoming = self
+            .key
+            .open(&slot(b"spool/", &key), &sealed)
+            .and_then(|framed| unframe(&framed))
+            .map(|(meta, raw)| Incoming { meta, raw });
+        Ok(Some((id, incoming)))
+    }
+
+    pub fn spool_len(&self) -> usize {
+        self.spool.len()
+    }
+
+    /// The first queued copy, due or not.
+    pub fn first_queued(&self) -> Result<Option<QueueKey>, StoreError> {
+        self.queue
+            .first()?
+            .map(|(key, _)| QueueKey::from_bytes(&key))
+            .transpose()
+    }
+
+    /// Copies due at `now` (ms), in due order, skipping `busy` ids.
+    pub fn due_copies(
+        &self,
+        now: u64,
+        limit: usize,
+        busy: &std::collections::HashSet<u64>,
+    ) -> Result<Vec<(QueueKey, QueuedCopy)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.queue.range(
+            ..QueueKey {
+                due: now + 1,
+                id: 0,
+            }
+            .to_bytes(),
+        ) {
+            let (key, value) = item?;
+            let key = QueueKey::from_bytes(&key)?;
+            if busy.contains(&key.id) {
+                continue;
+            }
+            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(&value)?;
+            out.push((key, QueuedCopy { bytes, ..meta }));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every queued copy's metadata (not its bytes).
+    pub fn queued(&self) -> Result<Vec<(QueueKey, QueuedCopy)>, StoreError> {
+        self.queue
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(&value)?;
+                Ok((QueueKey::from_bytes(&key)?, meta))
+            })
+            .collect()
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Every delivery record, oldest first.
+    pub fn records(&self) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
+        self.records.iter().values().map(|value| {
+            serde_json::from_slice(&value?).map_err(|e| StoreError::Corrupt(format!("record: {e}")))
+        })
+    }
+
+    /// Quarantined mail: reason and metadata, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<(u64, QuarantineMeta)>, StoreError> {
+        self.quarantine
+            .iter()
+            .map(|item| {
+                let (key, sealed) = item?;
+                let framed = self.key.open(&slot(b"quarantine/", &key), &sealed)?;
+                let (meta, _raw): (QuarantineMeta, Vec<u8>) = unframe(&framed)?;
+                Ok((be_u64(&key)?, meta))
+            })
+            .collect()
+    }
+
+    /// Applies `batch` in one transaction. Ids for new entries are drawn
+    /// first, so a retried transaction writes the same keys.
+    pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let spool_new: Vec<([u8; 8], Vec<u8>)> = batch
+            .add_spool
+            .iter()
+            .map(|incoming| {
+                let key = self.next_id()?.to_be_bytes();
+                Ok((key, self.seal_incoming(&key, incoming)))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let record_new: Vec<([u8; 8], Vec<u8>)> = batch
+            .records
+            .iter()
+            .map(|record| {
+                let json = serde_json::to_vec(record).expect("records serialize");
+                Ok((self.next_id()?.to_be_bytes(), json))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let quarantine_new: Vec<([u8; 8], Vec<u8>)> = batch
+            .quarantine
+            .iter()
+            .map(|(meta, raw)| {
+                let key = self.next_id()?.to_be_bytes();
+                let sealed = self
+                    .key
+                    .seal(&slot(b"quarantine/", &key), &frame(meta, raw));
+                Ok((key, sealed))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
+            .add_queue
+            .iter()
+            .map(|(key, copy)| (key.to_bytes(), frame(copy, &copy.bytes)))
+            .collect();
+
+        let result = (&self.spool, &self.queue, &self.records, &self.quarantine).transaction(
+            |(spool, queue, records, quarantine): &(
+                TransactionalTree,
+                TransactionalTree,
+                TransactionalTree,
+                TransactionalTree,
+            )| {
+                for id in &batch.remove_spool {
+                    spool.remove(&id.to_be_bytes())?;
+                }
+                for (key, value) in &spool_new {
+                    spool.insert(key, value.as_slice())?;
+                }
+                for key in &batch.remove_queue {
+                    queue.remove(&key.to_bytes())?;
+                }
+                for (key, value) in &queue_new {
+                    queue.insert(key, value.as_slice())?;
+                }
+                for (key, value) in &record_new {
+                    records.insert(key, value.as_slice())?;
+                }
+                for (key, value) in &quarantine_new {
+                    quarantine.insert(key, value.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        result.map_err(|e| match e {
+            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+        })
+    }
+}
+
+/// The associated data a sealed value is bound to: its tree and key.
+fn slot(tree: &[u8], key: &[u8]) -> Vec<u8> {
+    [tree, key].concat()
+}
+
+fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
+        StoreError::Corrupt("id key of wrong length".into())
+    })?))
+}
+
+/// `[json length: u32 BE][json meta][body]`: metadata readable without
+/// copying the (possibly large) body through JSON.
+fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).expect("metadata serializes");
+    let mut out = Vec::with_capacity(4 + json.len() + body.len());
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(body);
+    out
+}
+
+fn unframe<M: DeserializeOwned>(bytes: &[u8]) -> Result<(M, Vec<u8>), StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
+    let len = bytes.get(..4).ok_or_else(|| corrupt("frame too short"))?;
+    let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+    let json = bytes
+        .get(4..4 + len)
+        .ok_or_else(|| corrupt("frame metadata cut short"))?;
+    let meta =
+        serde_json::from_slice(json).map_err(|e| corrupt(&format!("frame metadata: {e}")))?;
+    Ok((meta, bytes[4 + len..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::open(&dir.join("state"), StoreKey::from_bytes(&[1; KEY_LEN])).unwrap()
+    }
+
+    fn incoming(text: &str) -> Incoming {
+        Incoming {
+            meta: IncomingMeta {
+                received: 1,
+                source: Source::Lmtp {
+                    mail_from: "r@example.org".into(),
+                    lists: vec![ListName::Security],
+                },
+            },
+            raw: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn spool_survives_reopen_and_is_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store(dir.path());
+            store
+                .spool(&incoming("Subject: canary-1234567\r\n\r\nbody"))
+                .unwrap();
+            store.flush_sync().unwrap();
+        }
+        let store = store(dir.path());
+        let (_, got) = store.next_spooled(0).unwrap().unwrap();
+        assert_eq!(got.unwrap().raw, b"Subject: canary-1234567\r\n\r\nbody");
+        drop(store);
+        for entry in walk(&dir.path().join("state")) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes.windows(14).any(|w| w == b"canary-1234567"),
+                "{entry:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_store_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store(dir.path()));
+        let err = Store::open(
+            &dir.path().join("state"),
+            StoreKey::from_bytes(&[2; KEY_LEN]),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("different store key"), "{err}");
+    }
+
+    #[test]
+    fn batch_moves_spool_to_queue_atomically_in_due_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let id = store.spool(&incoming("x")).unwrap();
+        let copy = |id: u64, due: u64| {
+            (
+                QueueKey { due, id },
+                QueuedCopy {
+                    id,
+                    message: 1,
+                    list: ListName::Security,
+                    member: "alice".into(),
+                    to: "alice@example.org".into(),
+                    fingerprint: "F".into(),
+                    message_id: "<m>".into(),
+                    notice: false,
+                    queued: 0,
+                    attempts: 0,
+                    last_error: None,
+                    bytes: vec![b'c'; 10],
+                },
+            )
+        };
+        store
+            .apply(Batch {
+                remove_spool: vec![id],
+                add_queue: vec![copy(10, 500), copy(11, 100)],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert!(store.next_spooled(0).unwrap().is_none());
+        let due = store.due_copies(200, 10, &Default::default()).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, QueueKey { due: 100, id: 11 });
+        assert_eq!(due[0].1.bytes, vec![b'c'; 10]);
+        assert_eq!(
+            store.first_queued().unwrap(),
+            Some(QueueKey { due: 100, id: 11 })
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,116 @@
+//! The store key: embargoed mail is sealed before it touches the disk.
+//!
+//! XChaCha20-Poly1305 with a random 192-bit nonce per value. The tree and
+//! key a value lives under are authenticated too, so a value copied to
+//! another slot does not open there.
+
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use super::StoreError;
+
+const NONCE_LEN: usize = 24;
+pub const KEY_LEN: usize = 32;
+
+/// The symmetric key that seals spool and quarantine values.
+#[derive(Clone)]
+pub struct StoreKey(XChaCha20Poly1305);
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreKey(..)")
+    }
+}
+
+impl StoreKey {
+    /// Reads the 32-byte key file, refusing one others can read.
+    pub fn load(file: &Path) -> Result<StoreKey, StoreError> {
+        let problem = |reason: String| StoreError::Key {
+            file: file.display().to_string(),
+            reason,
+        };
+        crate::fsutil::check_private(file).map_err(problem)?;
+        let bytes = std::fs::read(file).map_err(|e| {
+            problem(if e.kind() == std::io::ErrorKind::NotFound {
+                "missing; create it with `embargod init`".into()
+            } else {
+                e.to_string()
+            })
+        })?;
+        if bytes.len() != KEY_LEN {
+            return Err(problem(format!(
+                "holds {} bytes, expected {KEY_LEN}",
+                bytes.len()
+            )));
+        }
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    /// Creates a new random key file (mode 0600); never overwrites.
+    pub fn create(file: &Path) -> std::io::Result<()> {
+        let mut bytes = [0u8; KEY_LEN];
+        sequoia_openpgp::crypto::random(&mut bytes).map_err(std::io::Error::other)?;
+        crate::pgp::write_secret_file(file, &bytes)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> StoreKey {
+        StoreKey(XChaCha20Poly1305::new_from_slice(bytes).expect("32-byte key"))
+    }
+
+    /// Seals `plaintext` for the slot named by `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        sequoia_openpgp::crypto::random(&mut nonce).expect("system randomness");
+        let ciphertext = self
+            .0
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("encryption into memory cannot fail");
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    /// Opens a value sealed for the slot named by `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(StoreError::Corrupt("sealed value too short".into()));
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.0
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| {
+                StoreError::Corrupt("sealed value does not open with the store key".into())
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_in_their_slot() {
+        let key = StoreKey::from_bytes(&[7; KEY_LEN]);
+        let sealed = key.seal(b"spool/1", b"secret report");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(key.open(b"spool/1", &sealed).unwrap(), b"secret report");
+        assert!(key.open(b"spool/2", &sealed).is_err());
+        let other = StoreKey::from_bytes(&[8; KEY_LEN]);
+        assert!(other.open(b"spool/1", &sealed).is_err());
+    }
+}
