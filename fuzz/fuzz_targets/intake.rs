@@ -1,0 +1,172 @@
+//! Fuzzes the intake path: raw message bytes, as they arrive at the end of
+//! LMTP DATA, up to the per-member copies that would be queued.
+//!
+//! Each input goes through `mime::inbound::precheck` (the checks that
+//! refuse mail over LMTP) and, when it passes, through `fanout::process`
+//! (OpenPGP unwrapping, posting rules, one signed and encrypted copy per
+//! member) for a sandbox with two security list members and one
+//! distributor. Nothing may panic, and every queued copy must hold an
+//! armored OpenPGP message and no verbatim plaintext of the input's body.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use libfuzzer_sys::fuzz_target;
+
+use embargod::config::{Config, ListName};
+use embargod::fanout;
+use embargod::keys::Keys;
+use embargod::mime::inbound::precheck;
+use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};
+use embargod::sandbox::Sandbox;
+use embargod::store::{Incoming, IncomingMeta, Source};
+
+/// The header size limit the daemon applies by default.
+const MAX_HEADER_SIZE: usize = 256 * 1024;
+
+/// Length of the input window searched for in the copies.
+const WINDOW: usize = 32;
+
+/// Body windows checked per input.
+const MAX_WINDOWS: usize = 4;
+
+/// A loaded installation, built once per process.
+struct Setup {
+    config: Config,
+    keys: Keys,
+}
+
+static SETUP: LazyLock<Setup> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut sandbox = Sandbox::new(dir.path()).expect("sandbox");
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .expect("member key");
+    sandbox
+        .generate_member("bob", ListName::Security)
+        .expect("member key");
+    sandbox
+        .generate_member("distro", ListName::Distributors)
+        .expect("member key");
+    let file = sandbox.write_config().expect("config file");
+    let config = Config::load(&file).expect("sandbox config loads");
+    let keys = Keys::load(&config).expect("sandbox keys load");
+    // Fan-out works on the loaded config and keys alone; the folder (and
+    // its secret keys) can go now instead of piling up in the temp dir.
+    drop(dir);
+    Setup { config, keys }
+});
+
+fuzz_target!(|data: &[u8]| {
+    let setup = &*SETUP;
+    if precheck(data, MAX_HEADER_SIZE).is_err() {
+        return;
+    }
+    let now = Utc::now();
+    let incoming = Incoming {
+        meta: IncomingMeta {
+            received: 0,
+            source: Source::Lmtp {
+                mail_from: "r@example.net".into(),
+                lists: vec![ListName::Security, ListName::Distributors],
+            },
+        },
+        raw: data.to_vec(),
+    };
+    let batch = fanout::process(&setup.config, &setup.keys, 1, incoming, now);
+
+    let windows = body_windows(data);
+    for (_, copy) in &batch.add_queue {
+        let bytes = &copy.bytes;
+        assert!(
+            contains(bytes, b"-----BEGIN PGP MESSAGE-----"),
+            "copy for {} holds no armored OpenPGP message",
+            copy.member
+        );
+        if windows.is_empty() {
+            continue;
+        }
+        // What the daemon writes around the ciphertext by itself; a window
+        // that occurs there proves nothing about leaked input.
+        let boilerplate = boilerplate(&setup.config, copy.list, &copy.to, &copy.message_id, now);
+        for window in windows
+            .iter()
+            .filter(|window| !contains(&boilerplate, window))
+        {
+            assert!(
+                !contains(bytes, window),
+                "copy for {} carries input text in the clear: {:?}",
+                copy.member,
+                String::from_utf8_lossy(window)
+            );
+        }
+    }
+});
+
+/// Up to [`MAX_WINDOWS`] distinctive windows of the input's body: the
+/// first [`WINDOW`] bytes of each run of printable ASCII (no line end)
+/// that is at least twice that long. The header section is left out: its
+/// lines are short and largely the same in every message, the copies'
+/// own header among them.
+fn body_windows(data: &[u8]) -> Vec<&[u8]> {
+    let Some(body) = body(data) else {
+        return Vec::new();
+    };
+    let mut windows: Vec<&[u8]> = Vec::new();
+    for run in body.split(|byte| !(b' '..=b'~').contains(byte)) {
+        if windows.len() == MAX_WINDOWS {
+            break;
+        }
+        if run.len() < 2 * WINDOW {
+            continue;
+        }
+        let window = &run[..WINDOW];
+        // All one byte ("-----", "=====", spaces) is not distinctive.
+        if window.iter().all(|&byte| byte == window[0]) || windows.contains(&window) {
+            continue;
+        }
+        windows.push(window);
+    }
+    windows
+}
+
+/// The input after its header section, if it has an empty line.
+fn body(data: &[u8]) -> Option<&[u8]> {
+    let mut line_start = 0;
+    for (i, &byte) in data.iter().enumerate() {
+        if byte == b'\n' {
+            let line = &data[line_start..i];
+            if line.is_empty() || line == b"\r" {
+                return Some(&data[i + 1..]);
+            }
+            line_start = i + 1;
+        }
+    }
+    None
+}
+
+/// The outer message of a copy of `list` to `to` without its ciphertext:
+/// everything in a copy that does not come from the sealed content.
+fn boilerplate(
+    config: &Config,
+    list: ListName,
+    to: &str,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let list = config.list(list).expect("copies go to configured lists");
+    let identity = ListIdentity::new(config, list);
+    let envelope = Envelope {
+        list: &identity,
+        to,
+        message_id,
+        date: now,
+    };
+    outer_message(&envelope, b"")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,290 @@
+//! Test support: a real daemon in-process on loopback ports, a real GnuPG
+//! in a throwaway home, and readers for what the daemon sends.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use embargod::clock::Clock;
+use embargod::config::{Config, ListenAddr};
+use embargod::daemon::{Daemon, Options, Shared};
+use embargod::sandbox::{read_outbox, OutboxMail, Sandbox};
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::Cert;
+
+/// A daemon running in this process.
+pub struct TestDaemon {
+    pub config: Config,
+    pub lmtp: ListenAddr,
+    pub shared: Arc<Shared>,
+    pub outbox: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Writes the sandbox's config and starts the daemon on it, on an
+/// ephemeral loopback port.
+pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
+    let file = sandbox.write_config().expect("write config");
+    let config = Config::load(&file).expect("load config");
+    let listeners = embargod::lmtp::bind(&config.lmtp.listen)
+        .await
+        .expect("bind");
+    let lmtp = listeners[0].local_addr().expect("local addr");
+    let daemon = Daemon::open(
+        config.clone(),
+        Options {
+            clock,
+            grace: Duration::from_secs(10),
+        },
+    )
+    .expect("daemon starts");
+    let shared = daemon.shared();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(listeners, async {
+        let _ = stopped.await;
+    }));
+    TestDaemon {
+        config,
+        lmtp,
+        shared,
+        outbox: sandbox.outbox_dir(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestDaemon {
+    /// Stops the daemon and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("daemon task");
+        }
+    }
+
+    /// Waits (up to 60 s) until at least `n` messages are in the outbox.
+    pub async fn wait_outbox(&self, n: usize) -> Vec<OutboxMail> {
+        wait_outbox(&self.outbox, n).await
+    }
+
+    /// Sends one message over LMTP from `from` to `rcpts`.
+    pub async fn send(
+        &self,
+        from: &str,
+        rcpts: &[&str],
+        message: &[u8],
+    ) -> Vec<embargod::lmtp::client::Reply> {
+        embargod::lmtp::client::send_one(&self.lmtp, from, rcpts, message)
+            .await
+            .expect("LMTP session")
+    }
+
+    /// Waits until the spool and the queue are empty: everything accepted
+    /// has been processed and sent (or failed).
+    pub async fn settle(&self) {
+        for _ in 0..600 {
+            if self.shared.store.spool_len() == 0 && self.shared.store.queue_len() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "daemon did not settle: {} spooled, {} queued",
+            self.shared.store.spool_len(),
+            self.shared.store.queue_len()
+        );
+    }
+}
+
+pub async fn wait_outbox(dir: &Path, n: usize) -> Vec<OutboxMail> {
+    for _ in 0..600 {
+        let mail = read_outbox(dir).expect("read outbox");
+        if mail.len() >= n {
+            return mail;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mail = read_outbox(dir).expect("read outbox");
+    panic!("expected {n} messages in the outbox, found {}", mail.len());
+}
+
+/// A plain report with a unique canary line.
+pub fn report(subject: &str, canary: &str) -> Vec<u8> {
+    format!(
+        "From: Rita Reporter <rita@reporter.example>\r\n\
+         To: <security@kappital.example>\r\n\
+         Subject: {subject}\r\n\
+         Date: Wed, 25 Nov 2026 09:00:00 +0000\r\n\
+         Message-ID: <{canary}@reporter.example>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Dear PST,\r\n\
+         \r\n\
+         {canary}\r\n\
+         \r\n\
+         Rita\r\n"
+    )
+    .into_bytes()
+}
+
+/// A random token to recognise a message's content anywhere.
+pub fn canary() -> String {
+    format!("canary-{}", embargod::mime::random_token())
+}
+
+/// The armored OpenPGP message inside a PGP/MIME copy.
+pub fn armored_part(copy: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(copy);
+    let start = text
+        .find("-----BEGIN PGP MESSAGE-----")
+        .expect("armored message");
+    let end = text.find("-----END PGP MESSAGE-----").expect("armor end")
+        + "-----END PGP MESSAGE-----".len();
+    text[start..end].as_bytes().to_vec()
+}
+
+/// GnuPG with its own home folder, removed (agent and all) on drop.
+pub struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gpg {
+    pub fn new() -> Gpg {
+        // Short path: gpg-agent's socket lives in it.
+        let home = tempfile::Builder::new()
+            .prefix("gpg-")
+            .tempdir_in("/tmp")
+            .expect("gpg home");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(
+            home.path().join("gpg-agent.conf"),
+            "allow-loopback-pinentry\n",
+        )
+        .unwrap();
+        Gpg { home }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Runs gpg with `args`, feeding `stdin`; returns the raw output.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args([
+                "--batch",
+                "--yes",
+                "--no-tty",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gpg runs (is GnuPG installed?)");
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        output
+    }
+
+    /// Like [`Gpg::run`], panicking with gpg's stderr on failure.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "gpg {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    }
+
+    /// Makes a key for `uid` (`algo` as `--quick-gen-key` takes it, e.g.
+    /// "future-default" for ed25519/cv25519 or "rsa3072"); returns the
+    /// primary fingerprint.
+    pub fn gen_key(&self, uid: &str, algo: &str) -> String {
+        self.ok(&["--quick-gen-key", uid, algo, "default", "never"], b"");
+        if algo.starts_with("rsa") {
+            // RSA "default" usage may leave out encryption; add a subkey.
+            let fpr = self.fingerprint(uid);
+            self.ok(&["--quick-add-key", &fpr, algo, "encr", "never"], b"");
+        }
+        self.fingerprint(uid)
+    }
+
+    pub fn fingerprint(&self, uid: &str) -> String {
+        let out = String::from_utf8(self.ok(&["--with-colons", "--list-keys", uid], b"")).unwrap();
+        out.lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("fingerprint")
+            .to_string()
+    }
+
+    /// The public certificate of `who`, parsed by Sequoia.
+    pub fn cert(&self, who: &str) -> Cert {
+        Cert::from_bytes(&self.ok(&["--armor", "--export", who], b"")).expect("exported cert")
+    }
+
+    pub fn import(&self, armored: &[u8]) {
+        self.ok(&["--import"], armored);
+    }
+
+    /// Decrypts `message`; returns the plaintext and gpg's status lines.
+    pub fn decrypt(&self, message: &[u8]) -> (Vec<u8>, String) {
+        let output = self.run(
+            &["--status-fd", "2", "--trust-model", "always", "--decrypt"],
+            message,
+        );
+        let status = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "gpg --decrypt failed:\n{status}");
+        (output.stdout, status)
+    }
+
+    /// gpg's packet listing of `message`.
+    pub fn list_packets(&self, message: &[u8]) -> String {
+        let output = self.run(&["--list-packets", "--list-only"], message);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}
+
+/// Public key of the list as an armored block, for gpg to import.
+pub fn list_public(sandbox: &Sandbox) -> Vec<u8> {
+    sandbox.list_key.public_armored().into_bytes()
+}
