@@ -103,10 +103,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Logs go to stderr (the journal under systemd); `EMBARGOD_LOG` takes
+/// Logs go to stderr (the journal under systemd); `RUST_LOG` takes
 /// a tracing filter such as `debug` or `embargod::lmtp=debug`.
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBARGOD_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::ListenAddr;
 
-/// One reply: code and text.
+/// One reply: code, and the text with its enhanced status code
+/// ("5.1.1 no such list").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
@@ -19,9 +20,15 @@ pub struct Reply {
 
 impl From<Response<String>> for Reply {
     fn from(response: Response<String>) -> Reply {
+        let [a, b, c] = response.esc;
+        let text = if a == 0 {
+            response.message
+        } else {
+            format!("{a}.{b}.{c} {}", response.message)
+        };
         Reply {
             code: response.code,
-            text: response.message,
+            text,
         }
     }
 }

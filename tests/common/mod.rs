@@ -28,6 +28,14 @@ pub struct TestDaemon {
 /// Writes the sandbox's config and starts the daemon on it, on an
 /// ephemeral loopback port.
 pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
+    // Logs show with --nocapture; RUST_LOG picks the level.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let file = sandbox.write_config().expect("write config");
     let config = Config::load(&file).expect("load config");
     let listeners = embargod::lmtp::bind(&config.lmtp.listen)

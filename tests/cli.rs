@@ -1,0 +1,244 @@
+//! The `embargod` binary as an admin uses it: `init`, `check`, config
+//! errors, and `run` surviving a SIGKILL right after accepting mail.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use embargod::config::{ListName, ListenAddr};
+use embargod::sandbox::{Sandbox, SECURITY};
+use sequoia_openpgp::cert::prelude::*;
+
+fn embargod(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("embargod runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn init_creates_keys_once_and_prints_the_public_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    // A config written by an admin, keys not there yet.
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    let config = sandbox.write_config().unwrap();
+    std::fs::remove_file(dir.path().join("keys/list.key")).unwrap();
+    std::fs::remove_file(dir.path().join("keys/store.key")).unwrap();
+
+    let first = embargod(&config, &["init"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let public = String::from_utf8(first.stdout.clone()).unwrap();
+    assert!(
+        public.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{public}"
+    );
+    assert!(!public.contains("PRIVATE KEY"));
+    for key in ["keys/list.key", "keys/store.key"] {
+        let mode = std::fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let before = std::fs::read(dir.path().join("keys/list.key")).unwrap();
+
+    let second = embargod(&config, &["init"]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(second.stdout, first.stdout, "same key printed again");
+    assert!(text(&second).contains("left as it is"));
+    assert_eq!(
+        std::fs::read(dir.path().join("keys/list.key")).unwrap(),
+        before,
+        "never overwritten"
+    );
+}
+
+#[test]
+fn check_reports_each_member_and_fails_on_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    // Bob's key expires in ten days: a warning, not an error.
+    let (bob, _) = CertBuilder::general_purpose(Some("bob <bob@example.org>"))
+        .set_validity_period(Duration::from_secs(10 * 86400))
+        .generate()
+        .unwrap();
+    sandbox
+        .add_member("bob", "bob@example.org", ListName::Security, &bob)
+        .unwrap();
+    let config = sandbox.write_config().unwrap();
+
+    let ok = embargod(&config, &["check"]);
+    let out = text(&ok);
+    assert!(ok.status.success(), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("member alice")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("warning") && l.contains("member bob") && l.contains("expires")),
+        "{out}"
+    );
+    assert!(out.contains("list key"), "{out}");
+
+    // Carol's file holds someone else's certificate than her pin says.
+    let (other, _) = CertBuilder::general_purpose(Some("mallory <m@example.org>"))
+        .generate()
+        .unwrap();
+    let (carol, _) = CertBuilder::general_purpose(Some("carol <carol@example.org>"))
+        .generate()
+        .unwrap();
+    sandbox
+        .add_member("carol", "carol@example.org", ListName::Security, &carol)
+        .unwrap();
+    sandbox.write_config().unwrap();
+    let mut armored = Vec::new();
+    use sequoia_openpgp::serialize::Serialize;
+    other.armored().serialize(&mut armored).unwrap();
+    std::fs::write(dir.path().join("keys/carol.asc"), armored).unwrap();
+    // And the list key became world-readable.
+    std::fs::set_permissions(
+        dir.path().join("keys/list.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let bad = embargod(&config, &["check"]);
+    let out = text(&bad);
+    assert_eq!(bad.status.code(), Some(78), "{out}");
+    let carol_line = out
+        .lines()
+        .find(|l| l.contains("member carol"))
+        .expect("a line for carol");
+    assert!(carol_line.starts_with("error"), "{carol_line}");
+    assert!(
+        carol_line.contains("keys/carol.asc") && carol_line.contains("not the pinned"),
+        "{carol_line}"
+    );
+    let list_line = out.lines().find(|l| l.contains("list key")).unwrap();
+    assert!(
+        list_line.starts_with("error") && list_line.contains("0644"),
+        "{list_line}"
+    );
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("embargod.toml");
+    std::fs::write(
+        &file,
+        "[project]\nname = \"K\"\ncase_prefix = \"K\"\n[delivery]\ntransport = \"file\"\nfile_dir = \"o\"\n\
+         from = \"owner@example.org\"\n[list_key]\nsecret = \"k\"\n\
+         [lists.security]\naddress = \"security@example.org\"\nmembers = [\"ghost\"]\n",
+    )
+    .unwrap();
+    for command in ["check", "run", "init"] {
+        let output = embargod(&file, &[command]);
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(78), "{command}: {out}");
+        assert!(
+            out.contains("embargod.toml")
+                && out.contains("lists.security.members")
+                && out.contains("ghost"),
+            "{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    for id in ["alice", "bob", "carol"] {
+        sandbox.generate_member(id, ListName::Security).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.write_config().unwrap();
+    let text_config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text_config).unwrap();
+    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_embargod"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut daemon = spawn();
+    let connect = || async {
+        for _ in 0..200 {
+            if let Ok(client) = embargod::lmtp::client::connect(&addr).await {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("daemon did not come up");
+    };
+    let mut client = connect().await;
+    let replies = client
+        .send(
+            "rita@reporter.example",
+            &[SECURITY],
+            &common::report("crash", "k1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replies[0].code, 250);
+    // Killed the moment it said 250: no chance to fan out or flush more.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    let mut daemon = spawn();
+    let mail = common::wait_outbox(&sandbox.outbox_dir(), 3).await;
+    let mut recipients: Vec<String> = mail.iter().map(|m| m.to[0].clone()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(
+        recipients,
+        ["alice@example.org", "bob@example.org", "carol@example.org"]
+    );
+    // Let it finish, then stop it the polite way.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_sigterm(daemon.id());
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// SIGTERM through the `kill` command (no libc needed in the tests).
+fn send_sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

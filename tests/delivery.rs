@@ -1,0 +1,285 @@
+//! Delivery through a real SMTP server started by the test: temporary
+//! failures retried on the injected clock's schedule, permanent failures
+//! recorded and reported to the PST, and a queue that survives a restart.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{report, start};
+use embargod::clock::Clock;
+use embargod::config::ListName;
+use embargod::sandbox::{Sandbox, SECURITY};
+use embargod::store::Outcome;
+use mailin_embedded::{response, Handler, Response, Server};
+
+/// What the SMTP server saw.
+#[derive(Default)]
+struct Seen {
+    /// Every recipient offered, with the reply code given.
+    attempts: Vec<(String, u16)>,
+    /// Messages accepted: (recipients, bytes).
+    accepted: Vec<(Vec<String>, Vec<u8>)>,
+}
+
+/// Refuses recipients in `refuse` with 550, the first `fail_first` other
+/// recipients with 451 (a greylisting relay), and keeps everything else.
+#[derive(Clone)]
+struct Relay {
+    seen: Arc<Mutex<Seen>>,
+    fail_first: usize,
+    refuse: Vec<String>,
+    rcpts: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Relay {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let mut seen = self.seen.lock().unwrap();
+        let code = if self.refuse.iter().any(|r| r == to) {
+            550
+        } else if seen
+            .attempts
+            .iter()
+            .filter(|(_, code)| *code != 550)
+            .count()
+            < self.fail_first
+        {
+            451
+        } else {
+            250
+        };
+        seen.attempts.push((to.to_string(), code));
+        match code {
+            550 => response::NO_MAILBOX,
+            451 => Response::custom(451, "4.7.1 Greylisted, try again later".into()),
+            _ => response::OK,
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.rcpts = to.to_vec();
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mut seen = self.seen.lock().unwrap();
+        seen.accepted
+            .push((self.rcpts.clone(), std::mem::take(&mut self.data)));
+        response::OK
+    }
+}
+
+/// Starts the relay on a loopback port; returns the port and its log.
+fn relay(fail_first: usize, refuse: &[&str]) -> (u16, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let handler = Relay {
+        seen: seen.clone(),
+        fail_first,
+        refuse: refuse.iter().map(|s| s.to_string()).collect(),
+        rcpts: Vec::new(),
+        data: Vec::new(),
+    };
+    std::thread::spawn(move || {
+        let mut server = Server::new(handler);
+        server.with_name("relay.test").with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    (port, seen)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() {
+    let (port, seen) = relay(1, &["bob@example.org"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    sandbox.generate_member("bob", ListName::Security).unwrap();
+    sandbox.delivery = format!(
+        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
+         from = \"{}\"\nretry_initial = \"10m\"\nconcurrency = 1\n",
+        embargod::sandbox::OWNER
+    );
+    let clock = Clock::manual(chrono::Utc::now());
+    let daemon = start(&sandbox, clock.clone()).await;
+
+    assert_eq!(
+        daemon
+            .send(
+                "rita@reporter.example",
+                &[SECURITY],
+                &report("retry me", "r1")
+            )
+            .await[0]
+            .code,
+        250
+    );
+
+    // Alice's copy is deferred (451); Bob's fails for good (550), so the
+    // PST gets a notice, which reaches Alice (and fails for Bob again,
+    // without a notice about the notice).
+    eventually("alice's first attempt and the notices", || {
+        let seen = seen.lock().unwrap();
+        seen.attempts.len() == 4 && seen.accepted.len() == 1
+    })
+    .await;
+    eventually("the report copy waits in the queue", || {
+        daemon.shared.store.queue_len() == 1
+    })
+    .await;
+    let queued = daemon.shared.store.queued().unwrap();
+    assert_eq!(queued[0].1.member, "alice");
+    assert_eq!(queued[0].1.attempts, 1);
+    assert!(
+        queued[0]
+            .1
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("451"),
+        "{:?}",
+        queued[0].1.last_error
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.accepted[0].0, ["alice@example.org"]);
+        let notice = String::from_utf8_lossy(&seen.accepted[0].1);
+        assert!(
+            notice.contains("multipart/encrypted"),
+            "notices go out encrypted too"
+        );
+    }
+
+    // Not a second early.
+    clock.advance(Duration::from_secs(599));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        seen.lock().unwrap().attempts.len(),
+        4,
+        "retried before its time"
+    );
+    clock.advance(Duration::from_secs(1));
+    eventually("the retry goes through", || {
+        seen.lock().unwrap().accepted.len() == 2
+    })
+    .await;
+    daemon.settle().await;
+
+    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let outcomes = |member: &str, notice: bool| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.member == member && (r.message != records[0].message) == notice)
+            .map(|r| match &r.outcome {
+                Outcome::Queued => "queued".to_string(),
+                Outcome::Sent => "sent".into(),
+                Outcome::Deferred(_) => "deferred".into(),
+                Outcome::Failed(_) => "failed".into(),
+                Outcome::NoKey(_) => "no-key".into(),
+            })
+            .collect()
+    };
+    assert_eq!(outcomes("alice", false), ["queued", "deferred", "sent"]);
+    assert_eq!(outcomes("bob", false), ["queued", "failed"]);
+    assert_eq!(outcomes("alice", true), ["queued", "sent"]);
+    assert_eq!(outcomes("bob", true), ["queued", "failed"]);
+    let queued_record = records.iter().find(|r| r.member == "alice").unwrap();
+    assert_eq!(
+        queued_record.plaintext_sha256.as_ref().map(String::len),
+        Some(64)
+    );
+    assert_eq!(
+        queued_record.ciphertext_sha256.as_ref().map(String::len),
+        Some(64)
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_resumes_the_queue() {
+    // First run: the relay is down (nothing listens on the port).
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    sandbox.delivery = format!(
+        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\nfrom = \"{}\"\nretry_initial = \"1h\"\n",
+        embargod::sandbox::OWNER
+    );
+    let clock = Clock::manual(chrono::Utc::now());
+    let daemon = start(&sandbox, clock.clone()).await;
+    assert_eq!(
+        daemon
+            .send(
+                "rita@reporter.example",
+                &[SECURITY],
+                &report("restart", "r2")
+            )
+            .await[0]
+            .code,
+        250
+    );
+    eventually("the copy is deferred", || {
+        daemon
+            .shared
+            .store
+            .queued()
+            .unwrap()
+            .first()
+            .is_some_and(|(_, c)| c.attempts == 1)
+    })
+    .await;
+    daemon.stop().await;
+
+    // Second run: the relay is up on that port; an hour later the copy goes.
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let handler = Relay {
+        seen: seen.clone(),
+        fail_first: 0,
+        refuse: Vec::new(),
+        rcpts: Vec::new(),
+        data: Vec::new(),
+    };
+    std::thread::spawn(move || {
+        let mut server = Server::new(handler);
+        server.with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    let clock = Clock::manual(clock.now() + chrono::Duration::hours(1));
+    let daemon = start(&sandbox, clock).await;
+    eventually("the copy is delivered after the restart", || {
+        seen.lock().unwrap().accepted.len() == 1
+    })
+    .await;
+    daemon.settle().await;
+    assert_eq!(seen.lock().unwrap().accepted[0].0, ["alice@example.org"]);
+    daemon.stop().await;
+}
