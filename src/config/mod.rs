@@ -374,6 +374,16 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/embargod.toml");
+        let config = Config::load_with_env(&file, Some(HashMap::new())).unwrap();
+        assert_eq!(config.members.len(), 3);
+        assert_eq!(config.lmtp.listen.len(), 2);
+        assert!(matches!(config.delivery.transport, Transport::Smtp { port: 25, .. }));
+        assert_eq!(config.lists.distributors.unwrap().members, ["distro-a"]);
+    }
+
+    #[test]
     fn a_missing_file_is_explained() {
         let msg = Config::load(Path::new("/nonexistent/embargod.toml"))
             .unwrap_err()
