@@ -337,3 +337,28 @@ async fn idle_sessions_are_closed() {
     assert!(bye.starts_with("421 4.4.2"), "{bye}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_beyond_the_limit_wait_for_a_free_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, daemon) = daemon_with(dir.path(), "max_sessions = 1\n").await;
+    let first = client::connect(&daemon.lmtp).await.unwrap();
+    let ListenAddr::Tcp(addr) = daemon.lmtp else {
+        panic!()
+    };
+    let second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = BufReader::new(second).lines();
+    let early = tokio::time::timeout(Duration::from_millis(300), second.next_line()).await;
+    assert!(
+        early.is_err(),
+        "second session served while the first holds the only slot"
+    );
+    first.quit().await.unwrap();
+    let greeting = tokio::time::timeout(Duration::from_secs(10), second.next_line())
+        .await
+        .expect("served once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    daemon.stop().await;
+}

@@ -379,7 +379,10 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
         let config = Config::load_with_env(&file, Some(HashMap::new())).unwrap();
         assert_eq!(config.members.len(), 3);
         assert_eq!(config.lmtp.listen.len(), 2);
-        assert!(matches!(config.delivery.transport, Transport::Smtp { port: 25, .. }));
+        assert!(matches!(
+            config.delivery.transport,
+            Transport::Smtp { port: 25, .. }
+        ));
         assert_eq!(config.lists.distributors.unwrap().members, ["distro-a"]);
     }
 

@@ -59,3 +59,46 @@ pub fn seal(
     literal.finalize().map_err(crypto)?;
     Ok(sink)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgp::generate_cert;
+    use openpgp::cert::prelude::*;
+    use openpgp::parse::Parse;
+    use openpgp::types::Features;
+    use openpgp::{Packet, PacketPile};
+
+    /// The SEIPD version of a sealed message.
+    fn container_version(sealed: &[u8]) -> u8 {
+        PacketPile::from_bytes(sealed)
+            .unwrap()
+            .descendants()
+            .find_map(|p| match p {
+                Packet::SEIP(seip) => Some(seip.version()),
+                _ => None,
+            })
+            .expect("an encryption container")
+    }
+
+    #[test]
+    fn container_follows_the_recipients_features() {
+        let list = ListKey::from_cert(generate_cert("List <l@example.org>").unwrap()).unwrap();
+        let now = SystemTime::now();
+        // Like a GnuPG 2.2 key: only SEIPDv1 (MDC) advertised.
+        let (v1_only, _) = CertBuilder::general_purpose(Some("Old <old@example.org>"))
+            .set_features(Features::empty().set_seipdv1())
+            .unwrap()
+            .generate()
+            .unwrap();
+        assert_eq!(
+            container_version(&seal(&list, &v1_only, b"x", now).unwrap()),
+            1
+        );
+        let modern = generate_cert("New <new@example.org>").unwrap();
+        assert_eq!(
+            container_version(&seal(&list, &modern, b"x", now).unwrap()),
+            2
+        );
+    }
+}
