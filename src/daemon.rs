@@ -32,6 +32,11 @@ pub struct Shared {
     pub wake_fanout: Notify,
     /// Something entered the queue.
     pub wake_delivery: Notify,
+    /// The schedule changed.
+    pub wake_scheduler: Notify,
+    /// Held while embargoes are read and changed (fan-out, scheduler,
+    /// admin commands), so no change is lost to another.
+    pub embargo_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -43,6 +48,26 @@ impl Shared {
     /// The keys in force.
     pub fn keys(&self) -> Arc<Keys> {
         self.keys.read().expect("keys lock").clone()
+    }
+
+    /// Applies `batch` durably and wakes the tasks it gave work to.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let spooled = !batch.add_spool.is_empty();
+        let queued = !batch.add_queue.is_empty();
+        let scheduled = !batch.schedule_add.is_empty();
+        let store = self.store.clone();
+        crate::blocking(move || store.apply(batch)).await?;
+        self.store.flush().await?;
+        if spooled {
+            self.wake_fanout.notify_one();
+        }
+        if queued {
+            self.wake_delivery.notify_one();
+        }
+        if scheduled {
+            self.wake_scheduler.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -103,6 +128,8 @@ impl Daemon {
                 clock: options.clock,
                 wake_fanout: Notify::new(),
                 wake_delivery: Notify::new(),
+                wake_scheduler: Notify::new(),
+                embargo_lock: tokio::sync::Mutex::new(()),
             }),
             transport: Arc::new(transport),
             grace: options.grace,
@@ -113,9 +140,15 @@ impl Daemon {
         self.shared.clone()
     }
 
-    /// Serves `listeners` until `shutdown` completes, then stops taking
-    /// mail and gives work in progress the grace period to finish.
-    pub async fn run(self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+    /// Serves `listeners` (and admin commands on `control`) until
+    /// `shutdown` completes, then stops taking mail and gives work in
+    /// progress the grace period to finish.
+    pub async fn run(
+        self,
+        listeners: Vec<Listener>,
+        control: Option<tokio::net::UnixListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let Daemon {
             shared,
             transport,
@@ -136,6 +169,10 @@ impl Daemon {
             transport,
             stop.clone(),
         ));
+        tasks.spawn(crate::embargo::scheduler::run(shared.clone(), stop.clone()));
+        if let Some(control) = control {
+            tasks.spawn(crate::control::serve(control, shared.clone(), stop.clone()));
+        }
         info!(
             spooled = shared.store.spool_len(),
             queued = shared.store.queue_len(),
@@ -201,10 +238,22 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
                 continue;
             }
         };
-        let (config, keys, now) = (shared.config(), shared.keys(), shared.clock.now());
+        let _embargoes = shared.embargo_lock.lock().await;
+        let (config, keys, store, now) = (
+            shared.config(),
+            shared.keys(),
+            shared.store.clone(),
+            shared.clock.now(),
+        );
         let meta = incoming.meta.clone();
         let batch = match tokio::task::spawn_blocking(move || {
-            crate::fanout::process(&config, &keys, id, incoming, now)
+            let ctx = crate::fanout::Context {
+                config: &config,
+                keys: &keys,
+                store: &store,
+                now,
+            };
+            crate::fanout::process(&ctx, id, incoming)
         })
         .await
         {
@@ -216,15 +265,9 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
                 panicked(shared, id, meta).await
             }
         };
-        let queued = !batch.add_queue.is_empty();
-        let store = shared.store.clone();
-        let applied = crate::blocking(move || store.apply(batch)).await;
-        if let Err(e) = applied.and(shared.store.flush().await) {
+        if let Err(e) = shared.commit(batch).await {
             error!(msg = id, error = %e, "cannot commit the fan-out");
             return false;
-        }
-        if queued {
-            shared.wake_delivery.notify_one();
         }
     }
 }
@@ -245,7 +288,7 @@ async fn panicked(shared: &Arc<Shared>, id: u64, meta: crate::store::IncomingMet
     let now = shared.clock.now();
     let reason =
         "internal error while processing (the daemon's fault; please report it)".to_string();
-    let notice = (meta.source != crate::store::Source::Notice).then(|| {
+    let notice = (!matches!(meta.source, crate::store::Source::Notice { .. })).then(|| {
         crate::notice::to_pst(
             &config,
             now,

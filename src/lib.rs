@@ -18,11 +18,14 @@
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod delivery;
+pub mod embargo;
 pub mod fanout;
 mod fsutil;
 pub mod keys;
+pub mod keywords;
 pub mod lmtp;
 pub mod mime;
 pub mod notice;

@@ -51,6 +51,22 @@ enum Command {
     Run,
     /// Walk through the whole flow in a temporary folder.
     Demo,
+    /// List pending embargoes: case, public time, poster, recipients.
+    Embargoes,
+    /// Release a case's advisory now, or move its disclosure time.
+    Release {
+        /// The case, like KAP-2026-0001.
+        case: String,
+        /// Publish now, before the agreed time.
+        #[arg(long, requires = "reason", conflicts_with = "at")]
+        now: bool,
+        /// Why the embargo ends early (sent to the PST and distributors).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Move the disclosure time (RFC 3339, e.g. 2026-12-01T16:00:00Z).
+        #[arg(long, required_unless_present = "now")]
+        at: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,8 +106,37 @@ fn main() -> ExitCode {
                         ExitCode::from(EX_UNAVAILABLE)
                     }
                 },
+                Command::Embargoes => admin(config, embargod::control::Command::Embargoes),
+                Command::Release {
+                    case,
+                    now,
+                    reason,
+                    at,
+                } => admin(
+                    config,
+                    embargod::control::Command::Release {
+                        case,
+                        now,
+                        reason,
+                        at,
+                    },
+                ),
                 Command::Demo => unreachable!("handled above"),
             }
+        }
+    }
+}
+
+/// An admin command, through the daemon or on the store.
+fn admin(config: Config, command: embargod::control::Command) -> ExitCode {
+    match runtime().block_on(commands::admin(config, command)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("embargod: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -164,8 +209,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = embargod::lmtp::bind(&config.lmtp.listen)
         .await
         .context("cannot bind the LMTP listeners")?;
+    let control = embargod::control::bind(&config.control.socket)
+        .context("cannot bind the control socket")?;
     let daemon = Daemon::open(config, Options::default()).context("cannot start")?;
-    daemon.run(listeners, shutdown_signal()).await;
+    daemon
+        .run(listeners, Some(control), shutdown_signal())
+        .await;
     Ok(())
 }
 

@@ -1,23 +1,30 @@
-//! Notices: messages the daemon writes to the PST about its own troubles
-//! (a member without a usable key, quarantined mail, failed deliveries).
+//! Notices: messages the daemon writes about its own doings — a member
+//! without a usable key, quarantined mail, a failed delivery, a refused
+//! post, an embargo reminder or release.
 //!
-//! A notice enters the spool like a report and is fanned out to the
-//! security list, so it reaches the PST only encrypted. It names the
-//! problem, never the content of the message it is about.
+//! A notice enters the spool like a report and is fanned out to its
+//! audience, so it is sent only encrypted. It names the problem, never the
+//! content of the message it is about.
 
 use chrono::{DateTime, Utc};
 
 use crate::clock::to_millis;
 use crate::config::Config;
 use crate::mime::outbound::notice_message;
-use crate::store::{Incoming, IncomingMeta, Source};
+use crate::store::{Audience, Incoming, IncomingMeta, Source};
 
-/// A notice to the security list, ready to spool.
-pub fn to_pst(config: &Config, now: DateTime<Utc>, subject: &str, body: &str) -> Incoming {
+/// A notice for `to`, ready to spool.
+pub fn notice(
+    config: &Config,
+    now: DateTime<Utc>,
+    to: Audience,
+    subject: &str,
+    body: &str,
+) -> Incoming {
     Incoming {
         meta: IncomingMeta {
             received: to_millis(now),
-            source: Source::Notice,
+            source: Source::Notice { to },
         },
         raw: notice_message(
             config.delivery.from.as_ref(),
@@ -27,4 +34,9 @@ pub fn to_pst(config: &Config, now: DateTime<Utc>, subject: &str, body: &str) ->
             now,
         ),
     }
+}
+
+/// A notice for the PST.
+pub fn to_pst(config: &Config, now: DateTime<Utc>, subject: &str, body: &str) -> Incoming {
+    notice(config, now, Audience::Pst, subject, body)
 }

@@ -40,6 +40,8 @@ pub struct Sandbox {
     pub delivery: String,
     /// Extra TOML appended to the `[lmtp]` table.
     pub lmtp_extra: String,
+    /// Extra TOML tables appended at the end (`[embargo]`, say).
+    pub extra: String,
 }
 
 impl Sandbox {
@@ -58,6 +60,7 @@ impl Sandbox {
             members: Vec::new(),
             delivery: format!("transport = \"file\"\nfile_dir = \"outbox\"\nfrom = \"{OWNER}\"\n"),
             lmtp_extra: String::new(),
+            extra: String::new(),
         })
     }
 
@@ -110,6 +113,7 @@ impl Sandbox {
              [lmtp]\nlisten = [\"127.0.0.1:0\"]\n{}\n\
              [delivery]\n{}\n\
              [list_key]\nsecret = \"keys/list.key\"\n\n\
+             [control]\nsocket = \"control.sock\"\n\n\
              [lists.security]\naddress = \"{SECURITY}\"\nmembers = [{}]\n\n\
              [lists.distributors]\naddress = \"{DISTRIBUTORS}\"\nmembers = [{}]\n\n\
              [lists.announce]\naddress = \"{ANNOUNCE}\"\n",
@@ -127,6 +131,8 @@ impl Sandbox {
                 member.cert.fingerprint().to_hex()
             ));
         }
+        text.push('\n');
+        text.push_str(&self.extra);
         let file = self.dir.join("embargod.toml");
         std::fs::write(&file, text)?;
         Ok(file)

@@ -272,7 +272,7 @@ async fn unix_socket_and_a_third_party_lmtp_client() {
     let tcp = listeners[0].local_addr().unwrap();
     let daemon = embargod::daemon::Daemon::open(config, Default::default()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon.run(listeners, async {
+    let running = tokio::spawn(daemon.run(listeners, None, async {
         let _ = stopped.await;
     }));
 

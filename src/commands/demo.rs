@@ -81,7 +81,7 @@ pub async fn demo(out: &mut (dyn Write + Send)) -> Result<PathBuf, DemoError> {
     let lmtp = step("LMTP listen", listeners[0].local_addr())?;
     let daemon = step("start", Daemon::open(config, Options::default()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon.run(listeners, async {
+    let running = tokio::spawn(daemon.run(listeners, None, async {
         let _ = stopped.await;
     }));
     say(out, format!("3. embargod is listening for LMTP on {lmtp}"));

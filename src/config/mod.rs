@@ -53,6 +53,23 @@ pub struct Config {
     pub lists: Lists,
     /// Everyone with a key, by id; lists refer to these.
     pub members: BTreeMap<String, Member>,
+    pub embargo: EmbargoConfig,
+    pub control: ControlConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbargoConfig {
+    /// Longest embargo a post may ask for (the Openwall distros list
+    /// allows 14 days).
+    pub max_embargo_days: u32,
+    /// When the reminder goes out, before the disclosure time.
+    pub reminder_before: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Unix socket the admin commands talk to the running daemon through.
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +175,7 @@ pub struct List {
     pub members: Vec<String>,
 }
 
-/// The lists embargod serves over LMTP.
+/// The lists: two embargod serves over LMTP, and the public one.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -166,6 +183,8 @@ pub struct List {
 pub enum ListName {
     Security,
     Distributors,
+    /// The public list: only ever sent to, only with released advisories.
+    Announce,
 }
 
 impl ListName {
@@ -173,6 +192,7 @@ impl ListName {
         match self {
             ListName::Security => "security",
             ListName::Distributors => "distributors",
+            ListName::Announce => "announce",
         }
     }
 }

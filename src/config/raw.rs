@@ -9,8 +9,8 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, DeliveryConfig, List, ListName, ListenAddr, Lists, LmtpConfig, Member,
-    Project, SmtpTls, StoreConfig, Transport,
+    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, List, ListName, ListenAddr,
+    Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,41 @@ pub struct RawConfig {
     lists: RawLists,
     #[serde(default)]
     member: Vec<RawMember>,
+    #[serde(default)]
+    embargo: RawEmbargo,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEmbargo {
+    max_embargo_days: u32,
+    #[serde(with = "humantime_serde")]
+    reminder_before: Duration,
+}
+
+impl Default for RawEmbargo {
+    fn default() -> Self {
+        RawEmbargo {
+            max_embargo_days: 14,
+            reminder_before: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawControl {
+    socket: PathBuf,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        RawControl {
+            socket: "/run/embargod/control.sock".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,6 +407,12 @@ impl RawConfig {
             .as_ref()
             .map(|raw| c.address("lists.announce.address", &raw.address))
             .transpose()?;
+        if distributors.is_some() && announce.is_none() {
+            return Err(c.invalid(
+                "lists.announce",
+                "required with lists.distributors: released advisories are published there",
+            ));
+        }
         let mut addresses = HashSet::new();
         for address in std::iter::once(&security.address)
             .chain(distributors.as_ref().map(|l| &l.address))
@@ -407,6 +448,9 @@ impl RawConfig {
         }
         if self.delivery.concurrency == 0 {
             return Err(c.invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if self.embargo.max_embargo_days == 0 {
+            return Err(c.invalid("embargo.max_embargo_days", "must be at least 1"));
         }
         if self.delivery.retry_initial.is_zero() {
             return Err(c.invalid("delivery.retry_initial", "must be longer than zero"));
@@ -447,6 +491,13 @@ impl RawConfig {
                 announce,
             },
             members,
+            embargo: EmbargoConfig {
+                max_embargo_days: self.embargo.max_embargo_days,
+                reminder_before: self.embargo.reminder_before,
+            },
+            control: ControlConfig {
+                socket: c.path(&self.control.socket),
+            },
         })
     }
 }

@@ -8,12 +8,24 @@ use rayon::prelude::*;
 use tracing::warn;
 
 use crate::clock::to_millis;
-use crate::config::{List, Member};
+use crate::config::{ListName, Member};
 use crate::keys::Keys;
-use crate::mime::inbound::Unwrapped;
 use crate::mime::outbound::{inner_entity, outer_message, Envelope, ListIdentity};
 use crate::pgp::seal::{seal, SealError};
 use crate::store::{DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+
+/// What every copy of one message carries; each member's copy adds its
+/// own outer header fields.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Header fields carried into the protected headers.
+    pub headers: Vec<u8>,
+    /// The info part at the top: how the message arrived (and the
+    /// embargo banner).
+    pub info: String,
+    /// The content entity.
+    pub content: Vec<u8>,
+}
 
 /// What sealing produced: queue entries with their records, and the
 /// members who got nothing, with the reason.
@@ -29,22 +41,16 @@ pub struct Sealed {
 pub fn seal_copies(
     keys: &Keys,
     identity: &ListIdentity,
-    list: &List,
+    list: ListName,
     members: &[&Member],
-    unwrapped: &Unwrapped,
-    info: &str,
+    outgoing: &Outgoing,
     message: u64,
     notice: bool,
     now: DateTime<Utc>,
 ) -> Sealed {
     let results: Vec<(&Member, Result<SealedCopy, SealError>)> = members
         .par_iter()
-        .map(|member| {
-            (
-                *member,
-                seal_one(keys, identity, member, unwrapped, info, now),
-            )
-        })
+        .map(|member| (*member, seal_one(keys, identity, member, outgoing, now)))
         .collect();
 
     let mut out = Sealed::default();
@@ -53,7 +59,7 @@ pub fn seal_copies(
         let mut record = DeliveryRecord {
             time: queued,
             message,
-            list: list.name,
+            list,
             member: member.id.clone(),
             fingerprint: None,
             message_id: None,
@@ -74,7 +80,7 @@ pub fn seal_copies(
                     QueuedCopy {
                         id,
                         message,
-                        list: list.name,
+                        list,
                         member: member.id.clone(),
                         to: member.email.to_string(),
                         fingerprint: copy.fingerprint,
@@ -120,8 +126,7 @@ fn seal_one(
     keys: &Keys,
     identity: &ListIdentity,
     member: &Member,
-    unwrapped: &Unwrapped,
-    info: &str,
+    outgoing: &Outgoing,
     now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
     let cert = keys.member(&member.id)?;
@@ -138,7 +143,12 @@ fn seal_one(
         message_id: &message_id,
         date: now,
     };
-    let plaintext = inner_entity(&envelope, &unwrapped.headers, info, &unwrapped.content);
+    let plaintext = inner_entity(
+        &envelope,
+        &outgoing.headers,
+        &outgoing.info,
+        &outgoing.content,
+    );
     let armored = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
         bytes: outer_message(&envelope, &armored),

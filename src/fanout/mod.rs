@@ -2,74 +2,105 @@
 //!
 //! [`process`] is the whole decision for one spool entry, returned as a
 //! store [`Batch`]: the copies to queue, the records of who got what (and
-//! who could not), notices for the PST, or a quarantine entry. Nothing is
-//! written until the batch commits, so a crash half-way re-runs it.
+//! who could not), notices, embargo changes, or a quarantine entry.
+//! Nothing is written until the batch commits, so a crash half-way re-runs
+//! it.
+//!
+//! - the security list ([`process`] itself): anyone may write; every PST
+//!   member gets the message as it arrived;
+//! - the distributors list ([`distributors`]): only posts signed by pinned
+//!   keys, with embargo keywords;
+//! - notices: the daemon's own messages to the PST or a member.
 
 mod copies;
+mod distributors;
 
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use crate::clock::to_millis;
-use crate::config::{Config, List, ListName};
+use crate::clock::{from_millis, to_millis};
+use crate::config::{Config, ListName, Member};
 use crate::keys::Keys;
 use crate::mime::inbound::{unwrap, Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
-use crate::store::{Batch, Incoming, IncomingMeta, QuarantineMeta, Source};
+use crate::store::{Audience, Batch, Incoming, IncomingMeta, QuarantineMeta, Source, Store};
 
-pub use copies::seal_copies;
+pub use copies::{seal_copies, sha256_hex, Outgoing};
+
+/// What processing reads: configuration, keys, the store (for embargoes)
+/// and the time.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub keys: &'a Keys,
+    pub store: &'a Store,
+    pub now: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    /// A notice, unless the problem arose while handling one: notices
+    /// never beget notices.
+    fn notice(
+        &self,
+        about_notice: bool,
+        to: Audience,
+        subject: &str,
+        body: &str,
+    ) -> Option<Incoming> {
+        if about_notice {
+            warn!(subject, "problem while sending a notice; logged only");
+            return None;
+        }
+        Some(crate::notice::notice(
+            self.config,
+            self.now,
+            to,
+            subject,
+            body,
+        ))
+    }
+}
 
 /// Decides what becomes of spool entry `id`.
-pub fn process(
-    config: &Config,
-    keys: &Keys,
-    id: u64,
-    incoming: Incoming,
-    now: DateTime<Utc>,
-) -> Batch {
+pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
+    let config = ctx.config;
     let mut batch = Batch {
         remove_spool: vec![id],
         ..Batch::default()
     };
-    let lists = match &incoming.meta.source {
-        Source::Lmtp { mail_from, lists } => {
-            if let Some(reason) = loop_reason(config, mail_from, &incoming.raw) {
-                info!(msg = id, reason, "dropped: mail loop");
-                return batch;
-            }
-            lists.clone()
+    if let Source::Lmtp { mail_from, .. } = &incoming.meta.source {
+        if let Some(reason) = loop_reason(config, mail_from, &incoming.raw) {
+            info!(msg = id, reason, "dropped: mail loop");
+            return batch;
         }
-        Source::Notice => vec![ListName::Security],
-    };
-    let notice = incoming.meta.source == Source::Notice;
+    }
+    let notice = matches!(incoming.meta.source, Source::Notice { .. });
     let limit = config.lmtp.max_message_size.saturating_mul(4);
     let unwrapped = match unwrap(
         &incoming.raw,
-        keys.list_key.cert(),
-        &keys.signers,
+        ctx.keys.list_key.cert(),
+        &ctx.keys.signers,
         limit,
-        SystemTime::from(now),
+        SystemTime::from(ctx.now),
     ) {
         Ok(unwrapped) => unwrapped,
         Err(error) => {
             let reason = error.to_string();
             warn!(msg = id, %reason, "quarantined");
-            batch.add_spool.extend(notice_for_pst(
-                config,
+            batch.add_spool.extend(ctx.notice(
                 notice,
-                now,
+                Audience::Pst,
                 &format!("message {id} quarantined"),
                 &format!(
                     "Message {id}, received {}, could not be processed and is held in the\n\
                      quarantine: {reason}.\n\nIts content is not included here.\n",
-                    crate::clock::from_millis(incoming.meta.received).to_rfc2822(),
+                    from_millis(incoming.meta.received).to_rfc2822(),
                 ),
             ));
             batch.quarantine.push((
                 QuarantineMeta {
-                    time: to_millis(now),
+                    time: to_millis(ctx.now),
                     reason,
                     incoming: incoming.meta,
                 },
@@ -79,72 +110,120 @@ pub fn process(
         }
     };
 
-    for name in lists {
-        let Some(list) = config.list(name) else {
-            continue;
-        };
-        if let Some(refusal) = posting_refusal(config, list, &unwrapped) {
-            warn!(msg = id, list = %name, %refusal, "held for moderation");
-            batch.add_spool.extend(notice_for_pst(
-                config,
-                notice,
-                now,
-                &format!("post to the {name} list held"),
-                &format!(
-                    "Message {id} to {} from {} was not forwarded: {refusal}.\n\
-                     It is held in the quarantine.\n",
-                    list.address, unwrapped.sender
+    match &incoming.meta.source {
+        Source::Notice { to } => {
+            let members = audience(config, to);
+            let identity = ListIdentity::new(config, &config.lists.security);
+            let outgoing = Outgoing {
+                headers: unwrapped.headers.clone(),
+                info: format!(
+                    "Notice from embargod, the daemon of {} <{}>.\n",
+                    identity.display, identity.address
                 ),
-            ));
-            batch.quarantine.push((
-                QuarantineMeta {
-                    time: to_millis(now),
-                    reason: format!("{name}: {refusal}"),
-                    incoming: incoming.meta.clone(),
-                },
-                incoming.raw.clone(),
-            ));
-            continue;
+                content: unwrapped.content.clone(),
+            };
+            fan_out(
+                ctx,
+                &mut batch,
+                id,
+                ListName::Security,
+                &identity,
+                &members,
+                &outgoing,
+                true,
+            );
         }
-        let identity = ListIdentity::new(config, list);
-        let info = info_text(&identity, &unwrapped, &incoming.meta, notice);
-        let members = config.members_of(list);
-        let outcome = seal_copies(
-            keys, &identity, list, &members, &unwrapped, &info, id, notice, now,
-        );
-        info!(
-            msg = id,
-            list = %name,
-            copies = outcome.copies.len(),
-            without_key = outcome.problems.len(),
-            "fanned out"
-        );
-        if !outcome.problems.is_empty() {
-            let lines: String = outcome
-                .problems
-                .iter()
-                .map(|(member, problem)| format!("- {member}: {problem}\n"))
-                .collect();
-            batch.add_spool.extend(notice_for_pst(
-                config,
-                notice,
-                now,
-                &format!(
-                    "{} member(s) of the {name} list got no copy",
-                    outcome.problems.len()
-                ),
-                &format!(
-                    "Message {id} to {} was not sent to these members, because their\n\
-                     keys cannot be used. Nothing was sent to them in plaintext.\n\n{lines}\n\
-                     Fix the key files (see `embargod check`) and reload.\n",
-                    list.address
-                ),
-            ));
+        Source::Lmtp { lists, .. } => {
+            for &name in lists {
+                match name {
+                    ListName::Security => {
+                        let identity = ListIdentity::new(config, &config.lists.security);
+                        let members = config.members_of(&config.lists.security);
+                        let outgoing = Outgoing {
+                            headers: unwrapped.headers.clone(),
+                            info: info_text(&identity, &unwrapped, &incoming.meta),
+                            content: unwrapped.content.clone(),
+                        };
+                        fan_out(
+                            ctx, &mut batch, id, name, &identity, &members, &outgoing, false,
+                        );
+                    }
+                    ListName::Distributors => {
+                        distributors::post(ctx, &mut batch, id, &incoming, &unwrapped)
+                    }
+                    // The announce list receives nothing over LMTP.
+                    ListName::Announce => {}
+                }
+            }
         }
-        batch.add_queue.extend(outcome.copies);
-        batch.records.extend(outcome.records);
     }
     batch
+}
+
+/// Seals a copy of `outgoing` for each of `members` and adds the copies,
+/// records and (for members without a usable key) a notice to `batch`.
+#[allow(clippy::too_many_arguments)]
+fn fan_out(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    list: ListName,
+    identity: &ListIdentity,
+    members: &[&Member],
+    outgoing: &Outgoing,
+    notice: bool,
+) -> usize {
+    let sealed = seal_copies(
+        ctx.keys, identity, list, members, outgoing, id, notice, ctx.now,
+    );
+    info!(
+        msg = id,
+        %list,
+        copies = sealed.copies.len(),
+        without_key = sealed.problems.len(),
+        "fanned out"
+    );
+    if !sealed.problems.is_empty() {
+        let lines: String = sealed
+            .problems
+            .iter()
+            .map(|(member, problem)| format!("- {member}: {problem}\n"))
+            .collect();
+        batch.add_spool.extend(ctx.notice(
+            notice,
+            Audience::Pst,
+            &format!(
+                "{} member(s) of the {list} list got no copy",
+                sealed.problems.len()
+            ),
+            &format!(
+                "Message {id} to {} was not sent to these members, because their\n\
+                 keys cannot be used. Nothing was sent to them in plaintext.\n\n{lines}\n\
+                 Fix the key files (see `embargod check`) and reload.\n",
+                identity.address
+            ),
+        ));
+    }
+    let copies = sealed.copies.len();
+    batch.add_queue.extend(sealed.copies);
+    batch.records.extend(sealed.records);
+    copies
+}
+
+/// The members a notice goes to, each once.
+fn audience<'c>(config: &'c Config, to: &Audience) -> Vec<&'c Member> {
+    let mut members: Vec<&Member> = match to {
+        Audience::Pst => config.members_of(&config.lists.security),
+        Audience::Lists(lists) => lists
+            .iter()
+            .filter_map(|name| config.list(*name))
+            .flat_map(|list| config.members_of(list))
+            .collect(),
+        Audience::Member(id) => config.members.get(id).into_iter().collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    members.retain(|m| seen.insert(m.id.clone()));
+    members
 }
 
 /// Why mail must not be processed again: it is the daemon's own.
@@ -187,56 +266,13 @@ fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static 
     from_own.then_some("From is the daemon's own sender")
 }
 
-/// Who may post where. Anyone may write to the security list; the
-/// distributors list takes only posts signed by a PST member or a
-/// distributor, checked against their pinned keys (the From field
-/// authorises nothing).
-fn posting_refusal(config: &Config, list: &List, unwrapped: &Unwrapped) -> Option<String> {
-    if list.name == ListName::Security {
-        return None;
-    }
-    let allowed: Vec<&str> = config
-        .lists
-        .security
-        .members
-        .iter()
-        .chain(&list.members)
-        .map(String::as_str)
-        .collect();
-    if unwrapped
-        .signatures
-        .good_signers()
-        .any(|signer| allowed.contains(&signer))
-    {
-        return None;
-    }
-    Some(if unwrapped.signatures.0.is_empty() {
-        "not signed; posts to this list must be signed by a PST member or distributor".to_string()
-    } else {
-        format!(
-            "no valid signature by a PST member or distributor ({})",
-            unwrapped.signatures
-        )
-    })
-}
-
-/// The text part at the top of every copy: how the message arrived.
-fn info_text(
-    list: &ListIdentity,
-    unwrapped: &Unwrapped,
-    meta: &IncomingMeta,
-    notice: bool,
-) -> String {
-    if notice {
-        return format!(
-            "Notice from embargod, the daemon of {} <{}>.\n",
-            list.display, list.address
-        );
-    }
+/// The lines at the top of every copy's info part: how the message
+/// arrived.
+fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &IncomingMeta) -> String {
     let envelope = match &meta.source {
         Source::Lmtp { mail_from, .. } if mail_from.is_empty() => "<> (a bounce)".to_string(),
         Source::Lmtp { mail_from, .. } => mail_from.clone(),
-        Source::Notice => String::new(),
+        Source::Notice { .. } => String::new(),
     };
     let encryption = match unwrapped.encryption {
         Encryption::ToList => "encrypted to the list key",
@@ -255,23 +291,7 @@ fn info_text(
         list.display,
         list.address,
         unwrapped.sender,
-        crate::clock::from_millis(meta.received).to_rfc2822(),
+        from_millis(meta.received).to_rfc2822(),
         unwrapped.signatures,
     )
-}
-
-/// A notice to the PST about a problem — unless the problem arose while
-/// handling a notice: notices never beget notices.
-fn notice_for_pst(
-    config: &Config,
-    about_notice: bool,
-    now: DateTime<Utc>,
-    subject: &str,
-    body: &str,
-) -> Option<Incoming> {
-    if about_notice {
-        warn!(subject, "problem while sending a notice; logged only");
-        return None;
-    }
-    Some(crate::notice::to_pst(config, now, subject, body))
 }

@@ -104,6 +104,8 @@ pub struct Unwrapped {
     pub headers: Vec<u8>,
     /// The sender as written in the From field (decoded), for the info part.
     pub sender: String,
+    /// The Subject, decoded (from the protected headers when there are).
+    pub subject: String,
     pub encryption: Encryption,
     pub signatures: Signatures,
     /// The content as one MIME entity: its Content-* header fields, an
@@ -160,6 +162,7 @@ pub fn unwrap(
             (None, None) => "(unknown)".into(),
         })
         .unwrap_or_else(|| "(unknown)".into());
+    let mut subject = message.subject().unwrap_or_default().to_string();
     let root = message.root_part();
     let original_content = entity_bytes(raw, root);
 
@@ -176,6 +179,9 @@ pub fn unwrap(
                         let protected = carried_headers(&inner);
                         if !protected.is_empty() {
                             headers = merge_headers(&headers, &protected);
+                        }
+                        if let Some(inner_subject) = inner.subject() {
+                            subject = inner_subject.to_string();
                         }
                         if kind(inner.root_part()) == Kind::PgpMimeSigned {
                             signatures
@@ -232,6 +238,7 @@ pub fn unwrap(
     Ok(Unwrapped {
         headers,
         sender,
+        subject,
         encryption,
         signatures,
         content,
@@ -344,6 +351,11 @@ fn carried_headers(message: &Message<'_>) -> Vec<u8> {
     out
 }
 
+/// `block` with its `name` field set to `value` (already encoded).
+pub fn with_header(block: &[u8], name: &str, value: &str) -> Vec<u8> {
+    merge_headers(block, format!("{name}: {value}\r\n").as_bytes())
+}
+
 /// `base` with every field that `over` has replaced by `over`'s lines.
 fn merge_headers(base: &[u8], over: &[u8]) -> Vec<u8> {
     let names = |block: &[u8]| -> Vec<String> {
@@ -393,9 +405,13 @@ fn field_name(line: &[u8]) -> Option<String> {
     )
 }
 
-/// The root entity of a message: its Content-* fields and its body.
+/// The root entity of a message: its Content-* fields (RFC 2045's
+/// default type made explicit when absent) and its body.
 fn entity_bytes(raw: &[u8], root: &MessagePart<'_>) -> Vec<u8> {
     let mut out = Vec::new();
+    if root.content_type().is_none() {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+    }
     for header in &root.headers {
         if header
             .name
@@ -425,6 +441,11 @@ fn canonical_entity(plaintext: &[u8]) -> Vec<u8> {
 /// Decrypted inline-PGP text as a text/plain entity.
 fn text_entity(text: &[u8]) -> Vec<u8> {
     super::text_part(&String::from_utf8_lossy(text))
+}
+
+/// [`crlf`] for text.
+pub fn crlf_str(text: &str) -> String {
+    String::from_utf8(crlf(text.as_bytes())).expect("line ends only")
 }
 
 /// Converts bare LF (and bare CR) line ends to CRLF.

@@ -1,6 +1,7 @@
 //! MIME: reading incoming mail ([`inbound`]) and writing the copies the
 //! members receive ([`outbound`]).
 
+pub mod edit;
 pub mod inbound;
 pub mod outbound;
 
@@ -11,8 +12,37 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A text/plain UTF-8 entity for `text`: 7bit when it can be, base64
-/// otherwise, so no line ever breaks the transport's limits.
+/// A header field value: as it is when ASCII, else RFC 2047 encoded
+/// words (UTF-8, base64), each within the 75-character limit.
+pub fn encode_header_value(text: &str) -> String {
+    use base64::Engine;
+    if text.is_ascii() {
+        return text.to_string();
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for ch in text.chars() {
+        if chunk.len() + ch.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(ch);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?b?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
+}
+
+/// A text/plain UTF-8 entity for `text`: 7bit when it can be, else
+/// quoted-printable — readable, and safe through any transport, which a
+/// signed part must be (RFC 3156 §3).
 pub fn text_part(text: &str) -> Vec<u8> {
     let normalized = String::from_utf8(inbound::crlf(text.as_bytes())).expect("still UTF-8");
     let seven_bit = normalized.is_ascii() && normalized.split("\r\n").all(|line| line.len() <= 998);
@@ -21,13 +51,9 @@ pub fn text_part(text: &str) -> Vec<u8> {
         out.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
         out.push_str(&normalized);
     } else {
-        use base64::Engine;
-        out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-        let encoded = base64::engine::general_purpose::STANDARD.encode(normalized.as_bytes());
-        for chunk in encoded.as_bytes().chunks(76) {
-            out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-            out.push_str("\r\n");
-        }
+        out.push_str("Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+        let encoded = quoted_printable::encode_to_str(normalized.as_bytes());
+        out.push_str(&inbound::crlf_str(&encoded));
     }
     out.into_bytes()
 }
@@ -46,6 +72,21 @@ mod tests {
                 text.replace("\r\n", "\n")
             );
         }
+    }
+
+    #[test]
+    fn header_values_are_encoded_when_not_ascii() {
+        assert_eq!(encode_header_value("plain"), "plain");
+        let encoded = encode_header_value(&"überlauf ".repeat(10));
+        let message = format!("Subject: {encoded}\r\n\r\n");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(message.as_bytes())
+            .unwrap();
+        assert_eq!(
+            parsed.subject().unwrap().trim_end(),
+            "überlauf ".repeat(10).trim_end()
+        );
+        assert!(encoded.lines().all(|l| l.len() <= 76), "{encoded}");
     }
 
     #[test]

@@ -97,6 +97,19 @@ pub fn load_member_cert(member: &Member) -> Result<Cert, KeyProblem> {
 /// Whether `cert` can receive an encrypted copy at `time`: valid under
 /// the policy, not expired, not revoked, with a live encryption subkey.
 pub fn usable_for_encryption(cert: &Cert, time: SystemTime) -> Result<(), KeyProblem> {
+    let valid = alive(cert, time)?;
+    if encryption_keys(&valid).next().is_none() {
+        return Err(KeyProblem::NoEncryptionKey {
+            fingerprint: cert.fingerprint().to_hex(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `cert` itself is in force at `time`: valid under the policy,
+/// not revoked, not expired. A signature only authorises a post when its
+/// key passes this now, not just when it signed.
+pub fn alive(cert: &Cert, time: SystemTime) -> Result<ValidCert<'_>, KeyProblem> {
     let fingerprint = cert.fingerprint().to_hex();
     if let RevocationStatus::Revoked(_) = cert.revocation_status(&POLICY, time) {
         return Err(KeyProblem::Revoked { fingerprint });
@@ -115,10 +128,7 @@ pub fn usable_for_encryption(cert: &Cert, time: SystemTime) -> Result<(), KeyPro
             .unwrap_or_else(|| "an unknown date".into());
         return Err(KeyProblem::Expired { fingerprint, when });
     }
-    if encryption_keys(&valid).next().is_none() {
-        return Err(KeyProblem::NoEncryptionKey { fingerprint });
-    }
-    Ok(())
+    Ok(valid)
 }
 
 /// The subkeys a copy is encrypted to: every supported, live, unrevoked

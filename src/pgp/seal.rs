@@ -60,6 +60,35 @@ pub fn seal(
     Ok(sink)
 }
 
+/// An armored detached signature by the list key over `data`, SHA-512
+/// (so the announcement's `micalg=pgp-sha512` is always right).
+pub fn sign_detached(
+    list_key: &ListKey,
+    data: &[u8],
+    time: SystemTime,
+) -> Result<Vec<u8>, SealError> {
+    let crypto = |e: anyhow::Error| SealError::Crypto(e.to_string());
+    let mut sink = Vec::new();
+    let message = Message::new(&mut sink);
+    let message = Armorer::new(message)
+        .kind(openpgp::armor::Kind::Signature)
+        .build()
+        .map_err(crypto)?;
+    let mut signer = Signer::new(message, list_key.signer.clone())
+        .map_err(crypto)?
+        .detached()
+        .hash_algo(openpgp::types::HashAlgorithm::SHA512)
+        .map_err(crypto)?
+        .creation_time(time)
+        .build()
+        .map_err(crypto)?;
+    signer
+        .write_all(data)
+        .map_err(|e| SealError::Crypto(e.to_string()))?;
+    signer.finalize().map_err(crypto)?;
+    Ok(sink)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,11 @@
 //!   big-endian `(due, id)` so the next due copy is the first key. The
 //!   copies are already OpenPGP-encrypted to their member.
 //! - `records`: an append-only log of who got what (see [`DeliveryRecord`]).
-//! - `quarantine`: mail that could not be processed, sealed, with the reason.
+//! - `quarantine`: mail that could not be processed or may not be
+//!   forwarded (held for moderation), sealed, with the reason.
+//! - `embargoes`: each case's embargo (metadata only); `advisories`: the
+//!   post each embargo will publish, sealed; `schedule`: reminder and
+//!   release events keyed by big-endian due time.
 //!
 //! Every state change is one [`Batch`] applied in a single transaction.
 
@@ -22,6 +26,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use crate::config::ListName;
+use crate::embargo::{Advisory, Embargo, Event};
 pub use seal::{StoreKey, KEY_LEN};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +61,21 @@ pub enum Source {
         mail_from: String,
         lists: Vec<ListName>,
     },
-    /// Written by the daemon for the PST (a member without a key, a
-    /// quarantined message, a failed delivery). Notices never cause
-    /// further notices.
-    Notice,
+    /// Written by the daemon (a member without a key, a quarantined
+    /// message, a failed delivery, an embargo reminder). Notices never
+    /// cause further notices.
+    Notice { to: Audience },
+}
+
+/// Who a notice is for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Audience {
+    /// The security list: the PST.
+    Pst,
+    /// The members of these lists, each once.
+    Lists(Vec<ListName>),
+    /// One member (a refused poster).
+    Member(String),
 }
 
 /// One member's copy, encrypted, waiting for the transport.
@@ -163,6 +179,26 @@ pub struct Batch {
     pub add_queue: Vec<(QueueKey, QueuedCopy)>,
     pub records: Vec<DeliveryRecord>,
     pub quarantine: Vec<(QuarantineMeta, Vec<u8>)>,
+    pub embargoes: Vec<Embargo>,
+    pub advisories: Vec<(String, Advisory)>,
+    pub schedule_add: Vec<Event>,
+    pub schedule_remove: Vec<Event>,
+}
+
+impl Batch {
+    /// Adds everything in `other` to this batch.
+    pub fn merge(&mut self, other: Batch) {
+        self.remove_spool.extend(other.remove_spool);
+        self.add_spool.extend(other.add_spool);
+        self.remove_queue.extend(other.remove_queue);
+        self.add_queue.extend(other.add_queue);
+        self.records.extend(other.records);
+        self.quarantine.extend(other.quarantine);
+        self.embargoes.extend(other.embargoes);
+        self.advisories.extend(other.advisories);
+        self.schedule_add.extend(other.schedule_add);
+        self.schedule_remove.extend(other.schedule_remove);
+    }
 }
 
 /// The open store.
@@ -173,6 +209,9 @@ pub struct Store {
     queue: sled::Tree,
     records: sled::Tree,
     quarantine: sled::Tree,
+    embargoes: sled::Tree,
+    advisories: sled::Tree,
+    schedule: sled::Tree,
     key: StoreKey,
 }
 
@@ -192,6 +231,9 @@ impl Store {
             queue: db.open_tree("queue")?,
             records: db.open_tree("records")?,
             quarantine: db.open_tree("quarantine")?,
+            embargoes: db.open_tree("embargoes")?,
+            advisories: db.open_tree("advisories")?,
+            schedule: db.open_tree("schedule")?,
             db,
             key,
         };
@@ -345,6 +387,64 @@ impl Store {
             .collect()
     }
 
+    /// The embargo of `case`, if it has one.
+    pub fn embargo(&self, case: &str) -> Result<Option<Embargo>, StoreError> {
+        self.embargoes
+            .get(case.as_bytes())?
+            .map(|value| {
+                serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("embargo {case}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every embargo, by case ID.
+    pub fn embargoes(&self) -> Result<Vec<Embargo>, StoreError> {
+        self.embargoes
+            .iter()
+            .values()
+            .map(|value| {
+                serde_json::from_slice(&value?)
+                    .map_err(|e| StoreError::Corrupt(format!("embargo: {e}")))
+            })
+            .collect()
+    }
+
+    /// The sealed advisory of `case`, opened.
+    pub fn advisory(&self, case: &str) -> Result<Option<Advisory>, StoreError> {
+        let Some(sealed) = self.advisories.get(case.as_bytes())? else {
+            return Ok(None);
+        };
+        let framed = self
+            .key
+            .open(&slot(b"advisory/", case.as_bytes()), &sealed)?;
+        let (subject, content): (String, Vec<u8>) = unframe(&framed)?;
+        Ok(Some(Advisory { subject, content }))
+    }
+
+    /// Events due at `now` (ms), oldest first.
+    pub fn due_events(&self, now: u64) -> Result<Vec<Event>, StoreError> {
+        let end = (now + 1).to_be_bytes();
+        self.schedule
+            .range(..end.as_slice())
+            .keys()
+            .map(|key| {
+                let key = key?;
+                Event::from_key(&key).ok_or_else(|| StoreError::Corrupt("schedule key".into()))
+            })
+            .collect()
+    }
+
+    /// The next event, due or not.
+    pub fn next_event(&self) -> Result<Option<Event>, StoreError> {
+        self.schedule
+            .first()?
+            .map(|(key, _)| {
+                Event::from_key(&key).ok_or_else(|| StoreError::Corrupt("schedule key".into()))
+            })
+            .transpose()
+    }
+
     /// Applies `batch` in one transaction. Ids for new entries are drawn
     /// first, so a retried transaction writes the same keys.
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
@@ -375,19 +475,50 @@ impl Store {
                 Ok((key, sealed))
             })
             .collect::<Result<_, StoreError>>()?;
+        let embargo_new: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .embargoes
+            .iter()
+            .map(|e| {
+                (
+                    e.case.as_bytes().to_vec(),
+                    serde_json::to_vec(e).expect("embargo serializes"),
+                )
+            })
+            .collect();
+        let advisory_new: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .advisories
+            .iter()
+            .map(|(case, advisory)| {
+                let sealed = self.key.seal(
+                    &slot(b"advisory/", case.as_bytes()),
+                    &frame(&advisory.subject, &advisory.content),
+                );
+                (case.as_bytes().to_vec(), sealed)
+            })
+            .collect();
         let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
             .add_queue
             .iter()
             .map(|(key, copy)| (key.to_bytes(), frame(copy, &copy.bytes)))
             .collect();
 
-        let result = (&self.spool, &self.queue, &self.records, &self.quarantine).transaction(
-            |(spool, queue, records, quarantine): &(
-                TransactionalTree,
-                TransactionalTree,
-                TransactionalTree,
-                TransactionalTree,
-            )| {
+        let trees = [
+            &self.spool,
+            &self.queue,
+            &self.records,
+            &self.quarantine,
+            &self.embargoes,
+            &self.advisories,
+            &self.schedule,
+        ];
+        let result = trees
+            .as_slice()
+            .transaction(|trees: &Vec<TransactionalTree>| {
+                let [spool, queue, records, quarantine, embargoes, advisories, schedule] =
+                    trees.as_slice()
+                else {
+                    unreachable!("seven trees");
+                };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
                 }
@@ -406,9 +537,20 @@ impl Store {
                 for (key, value) in &quarantine_new {
                     quarantine.insert(key, value.as_slice())?;
                 }
+                for (key, value) in &embargo_new {
+                    embargoes.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (key, value) in &advisory_new {
+                    advisories.insert(key.as_slice(), value.as_slice())?;
+                }
+                for event in &batch.schedule_remove {
+                    schedule.remove(event.key())?;
+                }
+                for event in &batch.schedule_add {
+                    schedule.insert(event.key(), &[][..])?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
+            });
         result.map_err(|e| match e {
             TransactionError::Storage(e) => StoreError::Sled(e),
             TransactionError::Abort(()) => unreachable!("the transaction never aborts"),

@@ -42,6 +42,7 @@ pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
         .await
         .expect("bind");
     let lmtp = listeners[0].local_addr().expect("local addr");
+    let control = embargod::control::bind(&config.control.socket).expect("control socket");
     let daemon = Daemon::open(
         config.clone(),
         Options {
@@ -52,7 +53,7 @@ pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
     .expect("daemon starts");
     let shared = daemon.shared();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(listeners, async {
+    let task = tokio::spawn(daemon.run(listeners, Some(control), async {
         let _ = stopped.await;
     }));
     TestDaemon {
@@ -295,4 +296,51 @@ impl Drop for Gpg {
 /// Public key of the list as an armored block, for gpg to import.
 pub fn list_public(sandbox: &Sandbox) -> Vec<u8> {
     sandbox.list_key.public_armored().into_bytes()
+}
+
+/// A post signed by `signer` in `gpg`'s home, PGP/MIME multipart/signed,
+/// its first text part starting with `keywords` and carrying `patch` as
+/// an attachment.
+pub fn signed_post(
+    gpg: &Gpg,
+    signer: &str,
+    to: &str,
+    subject: &str,
+    keywords: &str,
+    text: &str,
+    patch: &str,
+) -> Vec<u8> {
+    let part = format!(
+        "Content-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n\
+         --inner\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{keywords}\r\n{text}\r\n\
+         --inner\r\nContent-Type: text/x-diff; name=\"fix.patch\"\r\n\
+         Content-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n{patch}\r\n--inner--"
+    );
+    let signature = gpg.ok(
+        &["--armor", "--detach-sign", "--local-user", signer],
+        part.as_bytes(),
+    );
+    format!(
+        "From: <{signer}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+         Date: Wed, 25 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"outer\"\r\n\r\n\
+         --outer\r\n{part}\r\n--outer\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--outer--\r\n",
+        String::from_utf8(signature).unwrap()
+    )
+    .into_bytes()
+}
+
+/// The two parts of an RFC 3156 multipart/signed message: the signed
+/// bytes and the armored signature.
+pub fn signed_parts(message: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message)
+        .expect("parses");
+    let children = parsed.root_part().sub_parts().expect("multipart").to_vec();
+    let signed = &parsed.parts[children[0] as usize];
+    let signature = &parsed.parts[children[1] as usize];
+    (
+        message[signed.offset_header as usize..signed.offset_end as usize].to_vec(),
+        signature.contents().to_vec(),
+    )
 }

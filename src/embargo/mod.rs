@@ -1,0 +1,293 @@
+//! Embargoes: each case's agreed public disclosure time, the reminder
+//! before it, and the release when it comes.
+//!
+//! A PST-signed post to the distributors list opens or moves a case's
+//! embargo ([`crate::fanout`]); [`scheduler`] fires the reminder and the
+//! release at their times, read from the store so that a restart loses
+//! none; [`release`] publishes the advisory, signed but not encrypted,
+//! exactly once per case.
+
+pub mod release;
+pub mod scheduler;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::from_millis;
+use crate::config::Config;
+
+/// A case's embargo as kept in the store. Only metadata: the content of
+/// the post is in the sealed [`Advisory`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Embargo {
+    pub case: String,
+    /// Agreed public disclosure time, ms since the epoch.
+    pub until: u64,
+    /// Member id of the PST member whose post set the current date.
+    pub poster: String,
+    pub opened: u64,
+    pub updated: u64,
+    /// Copies of the latest post sent (distributors and PST).
+    pub recipients: usize,
+    /// Every time the date was set or moved.
+    pub history: Vec<Change>,
+    pub released: Option<Released>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Change {
+    pub at: u64,
+    pub by: String,
+    pub until: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Released {
+    pub at: u64,
+    /// Message-ID of the announcement: one per case, so a release that is
+    /// retried after a crash is the same message.
+    pub message_id: String,
+    /// Who released it early and why; `None` when the time came.
+    pub early: Option<EarlyRelease>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EarlyRelease {
+    pub by: String,
+    pub reason: String,
+}
+
+impl Embargo {
+    pub fn until(&self) -> DateTime<Utc> {
+        from_millis(self.until)
+    }
+
+    /// The reminder and release events of the current date.
+    pub fn events(&self, config: &Config) -> Vec<Event> {
+        let reminder = self
+            .until
+            .saturating_sub(config.embargo.reminder_before.as_millis() as u64);
+        vec![
+            Event {
+                due: reminder,
+                kind: EventKind::Reminder,
+                case: self.case.clone(),
+            },
+            Event {
+                due: self.until,
+                kind: EventKind::Release,
+                case: self.case.clone(),
+            },
+        ]
+    }
+}
+
+/// The post an embargo will publish: its subject and content entity,
+/// keyword lines removed. Stored sealed with the store key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advisory {
+    pub subject: String,
+    pub content: Vec<u8>,
+}
+
+/// Something due at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Event {
+    pub due: u64,
+    pub kind: EventKind,
+    pub case: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    Reminder = 1,
+    Release = 2,
+}
+
+impl Event {
+    /// Store key: big-endian due time, kind, case — ordered by time.
+    pub fn key(&self) -> Vec<u8> {
+        let mut key = self.due.to_be_bytes().to_vec();
+        key.push(self.kind as u8);
+        key.extend_from_slice(self.case.as_bytes());
+        key
+    }
+
+    pub fn from_key(key: &[u8]) -> Option<Event> {
+        let due = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+        let kind = match key.get(8)? {
+            1 => EventKind::Reminder,
+            2 => EventKind::Release,
+            _ => return None,
+        };
+        let case = String::from_utf8(key.get(9..)?.to_vec()).ok()?;
+        Some(Event { due, kind, case })
+    }
+}
+
+/// A case ID: `<case_prefix>-<year>-<number>`, e.g. KAP-2026-0001.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseId(pub String);
+
+impl fmt::Display for CaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl CaseId {
+    /// Checks `text` against the project's case prefix.
+    pub fn parse(config: &Config, text: &str) -> Result<CaseId, String> {
+        let text = text.trim();
+        let prefix = &config.project.case_prefix;
+        let shape = format!("{prefix}-<year>-<number>, like {prefix}-2026-0001");
+        let rest = text
+            .strip_prefix(prefix.as_str())
+            .and_then(|r| r.strip_prefix('-'))
+            .ok_or_else(|| format!("{text:?} is not a case ID of the form {shape}"))?;
+        let (year, number) = rest
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not a case ID of the form {shape}"))?;
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        if year.len() != 4
+            || !digits(year)
+            || number.len() < 4
+            || number.len() > 9
+            || !digits(number)
+        {
+            return Err(format!("{text:?} is not a case ID of the form {shape}"));
+        }
+        Ok(CaseId(text.to_string()))
+    }
+
+    /// The first known-shaped case ID mentioned in `text` (a Subject).
+    pub fn find_in(config: &Config, text: &str) -> Option<CaseId> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .find_map(|word| CaseId::parse(config, word).ok())
+    }
+}
+
+/// Parses an RFC 3339 time (any offset) into UTC.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!(
+                "{:?} is not an RFC 3339 time like 2026-12-01T16:00:00Z ({e})",
+                text.trim()
+            )
+        })
+}
+
+/// Checks a proposed disclosure time: in the future, and no further out
+/// than `max_embargo_days`.
+pub fn check_until(
+    config: &Config,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let max = chrono::Duration::days(config.embargo.max_embargo_days as i64);
+    if until <= now {
+        return Err(format!(
+            "the disclosure time {} is not in the future",
+            format_time(until)
+        ));
+    }
+    if until > now + max {
+        return Err(format!(
+            "the disclosure time {} is more than {} days away (max_embargo_days)",
+            format_time(until),
+            config.embargo.max_embargo_days
+        ));
+    }
+    Ok(())
+}
+
+/// `2026-12-01 16:00 UTC`
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The banner every embargoed copy starts with.
+pub fn banner(config: &Config, case: &str, until: DateTime<Utc>) -> String {
+    format!(
+        "EMBARGOED until {}, case {case}\n\
+         This information must not be made public, shared, nor even hinted at\n\
+         beyond the need-to-know within your team until then, except with the\n\
+         list's explicit approval; whoever you share it with must agree to the\n\
+         same terms ({} security release process, Embargo Policy).\n",
+        format_time(until),
+        config.project.name,
+    )
+}
+
+/// `[EMBARGOED] ` before a Subject (and the case ID, when it does not
+/// name it yet).
+pub fn embargoed_subject(subject: &str, case: &str) -> String {
+    let subject = subject.trim();
+    if subject.contains(case) {
+        format!("[EMBARGOED] {subject}")
+    } else {
+        format!("[EMBARGOED] [{case}] {subject}")
+    }
+}
+
+/// The Subject of the public announcement: no `[EMBARGOED]`, the case ID.
+pub fn public_subject(subject: &str, case: &str) -> String {
+    let subject = subject.trim().trim_start_matches("[EMBARGOED]").trim();
+    if subject.contains(case) {
+        subject.to_string()
+    } else {
+        format!("[{case}] {subject}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_sort_by_time_and_round_trip() {
+        let a = Event {
+            due: 5,
+            kind: EventKind::Release,
+            case: "KAP-2026-0002".into(),
+        };
+        let b = Event {
+            due: 300,
+            kind: EventKind::Reminder,
+            case: "KAP-2026-0001".into(),
+        };
+        assert!(a.key() < b.key());
+        assert_eq!(Event::from_key(&a.key()), Some(a));
+    }
+
+    #[test]
+    fn subjects() {
+        assert_eq!(
+            embargoed_subject("Fix for X", "KAP-2026-0001"),
+            "[EMBARGOED] [KAP-2026-0001] Fix for X"
+        );
+        assert_eq!(
+            embargoed_subject("KAP-2026-0001: fix", "KAP-2026-0001"),
+            "[EMBARGOED] KAP-2026-0001: fix"
+        );
+        assert_eq!(
+            public_subject("[EMBARGOED] [KAP-2026-0001] Fix", "KAP-2026-0001"),
+            "[KAP-2026-0001] Fix"
+        );
+        assert_eq!(
+            public_subject("Fix", "KAP-2026-0001"),
+            "[KAP-2026-0001] Fix"
+        );
+    }
+
+    #[test]
+    fn times_in_any_offset_become_utc() {
+        let t = parse_time("2026-12-01T17:00:00+01:00").unwrap();
+        assert_eq!(format_time(t), "2026-12-01 16:00 UTC");
+        assert!(parse_time("tomorrow").unwrap_err().contains("RFC 3339"));
+    }
+}

@@ -1,0 +1,276 @@
+//! Publishing a case: the advisory goes to the announce list, signed by
+//! the list key (RFC 3156 multipart/signed) and not encrypted, and the PST
+//! and distributors get an encrypted "embargo lifted" notice.
+//!
+//! Everything a release does is one batch: the embargo marked released
+//! with the announcement's Message-ID, its events removed, the announcement
+//! queued, the notices spooled. A crash before the commit fires it again
+//! from the schedule; after it, the queue sends it. Either way once.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::{from_millis, to_millis};
+use crate::config::{Config, ListName};
+use crate::fanout::{sha256_hex, Context};
+use crate::mime::encode_header_value;
+use crate::mime::outbound::ListIdentity;
+use crate::pgp::seal::sign_detached;
+use crate::pgp::ListKey;
+use crate::store::{Audience, Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+
+use super::{
+    format_time, public_subject, Advisory, EarlyRelease, Embargo, Event, EventKind, Released,
+};
+
+/// The batch that publishes `case` now; `early` when the PST or an admin
+/// releases it before its time.
+pub fn release(
+    ctx: &Context<'_>,
+    case: &str,
+    early: Option<EarlyRelease>,
+) -> Result<Batch, String> {
+    let config = ctx.config;
+    let store_err = |e: crate::store::StoreError| e.to_string();
+    let mut embargo = ctx
+        .store
+        .embargo(case)
+        .map_err(store_err)?
+        .ok_or_else(|| format!("case {case} has no embargo"))?;
+    if let Some(released) = &embargo.released {
+        return Err(format!(
+            "case {case} was already released at {}",
+            format_time(from_millis(released.at))
+        ));
+    }
+    let advisory = ctx
+        .store
+        .advisory(case)
+        .map_err(store_err)?
+        .ok_or_else(|| format!("case {case} has no advisory to publish"))?;
+    let announce = config
+        .lists
+        .announce
+        .as_ref()
+        .ok_or("no [lists.announce] address is configured")?
+        .to_string();
+
+    let identity = ListIdentity::new(config, &config.lists.security);
+    let domain = identity
+        .address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("localhost");
+    let message_id = format!("<{case}.release@{domain}>");
+    let bytes = announcement(
+        &ctx.keys.list_key,
+        &identity,
+        &announce,
+        &message_id,
+        case,
+        &advisory,
+        ctx.now,
+    )
+    .map_err(|e| format!("cannot sign the announcement: {e}"))?;
+
+    let now = to_millis(ctx.now);
+    let copy_id = {
+        let mut id = [0u8; 8];
+        sequoia_openpgp::crypto::random(&mut id).map_err(|e| e.to_string())?;
+        u64::from_be_bytes(id)
+    };
+    let mut batch = Batch::default();
+    batch.records.push(DeliveryRecord {
+        time: now,
+        message: 0,
+        list: ListName::Announce,
+        member: "announce".into(),
+        fingerprint: None,
+        message_id: Some(message_id.clone()),
+        plaintext_sha256: Some(sha256_hex(&bytes)),
+        ciphertext_sha256: None,
+        outcome: Outcome::Queued,
+    });
+    batch.add_queue.push((
+        QueueKey {
+            due: now,
+            id: copy_id,
+        },
+        QueuedCopy {
+            id: copy_id,
+            message: 0,
+            list: ListName::Announce,
+            member: "announce".into(),
+            to: announce.clone(),
+            fingerprint: String::new(),
+            message_id: message_id.clone(),
+            notice: false,
+            queued: now,
+            attempts: 0,
+            last_error: None,
+            bytes,
+        },
+    ));
+    batch.schedule_remove.extend(embargo.events(config));
+    let lifted = lifted_text(config, &embargo, &announce, early.as_ref(), ctx.now);
+    batch.add_spool.push(crate::notice::notice(
+        config,
+        ctx.now,
+        Audience::Lists(vec![ListName::Security, ListName::Distributors]),
+        &format!("embargo lifted: {case}"),
+        &lifted,
+    ));
+    tracing::info!(%case, early = early.is_some(), "released");
+    embargo.released = Some(Released {
+        at: now,
+        message_id,
+        early,
+    });
+    batch.embargoes.push(embargo);
+    Ok(batch)
+}
+
+/// What a due event does: the release, or the reminder before it. An
+/// event that no longer matches its embargo (moved, released) only goes.
+pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
+    let mut batch = Batch {
+        schedule_remove: vec![event.clone()],
+        ..Batch::default()
+    };
+    let embargo = match ctx.store.embargo(&event.case) {
+        Ok(Some(embargo)) if embargo.released.is_none() => embargo,
+        _ => return batch,
+    };
+    if !embargo.events(ctx.config).contains(event) {
+        return batch;
+    }
+    match event.kind {
+        EventKind::Release => match release(ctx, &event.case, None) {
+            Ok(released) => batch.merge(released),
+            Err(reason) => {
+                tracing::error!(case = %event.case, %reason, "release failed");
+                batch.add_spool.push(crate::notice::to_pst(
+                    ctx.config,
+                    ctx.now,
+                    &format!("release of {} FAILED", event.case),
+                    &format!(
+                        "The embargo of {} ended at {}, but the advisory could not be\n\
+                         published: {reason}.\nPublish it by hand, or fix the problem and run\n\
+                         `embargod release {} --now --reason ...`.\n",
+                        event.case,
+                        format_time(embargo.until()),
+                        event.case
+                    ),
+                ));
+            }
+        },
+        EventKind::Reminder => {
+            let hours = (embargo.until().signed_duration_since(ctx.now).num_minutes() + 30) / 60;
+            batch.add_spool.push(crate::notice::notice(
+                ctx.config,
+                ctx.now,
+                Audience::Lists(vec![ListName::Security, ListName::Distributors]),
+                &format!("reminder: {} goes public in {hours} hours", event.case),
+                &format!(
+                    "Case {} goes public at {} (in about {hours} hours).\n\
+                     The advisory will be published to the announce list then.\n\
+                     Have your releases ready.\n",
+                    event.case,
+                    format_time(embargo.until()),
+                ),
+            ));
+        }
+    }
+    batch
+}
+
+fn lifted_text(
+    config: &Config,
+    embargo: &Embargo,
+    announce: &str,
+    early: Option<&EarlyRelease>,
+    now: DateTime<Utc>,
+) -> String {
+    let mut text = format!(
+        "The embargo of case {} is lifted: the advisory is being published to\n\
+         {announce} now ({}).\n",
+        embargo.case,
+        format_time(now)
+    );
+    if let Some(early) = early {
+        let _ = write!(
+            text,
+            "\nReleased early, before the agreed {}, by {}: {}\n",
+            format_time(embargo.until()),
+            early.by,
+            early.reason
+        );
+    }
+    let _ = write!(
+        text,
+        "\nThe {} security release process's embargo on this case no longer applies.\n",
+        config.project.name
+    );
+    text
+}
+
+/// The public announcement: the advisory's content, signed by the list key
+/// as RFC 3156 multipart/signed.
+pub fn announcement(
+    list_key: &ListKey,
+    identity: &ListIdentity,
+    announce: &str,
+    message_id: &str,
+    case: &str,
+    advisory: &Advisory,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, String> {
+    // The signed part is the content entity up to the line end before the
+    // boundary (RFC 3156 §5).
+    let mut signed = advisory.content.clone();
+    while signed.ends_with(b"\r\n") {
+        signed.truncate(signed.len() - 2);
+    }
+    let signature =
+        sign_detached(list_key, &signed, SystemTime::from(now)).map_err(|e| e.to_string())?;
+    let boundary = format!("embargod-{}", crate::mime::random_token());
+    let mut head = String::new();
+    let _ = write!(
+        head,
+        "From: \"{}\" <{}>\r\n",
+        identity.display, identity.address
+    );
+    let _ = write!(head, "To: <{announce}>\r\n");
+    let _ = write!(
+        head,
+        "Subject: {}\r\n",
+        encode_header_value(&public_subject(&advisory.subject, case))
+    );
+    let _ = write!(head, "Date: {}\r\n", now.to_rfc2822());
+    let _ = write!(head, "Message-ID: {message_id}\r\n");
+    let _ = write!(head, "X-Loop: {}\r\n", identity.address);
+    head.push_str("MIME-Version: 1.0\r\n");
+    let _ = write!(
+        head,
+        "Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\";\r\n boundary=\"{boundary}\"\r\n\r\n"
+    );
+    head.push_str("This is an OpenPGP/MIME signed message (RFC 3156).\r\n");
+    let _ = write!(head, "--{boundary}\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&signed);
+    let mut tail = format!("\r\n--{boundary}\r\n");
+    tail.push_str("Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n");
+    let _ = write!(
+        tail,
+        "Content-Description: OpenPGP signature by {} ({})\r\n",
+        identity.display,
+        list_key.fingerprint()
+    );
+    tail.push_str("Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n");
+    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(&crate::mime::inbound::crlf(&signature));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(out)
+}
