@@ -30,6 +30,7 @@ pub mod lmtp;
 pub mod mime;
 pub mod notice;
 pub mod pgp;
+pub mod random;
 pub mod sandbox;
 pub mod store;
 

@@ -121,6 +121,29 @@ async fn protocol_mistakes_get_clear_replies() {
             "{line:?} should start with {want:?}; all: {lines:#?}"
         );
     }
+    // Each command is parsed on its own: a malformed one (no colon) gets
+    // its 501 and cannot swallow the next; an over-long line gets 500.
+    let long = "X".repeat(5000);
+    let input = format!("LHLO x\r\nMAIL FROM <a@b.example>\r\nNOOP\r\n{long}\r\nNOOP\r\nQUIT\r\n");
+    let lines = converse(&daemon.lmtp, input.as_bytes(), 6).await;
+    let finals: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..9])
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            "250 SIZE ",
+            "501 5.5.4",
+            "250 2.0.0",
+            "500 5.5.2",
+            "250 2.0.0",
+            "221 2.0.0"
+        ],
+        "{lines:#?}"
+    );
+
     // After RSET a fresh transaction is possible: SIZE over the limit.
     let lines = converse(
         &daemon.lmtp,

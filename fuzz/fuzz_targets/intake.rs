@@ -4,8 +4,8 @@
 //! Each input goes through `mime::inbound::precheck` (the checks that
 //! refuse mail over LMTP) and, when it passes, through `fanout::process`
 //! (OpenPGP unwrapping, posting rules, one signed and encrypted copy per
-//! member) for a sandbox with two security list members and one
-//! distributor. Nothing may panic, and every queued copy must hold an
+//! member) for a sandbox with two security list members, one distributor
+//! and an empty store. Nothing may panic, and every queued copy must hold an
 //! armored OpenPGP message and no verbatim plaintext of the input's body.
 
 #![no_main]
@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 
 use embargod::config::{Config, ListName};
-use embargod::fanout;
+use embargod::fanout::{self, Context};
 use embargod::keys::Keys;
 use embargod::mime::inbound::precheck;
 use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};
 use embargod::sandbox::Sandbox;
-use embargod::store::{Incoming, IncomingMeta, Source};
+use embargod::store::{Incoming, IncomingMeta, Source, Store, StoreKey};
 
 /// The header size limit the daemon applies by default.
 const MAX_HEADER_SIZE: usize = 256 * 1024;
@@ -36,6 +36,11 @@ const MAX_WINDOWS: usize = 4;
 struct Setup {
     config: Config,
     keys: Keys,
+    store: Store,
+    /// Holds the store's folder. A static is never dropped, so the folder
+    /// outlives the process (a few KiB in the temp dir); the keys and the
+    /// config file are deleted as soon as they are loaded.
+    _dir: tempfile::TempDir,
 }
 
 static SETUP: LazyLock<Setup> = LazyLock::new(|| {
@@ -53,10 +58,17 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     let file = sandbox.write_config().expect("config file");
     let config = Config::load(&file).expect("sandbox config loads");
     let keys = Keys::load(&config).expect("sandbox keys load");
-    // Fan-out works on the loaded config and keys alone; the folder (and
-    // its secret keys) can go now instead of piling up in the temp dir.
-    drop(dir);
-    Setup { config, keys }
+    let store_key = StoreKey::load(&config.store.key).expect("sandbox store key");
+    let store = Store::open(&config.store.path, store_key).expect("sandbox store");
+    // Everything is loaded: no secret key needs to stay on disk.
+    std::fs::remove_dir_all(dir.path().join("keys")).expect("remove sandbox keys");
+    std::fs::remove_file(&file).expect("remove sandbox config");
+    Setup {
+        config,
+        keys,
+        store,
+        _dir: dir,
+    }
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -75,7 +87,13 @@ fuzz_target!(|data: &[u8]| {
         },
         raw: data.to_vec(),
     };
-    let batch = fanout::process(&setup.config, &setup.keys, 1, incoming, now);
+    let ctx = Context {
+        config: &setup.config,
+        keys: &setup.keys,
+        store: &setup.store,
+        now,
+    };
+    let batch = fanout::process(&ctx, 1, incoming);
 
     let windows = body_windows(data);
     for (_, copy) in &batch.add_queue {

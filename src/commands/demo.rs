@@ -130,7 +130,7 @@ pub async fn demo(out: &mut (dyn Write + Send)) -> Result<PathBuf, DemoError> {
     );
     for copy in &copies {
         use mail_parser::MimeHeaders;
-        let parsed = mail_parser::MessageParser::default().parse(&copy.bytes);
+        let parsed = crate::mime::parse(&copy.bytes);
         let content_type = parsed
             .as_ref()
             .and_then(|m| m.content_type())

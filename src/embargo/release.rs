@@ -76,11 +76,7 @@ pub fn release(
     .map_err(|e| format!("cannot sign the announcement: {e}"))?;
 
     let now = to_millis(ctx.now);
-    let copy_id = {
-        let mut id = [0u8; 8];
-        sequoia_openpgp::crypto::random(&mut id).map_err(|e| e.to_string())?;
-        u64::from_be_bytes(id)
-    };
+    let copy_id = crate::random::u64();
     let mut batch = Batch::default();
     batch.records.push(DeliveryRecord {
         time: now,
@@ -235,7 +231,7 @@ pub fn announcement(
     }
     let signature =
         sign_detached(list_key, &signed, SystemTime::from(now)).map_err(|e| e.to_string())?;
-    let boundary = format!("embargod-{}", crate::mime::random_token());
+    let boundary = format!("embargod-{}", crate::random::token());
     let mut head = String::new();
     let _ = write!(
         head,

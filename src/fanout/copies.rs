@@ -107,9 +107,7 @@ pub fn seal_copies(
 /// A random 64-bit copy id: unique per (message, member), and not
 /// guessable from any other copy's.
 fn copy_id() -> u64 {
-    let mut bytes = [0u8; 8];
-    sequoia_openpgp::crypto::random(&mut bytes).expect("system randomness");
-    u64::from_be_bytes(bytes)
+    crate::random::u64()
 }
 
 /// One member's sealed copy.
@@ -135,7 +133,7 @@ fn seal_one(
         .rsplit_once('@')
         .map(|(_, domain)| domain)
         .unwrap_or("localhost");
-    let message_id = format!("<{}@{domain}>", crate::mime::random_token());
+    let message_id = format!("<{}@{domain}>", crate::random::token());
     let to = member.email.to_string();
     let envelope = Envelope {
         list: identity,

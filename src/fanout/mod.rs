@@ -232,7 +232,7 @@ fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static 
     if mail_from.eq_ignore_ascii_case(&own) {
         return Some("envelope sender is the daemon's own");
     }
-    let parsed = mail_parser::MessageParser::default().parse_headers(raw)?;
+    let parsed = crate::mime::parse_headers(raw)?;
     let own_lists: Vec<ListIdentity> = config
         .lists()
         .map(|list| ListIdentity::new(config, list))

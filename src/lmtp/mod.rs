@@ -5,6 +5,7 @@
 //! concurrent sessions, until shutdown.
 
 pub mod client;
+pub mod machine;
 mod session;
 
 use std::io;

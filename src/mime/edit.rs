@@ -2,11 +2,11 @@
 //! first text part replaced (keyword lines removed), a multipart/signed
 //! wrapper taken off. Attachments — patches above all — are never touched.
 
-use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{MessagePart, MimeHeaders, PartType};
 
 /// The decoded text of the first text/plain part, depth first.
 pub fn first_text(entity: &[u8]) -> Option<String> {
-    let message = MessageParser::default().parse(entity)?;
+    let message = super::parse(entity)?;
     let part = first_text_part(&message)?;
     part.text_contents().map(str::to_string)
 }
@@ -14,7 +14,7 @@ pub fn first_text(entity: &[u8]) -> Option<String> {
 /// `entity` with its first text/plain part replaced by `text` (UTF-8,
 /// re-encoded as needed). `None` when it has no text part.
 pub fn replace_first_text(entity: &[u8], text: &str) -> Option<Vec<u8>> {
-    let message = MessageParser::default().parse(entity)?;
+    let message = super::parse(entity)?;
     let part = first_text_part(&message)?;
     let (start, end) = (part.offset_header as usize, part.offset_end as usize);
     let mut new_part = super::text_part(text);
@@ -43,7 +43,7 @@ pub fn replace_first_text(entity: &[u8], text: &str) -> Option<Vec<u8>> {
 /// The signed content of a multipart/signed entity (its first part);
 /// anything else as it is.
 pub fn unsigned(entity: &[u8]) -> Vec<u8> {
-    let Some(message) = MessageParser::default().parse(entity) else {
+    let Some(message) = super::parse(entity) else {
         return entity.to_vec();
     };
     let root = message.root_part();

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use mail_parser::{HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
 
 use crate::pgp::open::{open, verify_detached, OpenError, Signatures, Signers};
 use sequoia_openpgp::Cert;
@@ -41,9 +41,7 @@ pub fn precheck(raw: &[u8], max_header_size: usize) -> Result<(), Refusal> {
     if header_len > max_header_size {
         return Err(Refusal::HeaderTooLarge(max_header_size));
     }
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or(Refusal::NoHeader)?;
+    let message = super::parse(raw).ok_or(Refusal::NoHeader)?;
     if message.header(HeaderName::From).is_none() {
         return Err(Refusal::NoFrom);
     }
@@ -78,7 +76,7 @@ fn check_structure(message: &Message<'_>, outer_depth: usize) -> Result<(), Refu
             Some(PartType::Multipart(children)) => {
                 stack.extend(children.iter().map(|&child| (child, depth + 1)))
             }
-            // mail-parser stops nesting messages after three levels.
+            // Bounded: the depth check above stops at MAX_DEPTH.
             Some(PartType::Message(inner)) => check_structure(inner, depth + 1)?,
             _ => {}
         }
@@ -148,9 +146,7 @@ pub fn unwrap(
     limit: usize,
     time: SystemTime,
 ) -> Result<Unwrapped, UnwrapError> {
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or(UnwrapError::Unparsable)?;
+    let message = super::parse(raw).ok_or(UnwrapError::Unparsable)?;
     let mut headers = carried_headers(&message);
     let sender = message
         .from()
@@ -173,7 +169,7 @@ pub fn unwrap(
                 Ok(opened) => {
                     let mut signatures = opened.signatures;
                     let content = canonical_entity(&opened.plaintext);
-                    if let Some(inner) = MessageParser::default().parse(&content) {
+                    if let Some(inner) = super::parse(&content) {
                         // Protected headers of the sender override the
                         // outer, possibly obscured, ones.
                         let protected = carried_headers(&inner);

@@ -77,7 +77,7 @@ pub fn inner_entity(
     info: &str,
     content: &[u8],
 ) -> Vec<u8> {
-    let boundary = format!("embargod-{}", super::random_token());
+    let boundary = format!("embargod-{}", crate::random::token());
     let mut head = String::new();
     let _ = write!(
         head,
@@ -106,7 +106,7 @@ pub fn inner_entity(
 /// The message as it travels: RFC 3156 multipart/encrypted around the
 /// armored ciphertext, with list header fields (RFC 2369, RFC 2919).
 pub fn outer_message(envelope: &Envelope<'_>, armored: &[u8]) -> Vec<u8> {
-    let boundary = format!("embargod-{}", super::random_token());
+    let boundary = format!("embargod-{}", crate::random::token());
     let list = envelope.list;
     let mut out = String::with_capacity(1024);
     for (name, value) in envelope.fields() {
@@ -159,7 +159,7 @@ pub fn notice_message(
     let _ = write!(
         out,
         "Message-ID: <notice.{}@{domain}>\r\n",
-        super::random_token()
+        crate::random::token()
     );
     out.push_str("Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
     let mut bytes = out.into_bytes();

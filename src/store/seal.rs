@@ -50,9 +50,7 @@ impl StoreKey {
 
     /// Creates a new random key file (mode 0600); never overwrites.
     pub fn create(file: &Path) -> std::io::Result<()> {
-        let mut bytes = [0u8; KEY_LEN];
-        sequoia_openpgp::crypto::random(&mut bytes).map_err(std::io::Error::other)?;
-        crate::pgp::write_secret_file(file, &bytes)
+        crate::pgp::write_secret_file(file, &crate::random::bytes::<KEY_LEN>())
     }
 
     pub fn from_bytes(bytes: &[u8]) -> StoreKey {
@@ -61,8 +59,7 @@ impl StoreKey {
 
     /// Seals `plaintext` for the slot named by `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        sequoia_openpgp::crypto::random(&mut nonce).expect("system randomness");
+        let nonce = crate::random::bytes::<NONCE_LEN>();
         let ciphertext = self
             .0
             .encrypt(

@@ -144,7 +144,7 @@ pub fn report(subject: &str, canary: &str) -> Vec<u8> {
 
 /// A random token to recognise a message's content anywhere.
 pub fn canary() -> String {
-    format!("canary-{}", embargod::mime::random_token())
+    format!("canary-{}", embargod::random::token())
 }
 
 /// The armored OpenPGP message inside a PGP/MIME copy.
