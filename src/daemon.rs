@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::transport::{Transport, TransportError};
+use crate::fanout::Context;
 use crate::keys::Keys;
 use crate::lmtp::Listener;
 use crate::pgp::ListKeyError;
@@ -48,6 +49,43 @@ impl Shared {
     /// The keys in force.
     pub fn keys(&self) -> Arc<Keys> {
         self.keys.read().expect("keys lock").clone()
+    }
+
+    /// Runs `work` off the runtime with what processing reads: the config
+    /// and keys in force, the store, the time now. A panic in `work` comes
+    /// back as the error.
+    pub async fn try_in_context<T, F>(&self, work: F) -> Result<T, tokio::task::JoinError>
+    where
+        F: FnOnce(&Context<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (config, keys, store, now) = (
+            self.config(),
+            self.keys(),
+            self.store.clone(),
+            self.clock.now(),
+        );
+        tokio::task::spawn_blocking(move || {
+            work(&Context {
+                config: &config,
+                keys: &keys,
+                store: &store,
+                now,
+            })
+        })
+        .await
+    }
+
+    /// [`Shared::try_in_context`], re-raising a panic in the caller.
+    pub async fn in_context<T, F>(&self, work: F) -> T
+    where
+        F: FnOnce(&Context<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.try_in_context(work).await {
+            Ok(value) => value,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Applies `batch` durably and wakes the tasks it gave work to.
@@ -239,23 +277,10 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
             }
         };
         let _embargoes = shared.embargo_lock.lock().await;
-        let (config, keys, store, now) = (
-            shared.config(),
-            shared.keys(),
-            shared.store.clone(),
-            shared.clock.now(),
-        );
         let meta = incoming.meta.clone();
-        let batch = match tokio::task::spawn_blocking(move || {
-            let ctx = crate::fanout::Context {
-                config: &config,
-                keys: &keys,
-                store: &store,
-                now,
-            };
-            crate::fanout::process(&ctx, id, incoming)
-        })
-        .await
+        let batch = match shared
+            .try_in_context(move |ctx| crate::fanout::process(ctx, id, incoming))
+            .await
         {
             Ok(batch) => batch,
             Err(_) => {

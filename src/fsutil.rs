@@ -1,4 +1,4 @@
-//! Small file-system checks shared by the key and store code.
+//! Small file-system helpers: private-file checks, Unix sockets.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -21,6 +21,34 @@ pub fn check_private(file: &Path) -> Result<(), String> {
         }
         Err(_) => Ok(()),
     }
+}
+
+/// Binds a Unix socket at `path` with `mode`, replacing a stale socket
+/// left by an earlier run; any other file in the way is an error. `what`
+/// names the socket in errors ("control socket").
+pub fn bind_unix_socket(
+    path: &Path,
+    mode: u32,
+    what: &str,
+) -> std::io::Result<tokio::net::UnixListener> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::FileTypeExt;
+    let context = |e: Error| Error::new(e.kind(), format!("{what} {}: {e}", path.display()));
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(context(Error::new(
+                ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )));
+        }
+        std::fs::remove_file(path).map_err(context)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(context)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(context)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(context)?;
+    Ok(listener)
 }
 
 #[cfg(test)]

@@ -135,30 +135,19 @@ async fn embargoes(shared: &Arc<Shared>) -> Response {
 
 async fn release_now(shared: &Arc<Shared>, case: &str, reason: String) -> Response {
     let _embargoes = shared.embargo_lock.lock().await;
-    let (config, keys, store, now) = (
-        shared.config(),
-        shared.keys(),
-        shared.store.clone(),
-        shared.clock.now(),
-    );
     let case_owned = case.to_string();
-    let batch = crate::blocking(move || {
-        let ctx = crate::fanout::Context {
-            config: &config,
-            keys: &keys,
-            store: &store,
-            now,
-        };
-        release::release(
-            &ctx,
-            &case_owned,
-            Some(EarlyRelease {
-                by: "an admin (command line)".into(),
-                reason,
-            }),
-        )
-    })
-    .await;
+    let batch = shared
+        .in_context(move |ctx| {
+            release::release(
+                ctx,
+                &case_owned,
+                Some(EarlyRelease {
+                    by: "an admin (command line)".into(),
+                    reason,
+                }),
+            )
+        })
+        .await;
     match batch {
         Ok(batch) => match shared.commit(batch).await {
             Ok(()) => Response::ok(format!("{case} released; the announcement is queued\n")),

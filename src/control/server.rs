@@ -1,7 +1,7 @@
 //! The socket side: accepts admin connections, checks who is calling,
 //! answers one request per line.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,25 +18,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// Binds the control socket (mode 0600), replacing a stale one.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    let context = |e: std::io::Error| {
-        std::io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(context(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            )));
-        }
-        std::fs::remove_file(path).map_err(context)?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(context)?;
-    }
-    let listener = UnixListener::bind(path).map_err(context)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(context)?;
-    Ok(listener)
+    crate::fsutil::bind_unix_socket(path, 0o600, "control socket")
 }
 
 /// Serves admin connections until `stop`; removes the socket file then.

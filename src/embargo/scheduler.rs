@@ -43,17 +43,9 @@ async fn fire_due(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> 
     let store = shared.store.clone();
     let due = crate::blocking(move || store.due_events(to_millis(now))).await?;
     for event in due {
-        let (config, keys, store) = (shared.config(), shared.keys(), shared.store.clone());
-        let batch = crate::blocking(move || {
-            let ctx = crate::fanout::Context {
-                config: &config,
-                keys: &keys,
-                store: &store,
-                now,
-            };
-            crate::embargo::release::fire(&ctx, &event)
-        })
-        .await;
+        let batch = shared
+            .in_context(move |ctx| crate::embargo::release::fire(ctx, &event))
+            .await;
         shared.commit(batch).await?;
     }
     Ok(())

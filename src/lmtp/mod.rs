@@ -62,30 +62,9 @@ pub async fn bind(addresses: &[ListenAddr]) -> io::Result<Vec<Listener>> {
 }
 
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let context = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("LMTP listen unix:{}: {e}", path.display()),
-        )
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(context(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            )));
-        }
-        std::fs::remove_file(path).map_err(context)?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(context)?;
-    }
-    let listener = UnixListener::bind(path).map_err(context)?;
     // The MTA runs as another user; the socket is as open as a loopback
     // TCP port, and what it accepts is public mail anyway.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(context)?;
-    Ok(listener)
+    crate::fsutil::bind_unix_socket(path, 0o666, "LMTP socket")
 }
 
 /// Accepts sessions on every listener until `shutdown`; sessions in

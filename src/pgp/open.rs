@@ -151,7 +151,7 @@ pub fn open(
         tried_decryption: false,
     };
     let mut decryptor = match DecryptorBuilder::from_bytes(data)
-        .and_then(|b| b.with_policy(&POLICY, time, helper))
+        .and_then(|b| b.with_policy(&POLICY, skewed(time), helper))
     {
         Ok(decryptor) => decryptor,
         Err(e) => return Err(classify(e)),
@@ -187,7 +187,7 @@ pub fn verify_detached(
         signatures: Signatures::default(),
     };
     let result = DetachedVerifierBuilder::from_bytes(signature)
-        .and_then(|b| b.with_policy(&POLICY, time, helper))
+        .and_then(|b| b.with_policy(&POLICY, skewed(time), helper))
         .and_then(|mut verifier| {
             verifier.verify_bytes(data)?;
             Ok(verifier.into_helper().signatures)
@@ -197,6 +197,14 @@ pub fn verify_detached(
             reason: e.to_string(),
         }])
     })
+}
+
+/// The reference time for signature checks. Given an explicit time,
+/// Sequoia allows no clock skew, so a signature made by a sender whose
+/// clock runs a little ahead would count as "not yet valid"; allow
+/// Sequoia's own tolerance for its default case (30 minutes).
+fn skewed(time: SystemTime) -> SystemTime {
+    time + openpgp::packet::signature::subpacket::CLOCK_SKEW_TOLERANCE
 }
 
 /// Tells "not for us" apart from real breakage. Sequoia reports both as
@@ -411,6 +419,29 @@ mod tests {
             [SignatureCheck::UnknownKey { .. }]
         ));
         assert_eq!(opened.signatures.good_signers().count(), 0);
+    }
+
+    #[test]
+    fn a_sender_clock_slightly_ahead_is_tolerated() {
+        let list = list_key();
+        let alice = generate_cert("Alice <alice@example.org>").unwrap();
+        let now = SystemTime::now();
+        // Signed "five minutes from now" by the list key, checked now.
+        let sealed = seal(
+            &list,
+            &alice,
+            b"x",
+            now + std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+        let signers = Signers::new(vec![("list".into(), list.cert().clone())]);
+        let opened = open(&alice, &sealed, &signers, 1024, now).unwrap();
+        assert_eq!(
+            opened.signatures.good_signers().count(),
+            1,
+            "{}",
+            opened.signatures
+        );
     }
 
     #[test]
