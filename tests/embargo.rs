@@ -662,3 +662,127 @@ async fn forged_unsigned_and_unauthorised_posts_never_reach_a_distributor() {
         .contains("no pending"));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distributor_replies_reach_the_pst_and_distributors_with_the_banner() {
+    let w = world();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let until = w.clock.now() + chrono::Duration::days(1);
+    let post = signed_post(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Fix for KAP-2026-0004",
+        &format!(
+            "X-Case: KAP-2026-0004\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(until)
+        ),
+        "Please test.",
+        PATCH,
+    );
+    daemon
+        .send("alice@example.org", &[DISTRIBUTORS], &post)
+        .await;
+    outbox(&daemon, 4).await;
+    // A distributor reports back; the case comes from the Subject.
+    let reply = signed_post(
+        &w.gpg,
+        "distro-b@example.org",
+        DISTRIBUTORS,
+        "Re: [EMBARGOED] Fix for KAP-2026-0004",
+        "",
+        "Tested on our build farm: the fix works.",
+        PATCH,
+    );
+    assert_eq!(
+        daemon
+            .send("distro-b@example.org", &[DISTRIBUTORS], &reply)
+            .await[0]
+            .code,
+        250
+    );
+    let mail = outbox(&daemon, 8).await;
+    let replies: Vec<String> = mail
+        .iter()
+        .map(|m| decrypt(&w.gpg, m))
+        .filter(|t| t.contains("the fix works"))
+        .collect();
+    assert_eq!(
+        replies.len(),
+        4,
+        "to both PST members and both distributors"
+    );
+    for text in &replies {
+        assert!(
+            text.contains("EMBARGOED until") && text.contains("case KAP-2026-0004"),
+            "{text}"
+        );
+        assert!(text.contains("good signature by distro-b"), "{text}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_release_command_works_with_the_daemon_stopped() {
+    let w = world();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let until = w.clock.now() + chrono::Duration::days(3);
+    let post = signed_post(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Offline release",
+        &format!(
+            "X-Case: KAP-2026-0005\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(until)
+        ),
+        "text",
+        PATCH,
+    );
+    daemon
+        .send("alice@example.org", &[DISTRIBUTORS], &post)
+        .await;
+    outbox(&daemon, 4).await;
+    daemon.stop().await;
+
+    let config = w.sandbox.dir.join("embargod.toml");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_embargod"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, text) = run(&["embargoes"]);
+    assert!(
+        ok && text.contains("KAP-2026-0005") && text.contains("alice"),
+        "{text}"
+    );
+    let (ok, text) = run(&["release", "KAP-2026-0005", "--now"]);
+    assert!(!ok && text.contains("--reason"), "{text}");
+    let (ok, text) = run(&[
+        "release",
+        "KAP-2026-0005",
+        "--now",
+        "--reason",
+        "fix already public upstream",
+    ]);
+    assert!(ok && text.contains("released"), "{text}");
+    let (ok, text) = run(&["embargoes"]);
+    assert!(ok && text.contains("no pending embargoes"), "{text}");
+
+    // The next start sends what the command queued (it ran on the system
+    // clock, a little ahead of the test's).
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    w.clock.advance(Duration::from_secs(60));
+    let mail = outbox(&daemon, 4 + 1 + 4).await;
+    assert_eq!(to(&mail, ANNOUNCE).len(), 1);
+    daemon.stop().await;
+}
