@@ -26,6 +26,7 @@ pub mod fanout;
 mod fsutil;
 pub mod keys;
 pub mod keywords;
+pub mod ledger;
 pub mod lmtp;
 pub mod mime;
 pub mod notice;

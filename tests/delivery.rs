@@ -12,7 +12,6 @@ use common::{report, start};
 use embargod::clock::Clock;
 use embargod::config::ListName;
 use embargod::sandbox::{Sandbox, SECURITY};
-use embargod::store::Outcome;
 use mailin_embedded::{response, Handler, Response, Server};
 
 /// What the SMTP server saw.
@@ -192,13 +191,7 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
         records
             .iter()
             .filter(|r| r.member == member && (r.message != records[0].message) == notice)
-            .map(|r| match &r.outcome {
-                Outcome::Queued => "queued".to_string(),
-                Outcome::Sent => "sent".into(),
-                Outcome::Deferred(_) => "deferred".into(),
-                Outcome::Failed(_) => "failed".into(),
-                Outcome::NoKey(_) => "no-key".into(),
-            })
+            .map(|r| r.outcome.label().to_string())
             .collect()
     };
     assert_eq!(outcomes("alice", false), ["queued", "deferred", "sent"]);

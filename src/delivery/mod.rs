@@ -103,6 +103,8 @@ async fn settle(
     let record = |outcome| DeliveryRecord {
         time: to_millis(now),
         message: copy.message,
+        case: copy.case.clone(),
+        copy_id: Some(copy.id),
         list: copy.list,
         member: copy.member.clone(),
         fingerprint: Some(copy.fingerprint.clone()),

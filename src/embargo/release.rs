@@ -81,6 +81,8 @@ pub fn release(
     batch.records.push(DeliveryRecord {
         time: now,
         message: 0,
+        case: Some(case.to_string()),
+        copy_id: Some(copy_id),
         list: ListName::Announce,
         member: "announce".into(),
         fingerprint: None,
@@ -97,6 +99,7 @@ pub fn release(
         QueuedCopy {
             id: copy_id,
             message: 0,
+            case: Some(case.to_string()),
             list: ListName::Announce,
             member: "announce".into(),
             to: announce.clone(),

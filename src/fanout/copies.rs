@@ -25,6 +25,8 @@ pub struct Outgoing {
     pub info: String,
     /// The content entity.
     pub content: Vec<u8>,
+    /// The case it belongs to, when known.
+    pub case: Option<String>,
 }
 
 /// What sealing produced: queue entries with their records, and the
@@ -59,6 +61,8 @@ pub fn seal_copies(
         let mut record = DeliveryRecord {
             time: queued,
             message,
+            case: outgoing.case.clone(),
+            copy_id: None,
             list,
             member: member.id.clone(),
             fingerprint: None,
@@ -70,6 +74,7 @@ pub fn seal_copies(
         match result {
             Ok(copy) => {
                 let id = copy_id();
+                record.copy_id = Some(id);
                 record.fingerprint = Some(copy.fingerprint.clone());
                 record.message_id = Some(copy.message_id.clone());
                 record.plaintext_sha256 = Some(sha256_hex(&copy.plaintext));
@@ -80,6 +85,7 @@ pub fn seal_copies(
                     QueuedCopy {
                         id,
                         message,
+                        case: outgoing.case.clone(),
                         list,
                         member: member.id.clone(),
                         to: member.email.to_string(),

@@ -166,6 +166,7 @@ pub(super) fn post(
                 ),
                 info,
                 content: content.clone(),
+                case: pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
             };
             let members = recipients(ctx);
             let copies = fan_out(

@@ -121,6 +121,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
                     identity.display, identity.address
                 ),
                 content: unwrapped.content.clone(),
+                case: None,
             };
             fan_out(
                 ctx,
@@ -143,6 +144,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
                             headers: unwrapped.headers.clone(),
                             info: info_text(&identity, &unwrapped, &incoming.meta),
                             content: unwrapped.content.clone(),
+                            case: None,
                         };
                         fan_out(
                             ctx, &mut batch, id, name, &identity, &members, &outgoing, false,

@@ -8,7 +8,9 @@
 //! - `queue`: per-member copies waiting for the transport, keyed by
 //!   big-endian `(due, id)` so the next due copy is the first key. The
 //!   copies are already OpenPGP-encrypted to their member.
-//! - `records`: an append-only log of who got what (see [`DeliveryRecord`]).
+//! - `records`: the ledger, an append-only hash chain of who got what
+//!   (see [`crate::ledger`]), keyed by sequence number; `ledger_meta`
+//!   holds its head.
 //! - `quarantine`: mail that could not be processed or may not be
 //!   forwarded (held for moderation), sealed, with the reason.
 //! - `embargoes`: each case's embargo (metadata only); `advisories`: the
@@ -27,6 +29,8 @@ use sled::Transactional;
 
 use crate::config::ListName;
 use crate::embargo::{Advisory, Embargo, Event};
+pub use crate::ledger::{DeliveryRecord, Outcome};
+use crate::ledger::{Entry, Head};
 pub use seal::{StoreKey, KEY_LEN};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,9 @@ pub struct QueuedCopy {
     pub id: u64,
     /// Spool id of the message it is a copy of.
     pub message: u64,
+    /// The case of the message, when known.
+    #[serde(default)]
+    pub case: Option<String>,
     pub list: ListName,
     pub member: String,
     pub to: String,
@@ -125,41 +132,6 @@ impl QueueKey {
             id: u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
         })
     }
-}
-
-/// What happened to one member's copy of one message. Records are only
-/// ever appended: each attempt adds one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DeliveryRecord {
-    /// Milliseconds since the epoch.
-    pub time: u64,
-    pub message: u64,
-    pub list: ListName,
-    pub member: String,
-    /// Certificate the copy was encrypted to (none when there was no
-    /// usable one).
-    pub fingerprint: Option<String>,
-    /// Message-ID of the copy.
-    pub message_id: Option<String>,
-    /// SHA-256 of the signed plaintext entity, hex.
-    pub plaintext_sha256: Option<String>,
-    /// SHA-256 of the whole encrypted message as sent, hex.
-    pub ciphertext_sha256: Option<String>,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
-pub enum Outcome {
-    Queued,
-    Sent,
-    /// Temporary failure; retried later.
-    Deferred(String),
-    /// Permanent failure, or retried for too long.
-    Failed(String),
-    /// The member's certificate was missing, expired or revoked: nothing
-    /// was sent to them.
-    NoKey(String),
 }
 
 /// Quarantined mail: why, and the sealed original.
@@ -208,6 +180,7 @@ pub struct Store {
     spool: sled::Tree,
     queue: sled::Tree,
     records: sled::Tree,
+    ledger_meta: sled::Tree,
     quarantine: sled::Tree,
     embargoes: sled::Tree,
     advisories: sled::Tree,
@@ -230,6 +203,7 @@ impl Store {
             spool: db.open_tree("spool")?,
             queue: db.open_tree("queue")?,
             records: db.open_tree("records")?,
+            ledger_meta: db.open_tree("ledger_meta")?,
             quarantine: db.open_tree("quarantine")?,
             embargoes: db.open_tree("embargoes")?,
             advisories: db.open_tree("advisories")?,
@@ -369,9 +343,31 @@ impl Store {
 
     /// Every delivery record, oldest first.
     pub fn records(&self) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
-        self.records.iter().values().map(|value| {
-            serde_json::from_slice(&value?).map_err(|e| StoreError::Corrupt(format!("record: {e}")))
+        self.ledger_entries().map(|(seq, entry)| {
+            entry
+                .map(|e| e.record)
+                .map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
         })
+    }
+
+    /// The ledger's entries in key order, each with the sequence number
+    /// its key says, for [`crate::ledger::verify`].
+    pub fn ledger_entries(&self) -> impl Iterator<Item = (u64, Result<Entry, String>)> + '_ {
+        self.records.iter().map(|item| match item {
+            Ok((key, value)) => {
+                let seq = be_u64(&key).unwrap_or(u64::MAX);
+                (
+                    seq,
+                    serde_json::from_slice(&value).map_err(|e| e.to_string()),
+                )
+            }
+            Err(e) => (u64::MAX, Err(e.to_string())),
+        })
+    }
+
+    /// The ledger's head.
+    pub fn ledger_head(&self) -> Result<Head, StoreError> {
+        read_head(self.ledger_meta.get(HEAD)?.as_deref())
     }
 
     /// Quarantined mail: reason and metadata, oldest first.
@@ -456,14 +452,6 @@ impl Store {
                 Ok((key, self.seal_incoming(&key, incoming)))
             })
             .collect::<Result<_, StoreError>>()?;
-        let record_new: Vec<([u8; 8], Vec<u8>)> = batch
-            .records
-            .iter()
-            .map(|record| {
-                let json = serde_json::to_vec(record).expect("records serialize");
-                Ok((self.next_id()?.to_be_bytes(), json))
-            })
-            .collect::<Result<_, StoreError>>()?;
         let quarantine_new: Vec<([u8; 8], Vec<u8>)> = batch
             .quarantine
             .iter()
@@ -506,6 +494,7 @@ impl Store {
             &self.spool,
             &self.queue,
             &self.records,
+            &self.ledger_meta,
             &self.quarantine,
             &self.embargoes,
             &self.advisories,
@@ -514,10 +503,10 @@ impl Store {
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, quarantine, embargoes, advisories, schedule] =
+                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule] =
                     trees.as_slice()
                 else {
-                    unreachable!("seven trees");
+                    unreachable!("eight trees");
                 };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
@@ -531,8 +520,17 @@ impl Store {
                 for (key, value) in &queue_new {
                     queue.insert(key, value.as_slice())?;
                 }
-                for (key, value) in &record_new {
-                    records.insert(key, value.as_slice())?;
+                if !batch.records.is_empty() {
+                    // Read and moved inside the transaction: concurrent
+                    // batches conflict and retry, so the chain stays one.
+                    let mut head = read_head(ledger_meta.get(HEAD)?.as_deref())
+                        .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                    for record in &batch.records {
+                        let entry = head.append(record.clone());
+                        let json = serde_json::to_vec(&entry).expect("entries serialize");
+                        records.insert(&entry.seq.to_be_bytes(), json)?;
+                    }
+                    ledger_meta.insert(HEAD, serde_json::to_vec(&head).expect("head serializes"))?;
                 }
                 for (key, value) in &quarantine_new {
                     quarantine.insert(key, value.as_slice())?;
@@ -553,8 +551,21 @@ impl Store {
             });
         result.map_err(|e| match e {
             TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+            TransactionError::Abort(()) => {
+                StoreError::Corrupt("the ledger head cannot be read".into())
+            }
         })
+    }
+}
+
+/// Key of the ledger head in `ledger_meta`.
+const HEAD: &[u8] = b"head";
+
+fn read_head(value: Option<&[u8]>) -> Result<Head, StoreError> {
+    match value {
+        None => Ok(Head::default()),
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| StoreError::Corrupt(format!("ledger head: {e}"))),
     }
 }
 
@@ -660,6 +671,7 @@ mod tests {
                 QueuedCopy {
                     id,
                     message: 1,
+                    case: None,
                     list: ListName::Security,
                     member: "alice".into(),
                     to: "alice@example.org".into(),

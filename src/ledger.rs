@@ -1,0 +1,258 @@
+//! The ledger: who got what, when, under which key — append-only and
+//! hash-chained, so that nobody can quietly rewrite it.
+//!
+//! Each entry holds its sequence number, the hash of the entry before it
+//! and its own hash over both and its record. Changing, removing or
+//! reordering an entry breaks the chain from there on; [`verify`] names
+//! the first bad entry. The head (last sequence number and hash) goes into
+//! every public release announcement, so a rewrite of the whole chain
+//! after a publication shows too. No content is kept: only digests.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ListName;
+
+/// What happened to one recipient's copy of one message. Each attempt
+/// adds a record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryRecord {
+    /// Milliseconds since the epoch.
+    pub time: u64,
+    /// Spool id of the message.
+    pub message: u64,
+    /// The case the message belongs to, when known.
+    #[serde(default)]
+    pub case: Option<String>,
+    pub list: ListName,
+    pub member: String,
+    /// The copy's id (64 random bits), marked into the copy.
+    #[serde(default)]
+    pub copy_id: Option<u64>,
+    /// Certificate the copy was encrypted to (none when there was no
+    /// usable one).
+    pub fingerprint: Option<String>,
+    /// Message-ID of the copy.
+    pub message_id: Option<String>,
+    /// SHA-256 of the signed plaintext entity, hex.
+    pub plaintext_sha256: Option<String>,
+    /// SHA-256 of the whole encrypted message as sent, hex.
+    pub ciphertext_sha256: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
+pub enum Outcome {
+    Queued,
+    Sent,
+    /// Temporary failure; retried later.
+    Deferred(String),
+    /// Permanent failure, or retried for too long.
+    Failed(String),
+    /// The member's certificate was missing, expired or revoked: nothing
+    /// was sent to them.
+    NoKey(String),
+    /// The member is suspended for leaking: nothing was sent to them.
+    Suspended,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Sent => "sent",
+            Outcome::Deferred(_) => "deferred",
+            Outcome::Failed(_) => "failed",
+            Outcome::NoKey(_) => "no-key",
+            Outcome::Suspended => "suspended",
+        }
+    }
+}
+
+/// One link of the chain, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    /// Hash of the entry before (zeros for the first).
+    pub prev: String,
+    /// SHA-256 over `seq`, `prev` and the record.
+    pub hash: String,
+    pub record: DeliveryRecord,
+}
+
+/// The end of the chain: the next sequence number and the last hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Head {
+    pub next: u64,
+    pub hash: String,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head {
+            next: 0,
+            hash: "0".repeat(64),
+        }
+    }
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} entries, head {}", self.next, self.hash)
+    }
+}
+
+impl Head {
+    /// Appends `record`: returns its entry and moves the head on.
+    pub fn append(&mut self, record: DeliveryRecord) -> Entry {
+        let entry = Entry {
+            seq: self.next,
+            hash: link(self.next, &self.hash, &record),
+            prev: std::mem::take(&mut self.hash),
+            record,
+        };
+        self.next += 1;
+        self.hash = entry.hash.clone();
+        entry
+    }
+}
+
+/// The hash of an entry.
+fn link(seq: u64, prev: &str, record: &DeliveryRecord) -> String {
+    let mut data = Vec::with_capacity(256);
+    data.extend_from_slice(b"embargod-ledger-v1\n");
+    data.extend_from_slice(&seq.to_be_bytes());
+    data.extend_from_slice(prev.as_bytes());
+    data.extend_from_slice(&serde_json::to_vec(record).expect("records serialize"));
+    crate::fanout::sha256_hex(&data)
+}
+
+/// Why the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("entry {0} was changed: its hash does not match its contents")]
+    Changed(u64),
+    #[error("entry {expected} is missing or out of order (found {found} in its place)")]
+    Gap { expected: u64, found: u64 },
+    #[error("entry {0} does not link to the entry before it (removed, reordered or replaced)")]
+    Unlinked(u64),
+    #[error("entry {0} cannot be read: {1}")]
+    Unreadable(u64, String),
+    #[error("the chain ends at entry {found} but its head says {expected} entries ending in {hash}: entries were removed from the end")]
+    Truncated {
+        expected: u64,
+        found: u64,
+        hash: String,
+    },
+}
+
+/// Walks `entries` (in key order, each with the sequence number its key
+/// says) and checks every link, and the end against `head`.
+pub fn verify(
+    entries: impl Iterator<Item = (u64, Result<Entry, String>)>,
+    head: &Head,
+) -> Result<u64, Broken> {
+    let mut expected = Head::default();
+    for (key, entry) in entries {
+        let entry = entry.map_err(|e| Broken::Unreadable(key, e))?;
+        if key != expected.next || entry.seq != expected.next {
+            return Err(Broken::Gap {
+                expected: expected.next,
+                found: key,
+            });
+        }
+        if entry.hash != link(entry.seq, &entry.prev, &entry.record) {
+            return Err(Broken::Changed(entry.seq));
+        }
+        if entry.prev != expected.hash {
+            return Err(Broken::Unlinked(entry.seq));
+        }
+        expected.append(entry.record);
+    }
+    if expected != *head {
+        return Err(Broken::Truncated {
+            expected: head.next,
+            found: expected.next,
+            hash: head.hash.clone(),
+        });
+    }
+    Ok(expected.next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(member: &str) -> DeliveryRecord {
+        DeliveryRecord {
+            time: 1,
+            message: 7,
+            case: Some("KAP-2026-0001".into()),
+            list: ListName::Distributors,
+            member: member.into(),
+            copy_id: Some(42),
+            fingerprint: None,
+            message_id: None,
+            plaintext_sha256: None,
+            ciphertext_sha256: None,
+            outcome: Outcome::Sent,
+        }
+    }
+
+    fn chain(n: usize) -> (Vec<Entry>, Head) {
+        let mut head = Head::default();
+        let entries = (0..n)
+            .map(|i| head.append(record(&format!("m{i}"))))
+            .collect();
+        (entries, head)
+    }
+
+    fn check(entries: &[Entry], head: &Head) -> Result<u64, Broken> {
+        verify(entries.iter().map(|e| (e.seq, Ok(e.clone()))), head)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let (entries, head) = chain(5);
+        assert_eq!(check(&entries, &head), Ok(5));
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_named() {
+        let (entries, head) = chain(5);
+
+        let mut changed = entries.clone();
+        changed[2].record.member = "someone-else".into();
+        assert_eq!(check(&changed, &head), Err(Broken::Changed(2)));
+
+        let mut removed = entries.clone();
+        removed.remove(2);
+        assert_eq!(
+            verify(removed.iter().map(|e| (e.seq, Ok(e.clone()))), &head),
+            Err(Broken::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
+
+        // Removed and renumbered, hashes recomputed from there: the link
+        // to the entry before no longer holds.
+        let mut rewritten = entries[..2].to_vec();
+        let mut forged = Head {
+            next: 2,
+            hash: "f".repeat(64),
+        };
+        rewritten.extend(entries[3..].iter().map(|e| forged.append(e.record.clone())));
+        assert_eq!(check(&rewritten, &head), Err(Broken::Unlinked(2)));
+
+        let mut reordered = entries.clone();
+        reordered.swap(1, 3);
+        assert!(check(&reordered, &head).is_err());
+
+        let truncated = &entries[..4];
+        assert!(matches!(
+            check(truncated, &head),
+            Err(Broken::Truncated { found: 4, .. })
+        ));
+    }
+}
