@@ -28,6 +28,7 @@ pub mod keys;
 pub mod keywords;
 pub mod ledger;
 pub mod lmtp;
+pub mod mark;
 pub mod mime;
 pub mod notice;
 pub mod pgp;

@@ -82,7 +82,7 @@ async fn outbox(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
 fn decrypt(gpg: &Gpg, mail: &OutboxMail) -> String {
     let (plaintext, status) = gpg.decrypt(&armored_part(&mail.bytes));
     assert!(status.contains("GOODSIG"), "{status}");
-    String::from_utf8(plaintext).unwrap()
+    common::readable(&plaintext)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,7 +85,7 @@ async fn members_without_a_usable_key_get_nothing_and_the_pst_is_told() {
             other => panic!("{other} got mail"),
         };
         let opened = open_copy(&item.bytes, secret, &sandbox.list_key).unwrap();
-        let text = String::from_utf8_lossy(&opened.content).into_owned();
+        let text = common::readable(&opened.content);
         if text.contains("got no copy") {
             notices += 1;
             assert!(
@@ -184,7 +184,7 @@ async fn distributors_list_takes_only_signed_posts() {
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].to, ["alice@example.org"]);
     let notice = open_copy(&mail[0].bytes, &alice, &sandbox.list_key).unwrap();
-    let text = String::from_utf8_lossy(&notice.content);
+    let text = common::readable(&notice.content);
     assert!(
         text.contains("not forwarded") && text.contains("not signed"),
         "{text}"

@@ -173,6 +173,8 @@ pub struct List {
     pub address: Address,
     /// Member ids, each defined in a `[[member]]` table.
     pub members: Vec<String>,
+    /// Add an `Embargo-Copy:` trailer to `git format-patch` attachments.
+    pub mark_patches: bool,
 }
 
 /// The lists: two embargod serves over LMTP, and the public one.

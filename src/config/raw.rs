@@ -180,6 +180,8 @@ struct RawList {
     address: String,
     #[serde(default)]
     members: Vec<String>,
+    #[serde(default)]
+    mark_patches: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +304,7 @@ impl Checker<'_> {
             name,
             address,
             members: raw.members.clone(),
+            mark_patches: raw.mark_patches,
         })
     }
 

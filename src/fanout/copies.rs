@@ -1,5 +1,6 @@
-//! Sealing the copies of one message: one inner entity per member, signed
-//! and encrypted to that member alone, on every core at once.
+//! Sealing the copies of one message: one inner entity per recipient,
+//! marked for that recipient, signed and encrypted to them alone, on every
+//! core at once.
 
 use std::time::SystemTime;
 
@@ -10,12 +11,14 @@ use tracing::warn;
 use crate::clock::to_millis;
 use crate::config::{ListName, Member};
 use crate::keys::Keys;
+use crate::mark::{copy_id_hex, mark_text, patch::add_trailer, visible_line, MarkSecret};
+use crate::mime::edit::{splice, TextSlot};
 use crate::mime::outbound::{inner_entity, outer_message, Envelope, ListIdentity};
 use crate::pgp::seal::{seal, SealError};
-use crate::store::{DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+use crate::store::{CopyInfo, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
 
-/// What every copy of one message carries; each member's copy adds its
-/// own outer header fields.
+/// What every copy of one message carries; each recipient's copy adds its
+/// marks and its own outer header fields.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     /// Header fields carried into the protected headers.
@@ -27,14 +30,60 @@ pub struct Outgoing {
     pub content: Vec<u8>,
     /// The case it belongs to, when known.
     pub case: Option<String>,
+    /// The prose that carries each copy's invisible mark (the first text
+    /// part); `None` for what is not embargoed content (notices) or cannot
+    /// be read (encrypted to others).
+    pub prose: Option<TextSlot>,
+    /// `git format-patch` attachments that get an `Embargo-Copy:` trailer.
+    pub patches: Vec<TextSlot>,
 }
 
-/// What sealing produced: queue entries with their records, and the
-/// members who got nothing, with the reason.
+impl Outgoing {
+    /// What goes to every recipient. `marked`: the prose carries each
+    /// copy's marks (everything embargoed); `mark_patches`: patches get
+    /// the copy's trailer too.
+    pub fn new(
+        headers: Vec<u8>,
+        info: String,
+        content: Vec<u8>,
+        case: Option<String>,
+        marked: bool,
+        mark_patches: bool,
+    ) -> Outgoing {
+        // Marks change the signed text, so a sender's signature would no
+        // longer verify in the copy; the daemon checked it, and the info
+        // part says what it found.
+        let content = if marked {
+            crate::mime::edit::unsigned(&content)
+        } else {
+            content
+        };
+        let prose = marked
+            .then(|| crate::mime::edit::first_text(&content))
+            .flatten();
+        let patches = if marked && mark_patches {
+            crate::mime::edit::text_parts(&content, crate::mark::patch::is_format_patch)
+        } else {
+            Vec::new()
+        };
+        Outgoing {
+            headers,
+            info,
+            content,
+            case,
+            prose,
+            patches,
+        }
+    }
+}
+
+/// What sealing produced: queue entries with their records and index
+/// entries, and the recipients who got nothing, with the reason.
 #[derive(Debug, Default)]
 pub struct Sealed {
     pub copies: Vec<(QueueKey, QueuedCopy)>,
     pub records: Vec<DeliveryRecord>,
+    pub index: Vec<CopyInfo>,
     pub problems: Vec<(String, String)>,
 }
 
@@ -42,6 +91,7 @@ pub struct Sealed {
 #[allow(clippy::too_many_arguments)]
 pub fn seal_copies(
     keys: &Keys,
+    marks: &MarkSecret,
     identity: &ListIdentity,
     list: ListName,
     members: &[&Member],
@@ -50,21 +100,30 @@ pub fn seal_copies(
     notice: bool,
     now: DateTime<Utc>,
 ) -> Sealed {
-    let results: Vec<(&Member, Result<SealedCopy, SealError>)> = members
+    let results: Vec<(&Member, u64, Result<SealedCopy, SealError>)> = members
         .par_iter()
-        .map(|member| (*member, seal_one(keys, identity, member, outgoing, now)))
+        .map(|member| {
+            // 64 random bits: unique per (message, recipient), and not
+            // guessable from any other copy's.
+            let copy_id = crate::random::u64();
+            (
+                *member,
+                copy_id,
+                seal_one(keys, marks, identity, member, copy_id, outgoing, now),
+            )
+        })
         .collect();
 
     let mut out = Sealed::default();
     let queued = to_millis(now);
-    for (member, result) in results {
+    for (member, id, result) in results {
         let mut record = DeliveryRecord {
             time: queued,
             message,
             case: outgoing.case.clone(),
-            copy_id: None,
             list,
             member: member.id.clone(),
+            copy_id: None,
             fingerprint: None,
             message_id: None,
             plaintext_sha256: None,
@@ -73,13 +132,20 @@ pub fn seal_copies(
         };
         match result {
             Ok(copy) => {
-                let id = copy_id();
                 record.copy_id = Some(id);
                 record.fingerprint = Some(copy.fingerprint.clone());
                 record.message_id = Some(copy.message_id.clone());
                 record.plaintext_sha256 = Some(sha256_hex(&copy.plaintext));
                 record.ciphertext_sha256 = Some(sha256_hex(&copy.bytes));
                 out.records.push(record);
+                out.index.push(CopyInfo {
+                    copy_id: id,
+                    message,
+                    member: member.id.clone(),
+                    email: member.email.to_string(),
+                    list,
+                    case: outgoing.case.clone(),
+                });
                 out.copies.push((
                     QueueKey { due: queued, id },
                     QueuedCopy {
@@ -110,13 +176,7 @@ pub fn seal_copies(
     out
 }
 
-/// A random 64-bit copy id: unique per (message, member), and not
-/// guessable from any other copy's.
-fn copy_id() -> u64 {
-    crate::random::u64()
-}
-
-/// One member's sealed copy.
+/// One recipient's sealed copy.
 struct SealedCopy {
     /// The signed inner entity.
     plaintext: Vec<u8>,
@@ -128,8 +188,10 @@ struct SealedCopy {
 
 fn seal_one(
     keys: &Keys,
+    marks: &MarkSecret,
     identity: &ListIdentity,
     member: &Member,
+    copy_id: u64,
     outgoing: &Outgoing,
     now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
@@ -147,12 +209,8 @@ fn seal_one(
         message_id: &message_id,
         date: now,
     };
-    let plaintext = inner_entity(
-        &envelope,
-        &outgoing.headers,
-        &outgoing.info,
-        &outgoing.content,
-    );
+    let (headers, info, content) = mark(marks, member, copy_id, outgoing);
+    let plaintext = inner_entity(&envelope, &headers, &info, &content);
     let armored = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
         bytes: outer_message(&envelope, &armored),
@@ -160,6 +218,39 @@ fn seal_one(
         message_id,
         fingerprint: cert.fingerprint().to_hex(),
     })
+}
+
+/// The marks of one copy: its id in a header field, a visible line naming
+/// the recipient, the invisible mark in the prose, trailers in patches.
+fn mark(
+    marks: &MarkSecret,
+    member: &Member,
+    copy_id: u64,
+    outgoing: &Outgoing,
+) -> (Vec<u8>, String, Vec<u8>) {
+    let Some(prose) = &outgoing.prose else {
+        return (
+            outgoing.headers.clone(),
+            outgoing.info.clone(),
+            outgoing.content.clone(),
+        );
+    };
+    let hex = copy_id_hex(copy_id);
+    let mut headers = outgoing.headers.clone();
+    headers.extend_from_slice(format!("X-Embargod-Copy: {hex}\r\n").as_bytes());
+    let info = format!(
+        "{}\n{}",
+        outgoing.info,
+        visible_line(&member.id, member.email.as_ref(), copy_id)
+    );
+    let mut edits = vec![(prose, mark_text(&prose.text, &marks.copy_key(copy_id)))];
+    edits.extend(
+        outgoing
+            .patches
+            .iter()
+            .map(|slot| (slot, add_trailer(&slot.text, &hex))),
+    );
+    (headers, info, splice(&outgoing.content, &edits))
 }
 
 /// Lower-case hex SHA-256.

@@ -91,7 +91,9 @@ pub(super) fn post(
     // The signed content, without its signature wrapper (the list key
     // signs each copy) and without the keyword lines.
     let content = edit::unsigned(&unwrapped.content);
-    let text = edit::first_text(&content).unwrap_or_default();
+    let text = edit::first_text(&content)
+        .map(|slot| slot.text)
+        .unwrap_or_default();
     let (keywords, rest) = keywords::split(&text);
     let content = if keywords.is_empty() {
         content
@@ -158,16 +160,18 @@ pub(super) fn post(
                 Some(e) => embargoed_subject(&unwrapped.subject, &e.case),
                 None => format!("[EMBARGOED] {}", unwrapped.subject.trim()),
             };
-            let outgoing = Outgoing {
-                headers: with_header(
+            let outgoing = Outgoing::new(
+                with_header(
                     &unwrapped.headers,
                     "Subject",
                     &encode_header_value(&subject),
                 ),
                 info,
-                content: content.clone(),
-                case: pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
-            };
+                content.clone(),
+                pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
+                unwrapped.encryption != crate::mime::inbound::Encryption::ToOthers,
+                list.mark_patches,
+            );
             let members = recipients(ctx);
             let copies = fan_out(
                 ctx,

@@ -114,15 +114,19 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
         Source::Notice { to } => {
             let members = audience(config, to);
             let identity = ListIdentity::new(config, &config.lists.security);
-            let outgoing = Outgoing {
-                headers: unwrapped.headers.clone(),
-                info: format!(
-                    "Notice from embargod, the daemon of {} <{}>.\n",
-                    identity.display, identity.address
-                ),
-                content: unwrapped.content.clone(),
-                case: None,
-            };
+            let info = format!(
+                "Notice from embargod, the daemon of {} <{}>.\n",
+                identity.display, identity.address
+            );
+            // Notices are the daemon's own words: nothing to trace.
+            let outgoing = Outgoing::new(
+                unwrapped.headers.clone(),
+                info,
+                unwrapped.content.clone(),
+                None,
+                false,
+                false,
+            );
             fan_out(
                 ctx,
                 &mut batch,
@@ -140,12 +144,15 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
                     ListName::Security => {
                         let identity = ListIdentity::new(config, &config.lists.security);
                         let members = config.members_of(&config.lists.security);
-                        let outgoing = Outgoing {
-                            headers: unwrapped.headers.clone(),
-                            info: info_text(&identity, &unwrapped, &incoming.meta),
-                            content: unwrapped.content.clone(),
-                            case: None,
-                        };
+                        let outgoing = Outgoing::new(
+                            unwrapped.headers.clone(),
+                            info_text(&identity, &unwrapped, &incoming.meta),
+                            unwrapped.content.clone(),
+                            None,
+                            // Ciphertext to other keys is passed on untouched.
+                            unwrapped.encryption != Encryption::ToOthers,
+                            config.lists.security.mark_patches,
+                        );
                         fan_out(
                             ctx, &mut batch, id, name, &identity, &members, &outgoing, false,
                         );
@@ -175,9 +182,15 @@ fn fan_out(
     outgoing: &Outgoing,
     notice: bool,
 ) -> usize {
+    let marks = ctx.store.mark_secret();
     let sealed = seal_copies(
-        ctx.keys, identity, list, members, outgoing, id, notice, ctx.now,
+        ctx.keys, marks, identity, list, members, outgoing, id, notice, ctx.now,
     );
+    if let Some(prose) = &outgoing.prose {
+        let shingles = crate::mark::shingles(marks, &crate::mark::words(&prose.text));
+        batch.shingles.push((id, shingles));
+    }
+    batch.copy_index.extend(sealed.index);
     info!(
         msg = id,
         %list,

@@ -1,43 +1,126 @@
-//! Small edits to a MIME entity that leave every other byte alone: the
-//! first text part replaced (keyword lines removed), a multipart/signed
-//! wrapper taken off. Attachments — patches above all — are never touched.
+//! Small edits to a MIME entity that leave every other byte alone: a text
+//! part rewritten (keyword lines removed, a copy marked, a trailer added),
+//! a multipart/signed wrapper taken off.
+//!
+//! A [`TextSlot`] is found once per message and spliced once per copy.
 
-use mail_parser::{MessagePart, MimeHeaders, PartType};
+use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
-/// The decoded text of the first text/plain part, depth first.
-pub fn first_text(entity: &[u8]) -> Option<String> {
-    let message = super::parse(entity)?;
-    let part = first_text_part(&message)?;
-    part.text_contents().map(str::to_string)
+/// A text part of an entity: where it is, and its decoded text.
+#[derive(Debug, Clone)]
+pub struct TextSlot {
+    start: usize,
+    end: usize,
+    /// Header fields written again with the new text: its type (now
+    /// UTF-8), disposition and description.
+    headers: String,
+    pub text: String,
 }
 
-/// `entity` with its first text/plain part replaced by `text` (UTF-8,
-/// re-encoded as needed). `None` when it has no text part.
-pub fn replace_first_text(entity: &[u8], text: &str) -> Option<Vec<u8>> {
-    let message = super::parse(entity)?;
-    let part = first_text_part(&message)?;
-    let (start, end) = (part.offset_header as usize, part.offset_end as usize);
-    let mut new_part = super::text_part(text);
-    // Keep the disposition and description of the part (inline, file name).
-    let kept: Vec<u8> = part
-        .headers
-        .iter()
-        .filter(|h| {
+impl TextSlot {
+    fn new(entity: &[u8], part: &MessagePart<'_>) -> Option<TextSlot> {
+        let text = part.text_contents()?.to_string();
+        let ct = part.content_type();
+        let mut content_type = match ct {
+            Some(ct) => format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain")),
+            None => "text/plain".into(),
+        };
+        for attribute in ct.and_then(|ct| ct.attributes()).unwrap_or_default() {
+            if !attribute.name.eq_ignore_ascii_case("charset") {
+                content_type.push_str(&format!(
+                    "; {}=\"{}\"",
+                    attribute.name,
+                    attribute.value.replace('"', "")
+                ));
+            }
+        }
+        let mut headers = format!("Content-Type: {content_type}; charset=utf-8\r\n");
+        for h in &part.headers {
             let name = h.name.as_str().to_ascii_lowercase();
-            name == "content-disposition" || name == "content-description"
+            if name == "content-disposition" || name == "content-description" {
+                let line = &entity[h.offset_field as usize..h.offset_end as usize];
+                headers.push_str(&String::from_utf8_lossy(line));
+            }
+        }
+        Some(TextSlot {
+            start: part.offset_header as usize,
+            end: part.offset_end as usize,
+            headers,
+            text,
         })
-        .flat_map(|h| entity[h.offset_field as usize..h.offset_end as usize].to_vec())
-        .collect();
-    new_part.splice(0..0, kept);
-    // text_part ends with a line end; the boundary's CRLF follows `end`.
-    if new_part.ends_with(b"\r\n") && end < entity.len() {
-        new_part.truncate(new_part.len() - 2);
     }
-    let mut out = Vec::with_capacity(entity.len() + 64);
-    out.extend_from_slice(&entity[..start]);
-    out.extend_from_slice(&new_part);
-    out.extend_from_slice(&entity[end..]);
-    Some(out)
+}
+
+/// The first text/plain part that is not an attachment, depth first.
+pub fn first_text(entity: &[u8]) -> Option<TextSlot> {
+    let message = super::parse(entity)?;
+    let part = leaves(&message).find(|part| {
+        matches!(part.body, PartType::Text(_))
+            && part
+                .content_type()
+                .is_none_or(|ct| ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")))
+            && !part
+                .content_disposition()
+                .is_some_and(|cd| cd.ctype().eq_ignore_ascii_case("attachment"))
+    })?;
+    TextSlot::new(entity, part)
+}
+
+/// Every text part (attachments included) whose text `wanted` accepts.
+pub fn text_parts(entity: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<TextSlot> {
+    let Some(message) = super::parse(entity) else {
+        return Vec::new();
+    };
+    leaves(&message)
+        .filter(|part| part.text_contents().is_some_and(&wanted))
+        .filter_map(|part| TextSlot::new(entity, part))
+        .collect()
+}
+
+/// `entity` with each slot's part replaced by its new text (UTF-8, 7bit
+/// or quoted-printable).
+pub fn splice(entity: &[u8], edits: &[(&TextSlot, String)]) -> Vec<u8> {
+    let mut edits: Vec<&(&TextSlot, String)> = edits.iter().collect();
+    edits.sort_by_key(|(slot, _)| slot.start);
+    let mut out = Vec::with_capacity(entity.len() + 256);
+    let mut copied = 0;
+    for (slot, text) in edits {
+        if slot.start < copied {
+            continue; // overlapping slots cannot happen for leaves; stay safe
+        }
+        out.extend_from_slice(&entity[copied..slot.start]);
+        let mut part = super::text_part(text);
+        // text_part's own type line is replaced by the slot's.
+        let body_at = part
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| p + 2);
+        let encoding = String::from_utf8_lossy(&part[..body_at])
+            .lines()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("content-transfer-encoding")
+            })
+            .map(|l| format!("{l}\r\n"))
+            .unwrap_or_default();
+        let mut new_part = format!("{}{encoding}", slot.headers).into_bytes();
+        new_part.extend_from_slice(&part.split_off(body_at));
+        // The line end before a boundary belongs to the boundary.
+        if new_part.ends_with(b"\r\n") && slot.end < entity.len() {
+            new_part.truncate(new_part.len() - 2);
+        }
+        out.extend_from_slice(&new_part);
+        copied = slot.end;
+    }
+    out.extend_from_slice(&entity[copied..]);
+    out
+}
+
+/// `entity` with its first text part replaced by `text`; `None` when it
+/// has no text part.
+pub fn replace_first_text(entity: &[u8], text: &str) -> Option<Vec<u8>> {
+    let slot = first_text(entity)?;
+    Some(splice(entity, &[(&slot, text.to_string())]))
 }
 
 /// The signed content of a multipart/signed entity (its first part);
@@ -67,29 +150,20 @@ pub fn unsigned(entity: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Depth-first, in document order: the first text/plain part that is not
-/// an attachment.
-fn first_text_part<'m>(message: &'m mail_parser::Message<'_>) -> Option<&'m MessagePart<'m>> {
+/// The leaf parts of a message, depth first in document order (nested
+/// messages are not entered).
+fn leaves<'m>(message: &'m Message<'m>) -> impl Iterator<Item = &'m MessagePart<'m>> {
     let mut stack = vec![0u32];
-    while let Some(id) = stack.pop() {
-        let part = message.parts.get(id as usize)?;
-        match &part.body {
-            PartType::Multipart(children) => stack.extend(children.iter().rev()),
-            PartType::Text(_) => {
-                let plain = part
-                    .content_type()
-                    .is_none_or(|ct| ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")));
-                let attachment = part
-                    .content_disposition()
-                    .is_some_and(|cd| cd.ctype().eq_ignore_ascii_case("attachment"));
-                if plain && !attachment {
-                    return Some(part);
-                }
+    std::iter::from_fn(move || {
+        while let Some(id) = stack.pop() {
+            let part = message.parts.get(id as usize)?;
+            match &part.body {
+                PartType::Multipart(children) => stack.extend(children.iter().rev()),
+                _ => return Some(part),
             }
-            _ => {}
         }
-    }
-    None
+        None
+    })
 }
 
 #[cfg(test)]
@@ -97,23 +171,47 @@ mod tests {
     use super::*;
 
     const MIXED: &[u8] = b"Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
---m\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline\r\n\r\nX-Case: KAP-2026-0001\r\n\r\nHello\r\n\
---m\r\nContent-Type: text/x-diff\r\nContent-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n--- a/x\r\n+++ b/x\r\n@@ -1 +1 @@\r\n-old\r\n+new\r\n\
+--m\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Disposition: inline\r\n\r\nX-Case: KAP-2026-0001\r\n\r\nHello\r\n\
+--m\r\nContent-Type: text/x-diff; name=\"fix.patch\"\r\nContent-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n--- a/x\r\n+++ b/x\r\n@@ -1 +1 @@\r\n-old\r\n+new\r\n\
 --m--\r\n";
 
     #[test]
     fn first_text_part_is_replaced_and_the_patch_kept_byte_for_byte() {
         assert_eq!(
-            first_text(MIXED).unwrap(),
+            first_text(MIXED).unwrap().text,
             "X-Case: KAP-2026-0001\r\n\r\nHello"
         );
-        let edited = replace_first_text(MIXED, "Hello\r\n").unwrap();
-        assert_eq!(first_text(&edited).unwrap().trim_end(), "Hello");
+        let edited = replace_first_text(MIXED, "Hellö\r\n").unwrap();
+        assert_eq!(first_text(&edited).unwrap().text.trim_end(), "Hellö");
         let patch = b"--- a/x\r\n+++ b/x\r\n@@ -1 +1 @@\r\n-old\r\n+new\r\n";
         assert!(edited.windows(patch.len()).any(|w| w == patch));
         let text = String::from_utf8_lossy(&edited);
         assert!(text.contains("Content-Disposition: inline"), "{text}");
+        assert!(
+            text.contains("charset=utf-8") && !text.contains("iso-8859-1"),
+            "{text}"
+        );
         assert!(!text.contains("X-Case"), "{text}");
+    }
+
+    #[test]
+    fn attachments_can_be_edited_keeping_their_type() {
+        let slots = text_parts(MIXED, |t| t.starts_with("--- a/x"));
+        assert_eq!(slots.len(), 1);
+        let edited = splice(
+            MIXED,
+            &[(&slots[0], format!("{}\r\n+extra", slots[0].text))],
+        );
+        let text = String::from_utf8_lossy(&edited);
+        assert!(
+            text.contains("Content-Type: text/x-diff; name=\"fix.patch\"; charset=utf-8"),
+            "{text}"
+        );
+        assert!(text.contains("+new\r\n+extra"), "{text}");
+        assert!(
+            text.contains("X-Case: KAP-2026-0001"),
+            "the other part is untouched"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum StoreError {
     Key { file: String, reason: String },
     #[error("store holds a damaged value: {0}")]
     Corrupt(String),
+    #[error("store {0} is in use by another process (a running daemon?)")]
+    Busy(String),
 }
 
 /// Mail the daemon has accepted or written, waiting in the spool.
@@ -117,10 +119,7 @@ pub struct QueueKey {
 
 impl QueueKey {
     fn to_bytes(self) -> [u8; 16] {
-        let mut key = [0; 16];
-        key[..8].copy_from_slice(&self.due.to_be_bytes());
-        key[8..].copy_from_slice(&self.id.to_be_bytes());
-        key
+        pair_key(self.due, self.id)
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<QueueKey, StoreError> {
@@ -132,6 +131,17 @@ impl QueueKey {
             id: u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
         })
     }
+}
+
+/// One recipient's copy, as the tracer needs it: who got it, of what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CopyInfo {
+    pub copy_id: u64,
+    pub message: u64,
+    pub member: String,
+    pub email: String,
+    pub list: ListName,
+    pub case: Option<String>,
 }
 
 /// Quarantined mail: why, and the sealed original.
@@ -155,6 +165,10 @@ pub struct Batch {
     pub advisories: Vec<(String, Advisory)>,
     pub schedule_add: Vec<Event>,
     pub schedule_remove: Vec<Event>,
+    /// Copies made, for tracing.
+    pub copy_index: Vec<CopyInfo>,
+    /// Keyed shingles of a message's marked prose, for tracing.
+    pub shingles: Vec<(u64, Vec<u64>)>,
 }
 
 impl Batch {
@@ -170,6 +184,8 @@ impl Batch {
         self.advisories.extend(other.advisories);
         self.schedule_add.extend(other.schedule_add);
         self.schedule_remove.extend(other.schedule_remove);
+        self.copy_index.extend(other.copy_index);
+        self.shingles.extend(other.shingles);
     }
 }
 
@@ -185,6 +201,12 @@ pub struct Store {
     embargoes: sled::Tree,
     advisories: sled::Tree,
     schedule: sled::Tree,
+    /// copy id → [`CopyInfo`]
+    copies: sled::Tree,
+    /// message ++ copy id
+    message_copies: sled::Tree,
+    /// shingle ++ message
+    shingles: sled::Tree,
     key: StoreKey,
 }
 
@@ -198,7 +220,7 @@ impl Store {
         // nobody else's business.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        let db = sled::Config::new().path(path).open()?;
+        let db = open_db(path)?;
         let store = Store {
             spool: db.open_tree("spool")?,
             queue: db.open_tree("queue")?,
@@ -208,6 +230,9 @@ impl Store {
             embargoes: db.open_tree("embargoes")?,
             advisories: db.open_tree("advisories")?,
             schedule: db.open_tree("schedule")?,
+            copies: db.open_tree("copies")?,
+            message_copies: db.open_tree("message_copies")?,
+            shingles: db.open_tree("shingles")?,
             db,
             key,
         };
@@ -365,6 +390,43 @@ impl Store {
         })
     }
 
+    /// The secret the copies' marks derive from.
+    pub fn mark_secret(&self) -> &crate::mark::MarkSecret {
+        self.key.mark_secret()
+    }
+
+    /// The copy with this id.
+    pub fn copy(&self, copy_id: u64) -> Result<Option<CopyInfo>, StoreError> {
+        self.copies
+            .get(copy_id.to_be_bytes())?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("copy: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every copy of `message`.
+    pub fn copies_of(&self, message: u64) -> Result<Vec<CopyInfo>, StoreError> {
+        self.message_copies
+            .scan_prefix(message.to_be_bytes())
+            .keys()
+            .filter_map(|key| match key {
+                Ok(key) => be_u64(&key[8..]).ok().map(|id| self.copy(id)),
+                Err(e) => Some(Err(e.into())),
+            })
+            .filter_map(Result::transpose)
+            .collect()
+    }
+
+    /// The messages whose marked prose holds this shingle.
+    pub fn messages_with_shingle(&self, shingle: u64) -> Result<Vec<u64>, StoreError> {
+        self.shingles
+            .scan_prefix(shingle.to_be_bytes())
+            .keys()
+            .map(|key| be_u64(&key?[8..]))
+            .collect()
+    }
+
     /// The ledger's head.
     pub fn ledger_head(&self) -> Result<Head, StoreError> {
         read_head(self.ledger_meta.get(HEAD)?.as_deref())
@@ -484,6 +546,26 @@ impl Store {
                 (case.as_bytes().to_vec(), sealed)
             })
             .collect();
+        let copy_new: Vec<([u8; 8], Vec<u8>)> = batch
+            .copy_index
+            .iter()
+            .map(|c| {
+                (
+                    c.copy_id.to_be_bytes(),
+                    serde_json::to_vec(c).expect("copies serialize"),
+                )
+            })
+            .collect();
+        let message_copy_new: Vec<[u8; 16]> = batch
+            .copy_index
+            .iter()
+            .map(|c| pair_key(c.message, c.copy_id))
+            .collect();
+        let shingle_new: Vec<[u8; 16]> = batch
+            .shingles
+            .iter()
+            .flat_map(|(message, shingles)| shingles.iter().map(move |s| pair_key(*s, *message)))
+            .collect();
         let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
             .add_queue
             .iter()
@@ -499,14 +581,17 @@ impl Store {
             &self.embargoes,
             &self.advisories,
             &self.schedule,
+            &self.copies,
+            &self.message_copies,
+            &self.shingles,
         ];
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule] =
+                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles] =
                     trees.as_slice()
                 else {
-                    unreachable!("eight trees");
+                    unreachable!("eleven trees");
                 };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
@@ -547,6 +632,15 @@ impl Store {
                 for event in &batch.schedule_add {
                     schedule.insert(event.key(), &[][..])?;
                 }
+                for (key, info) in &copy_new {
+                    copies.insert(&key[..], info.as_slice())?;
+                }
+                for key in &message_copy_new {
+                    message_copies.insert(&key[..], &[][..])?;
+                }
+                for key in &shingle_new {
+                    shingles.insert(&key[..], &[][..])?;
+                }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         result.map_err(|e| match e {
@@ -556,6 +650,32 @@ impl Store {
             }
         })
     }
+}
+
+/// Opens the sled database, waiting out a lock that a previous run (in
+/// this process or a just-stopped one) is still letting go of: sled's
+/// flusher thread holds it for a moment after the database is dropped.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Busy(path.display().to_string()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Two big-endian u64s: an index key.
+fn pair_key(a: u64, b: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&a.to_be_bytes());
+    key[8..].copy_from_slice(&b.to_be_bytes());
+    key
 }
 
 /// Key of the ledger head in `ledger_meta`.

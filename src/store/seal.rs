@@ -10,13 +10,18 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::StoreError;
+use crate::mark::MarkSecret;
 
 const NONCE_LEN: usize = 24;
 pub const KEY_LEN: usize = 32;
 
-/// The symmetric key that seals spool and quarantine values.
+/// The symmetric key that seals spool and quarantine values, and the
+/// secret the copies' marks derive from.
 #[derive(Clone)]
-pub struct StoreKey(XChaCha20Poly1305);
+pub struct StoreKey {
+    cipher: XChaCha20Poly1305,
+    mark: MarkSecret,
+}
 
 impl std::fmt::Debug for StoreKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,14 +59,21 @@ impl StoreKey {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> StoreKey {
-        StoreKey(XChaCha20Poly1305::new_from_slice(bytes).expect("32-byte key"))
+        StoreKey {
+            cipher: XChaCha20Poly1305::new_from_slice(bytes).expect("32-byte key"),
+            mark: MarkSecret::derive(bytes),
+        }
+    }
+
+    pub fn mark_secret(&self) -> &MarkSecret {
+        &self.mark
     }
 
     /// Seals `plaintext` for the slot named by `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce = crate::random::bytes::<NONCE_LEN>();
         let ciphertext = self
-            .0
+            .cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
@@ -82,7 +94,7 @@ impl StoreKey {
             return Err(StoreError::Corrupt("sealed value too short".into()));
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.0
+        self.cipher
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {

@@ -158,6 +158,22 @@ pub fn armored_part(copy: &[u8]) -> Vec<u8> {
     text[start..end].as_bytes().to_vec()
 }
 
+/// A decrypted entity as a reader sees it: the raw entity, then the
+/// decoded text of every part with the marks' look-alike letters read
+/// back as Latin.
+pub fn readable(entity: &[u8]) -> String {
+    let mut out = String::from_utf8_lossy(entity).into_owned();
+    if let Some(message) = embargod::mime::parse(entity) {
+        for part in &message.parts {
+            if let Some(text) = part.text_contents() {
+                out.push('\n');
+                out.push_str(&embargod::mark::canonical(text));
+            }
+        }
+    }
+    out
+}
+
 /// GnuPG with its own home folder, removed (agent and all) on drop.
 pub struct Gpg {
     home: tempfile::TempDir,
