@@ -35,6 +35,7 @@ pub mod pgp;
 pub mod random;
 pub mod sandbox;
 pub mod store;
+pub mod strikes;
 
 /// Runs CPU-bound or blocking work (OpenPGP, sled) off the async
 /// runtime's threads. A panic in `work` is re-raised in the caller.

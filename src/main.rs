@@ -11,6 +11,7 @@ use tracing::error;
 
 use embargod::commands::{self, Level};
 use embargod::config::{self, Config};
+use embargod::control::Command as AdminCommand;
 use embargod::daemon::{Daemon, Options};
 
 /// sysexits: a configuration problem.
@@ -67,6 +68,49 @@ enum Command {
         #[arg(long, required_unless_present = "now")]
         at: Option<String>,
     },
+    /// Trace a suspected leak (a message, a forwarded copy, an excerpt) to its recipient.
+    Trace {
+        /// The leaked text; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// The ledger of who got what.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Leak incidents.
+    #[command(subcommand)]
+    Leak(LeakCommand),
+    /// Member standing: strikes and suspensions.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Who got what in a case, when, under which key.
+    Show { case: String },
+    /// Walk the hash chain; name the first bad entry.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum LeakCommand {
+    /// Record a leak by a member; at max_strikes they are suspended.
+    Record {
+        case: String,
+        #[arg(long)]
+        member: String,
+        /// What leaked, and to whom.
+        #[arg(long)]
+        what: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Lift a member's suspension.
+    Reinstate { member: String },
+    /// Members with strikes, and who is suspended.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -106,7 +150,7 @@ fn main() -> ExitCode {
                         ExitCode::from(EX_UNAVAILABLE)
                     }
                 },
-                Command::Embargoes => admin(config, embargod::control::Command::Embargoes),
+                Command::Embargoes => admin(config, AdminCommand::Embargoes),
                 Command::Release {
                     case,
                     now,
@@ -114,13 +158,35 @@ fn main() -> ExitCode {
                     at,
                 } => admin(
                     config,
-                    embargod::control::Command::Release {
+                    AdminCommand::Release {
                         case,
                         now,
                         reason,
                         at,
                     },
                 ),
+                Command::Trace { file } => match read_leak(&file) {
+                    Ok(leak) => {
+                        use base64::Engine;
+                        let leak = base64::engine::general_purpose::STANDARD.encode(leak);
+                        admin(config, AdminCommand::Trace { leak })
+                    }
+                    Err(e) => {
+                        eprintln!("embargod: {}: {e}", file.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                Command::Ledger(LedgerCommand::Show { case }) => {
+                    admin(config, AdminCommand::LedgerShow { case })
+                }
+                Command::Ledger(LedgerCommand::Verify) => admin(config, AdminCommand::LedgerVerify),
+                Command::Leak(LeakCommand::Record { case, member, what }) => {
+                    admin(config, AdminCommand::LeakRecord { case, member, what })
+                }
+                Command::Member(MemberCommand::Reinstate { member }) => {
+                    admin(config, AdminCommand::MemberReinstate { member })
+                }
+                Command::Member(MemberCommand::List) => admin(config, AdminCommand::Members),
                 Command::Demo => unreachable!("handled above"),
             }
         }
@@ -128,16 +194,28 @@ fn main() -> ExitCode {
 }
 
 /// An admin command, through the daemon or on the store.
-fn admin(config: Config, command: embargod::control::Command) -> ExitCode {
-    match runtime().block_on(commands::admin(config, command)) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("embargod: {e}");
-            ExitCode::FAILURE
-        }
+fn admin(config: Config, command: AdminCommand) -> ExitCode {
+    let response = runtime().block_on(commands::admin(config, command));
+    if response.ok {
+        print!("{}", response.text.unwrap_or_default());
+        ExitCode::from(response.exit.unwrap_or(0))
+    } else {
+        eprintln!(
+            "embargod: {}",
+            response.error.unwrap_or_else(|| "failed".into())
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// A leak from a file, or from standard input for `-`.
+fn read_leak(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    if file.as_os_str() == "-" {
+        let mut leak = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut leak)?;
+        Ok(leak)
+    } else {
+        std::fs::read(file)
     }
 }
 

@@ -15,28 +15,30 @@ pub use demo::{demo, DemoError};
 
 /// Runs an admin command: through the running daemon's control socket,
 /// or — when no daemon is running — on the store directly, through the
-/// same code. Returns the text to print.
-pub async fn admin(config: Config, command: crate::control::Command) -> Result<String, String> {
+/// same code.
+pub async fn admin(config: Config, command: crate::control::Command) -> crate::control::Response {
     use crate::control::client::{request, ClientError};
-    let response = match request(&config.control.socket, command.clone()).await {
+    use crate::control::Response;
+    match request(&config.control.socket, command.clone()).await {
         Ok(response) => response,
         Err(ClientError::NotRunning(_)) => {
-            let daemon = crate::daemon::Daemon::open(config, crate::daemon::Options::default())
-                .map_err(|e| {
-                    format!("no daemon is running, and the store cannot be opened: {e}")
-                })?;
+            let daemon =
+                match crate::daemon::Daemon::open(config, crate::daemon::Options::default()) {
+                    Ok(daemon) => daemon,
+                    Err(e) => {
+                        return Response::error(format!(
+                            "no daemon is running, and the store cannot be opened: {e}"
+                        ))
+                    }
+                };
             let shared = daemon.shared();
             let response = crate::control::handle(&shared, command).await;
-            if let Err(e) = shared.store.flush().await {
-                return Err(e.to_string());
+            match shared.store.flush().await {
+                Ok(()) => response,
+                Err(e) => Response::error(e.to_string()),
             }
-            response
         }
-        Err(e) => return Err(e.to_string()),
-    };
-    match response {
-        crate::control::Response { ok: true, text, .. } => Ok(text.unwrap_or_default()),
-        crate::control::Response { error, .. } => Err(error.unwrap_or_else(|| "failed".into())),
+        Err(e) => Response::error(e.to_string()),
     }
 }
 

@@ -55,6 +55,13 @@ pub struct Config {
     pub members: BTreeMap<String, Member>,
     pub embargo: EmbargoConfig,
     pub control: ControlConfig,
+    pub leak: LeakConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeakConfig {
+    /// Recorded leaks after which a member is suspended from every list.
+    pub max_strikes: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, List, ListName, ListenAddr,
-    Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, Transport,
+    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, List, ListName,
+    ListenAddr, Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +30,20 @@ pub struct RawConfig {
     embargo: RawEmbargo,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    leak: RawLeak,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLeak {
+    max_strikes: u32,
+}
+
+impl Default for RawLeak {
+    fn default() -> Self {
+        RawLeak { max_strikes: 2 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,6 +514,9 @@ impl RawConfig {
             },
             control: ControlConfig {
                 socket: c.path(&self.control.socket),
+            },
+            leak: LeakConfig {
+                max_strikes: self.leak.max_strikes.max(1),
             },
         })
     }

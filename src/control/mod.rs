@@ -8,16 +8,16 @@
 //! Only root and the daemon's own user may connect.
 
 pub mod client;
+mod embargoes;
+mod ledger;
+mod members;
 mod server;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::from_millis;
 use crate::daemon::Shared;
-use crate::embargo::{check_until, format_time, parse_time, release, Change, EarlyRelease};
-use crate::store::Audience;
 
 pub use server::{bind, serve};
 
@@ -46,6 +46,22 @@ pub enum Command {
         #[serde(default)]
         at: Option<String>,
     },
+    /// Trace a suspected leak (base64 of its bytes) to a copy.
+    Trace { leak: String },
+    /// Who got what in a case.
+    LedgerShow { case: String },
+    /// Walk the ledger's hash chain.
+    LedgerVerify,
+    /// Record a leak by a member in a case.
+    LeakRecord {
+        case: String,
+        member: String,
+        what: String,
+    },
+    /// Lift a member's suspension.
+    MemberReinstate { member: String },
+    /// Members with strikes or suspended.
+    Members,
 }
 
 /// A response line.
@@ -56,6 +72,10 @@ pub struct Response {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The exit status the command line should end with, when it is
+    /// neither 0 (ok) nor 1 (error): `trace` without an attribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<u8>,
 }
 
 impl Response {
@@ -64,6 +84,7 @@ impl Response {
             ok: true,
             text: Some(text),
             error: None,
+            exit: None,
         }
     }
 
@@ -72,13 +93,23 @@ impl Response {
             ok: false,
             text: None,
             error: Some(error.into()),
+            exit: None,
         }
     }
 }
 
 /// Carries out `command` against the daemon's state.
 pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
+    use embargoes::{embargoes, release_now, reschedule};
     match command {
+        Command::Trace { leak } => ledger::trace(shared, &leak).await,
+        Command::LedgerShow { case } => ledger::show(shared, &case).await,
+        Command::LedgerVerify => ledger::verify(shared).await,
+        Command::LeakRecord { case, member, what } => {
+            members::record(shared, case, member, what).await
+        }
+        Command::MemberReinstate { member } => members::reinstate(shared, member).await,
+        Command::Members => members::list(shared).await,
         Command::Embargoes => embargoes(shared).await,
         Command::Release {
             case,
@@ -93,122 +124,5 @@ pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
             (false, Some(at)) => reschedule(shared, &case, &at).await,
             _ => Response::error("give either --now --reason TEXT or --at TIME"),
         },
-    }
-}
-
-async fn embargoes(shared: &Arc<Shared>) -> Response {
-    let store = shared.store.clone();
-    let embargoes = match crate::blocking(move || store.embargoes()).await {
-        Ok(embargoes) => embargoes,
-        Err(e) => return Response::error(e.to_string()),
-    };
-    let pending: Vec<_> = embargoes.iter().filter(|e| e.released.is_none()).collect();
-    if pending.is_empty() {
-        return Response::ok("no pending embargoes\n".into());
-    }
-    let now = shared.clock.now();
-    let mut text = format!(
-        "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",
-        "CASE", "PUBLIC AT", "IN", "POSTER", "RECIPIENTS"
-    );
-    for e in pending {
-        let left = e.until().signed_duration_since(now);
-        let left = if left.num_seconds() <= 0 {
-            "due".to_string()
-        } else {
-            humantime::format_duration(std::time::Duration::from_secs(
-                left.num_minutes().max(0) as u64 * 60,
-            ))
-            .to_string()
-        };
-        text.push_str(&format!(
-            "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",
-            e.case,
-            format_time(e.until()),
-            left,
-            e.poster,
-            e.recipients
-        ));
-    }
-    Response::ok(text)
-}
-
-async fn release_now(shared: &Arc<Shared>, case: &str, reason: String) -> Response {
-    let _embargoes = shared.embargo_lock.lock().await;
-    let case_owned = case.to_string();
-    let batch = shared
-        .in_context(move |ctx| {
-            release::release(
-                ctx,
-                &case_owned,
-                Some(EarlyRelease {
-                    by: "an admin (command line)".into(),
-                    reason,
-                }),
-            )
-        })
-        .await;
-    match batch {
-        Ok(batch) => match shared.commit(batch).await {
-            Ok(()) => Response::ok(format!("{case} released; the announcement is queued\n")),
-            Err(e) => Response::error(e.to_string()),
-        },
-        Err(e) => Response::error(e),
-    }
-}
-
-async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Response {
-    let _embargoes = shared.embargo_lock.lock().await;
-    let config = shared.config();
-    let now = shared.clock.now();
-    let until = match parse_time(at).and_then(|t| check_until(&config, t, now).map(|()| t)) {
-        Ok(until) => until,
-        Err(e) => return Response::error(e),
-    };
-    let mut embargo = match shared.store.embargo(case) {
-        Ok(Some(e)) if e.released.is_none() => e,
-        Ok(Some(_)) => return Response::error(format!("case {case} is already public")),
-        Ok(None) => return Response::error(format!("case {case} has no embargo")),
-        Err(e) => return Response::error(e.to_string()),
-    };
-    let old = embargo.clone();
-    let until_ms = crate::clock::to_millis(until);
-    embargo.until = until_ms;
-    embargo.updated = crate::clock::to_millis(now);
-    embargo.history.push(Change {
-        at: embargo.updated,
-        by: "an admin (command line)".into(),
-        until: until_ms,
-    });
-    let mut batch = crate::store::Batch::default();
-    batch.schedule_remove.extend(old.events(&config));
-    batch.schedule_add.extend(
-        embargo
-            .events(&config)
-            .into_iter()
-            .filter(|e| e.due > embargo.updated),
-    );
-    batch.add_spool.push(crate::notice::notice(
-        &config,
-        now,
-        Audience::Lists(vec![
-            crate::config::ListName::Security,
-            crate::config::ListName::Distributors,
-        ]),
-        &format!("{case}: disclosure time moved to {}", format_time(until)),
-        &format!(
-            "The disclosure time of case {case} moved from {} to {}.\n\
-             The embargo holds until then.\n",
-            format_time(from_millis(old.until)),
-            format_time(until)
-        ),
-    ));
-    batch.embargoes.push(embargo);
-    match shared.commit(batch).await {
-        Ok(()) => Response::ok(format!(
-            "{case} now goes public at {}\n",
-            format_time(until)
-        )),
-        Err(e) => Response::error(e.to_string()),
     }
 }

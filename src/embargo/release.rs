@@ -64,6 +64,7 @@ pub fn release(
         .map(|(_, d)| d)
         .unwrap_or("localhost");
     let message_id = format!("<{case}.release@{domain}>");
+    let head = ctx.store.ledger_head().map_err(store_err)?;
     let bytes = announcement(
         &ctx.keys.list_key,
         &identity,
@@ -71,6 +72,7 @@ pub fn release(
         &message_id,
         case,
         &advisory,
+        &head,
         ctx.now,
     )
     .map_err(|e| format!("cannot sign the announcement: {e}"))?;
@@ -215,8 +217,9 @@ fn lifted_text(
     text
 }
 
-/// The public announcement: the advisory's content, signed by the list key
-/// as RFC 3156 multipart/signed.
+/// The public announcement: the advisory's content and a note of the
+/// ledger's head, signed by the list key as RFC 3156 multipart/signed.
+#[allow(clippy::too_many_arguments)]
 pub fn announcement(
     list_key: &ListKey,
     identity: &ListIdentity,
@@ -224,14 +227,27 @@ pub fn announcement(
     message_id: &str,
     case: &str,
     advisory: &Advisory,
+    head: &crate::ledger::Head,
     now: DateTime<Utc>,
 ) -> Result<Vec<u8>, String> {
-    // The signed part is the content entity up to the line end before the
-    // boundary (RFC 3156 §5).
-    let mut signed = advisory.content.clone();
-    while signed.ends_with(b"\r\n") {
-        signed.truncate(signed.len() - 2);
+    // The signed part: the advisory, then the ledger note, up to the line
+    // end before the boundary (RFC 3156 §5). The head is public from now
+    // on, so a later rewrite of the ledger's history shows.
+    let mixed = format!("embargod-{}", crate::random::token());
+    let mut signed =
+        format!("Content-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n--{mixed}\r\n")
+            .into_bytes();
+    signed.extend_from_slice(&advisory.content);
+    if !signed.ends_with(b"\r\n") {
+        signed.extend_from_slice(b"\r\n");
     }
+    signed.extend_from_slice(format!("--{mixed}\r\n").as_bytes());
+    signed.extend_from_slice(&crate::mime::text_part(&format!(
+        "Published by embargod for {}. Its ledger of who received this\n\
+         advisory under embargo stood at: {head}.\n",
+        identity.display
+    )));
+    signed.extend_from_slice(format!("\r\n--{mixed}--").as_bytes());
     let signature =
         sign_detached(list_key, &signed, SystemTime::from(now)).map_err(|e| e.to_string())?;
     let boundary = format!("embargod-{}", crate::random::token());

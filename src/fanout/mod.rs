@@ -182,6 +182,28 @@ fn fan_out(
     outgoing: &Outgoing,
     notice: bool,
 ) -> usize {
+    // Suspended for leaking: no copies, only a record.
+    let (suspended, members): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|m| {
+        ctx.store
+            .member_state(&m.id)
+            .is_ok_and(|state| state.suspended.is_some())
+    });
+    for member in suspended {
+        batch.records.push(crate::ledger::DeliveryRecord {
+            time: to_millis(ctx.now),
+            message: id,
+            case: outgoing.case.clone(),
+            list,
+            member: member.id.clone(),
+            copy_id: None,
+            fingerprint: None,
+            message_id: None,
+            plaintext_sha256: None,
+            ciphertext_sha256: None,
+            outcome: crate::ledger::Outcome::Suspended,
+        });
+    }
+    let members = members.as_slice();
     let marks = ctx.store.mark_secret();
     let sealed = seal_copies(
         ctx.keys, marks, identity, list, members, outgoing, id, notice, ctx.now,

@@ -31,6 +31,7 @@ use crate::config::ListName;
 use crate::embargo::{Advisory, Embargo, Event};
 pub use crate::ledger::{DeliveryRecord, Outcome};
 use crate::ledger::{Entry, Head};
+use crate::strikes::MemberState;
 pub use seal::{StoreKey, KEY_LEN};
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,7 @@ pub struct Batch {
     pub copy_index: Vec<CopyInfo>,
     /// Keyed shingles of a message's marked prose, for tracing.
     pub shingles: Vec<(u64, Vec<u64>)>,
+    pub member_states: Vec<(String, MemberState)>,
 }
 
 impl Batch {
@@ -186,6 +188,7 @@ impl Batch {
         self.schedule_remove.extend(other.schedule_remove);
         self.copy_index.extend(other.copy_index);
         self.shingles.extend(other.shingles);
+        self.member_states.extend(other.member_states);
     }
 }
 
@@ -207,6 +210,8 @@ pub struct Store {
     message_copies: sled::Tree,
     /// shingle ++ message
     shingles: sled::Tree,
+    /// member id → [`MemberState`]
+    members: sled::Tree,
     key: StoreKey,
 }
 
@@ -233,6 +238,7 @@ impl Store {
             copies: db.open_tree("copies")?,
             message_copies: db.open_tree("message_copies")?,
             shingles: db.open_tree("shingles")?,
+            members: db.open_tree("members")?,
             db,
             key,
         };
@@ -427,6 +433,31 @@ impl Store {
             .collect()
     }
 
+    /// What the store knows of a member (strikes, suspension).
+    pub fn member_state(&self, member: &str) -> Result<MemberState, StoreError> {
+        self.members
+            .get(member.as_bytes())?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("member {member}: {e}")))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Every member with strikes or a suspension.
+    pub fn member_states(&self) -> Result<Vec<(String, MemberState)>, StoreError> {
+        self.members
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let state = serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("member: {e}")))?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), state))
+            })
+            .collect()
+    }
+
     /// The ledger's head.
     pub fn ledger_head(&self) -> Result<Head, StoreError> {
         read_head(self.ledger_meta.get(HEAD)?.as_deref())
@@ -566,6 +597,16 @@ impl Store {
             .iter()
             .flat_map(|(message, shingles)| shingles.iter().map(move |s| pair_key(*s, *message)))
             .collect();
+        let member_new: Vec<(String, Vec<u8>)> = batch
+            .member_states
+            .iter()
+            .map(|(m, state)| {
+                (
+                    m.clone(),
+                    serde_json::to_vec(state).expect("states serialize"),
+                )
+            })
+            .collect();
         let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
             .add_queue
             .iter()
@@ -584,14 +625,15 @@ impl Store {
             &self.copies,
             &self.message_copies,
             &self.shingles,
+            &self.members,
         ];
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles] =
+                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members] =
                     trees.as_slice()
                 else {
-                    unreachable!("eleven trees");
+                    unreachable!("twelve trees");
                 };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
@@ -640,6 +682,9 @@ impl Store {
                 }
                 for key in &shingle_new {
                     shingles.insert(&key[..], &[][..])?;
+                }
+                for (member, state) in &member_new {
+                    members.insert(member.as_bytes(), state.as_slice())?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });

@@ -1,0 +1,126 @@
+//! Admin commands about embargoes: list them, release early, move.
+
+use std::sync::Arc;
+
+use super::Response;
+use crate::clock::from_millis;
+use crate::daemon::Shared;
+use crate::embargo::{check_until, format_time, parse_time, release, Change, EarlyRelease};
+use crate::store::Audience;
+
+pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
+    let store = shared.store.clone();
+    let embargoes = match crate::blocking(move || store.embargoes()).await {
+        Ok(embargoes) => embargoes,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let pending: Vec<_> = embargoes.iter().filter(|e| e.released.is_none()).collect();
+    if pending.is_empty() {
+        return Response::ok("no pending embargoes\n".into());
+    }
+    let now = shared.clock.now();
+    let mut text = format!(
+        "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",
+        "CASE", "PUBLIC AT", "IN", "POSTER", "RECIPIENTS"
+    );
+    for e in pending {
+        let left = e.until().signed_duration_since(now);
+        let left = if left.num_seconds() <= 0 {
+            "due".to_string()
+        } else {
+            humantime::format_duration(std::time::Duration::from_secs(
+                left.num_minutes().max(0) as u64 * 60,
+            ))
+            .to_string()
+        };
+        text.push_str(&format!(
+            "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",
+            e.case,
+            format_time(e.until()),
+            left,
+            e.poster,
+            e.recipients
+        ));
+    }
+    Response::ok(text)
+}
+
+pub(super) async fn release_now(shared: &Arc<Shared>, case: &str, reason: String) -> Response {
+    let _embargoes = shared.embargo_lock.lock().await;
+    let case_owned = case.to_string();
+    let batch = shared
+        .in_context(move |ctx| {
+            release::release(
+                ctx,
+                &case_owned,
+                Some(EarlyRelease {
+                    by: "an admin (command line)".into(),
+                    reason,
+                }),
+            )
+        })
+        .await;
+    match batch {
+        Ok(batch) => match shared.commit(batch).await {
+            Ok(()) => Response::ok(format!("{case} released; the announcement is queued\n")),
+            Err(e) => Response::error(e.to_string()),
+        },
+        Err(e) => Response::error(e),
+    }
+}
+
+pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Response {
+    let _embargoes = shared.embargo_lock.lock().await;
+    let config = shared.config();
+    let now = shared.clock.now();
+    let until = match parse_time(at).and_then(|t| check_until(&config, t, now).map(|()| t)) {
+        Ok(until) => until,
+        Err(e) => return Response::error(e),
+    };
+    let mut embargo = match shared.store.embargo(case) {
+        Ok(Some(e)) if e.released.is_none() => e,
+        Ok(Some(_)) => return Response::error(format!("case {case} is already public")),
+        Ok(None) => return Response::error(format!("case {case} has no embargo")),
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let old = embargo.clone();
+    let until_ms = crate::clock::to_millis(until);
+    embargo.until = until_ms;
+    embargo.updated = crate::clock::to_millis(now);
+    embargo.history.push(Change {
+        at: embargo.updated,
+        by: "an admin (command line)".into(),
+        until: until_ms,
+    });
+    let mut batch = crate::store::Batch::default();
+    batch.schedule_remove.extend(old.events(&config));
+    batch.schedule_add.extend(
+        embargo
+            .events(&config)
+            .into_iter()
+            .filter(|e| e.due > embargo.updated),
+    );
+    batch.add_spool.push(crate::notice::notice(
+        &config,
+        now,
+        Audience::Lists(vec![
+            crate::config::ListName::Security,
+            crate::config::ListName::Distributors,
+        ]),
+        &format!("{case}: disclosure time moved to {}", format_time(until)),
+        &format!(
+            "The disclosure time of case {case} moved from {} to {}.\n\
+             The embargo holds until then.\n",
+            format_time(from_millis(old.until)),
+            format_time(until)
+        ),
+    ));
+    batch.embargoes.push(embargo);
+    match shared.commit(batch).await {
+        Ok(()) => Response::ok(format!(
+            "{case} now goes public at {}\n",
+            format_time(until)
+        )),
+        Err(e) => Response::error(e.to_string()),
+    }
+}

@@ -1,0 +1,100 @@
+//! Strikes: leak incidents recorded against a member. The policy: members
+//! who leak must say what leaked and to whom, and "if you continue to leak
+//! information … you will be removed from the list". After `max_strikes`
+//! incidents a member is suspended from every list — they get no copies —
+//! until an admin reinstates them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::to_millis;
+use crate::fanout::Context;
+use crate::store::{Audience, Batch};
+
+/// What the store keeps about a member beyond the config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberState {
+    pub strikes: Vec<Strike>,
+    /// Since when (ms) the member is suspended.
+    pub suspended: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Strike {
+    pub at: u64,
+    pub case: String,
+    pub what: String,
+}
+
+/// Records a leak by `member` in `case`; suspends them at the limit.
+/// Returns the batch and what to tell the admin.
+pub fn record(
+    ctx: &Context<'_>,
+    case: &str,
+    member: &str,
+    what: &str,
+) -> Result<(Batch, String), String> {
+    let config = ctx.config;
+    if !config.members.contains_key(member) {
+        return Err(format!("no member {member} in the config"));
+    }
+    let case = crate::embargo::CaseId::parse(config, case)?.0;
+    if what.trim().is_empty() {
+        return Err("--what: say what leaked and to whom".into());
+    }
+    let mut state = ctx.store.member_state(member).map_err(|e| e.to_string())?;
+    state.strikes.push(Strike {
+        at: to_millis(ctx.now),
+        case: case.clone(),
+        what: what.trim().to_string(),
+    });
+    let count = state.strikes.len();
+    let max = config.leak.max_strikes;
+    let suspend = count >= max as usize && state.suspended.is_none();
+    if suspend {
+        state.suspended = Some(to_millis(ctx.now));
+    }
+    let mut batch = Batch::default();
+    let (subject, text) = if suspend {
+        (
+            format!("{member} suspended after {count} leaks"),
+            format!(
+                "A leak by {member} in case {case} was recorded: {what}\n\n\
+                 It is their strike {count} of {max}: {member} is suspended from every list\n\
+                 and receives no more copies. `embargod member reinstate {member}` undoes it.\n"
+            ),
+        )
+    } else {
+        (
+            format!("leak recorded for {member} (strike {count} of {max})"),
+            format!("A leak by {member} in case {case} was recorded: {what}\n\nStrike {count} of {max}.\n"),
+        )
+    };
+    batch.add_spool.push(crate::notice::notice(
+        config,
+        ctx.now,
+        Audience::Pst,
+        &subject,
+        &text,
+    ));
+    batch.member_states.push((member.to_string(), state));
+    Ok((batch, format!("{subject}\n")))
+}
+
+/// Lifts a suspension (the strikes stay on record).
+pub fn reinstate(ctx: &Context<'_>, member: &str) -> Result<(Batch, String), String> {
+    let mut state = ctx.store.member_state(member).map_err(|e| e.to_string())?;
+    if state.suspended.take().is_none() {
+        return Err(format!("{member} is not suspended"));
+    }
+    let mut batch = Batch::default();
+    let subject = format!("{member} reinstated");
+    batch.add_spool.push(crate::notice::notice(
+        ctx.config,
+        ctx.now,
+        Audience::Pst,
+        &subject,
+        &format!("{member} was reinstated by an admin and receives copies again.\n"),
+    ));
+    batch.member_states.push((member.to_string(), state));
+    Ok((batch, format!("{subject}\n")))
+}
