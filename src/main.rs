@@ -274,7 +274,22 @@ fn check(config: &Config) -> ExitCode {
     for finding in &findings {
         println!("{finding}");
     }
-    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let mut errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    // Suspensions live in the store: ask the daemon, or read the store.
+    if errors == 0 && config.store.path.exists() {
+        let response = runtime().block_on(commands::admin(config.clone(), AdminCommand::Members));
+        match (response.ok, response.text, response.error) {
+            (true, Some(text), _) => {
+                for line in text.lines().filter(|l| l.contains("SUSPENDED")) {
+                    println!("warning member {line}: gets no copies; `embargod member reinstate` lifts it");
+                }
+            }
+            (_, _, error) => {
+                println!("error   store: {}", error.unwrap_or_default());
+                errors += 1;
+            }
+        }
+    }
     if errors > 0 {
         eprintln!("embargod: {errors} problem(s) in {}", config.file.display());
         ExitCode::from(EX_CONFIG)

@@ -377,6 +377,15 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
         .text
         .unwrap();
     assert!(listing.contains("bob: 2 strike(s), SUSPENDED"), "{listing}");
+    // `embargod check` shows it too.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(dir.path().join("embargod.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(out.lines().any(|l| l.starts_with("warning member bob") && l.contains("SUSPENDED")), "{out}");
 
     let back = request(
         socket,
