@@ -385,7 +385,11 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&check.stdout);
-    assert!(out.lines().any(|l| l.starts_with("warning member bob") && l.contains("SUSPENDED")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("warning member bob") && l.contains("SUSPENDED")),
+        "{out}"
+    );
 
     let back = request(
         socket,
