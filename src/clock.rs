@@ -79,6 +79,11 @@ pub fn to_millis(time: DateTime<Utc>) -> u64 {
     time.timestamp_millis().max(0) as u64
 }
 
+/// [`to_millis`] for a `SystemTime`.
+pub fn system_millis(time: std::time::SystemTime) -> u64 {
+    to_millis(DateTime::<Utc>::from(time))
+}
+
 pub fn from_millis(millis: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis as i64).unwrap_or_default()
 }

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod case;
 pub mod clock;
 pub mod commands;
 pub mod config;

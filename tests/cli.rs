@@ -186,13 +186,16 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
 
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_embargod"))
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_embargod"))
+                .arg("--config")
+                .arg(&config)
+                .arg("run")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut daemon = spawn();
     let connect = || async {
@@ -215,10 +218,11 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
         .unwrap();
     assert_eq!(replies[0].code, 250);
     // Killed the moment it said 250: no chance to fan out or flush more.
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
 
     let mut daemon = spawn();
+    // Each PST member's copy (the reporter's acknowledgement aside).
     let mail = common::wait_outbox(&sandbox.outbox_dir(), 3).await;
     let mut recipients: Vec<String> = mail.iter().map(|m| m.to[0].clone()).collect();
     recipients.sort();
@@ -229,9 +233,19 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     );
     // Let it finish, then stop it the polite way.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    send_sigterm(daemon.id());
-    let status = daemon.wait().unwrap();
+    send_sigterm(daemon.0.id());
+    let status = daemon.0.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// A daemon process, killed if the test fails before stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// SIGTERM through the `kill` command (no libc needed in the tests).

@@ -97,6 +97,17 @@ fn relay(fail_first: usize, refuse: &[&str]) -> (u16, Arc<Mutex<Seen>>) {
     (port, seen)
 }
 
+/// A message from a PST member (a new case, but nobody to acknowledge).
+fn member_report(subject: &str, canary: &str) -> Vec<u8> {
+    String::from_utf8(report(subject, canary))
+        .unwrap()
+        .replace(
+            "From: Rita Reporter <rita@reporter.example>",
+            "From: alice <alice@example.org>",
+        )
+        .into_bytes()
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..600 {
         if check() {
@@ -127,9 +138,9 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
     assert_eq!(
         daemon
             .send(
-                "rita@reporter.example",
+                "alice@example.org",
                 &[SECURITY],
-                &report("retry me", "r1")
+                &member_report("retry me", "r1")
             )
             .await[0]
             .code,
@@ -231,9 +242,9 @@ async fn a_restart_resumes_the_queue() {
     assert_eq!(
         daemon
             .send(
-                "rita@reporter.example",
+                "alice@example.org",
                 &[SECURITY],
-                &report("restart", "r2")
+                &member_report("restart", "r2")
             )
             .await[0]
             .code,

@@ -14,7 +14,7 @@ use common::{
 use embargod::clock::Clock;
 use embargod::config::ListName;
 use embargod::control::{client::request, Command};
-use embargod::sandbox::{read_outbox, OutboxMail, Sandbox, ANNOUNCE, DISTRIBUTORS};
+use embargod::sandbox::{OutboxMail, Sandbox, ANNOUNCE, DISTRIBUTORS};
 
 const PATCH: &str = "From 1234 Mon Sep 17 00:00:00 2001\r\nSubject: [PATCH] parser: check length\r\n\r\n\
 --- a/src/parser.c\r\n+++ b/src/parser.c\r\n@@ -10,3 +10,4 @@\r\n int parse(char *p, size_t n) {\r\n+    if (n > MAX) return -1;\r\n     memcpy(buf, p, n);\r\n }\r\n";
@@ -69,7 +69,7 @@ fn to(mail: &[OutboxMail], address: &str) -> Vec<OutboxMail> {
 async fn outbox(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
     let mail = daemon.wait_outbox(n).await;
     daemon.settle().await;
-    let mail_now = read_outbox(&daemon.outbox).unwrap();
+    let mail_now = common::outbox(&daemon.outbox);
     assert_eq!(
         mail_now.len(),
         n,
@@ -162,7 +162,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.settle().await;
     assert!(
-        to(&read_outbox(&daemon.outbox).unwrap(), ANNOUNCE).is_empty(),
+        to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty(),
         "published early"
     );
 
@@ -230,7 +230,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     w.clock.advance(Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert_eq!(to(&read_outbox(&daemon.outbox).unwrap(), ANNOUNCE).len(), 1);
+    assert_eq!(to(&common::outbox(&daemon.outbox), ANNOUNCE).len(), 1);
     daemon.stop().await;
 }
 
@@ -271,7 +271,7 @@ async fn reminder_moves_and_early_release() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
     assert_eq!(
-        read_outbox(&daemon.outbox).unwrap().len(),
+        common::outbox(&daemon.outbox).len(),
         expected,
         "reminded early"
     );
@@ -314,7 +314,7 @@ async fn reminder_moves_and_early_release() {
     w.clock.advance(Duration::from_secs(86400 + 60));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert!(to(&read_outbox(&daemon.outbox).unwrap(), ANNOUNCE).is_empty());
+    assert!(to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
 
     // An admin moves it once more from the command line.
     let third = t0 + chrono::Duration::days(6);
@@ -371,7 +371,7 @@ async fn reminder_moves_and_early_release() {
     w.clock.advance(Duration::from_secs(7 * 86400));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert_eq!(to(&read_outbox(&daemon.outbox).unwrap(), ANNOUNCE).len(), 1);
+    assert_eq!(to(&common::outbox(&daemon.outbox), ANNOUNCE).len(), 1);
     daemon.stop().await;
 }
 
@@ -403,7 +403,7 @@ async fn one_announcement_across_restarts_and_downtime() {
     let daemon = start(&w.sandbox, Clock::manual(t0 + chrono::Duration::hours(1))).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.settle().await;
-    assert!(to(&read_outbox(&daemon.outbox).unwrap(), ANNOUNCE).is_empty());
+    assert!(to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
     daemon.stop().await;
 
     // The release fell due while the daemon was down: it fires on start.
@@ -416,7 +416,7 @@ async fn one_announcement_across_restarts_and_downtime() {
     let daemon = start(&w.sandbox, Clock::manual(t0 + chrono::Duration::hours(9))).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.settle().await;
-    assert_eq!(read_outbox(&daemon.outbox).unwrap().len(), 9);
+    assert_eq!(common::outbox(&daemon.outbox).len(), 9);
     let released = request(&daemon.config.control.socket, Command::Embargoes)
         .await
         .unwrap();
@@ -623,7 +623,7 @@ async fn forged_unsigned_and_unauthorised_posts_never_reach_a_distributor() {
         6,
         "all six held for moderation"
     );
-    let mail = read_outbox(&daemon.outbox).unwrap();
+    let mail = common::outbox(&daemon.outbox);
     let mut reasons = String::new();
     for mail in &mail {
         let text = decrypt(&w.gpg, mail);

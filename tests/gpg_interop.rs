@@ -106,7 +106,7 @@ async fn plaintext_report_reaches_each_member_encrypted_to_them_alone() {
         );
         assert!(status.contains("GOODSIG"), "{status}");
         assert!(plaintext.contains(&canary));
-        assert!(plaintext.contains("Subject: Heap overflow in parser"));
+        assert!(plaintext.contains("Subject: [KAP-2026-0001] Heap overflow in parser"));
         assert!(plaintext.contains("From: Rita Reporter <rita@reporter.example>"));
         assert!(plaintext.contains("protected-headers=\"v1\"; hp=\"cipher\""));
         assert!(plaintext.contains("Encryption: NOT encrypted"));

@@ -223,12 +223,7 @@ async fn bad_input_is_refused_and_the_daemon_keeps_serving() {
     assert_eq!(replies[0].code, 250);
     daemon.wait_outbox(2).await;
     daemon.settle().await;
-    assert_eq!(
-        embargod::sandbox::read_outbox(&sandbox.outbox_dir())
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(common::outbox(&sandbox.outbox_dir()).len(), 2);
     daemon.stop().await;
 }
 

@@ -56,6 +56,27 @@ pub struct Config {
     pub embargo: EmbargoConfig,
     pub control: ControlConfig,
     pub leak: LeakConfig,
+    pub timeline: TimelineConfig,
+}
+
+/// The policy's timeline for a case, from the report.
+#[derive(Debug, Clone)]
+pub struct TimelineConfig {
+    /// Fix Team organised.
+    pub team: Duration,
+    /// Fix developed.
+    pub fix: Duration,
+    /// Users told of a forthcoming fix.
+    pub users: Duration,
+    /// Distributors told.
+    pub distributors: Duration,
+    /// Fix Release Day.
+    pub release: Duration,
+    /// The Fix Lead's reminder ahead of each deadline.
+    pub reminder_before: Duration,
+    /// How much later every open deadline moves when a low-severity case
+    /// is slowed down (`X-Slow`).
+    pub slow_by: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +241,8 @@ pub struct Member {
     pub key: PathBuf,
     /// Upper-case hex fingerprint the key file must hold, without spaces.
     pub fingerprint: String,
+    /// Away: skipped when Fix Leads are assigned.
+    pub away: bool,
 }
 
 impl Config {

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, List, ListName,
-    ListenAddr, Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, Transport,
+    ListenAddr, Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, TimelineConfig,
+    Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,42 @@ pub struct RawConfig {
     control: RawControl,
     #[serde(default)]
     leak: RawLeak,
+    #[serde(default)]
+    timeline: RawTimeline,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTimeline {
+    #[serde(with = "humantime_serde")]
+    team: Duration,
+    #[serde(with = "humantime_serde")]
+    fix: Duration,
+    #[serde(with = "humantime_serde")]
+    users: Duration,
+    #[serde(with = "humantime_serde")]
+    distributors: Duration,
+    #[serde(with = "humantime_serde")]
+    release: Duration,
+    #[serde(with = "humantime_serde")]
+    reminder_before: Duration,
+    #[serde(with = "humantime_serde")]
+    slow_by: Duration,
+}
+
+impl Default for RawTimeline {
+    fn default() -> Self {
+        let days = |d: u64| Duration::from_secs(d * 86400);
+        RawTimeline {
+            team: days(1),
+            fix: days(7),
+            users: days(7),
+            distributors: days(14),
+            release: days(21),
+            reminder_before: days(1),
+            slow_by: days(14),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +248,8 @@ struct RawMember {
     email: String,
     key: PathBuf,
     fingerprint: String,
+    #[serde(default)]
+    away: bool,
 }
 
 /// Collects the file name for error messages and the folder relative
@@ -357,6 +396,7 @@ impl Checker<'_> {
             email: self.address(&key("email"), &raw.email)?,
             key: self.path(&raw.key),
             fingerprint,
+            away: raw.away,
         })
     }
 }
@@ -517,6 +557,15 @@ impl RawConfig {
             },
             leak: LeakConfig {
                 max_strikes: self.leak.max_strikes.max(1),
+            },
+            timeline: TimelineConfig {
+                team: self.timeline.team,
+                fix: self.timeline.fix,
+                users: self.timeline.users,
+                distributors: self.timeline.distributors,
+                release: self.timeline.release,
+                reminder_before: self.timeline.reminder_before,
+                slow_by: self.timeline.slow_by,
             },
         })
     }

@@ -102,8 +102,14 @@ pub struct Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
+    /// An embargo's reminder to the PST and distributors.
     Reminder = 1,
+    /// An embargo's release.
     Release = 2,
+    /// A case deadline's reminder to the Fix Lead (`case#milestone`).
+    Deadline = 3,
+    /// A case deadline passed (`case#milestone`): the PST is told.
+    Overdue = 4,
 }
 
 impl Event {
@@ -120,6 +126,8 @@ impl Event {
         let kind = match key.get(8)? {
             1 => EventKind::Reminder,
             2 => EventKind::Release,
+            3 => EventKind::Deadline,
+            4 => EventKind::Overdue,
             _ => return None,
         };
         let case = String::from_utf8(key.get(9..)?.to_vec()).ok()?;

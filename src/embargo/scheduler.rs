@@ -11,6 +11,7 @@ use tracing::error;
 
 use crate::clock::{from_millis, to_millis};
 use crate::daemon::Shared;
+use crate::embargo::EventKind;
 
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
@@ -44,7 +45,14 @@ async fn fire_due(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> 
     let due = crate::blocking(move || store.due_events(to_millis(now))).await?;
     for event in due {
         let batch = shared
-            .in_context(move |ctx| crate::embargo::release::fire(ctx, &event))
+            .in_context(move |ctx| match event.kind {
+                EventKind::Reminder | EventKind::Release => {
+                    crate::embargo::release::fire(ctx, &event)
+                }
+                EventKind::Deadline | EventKind::Overdue => {
+                    crate::case::timeline::fire(ctx, &event)
+                }
+            })
             .await;
         shared.commit(batch).await?;
     }

@@ -177,13 +177,13 @@ pub fn seal_copies(
 }
 
 /// One recipient's sealed copy.
-struct SealedCopy {
+pub struct SealedCopy {
     /// The signed inner entity.
-    plaintext: Vec<u8>,
+    pub plaintext: Vec<u8>,
     /// The whole outgoing message.
-    bytes: Vec<u8>,
-    message_id: String,
-    fingerprint: String,
+    pub bytes: Vec<u8>,
+    pub message_id: String,
+    pub fingerprint: String,
 }
 
 fn seal_one(
@@ -196,21 +196,40 @@ fn seal_one(
     now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
     let cert = keys.member(&member.id)?;
-    let domain = identity
-        .address
-        .rsplit_once('@')
-        .map(|(_, domain)| domain)
-        .unwrap_or("localhost");
-    let message_id = format!("<{}@{domain}>", crate::random::token());
-    let to = member.email.to_string();
+    let (headers, info, content) = mark(marks, member, copy_id, outgoing);
+    seal_entity(
+        keys,
+        identity,
+        member.email.as_ref(),
+        cert,
+        &headers,
+        &info,
+        &content,
+        now,
+    )
+}
+
+/// A PGP/MIME message to `to`, signed by the list key and encrypted to
+/// `cert` alone: the inner entity of `headers`, `info` and `content`.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_entity(
+    keys: &Keys,
+    identity: &ListIdentity,
+    to: &str,
+    cert: &sequoia_openpgp::Cert,
+    headers: &[u8],
+    info: &str,
+    content: &[u8],
+    now: DateTime<Utc>,
+) -> Result<SealedCopy, SealError> {
+    let message_id = identity.message_id();
     let envelope = Envelope {
         list: identity,
-        to: &to,
+        to,
         message_id: &message_id,
         date: now,
     };
-    let (headers, info, content) = mark(marks, member, copy_id, outgoing);
-    let plaintext = inner_entity(&envelope, &headers, &info, &content);
+    let plaintext = inner_entity(&envelope, headers, info, content);
     let armored = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
         bytes: outer_message(&envelope, &armored),

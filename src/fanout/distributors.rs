@@ -200,6 +200,13 @@ pub(super) fn post(
                     },
                 ));
                 tracing::info!(msg = id, case = %embargo.case, until = %format_time(embargo.until()), "embargo set");
+                crate::case::intake::milestone_met(
+                    ctx,
+                    batch,
+                    &embargo.case,
+                    crate::case::Milestone::Distributors,
+                    "a distributors post",
+                );
                 batch.embargoes.push(embargo);
             }
         }

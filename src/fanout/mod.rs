@@ -12,7 +12,7 @@
 //!   keys, with embargo keywords;
 //! - notices: the daemon's own messages to the PST or a member.
 
-mod copies;
+pub mod copies;
 mod distributors;
 
 use std::time::SystemTime;
@@ -142,20 +142,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
             for &name in lists {
                 match name {
                     ListName::Security => {
-                        let identity = ListIdentity::new(config, &config.lists.security);
-                        let members = config.members_of(&config.lists.security);
-                        let outgoing = Outgoing::new(
-                            unwrapped.headers.clone(),
-                            info_text(&identity, &unwrapped, &incoming.meta),
-                            unwrapped.content.clone(),
-                            None,
-                            // Ciphertext to other keys is passed on untouched.
-                            unwrapped.encryption != Encryption::ToOthers,
-                            config.lists.security.mark_patches,
-                        );
-                        fan_out(
-                            ctx, &mut batch, id, name, &identity, &members, &outgoing, false,
-                        );
+                        crate::case::intake::security(ctx, &mut batch, id, &incoming, &unwrapped)
                     }
                     ListName::Distributors => {
                         distributors::post(ctx, &mut batch, id, &incoming, &unwrapped)
@@ -172,7 +159,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
 /// Seals a copy of `outgoing` for each of `members` and adds the copies,
 /// records and (for members without a usable key) a notice to `batch`.
 #[allow(clippy::too_many_arguments)]
-fn fan_out(
+pub(crate) fn fan_out(
     ctx: &Context<'_>,
     batch: &mut Batch,
     id: u64,
@@ -242,13 +229,19 @@ fn fan_out(
         ));
     }
     let copies = sealed.copies.len();
+    if let Some(case) = &outgoing.case {
+        // Replies to any copy join the case.
+        for (_, copy) in &sealed.copies {
+            crate::case::put_reference(batch, &copy.message_id, case);
+        }
+    }
     batch.add_queue.extend(sealed.copies);
     batch.records.extend(sealed.records);
     copies
 }
 
 /// The members a notice goes to, each once.
-fn audience<'c>(config: &'c Config, to: &Audience) -> Vec<&'c Member> {
+pub(crate) fn audience<'c>(config: &'c Config, to: &Audience) -> Vec<&'c Member> {
     let mut members: Vec<&Member> = match to {
         Audience::Pst => config.members_of(&config.lists.security),
         Audience::Lists(lists) => lists
@@ -305,7 +298,7 @@ fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static 
 
 /// The lines at the top of every copy's info part: how the message
 /// arrived.
-fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &IncomingMeta) -> String {
+pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &IncomingMeta) -> String {
     let envelope = match &meta.source {
         Source::Lmtp { mail_from, .. } if mail_from.is_empty() => "<> (a bounce)".to_string(),
         Source::Lmtp { mail_from, .. } => mail_from.clone(),

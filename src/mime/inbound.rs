@@ -104,11 +104,46 @@ pub struct Unwrapped {
     pub sender: String,
     /// The Subject, decoded (from the protected headers when there are).
     pub subject: String,
+    /// The address in the From field.
+    pub from_address: Option<String>,
+    /// Message-ID, In-Reply-To and References, for threading.
+    pub message_ids: Threading,
     pub encryption: Encryption,
     pub signatures: Signatures,
     /// The content as one MIME entity: its Content-* header fields, an
     /// empty line, the body.
     pub content: Vec<u8>,
+}
+
+/// The message's place in a thread.
+#[derive(Debug, Clone, Default)]
+pub struct Threading {
+    pub message_id: Option<String>,
+    /// In-Reply-To and References, nearest first.
+    pub refers_to: Vec<String>,
+}
+
+impl Threading {
+    fn of(message: &Message<'_>) -> Threading {
+        let ids = |name: HeaderName<'_>| -> Vec<String> {
+            message
+                .header(name)
+                .map(|value| match value {
+                    mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+                    mail_parser::HeaderValue::TextList(list) => {
+                        list.iter().map(|t| t.to_string()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .unwrap_or_default()
+        };
+        let mut refers_to = ids(HeaderName::InReplyTo);
+        refers_to.extend(ids(HeaderName::References).into_iter().rev());
+        Threading {
+            message_id: message.message_id().map(str::to_string),
+            refers_to,
+        }
+    }
 }
 
 /// Why a message cannot be forwarded; it goes to quarantine.
@@ -159,6 +194,12 @@ pub fn unwrap(
         })
         .unwrap_or_else(|| "(unknown)".into());
     let mut subject = message.subject().unwrap_or_default().to_string();
+    let from_address = message
+        .from()
+        .and_then(|from| from.first())
+        .and_then(|addr| addr.address())
+        .map(str::to_string);
+    let message_ids = Threading::of(&message);
     let root = message.root_part();
     let original_content = entity_bytes(raw, root);
 
@@ -235,6 +276,8 @@ pub fn unwrap(
         headers,
         sender,
         subject,
+        from_address,
+        message_ids,
         encryption,
         signatures,
         content,

@@ -36,6 +36,16 @@ impl ListIdentity {
         }
     }
 
+    /// A new, unique Message-ID in the list's domain.
+    pub fn message_id(&self) -> String {
+        let domain = self
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or("localhost");
+        format!("<{}@{domain}>", crate::random::token())
+    }
+
     /// `List-Id: Kappital security list <security.kappital.example>`.
     pub fn list_id_header(&self) -> String {
         format!("{} <{}>", self.display, self.list_id)

@@ -355,6 +355,7 @@ mod tests {
             email: "alice@example.org".parse().unwrap(),
             key: file,
             fingerprint: cert.fingerprint().to_hex(),
+            away: false,
         };
         assert_eq!(
             load_member_cert(&member).unwrap().fingerprint(),

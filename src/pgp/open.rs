@@ -58,7 +58,15 @@ impl Signers {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SignatureCheck {
     /// Valid, by the pinned certificate of this member.
-    Good { member: String, fingerprint: String },
+    Good {
+        member: String,
+        fingerprint: String,
+        /// When the signature says it was made, ms since the epoch.
+        created: u64,
+        /// SHA-256 of the signature packet: the same signature seen twice
+        /// is a replay.
+        digest: String,
+    },
     /// Made by a key that belongs to no member; not trusted.
     UnknownKey { issuer: String },
     /// By a member's key but invalid: bad, expired or revoked key, broken
@@ -72,6 +80,7 @@ impl fmt::Display for SignatureCheck {
             SignatureCheck::Good {
                 member,
                 fingerprint,
+                ..
             } => write!(f, "good signature by {member} ({fingerprint})"),
             SignatureCheck::UnknownKey { issuer } => {
                 write!(f, "signature by unknown key {issuer} (not trusted)")
@@ -86,6 +95,19 @@ impl fmt::Display for SignatureCheck {
 pub struct Signatures(pub Vec<SignatureCheck>);
 
 impl Signatures {
+    /// The first good signature by `member`: (created, digest).
+    pub fn good_by(&self, member: &str) -> Option<(u64, &str)> {
+        self.0.iter().find_map(|check| match check {
+            SignatureCheck::Good {
+                member: m,
+                created,
+                digest,
+                ..
+            } if m == member => Some((*created, digest.as_str())),
+            _ => None,
+        })
+    }
+
     /// The members whose signatures verified.
     pub fn good_signers(&self) -> impl Iterator<Item = &str> {
         self.0.iter().filter_map(|check| match check {
@@ -205,6 +227,13 @@ pub fn verify_detached(
 /// Sequoia's own tolerance for its default case (30 minutes).
 fn skewed(time: SystemTime) -> SystemTime {
     time + openpgp::packet::signature::subpacket::CLOCK_SKEW_TOLERANCE
+}
+
+/// SHA-256 of a signature packet as serialized.
+fn signature_digest(sig: &openpgp::packet::Signature) -> String {
+    use openpgp::serialize::MarshalInto;
+    let bytes = sig.to_vec().unwrap_or_default();
+    crate::fanout::sha256_hex(&bytes)
 }
 
 /// Tells "not for us" apart from real breakage. Sequoia reports both as
@@ -331,6 +360,12 @@ fn record(
                     Some(member) => SignatureCheck::Good {
                         member: member.to_string(),
                         fingerprint: cert.fingerprint().to_hex(),
+                        created: good
+                            .sig
+                            .signature_creation_time()
+                            .map(crate::clock::system_millis)
+                            .unwrap_or(0),
+                        digest: signature_digest(good.sig),
                     },
                     // `get_certs` only hands out member certs, so this is
                     // unreachable in practice; stay safe regardless.

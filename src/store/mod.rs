@@ -171,6 +171,8 @@ pub struct Batch {
     /// Keyed shingles of a message's marked prose, for tracing.
     pub shingles: Vec<(u64, Vec<u64>)>,
     pub member_states: Vec<(String, MemberState)>,
+    /// Case records and their indexes, by key (see [`crate::case`]).
+    pub cases: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -189,6 +191,7 @@ impl Batch {
         self.copy_index.extend(other.copy_index);
         self.shingles.extend(other.shingles);
         self.member_states.extend(other.member_states);
+        self.cases.extend(other.cases);
     }
 }
 
@@ -212,6 +215,8 @@ pub struct Store {
     shingles: sled::Tree,
     /// member id → [`MemberState`]
     members: sled::Tree,
+    /// Cases, their references, counters, seen signatures, requests.
+    cases: sled::Tree,
     key: StoreKey,
 }
 
@@ -239,6 +244,7 @@ impl Store {
             message_copies: db.open_tree("message_copies")?,
             shingles: db.open_tree("shingles")?,
             members: db.open_tree("members")?,
+            cases: db.open_tree("cases")?,
             db,
             key,
         };
@@ -458,6 +464,20 @@ impl Store {
             .collect()
     }
 
+    /// A value of the cases tree.
+    pub fn case_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.cases.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Every value of the cases tree under `prefix`, in key order.
+    pub fn case_values(&self, prefix: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.cases
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| Ok(v?.to_vec()))
+            .collect()
+    }
+
     /// The ledger's head.
     pub fn ledger_head(&self) -> Result<Head, StoreError> {
         read_head(self.ledger_meta.get(HEAD)?.as_deref())
@@ -626,14 +646,15 @@ impl Store {
             &self.message_copies,
             &self.shingles,
             &self.members,
+            &self.cases,
         ];
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members] =
+                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members, cases] =
                     trees.as_slice()
                 else {
-                    unreachable!("twelve trees");
+                    unreachable!("thirteen trees");
                 };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
@@ -685,6 +706,9 @@ impl Store {
                 }
                 for (member, state) in &member_new {
                     members.insert(member.as_bytes(), state.as_slice())?;
+                }
+                for (key, value) in &batch.cases {
+                    cases.insert(key.as_bytes(), value.as_slice())?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });

@@ -111,16 +111,38 @@ impl TestDaemon {
     }
 }
 
+/// The sender of the tests' reports; the case process acknowledges each
+/// new report to this address.
+pub const REPORTER: &str = "rita@reporter.example";
+
+/// The outbox without mail to reporters — the case process acknowledges
+/// every new report; the case tests look at those on their own. Members
+/// in the tests are `@example.org`, lists `@kappital.example`.
+pub fn outbox(dir: &Path) -> Vec<OutboxMail> {
+    read_outbox(dir)
+        .expect("read outbox")
+        .into_iter()
+        .filter(|m| {
+            m.to.iter()
+                .all(|to| to.ends_with("@example.org") || to.ends_with("@kappital.example"))
+        })
+        .collect()
+}
+
+/// Waits (up to 60 s) until the outbox holds at least `n` messages, not
+/// counting acknowledgements to the reporter.
 pub async fn wait_outbox(dir: &Path, n: usize) -> Vec<OutboxMail> {
     for _ in 0..600 {
-        let mail = read_outbox(dir).expect("read outbox");
+        let mail = outbox(dir);
         if mail.len() >= n {
             return mail;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mail = read_outbox(dir).expect("read outbox");
-    panic!("expected {n} messages in the outbox, found {}", mail.len());
+    panic!(
+        "expected {n} messages in the outbox, found {}",
+        outbox(dir).len()
+    );
 }
 
 /// A plain report with a unique canary line.

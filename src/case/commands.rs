@@ -1,0 +1,363 @@
+//! The PST's keyword commands on the security list, Schleuder-style:
+//! keyword lines at the top of a post signed by a PST member's pinned key.
+//!
+//! ```text
+//! X-Case: KAP-2026-0001
+//! X-CVSS: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H
+//! X-Add: carol
+//! ```
+//!
+//! A command's signature must be less than 7 days old and never seen
+//! before (replays are refused). An unknown keyword refuses the whole
+//! mail. Each command mail gets an encrypted reply listing what was done
+//! and what was refused, and why. The command line runs the same code
+//! ([`apply`] with the admin as actor).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::to_millis;
+use crate::fanout::Context;
+use crate::keywords::Keyword;
+use crate::store::Batch;
+
+use super::{get, put, put_reference, timeline, Case, Milestone};
+
+/// Keywords of the security list, each with what it takes.
+pub const KNOWN: &[(&str, &str)] = &[
+    ("case", "the case: X-Case: KAP-2026-0001"),
+    (
+        "to-reporter",
+        "send this post to the reporter: X-To-Reporter: yes",
+    ),
+    ("public", "the issue is already public: X-Public: yes"),
+    ("lead", "the Fix Lead: X-Lead: <member id>"),
+    ("add", "add to the Fix Team: X-Add: <member id>"),
+    ("remove", "remove from the Fix Team: X-Remove: <member id>"),
+    (
+        "done",
+        "a milestone met: X-Done: team|fix|users|distributors|release",
+    ),
+    ("cvss", "the CVSS vector: X-CVSS: CVSS:3.1/AV:N/..."),
+    (
+        "slow",
+        "slow a low-severity case down (Fix Lead): X-Slow: <reason>",
+    ),
+];
+
+/// How old a command's signature may be.
+pub const MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Who gives a command.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A PST member, by a signed post: its signature's creation time and
+    /// digest guard against replays.
+    Member {
+        id: String,
+        signed: u64,
+        digest: String,
+    },
+    /// An admin on the command line.
+    Admin,
+}
+
+impl Actor {
+    fn name(&self) -> &str {
+        match self {
+            Actor::Member { id, .. } => id,
+            Actor::Admin => "an admin",
+        }
+    }
+}
+
+/// What a command mail did.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub done: Vec<String>,
+    pub refused: Vec<String>,
+    /// The post goes to the reporter too.
+    pub to_reporter: bool,
+}
+
+impl Report {
+    pub fn text(&self, case: Option<&str>) -> String {
+        let mut text = match case {
+            Some(case) => format!("Commands for case {case}:\n"),
+            None => "Commands:\n".to_string(),
+        };
+        for line in &self.done {
+            text.push_str(&format!("  done:    {line}\n"));
+        }
+        for line in &self.refused {
+            text.push_str(&format!("  REFUSED: {line}\n"));
+        }
+        text
+    }
+}
+
+/// Checks the mail as a whole: known keywords only, a fresh signature.
+pub fn admissible(ctx: &Context<'_>, actor: &Actor, keywords: &[Keyword]) -> Result<(), String> {
+    if let Some(unknown) = keywords
+        .iter()
+        .find(|k| !KNOWN.iter().any(|(name, _)| *name == k.name))
+    {
+        let known: Vec<String> = KNOWN.iter().map(|(n, _)| format!("X-{n}")).collect();
+        return Err(format!(
+            "unknown keyword X-{}: nothing in this mail was done (known: {})",
+            unknown.name,
+            known.join(", ")
+        ));
+    }
+    if let Actor::Member { signed, digest, .. } = actor {
+        let now = to_millis(ctx.now);
+        if now.saturating_sub(*signed) > MAX_AGE_MS {
+            return Err(
+                "the signature is more than 7 days old: a stale command is not replayed".into(),
+            );
+        }
+        let seen = ctx
+            .store
+            .case_value(&format!("sig/{digest}"))
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if seen {
+            return Err("this signature was already used: a replayed command is refused".into());
+        }
+    }
+    Ok(())
+}
+
+/// Applies `keywords` to `case` (already checked with [`admissible`]).
+pub fn apply(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    actor: &Actor,
+    keywords: &[Keyword],
+    case: &mut Case,
+) -> Report {
+    let config = ctx.config;
+    let now = to_millis(ctx.now);
+    let mut report = Report::default();
+    if let Actor::Member { digest, signed, .. } = actor {
+        batch
+            .cases
+            .push((format!("sig/{digest}"), signed.to_string().into_bytes()));
+    }
+    let old = case.clone();
+    let pst = &config.lists.security.members;
+    for keyword in keywords {
+        let value = keyword.value.trim();
+        let result: Result<String, String> = match keyword.name.as_str() {
+            "case" => continue,
+            "to-reporter" => {
+                if !value.eq_ignore_ascii_case("yes") {
+                    Err(format!(
+                        "X-To-Reporter: {value:?}: only \"yes\" is understood"
+                    ))
+                } else if case.reporter.is_none() {
+                    Err("X-To-Reporter: this case has no reporter address".into())
+                } else {
+                    report.to_reporter = true;
+                    Ok(format!(
+                        "this post goes to the reporter{}",
+                        if case.reporter_cert.is_some() {
+                            ", encrypted"
+                        } else {
+                            " (no key known: plaintext)"
+                        }
+                    ))
+                }
+            }
+            "public" => {
+                if !value.eq_ignore_ascii_case("yes") {
+                    Err(format!("X-Public: {value:?}: only \"yes\" is understood"))
+                } else {
+                    timeline::make_public(case, now);
+                    Ok("the case is public: every deadline is now, with daily reminders".into())
+                }
+            }
+            "lead" => {
+                if !pst.iter().any(|m| m == value) {
+                    Err(format!("X-Lead: {value:?} is not a member of the PST"))
+                } else {
+                    case.lead = Some(value.to_string());
+                    Ok(format!("Fix Lead is now {value}"))
+                }
+            }
+            "add" => match config.members.get(value) {
+                None => Err(format!("X-Add: {value:?} is not a member in the config")),
+                Some(_) if pst.iter().any(|m| m == value) => Err(format!(
+                    "X-Add: {value} is on the PST and gets every case already"
+                )),
+                Some(_) if case.team.iter().any(|m| m == value) => {
+                    Err(format!("X-Add: {value} is on the Fix Team already"))
+                }
+                Some(_) => {
+                    case.team.push(value.to_string());
+                    case.meet(Milestone::Team, now, actor.name());
+                    Ok(format!(
+                        "{value} added to the Fix Team; they receive this case's traffic"
+                    ))
+                }
+            },
+            "remove" => {
+                let before = case.team.len();
+                case.team.retain(|m| m != value);
+                if case.team.len() < before {
+                    Ok(format!("{value} removed from the Fix Team"))
+                } else {
+                    Err(format!("X-Remove: {value} is not on the Fix Team"))
+                }
+            }
+            "done" => Milestone::parse(value).and_then(|m| {
+                if case.meet(m, now, actor.name()) {
+                    Ok(format!("milestone \"{}\" met", m.label()))
+                } else {
+                    Err(format!("X-Done: \"{}\" was met already", m.label()))
+                }
+            }),
+            "cvss" => super::score(value).map(|cvss| {
+                let line = format!("CVSS {} {} ({})", cvss.score, cvss.severity, cvss.vector);
+                case.cvss = Some(cvss);
+                line
+            }),
+            "slow" => {
+                let lead = case.lead.as_deref();
+                let is_lead = matches!(actor, Actor::Admin) || lead == Some(actor.name());
+                match &case.cvss {
+                    _ if !is_lead => Err("X-Slow: only the Fix Lead may slow a case down".into()),
+                    None => Err("X-Slow: give the CVSS vector first; only a score under 4.0 may slow a case".into()),
+                    Some(cvss) if cvss.score >= 4.0 => Err(format!(
+                        "X-Slow: the CVSS score is {} ({}); the policy allows slowing only under 4.0",
+                        cvss.score, cvss.severity
+                    )),
+                    Some(_) if value.is_empty() => Err("X-Slow: give the reason".into()),
+                    Some(_) => {
+                        case.slow = Some(value.to_string());
+                        timeline::slow_down(config, case);
+                        Ok(format!("the case is slowed down: every open deadline moved by {}", humantime::format_duration(config.timeline.slow_by)))
+                    }
+                }
+            }
+            other => Err(format!("X-{other}: not understood")),
+        };
+        match result {
+            Ok(line) => report.done.push(line),
+            Err(line) => report.refused.push(line),
+        }
+    }
+    timeline::schedule(config, batch, Some(&old), case, now);
+    put(batch, case);
+    report
+}
+
+/// A membership request for the distributors list (`X-Join:`): the
+/// policy's seven criteria as a checklist, and the vouches received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JoinRequest {
+    pub id: String,
+    pub list: String,
+    pub applicant: String,
+    pub opened: u64,
+    pub criteria: Vec<(String, bool)>,
+    pub vouches: Vec<(String, u64)>,
+}
+
+/// The criteria of the policy's "Membership Criteria".
+pub const CRITERIA: [&str; 7] = [
+    "an active distributor of the project",
+    "a user base not limited to its own organization",
+    "a publicly verifiable track record of fixing security issues",
+    "not a downstream or rebuild of another distributor",
+    "a participant and active contributor in the community",
+    "accepts the Embargo Policy",
+    "vouched for by someone already on the list",
+];
+
+/// Opens a membership request from `applicant`.
+pub fn join(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    list: &str,
+    applicant: &str,
+    message_id: &str,
+) -> Result<JoinRequest, String> {
+    if !list.eq_ignore_ascii_case("distributors") || ctx.config.lists.distributors.is_none() {
+        return Err(format!(
+            "X-Join: {list:?}: only the distributors list takes requests"
+        ));
+    }
+    use chrono::Datelike;
+    let year = ctx.now.year();
+    let key = format!("seq/REQ-{year}");
+    let seq = ctx
+        .store
+        .case_value(&key)
+        .map_err(|e| e.to_string())?
+        .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    batch.cases.push((key, seq.to_string().into_bytes()));
+    let request = JoinRequest {
+        id: format!("REQ-{year}-{seq:04}"),
+        list: "distributors".into(),
+        applicant: applicant.to_string(),
+        opened: to_millis(ctx.now),
+        criteria: CRITERIA.iter().map(|c| (c.to_string(), false)).collect(),
+        vouches: Vec::new(),
+    };
+    put_request(batch, &request);
+    put_reference(batch, message_id, &request.id);
+    Ok(request)
+}
+
+/// Adds `voucher`'s vouch to request `id`.
+pub fn vouch(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: &str,
+    voucher: &str,
+) -> Result<JoinRequest, String> {
+    let mut request = request(ctx, id)?.ok_or_else(|| format!("X-Vouch: no request {id}"))?;
+    if request.vouches.iter().any(|(v, _)| v == voucher) {
+        return Err(format!("X-Vouch: {voucher} vouched for {id} already"));
+    }
+    request
+        .vouches
+        .push((voucher.to_string(), to_millis(ctx.now)));
+    if let Some(criterion) = request.criteria.last_mut() {
+        criterion.1 = true;
+    }
+    put_request(batch, &request);
+    Ok(request)
+}
+
+fn request(ctx: &Context<'_>, id: &str) -> Result<Option<JoinRequest>, String> {
+    ctx.store
+        .case_value(&format!("req/{id}"))
+        .map_err(|e| e.to_string())?
+        .map(|v| serde_json::from_slice(&v).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// Every membership request.
+pub fn requests(store: &crate::store::Store) -> Result<Vec<JoinRequest>, String> {
+    store
+        .case_values("req/")
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| serde_json::from_slice(v).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn put_request(batch: &mut Batch, request: &JoinRequest) {
+    batch.cases.push((
+        format!("req/{}", request.id),
+        serde_json::to_vec(request).expect("requests serialize"),
+    ));
+}
+
+/// The case a command mail names or replies to.
+pub fn case_of(ctx: &Context<'_>, id: &str) -> Result<Case, String> {
+    get(ctx, id)?.ok_or_else(|| format!("no case {id}"))
+}

@@ -1,0 +1,439 @@
+//! Mail to the security list, in the case process: a new report opens a
+//! case (and is acknowledged to its reporter), a follow-up joins its case
+//! by the ID in its Subject or by what it replies to, and a PST member's
+//! signed keyword lines are commands. Every case message goes to the PST
+//! and the case's Fix Team, encrypted to each.
+
+use std::time::SystemTime;
+
+use crate::config::ListName;
+use crate::fanout::{fan_out, info_text, Context, Outgoing};
+use crate::keywords::{self, Keyword};
+use crate::mime::edit;
+use crate::mime::encode_header_value;
+use crate::mime::inbound::{with_header, Encryption, Unwrapped};
+use crate::mime::outbound::ListIdentity;
+use crate::store::{Audience, Batch, Incoming, Source};
+
+use super::commands::{self, Actor};
+use super::{by_reference, get, id_in, open, put, put_reference, reporter, Case};
+
+/// Handles one message to the security list.
+pub fn security(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+) {
+    let config = ctx.config;
+    let content = unwrapped.content.clone();
+    let text = edit::first_text(&content)
+        .map(|slot| slot.text)
+        .unwrap_or_default();
+    let (keywords, rest) = keywords::split(&text);
+    // Keyword lines are read only in signed text: a PST member's, whose
+    // key is in force now.
+    let signer = signer(ctx, unwrapped, &config.lists.security.members);
+
+    if let Some(list) = keywords::get(&keywords, "join") {
+        return join(ctx, batch, id, incoming, unwrapped, list);
+    }
+    if let Some(request) = keywords::get(&keywords, "vouch") {
+        return vouch(ctx, batch, unwrapped, request);
+    }
+    match signer {
+        Some(signer) if !keywords.is_empty() => {
+            let stripped = edit::replace_first_text(&content, &rest).unwrap_or(content);
+            command_mail(
+                ctx, batch, id, incoming, unwrapped, &signer, &keywords, &rest, stripped,
+            )
+        }
+        _ => report_or_follow_up(ctx, batch, id, incoming, unwrapped),
+    }
+}
+
+/// The first good signature among `allowed` whose key is in force now.
+fn signer(ctx: &Context<'_>, unwrapped: &Unwrapped, allowed: &[String]) -> Option<String> {
+    unwrapped
+        .signatures
+        .good_signers()
+        .filter(|s| allowed.iter().any(|m| m == s))
+        .find(|s| {
+            ctx.keys
+                .member(s)
+                .and_then(|cert| crate::pgp::alive(cert, SystemTime::from(ctx.now)).map(drop))
+                .is_ok()
+        })
+        .map(str::to_string)
+}
+
+/// The case a message names in its Subject, or replies to.
+fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
+    if let Some(id) = id_in(ctx.config, &unwrapped.subject) {
+        if let Ok(Some(case)) = get(ctx, &id) {
+            return Some(case);
+        }
+    }
+    unwrapped
+        .message_ids
+        .refers_to
+        .iter()
+        .find_map(|reference| by_reference(ctx, reference).ok().flatten())
+        .and_then(|id| get(ctx, &id).ok().flatten())
+}
+
+fn report_or_follow_up(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+) {
+    let (case, new) = match existing_case(ctx, unwrapped) {
+        Some(case) => (case, false),
+        None => {
+            let reporter = reporter_address(ctx, incoming, unwrapped);
+            let cert = reporter
+                .as_deref()
+                .and_then(|address| reporter::find_cert(ctx, &incoming.raw, unwrapped, address))
+                .and_then(|cert| reporter::armored(&cert));
+            match open(ctx, batch, reporter, cert) {
+                Ok(case) => (case, true),
+                Err(e) => {
+                    tracing::error!(msg = id, error = %e, "cannot open a case; forwarding without one");
+                    return forward(
+                        ctx,
+                        batch,
+                        id,
+                        incoming,
+                        unwrapped,
+                        None,
+                        unwrapped.content.clone(),
+                        "",
+                    );
+                }
+            }
+        }
+    };
+    let note = if new {
+        format!(
+            "New case {}. Fix Lead: {}.{}\n",
+            case.id,
+            case.lead
+                .as_deref()
+                .unwrap_or("(none: every PST member is away)"),
+            if case.reporter.is_some() {
+                if case.reporter_cert.is_some() {
+                    " The reporter was sent an encrypted acknowledgement."
+                } else {
+                    " The reporter was sent an acknowledgement (plaintext: no key known; it quotes nothing)."
+                }
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!(
+            "Case {}. Fix Lead: {}.\n",
+            case.id,
+            case.lead.as_deref().unwrap_or("(none)")
+        )
+    };
+    if new && case.reporter.is_some() {
+        let (subject, text) = reporter::acknowledgement(ctx, &case);
+        if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, &text) {
+            tracing::error!(case = %case.id, error = %e, "cannot acknowledge the report");
+        }
+    }
+    forward(
+        ctx,
+        batch,
+        id,
+        incoming,
+        unwrapped,
+        Some(&case),
+        unwrapped.content.clone(),
+        &note,
+    );
+}
+
+/// Sends a message of `case` (or of no case) to the PST and the case's
+/// Fix Team, its Subject tagged with the case ID.
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    case: Option<&Case>,
+    content: Vec<u8>,
+    note: &str,
+) {
+    let config = ctx.config;
+    let identity = ListIdentity::new(config, &config.lists.security);
+    let mut members = config.members_of(&config.lists.security);
+    let mut headers = unwrapped.headers.clone();
+    if let Some(case) = case {
+        members.extend(case.team.iter().filter_map(|m| config.members.get(m)));
+        if !unwrapped.subject.contains(&case.id) {
+            let subject = format!("[{}] {}", case.id, unwrapped.subject.trim());
+            headers = with_header(&headers, "Subject", &encode_header_value(&subject));
+        }
+        if let Some(message_id) = &unwrapped.message_ids.message_id {
+            put_reference(batch, message_id, &case.id);
+        }
+    }
+    let mut info = String::new();
+    info.push_str(note);
+    if !note.is_empty() {
+        info.push('\n');
+    }
+    info.push_str(&info_text(&identity, unwrapped, &incoming.meta));
+    let outgoing = Outgoing::new(
+        headers,
+        info,
+        content,
+        case.map(|c| c.id.clone()),
+        // Ciphertext to other keys is passed on untouched.
+        unwrapped.encryption != Encryption::ToOthers,
+        config.lists.security.mark_patches,
+    );
+    fan_out(
+        ctx,
+        batch,
+        id,
+        ListName::Security,
+        &identity,
+        &members,
+        &outgoing,
+        false,
+    );
+}
+
+/// A PST member's command mail: apply, reply, and pass on its text.
+#[allow(clippy::too_many_arguments)]
+fn command_mail(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    signer: &str,
+    keywords: &[Keyword],
+    rest: &str,
+    stripped: Vec<u8>,
+) {
+    let reply = |batch: &mut Batch, subject: &str, text: &str| {
+        batch.add_spool.push(crate::notice::notice(
+            ctx.config,
+            ctx.now,
+            Audience::Member(signer.to_string()),
+            subject,
+            text,
+        ));
+    };
+    let Some((signed, digest)) = unwrapped.signatures.good_by(signer) else {
+        return;
+    };
+    let actor = Actor::Member {
+        id: signer.to_string(),
+        signed,
+        digest: digest.to_string(),
+    };
+    if let Err(reason) = commands::admissible(ctx, &actor, keywords) {
+        tracing::warn!(msg = id, %signer, %reason, "command mail refused");
+        return reply(
+            batch,
+            "your commands were refused",
+            &format!("Nothing was done: {reason}.\n"),
+        );
+    }
+    let named = keywords::get(keywords, "case").map(str::to_string);
+    let case = match &named {
+        Some(case_id) => commands::case_of(ctx, case_id.trim()),
+        None => existing_case(ctx, unwrapped).ok_or_else(|| {
+            "no case: name it with X-Case:, in the Subject, or reply to a message of the case"
+                .to_string()
+        }),
+    };
+    let mut case = match case {
+        Ok(case) => case,
+        Err(reason) => {
+            return reply(
+                batch,
+                "your commands were refused",
+                &format!("Nothing was done: {reason}.\n"),
+            );
+        }
+    };
+    let report = commands::apply(ctx, batch, &actor, keywords, &mut case);
+    tracing::info!(msg = id, case = %case.id, %signer, done = report.done.len(), refused = report.refused.len(), "commands");
+    reply(
+        batch,
+        &format!("[{}] your commands", case.id),
+        &report.text(Some(&case.id)),
+    );
+    if rest.trim().is_empty() {
+        return;
+    }
+    if report.to_reporter {
+        let subject = format!(
+            "[{}] {}",
+            case.id,
+            unwrapped
+                .subject
+                .trim()
+                .trim_start_matches(&format!("[{}]", case.id))
+                .trim()
+        );
+        if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, rest.trim_start()) {
+            tracing::error!(case = %case.id, error = %e, "cannot write to the reporter");
+        }
+    }
+    let note = if report.to_reporter {
+        format!(
+            "Case {}: this post was also sent to the reporter.\n",
+            case.id
+        )
+    } else {
+        String::new()
+    };
+    forward(
+        ctx,
+        batch,
+        id,
+        incoming,
+        unwrapped,
+        Some(&case),
+        stripped,
+        &note,
+    );
+}
+
+/// Who may get an automatic acknowledgement: the From address of a report
+/// that is no bounce, no automatic mail and not from a member.
+fn reporter_address(
+    ctx: &Context<'_>,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+) -> Option<String> {
+    let Source::Lmtp { mail_from, .. } = &incoming.meta.source else {
+        return None;
+    };
+    if mail_from.is_empty() {
+        return None;
+    }
+    let auto = crate::mime::parse_headers(&incoming.raw).is_some_and(|h| {
+        h.header_raw("Auto-Submitted")
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
+    });
+    if auto {
+        return None;
+    }
+    let address = unwrapped.from_address.clone()?;
+    let member = ctx
+        .config
+        .members
+        .values()
+        .any(|m| m.email.to_string().eq_ignore_ascii_case(&address));
+    (!member && !address.eq_ignore_ascii_case(ctx.config.delivery.from.as_ref())).then_some(address)
+}
+
+/// `X-Join: distributors` from anyone: a membership request for the PST.
+fn join(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    list: &str,
+) {
+    let applicant = unwrapped
+        .from_address
+        .clone()
+        .unwrap_or_else(|| unwrapped.sender.clone());
+    let message_id = unwrapped.message_ids.message_id.clone().unwrap_or_default();
+    let note = match commands::join(ctx, batch, list, &applicant, &message_id) {
+        Ok(request) => format!(
+            "Membership request {} for the {} list from {applicant}.\n\
+             The policy's criteria are to be checked; vouches come as X-Vouch: {} signed\n\
+             by a distributor or PST member. Admission is an admin's config edit.\n",
+            request.id, request.list, request.id
+        ),
+        Err(reason) => format!("A membership request could not be opened: {reason}.\n"),
+    };
+    forward(
+        ctx,
+        batch,
+        id,
+        incoming,
+        unwrapped,
+        None,
+        unwrapped.content.clone(),
+        &note,
+    );
+}
+
+/// `X-Vouch: REQ-…`, signed by a distributor or PST member.
+fn vouch(ctx: &Context<'_>, batch: &mut Batch, unwrapped: &Unwrapped, request: &str) {
+    let config = ctx.config;
+    let mut allowed = config.lists.security.members.clone();
+    if let Some(list) = &config.lists.distributors {
+        allowed.extend(list.members.iter().cloned());
+    }
+    let Some(voucher) = signer(ctx, unwrapped, &allowed) else {
+        tracing::warn!(request, "vouch without a valid member signature; ignored");
+        return;
+    };
+    let text = match commands::vouch(ctx, batch, request.trim(), &voucher) {
+        Ok(request) => format!(
+            "{voucher}'s vouch for {} is recorded ({} so far).\n",
+            request.id,
+            request.vouches.len()
+        ),
+        Err(reason) => format!("The vouch was refused: {reason}.\n"),
+    };
+    batch.add_spool.push(crate::notice::notice(
+        config,
+        ctx.now,
+        Audience::Pst,
+        &format!("vouch for {}", request.trim()),
+        &text,
+    ));
+    if !config.lists.security.members.contains(&voucher) {
+        batch.add_spool.push(crate::notice::notice(
+            config,
+            ctx.now,
+            Audience::Member(voucher.clone()),
+            "your vouch",
+            &text,
+        ));
+    }
+}
+
+/// Records a case milestone met by an event (a distributors post, the
+/// release), opening the case when a post names an ID that started
+/// elsewhere.
+pub fn milestone_met(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: &str,
+    milestone: super::Milestone,
+    by: &str,
+) {
+    let now = crate::clock::to_millis(ctx.now);
+    let case = match get(ctx, id) {
+        Ok(Some(case)) => Some(case),
+        Ok(None) => super::open_named(ctx, batch, id).ok(),
+        Err(_) => None,
+    };
+    if let Some(mut case) = case {
+        let old = case.clone();
+        if case.meet(milestone, now, by) {
+            super::timeline::schedule(ctx.config, batch, Some(&old), &case, now);
+            put(batch, &case);
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The case process: a report becomes a case with an ID, a Fix Lead, a Fix
+//! Team, a CVSS score and the policy's timeline, so that nothing depends
+//! on someone remembering.
+//!
+//! - [`intake`]: which case a message to the security list belongs to, or
+//!   the new case it opens (with the reporter's acknowledgement);
+//! - [`commands`]: the PST's keyword commands (`X-Lead:`, `X-CVSS:`, …);
+//! - [`reporter`]: mail to the reporter, encrypted when their key is known;
+//! - [`timeline`]: deadlines, reminders to the Fix Lead, overdue notices.
+//!
+//! Cases live in the store's `cases` tree as JSON (metadata only: no
+//! content), with `ref/<Message-ID>` keys for threading and `seq/<year>`
+//! counters for the IDs.
+
+pub mod commands;
+pub mod intake;
+pub mod reporter;
+pub mod timeline;
+
+use std::fmt;
+
+use chrono::Datelike;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{from_millis, to_millis};
+use crate::config::{Config, TimelineConfig};
+use crate::fanout::Context;
+use crate::store::{Batch, StoreError};
+
+/// A case as the store keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Case {
+    pub id: String,
+    /// When the report came in (ms); the timeline counts from here.
+    pub opened: u64,
+    /// The reporter's address, for acknowledgements and answers; `None`
+    /// for cases the PST opened.
+    pub reporter: Option<String>,
+    /// The reporter's certificate (armored), when they gave one.
+    pub reporter_cert: Option<String>,
+    pub lead: Option<String>,
+    /// Engineers added to this case only (need-to-know).
+    pub team: Vec<String>,
+    pub cvss: Option<Cvss>,
+    /// Already public: every deadline is "as soon as possible".
+    pub public: bool,
+    /// Slowed down (low severity), and why.
+    pub slow: Option<String>,
+    pub deadlines: Vec<Deadline>,
+    /// When the fix was released (the case is closed).
+    pub closed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cvss {
+    pub vector: String,
+    pub score: f64,
+    pub severity: String,
+}
+
+/// A milestone of the policy's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Milestone {
+    Team,
+    Fix,
+    Users,
+    Distributors,
+    Release,
+}
+
+impl Milestone {
+    pub const ALL: [Milestone; 5] = [
+        Milestone::Team,
+        Milestone::Fix,
+        Milestone::Users,
+        Milestone::Distributors,
+        Milestone::Release,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Milestone::Team => "team",
+            Milestone::Fix => "fix",
+            Milestone::Users => "users",
+            Milestone::Distributors => "distributors",
+            Milestone::Release => "release",
+        }
+    }
+
+    /// What the policy asks for.
+    pub fn label(self) -> &'static str {
+        match self {
+            Milestone::Team => "Fix Team organised",
+            Milestone::Fix => "fix developed",
+            Milestone::Users => "users told of a forthcoming fix",
+            Milestone::Distributors => "distributors told",
+            Milestone::Release => "Fix Release Day",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Milestone, String> {
+        Milestone::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is no milestone; use one of: {}",
+                    text.trim(),
+                    Milestone::ALL.map(Milestone::name).join(", ")
+                )
+            })
+    }
+
+    fn after(self, timeline: &TimelineConfig) -> std::time::Duration {
+        match self {
+            Milestone::Team => timeline.team,
+            Milestone::Fix => timeline.fix,
+            Milestone::Users => timeline.users,
+            Milestone::Distributors => timeline.distributors,
+            Milestone::Release => timeline.release,
+        }
+    }
+}
+
+impl fmt::Display for Milestone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deadline {
+    pub milestone: Milestone,
+    /// ms since the epoch.
+    pub due: u64,
+    pub done: Option<Done>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Done {
+    pub at: u64,
+    /// A member id, or what met it ("distributors post").
+    pub by: String,
+}
+
+impl Case {
+    /// The deadline of `milestone`.
+    pub fn deadline(&self, milestone: Milestone) -> Option<&Deadline> {
+        self.deadlines.iter().find(|d| d.milestone == milestone)
+    }
+
+    /// Open deadlines, earliest first.
+    pub fn open_deadlines(&self) -> Vec<&Deadline> {
+        let mut open: Vec<&Deadline> = self.deadlines.iter().filter(|d| d.done.is_none()).collect();
+        open.sort_by_key(|d| d.due);
+        open
+    }
+
+    /// Marks `milestone` met; false when it already was.
+    pub fn meet(&mut self, milestone: Milestone, at: u64, by: &str) -> bool {
+        match self.deadlines.iter_mut().find(|d| d.milestone == milestone) {
+            Some(deadline) if deadline.done.is_none() => {
+                deadline.done = Some(Done { at, by: by.into() });
+                if milestone == Milestone::Release {
+                    self.closed = Some(at);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A one-line summary for listings.
+    pub fn severity(&self) -> String {
+        self.cvss
+            .as_ref()
+            .map(|c| format!("{} {:.1}", c.severity, c.score))
+            .unwrap_or_else(|| "-".into())
+    }
+}
+
+/// Store keys in the `cases` tree.
+fn case_key(id: &str) -> String {
+    format!("case/{id}")
+}
+fn ref_key(message_id: &str) -> String {
+    format!(
+        "ref/{}",
+        message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+    )
+}
+
+fn store_err(e: StoreError) -> String {
+    e.to_string()
+}
+
+/// The case with `id`.
+pub fn get(ctx: &Context<'_>, id: &str) -> Result<Option<Case>, String> {
+    ctx.store
+        .case_value(&case_key(id))
+        .map_err(store_err)?
+        .map(|v| serde_json::from_slice(&v).map_err(|e| format!("case {id}: {e}")))
+        .transpose()
+}
+
+/// Every case, by ID.
+pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, String> {
+    store
+        .case_values("case/")
+        .map_err(store_err)?
+        .iter()
+        .map(|v| serde_json::from_slice(v).map_err(|e| format!("case: {e}")))
+        .collect()
+}
+
+/// The case a Message-ID was seen in.
+pub fn by_reference(ctx: &Context<'_>, message_id: &str) -> Result<Option<String>, String> {
+    Ok(ctx
+        .store
+        .case_value(&ref_key(message_id))
+        .map_err(store_err)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Adds `case` (new or changed) to `batch`.
+pub fn put(batch: &mut Batch, case: &Case) {
+    batch.cases.push((
+        case_key(&case.id),
+        serde_json::to_vec(case).expect("cases serialize"),
+    ));
+}
+
+/// Remembers that `message_id` belongs to `case`, for replies.
+pub fn put_reference(batch: &mut Batch, message_id: &str, case: &str) {
+    if !message_id.trim().is_empty() {
+        batch
+            .cases
+            .push((ref_key(message_id), case.as_bytes().to_vec()));
+    }
+}
+
+/// Opens a new case now: the next ID of the year, a Fix Lead by rotation,
+/// the policy's deadlines (and their reminders) from now.
+pub fn open(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    reporter: Option<String>,
+    reporter_cert: Option<String>,
+) -> Result<Case, String> {
+    let year = ctx.now.year();
+    let seq_key = format!("seq/{year}");
+    let seq = counter(ctx, &seq_key)? + 1;
+    batch.cases.push((seq_key, seq.to_string().into_bytes()));
+    let id = format!("{}-{year}-{seq:04}", ctx.config.project.case_prefix);
+    let case = new_case(ctx, batch, id, reporter, reporter_cert)?;
+    Ok(case)
+}
+
+/// Opens the case `id`, named by a distributors post for a case that
+/// started elsewhere: what comes before telling distributors happened
+/// there, so only the release is left on its timeline.
+pub fn open_named(ctx: &Context<'_>, batch: &mut Batch, id: &str) -> Result<Case, String> {
+    let now = to_millis(ctx.now);
+    let mut case = new_case(ctx, batch, id.to_string(), None, None)?;
+    let old = case.clone();
+    for milestone in [Milestone::Team, Milestone::Fix, Milestone::Users] {
+        case.meet(milestone, now, "elsewhere");
+    }
+    timeline::schedule(ctx.config, batch, Some(&old), &case, now);
+    put(batch, &case);
+    Ok(case)
+}
+
+fn new_case(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: String,
+    reporter: Option<String>,
+    reporter_cert: Option<String>,
+) -> Result<Case, String> {
+    let now = to_millis(ctx.now);
+    let lead = next_lead(ctx, batch)?;
+    let deadlines = Milestone::ALL
+        .into_iter()
+        .map(|milestone| Deadline {
+            milestone,
+            due: now + milestone.after(&ctx.config.timeline).as_millis() as u64,
+            done: None,
+        })
+        .collect();
+    let case = Case {
+        id,
+        opened: now,
+        reporter,
+        reporter_cert,
+        lead,
+        team: Vec::new(),
+        cvss: None,
+        public: false,
+        slow: None,
+        deadlines,
+        closed: None,
+    };
+    timeline::schedule(ctx.config, batch, None, &case, now);
+    put(batch, &case);
+    Ok(case)
+}
+
+fn counter(ctx: &Context<'_>, key: &str) -> Result<u64, String> {
+    Ok(ctx
+        .store
+        .case_value(key)
+        .map_err(store_err)?
+        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+        .unwrap_or(0))
+}
+
+/// The next Fix Lead, round-robin over the PST in config order, skipping
+/// members who are away or suspended.
+fn next_lead(ctx: &Context<'_>, batch: &mut Batch) -> Result<Option<String>, String> {
+    let pst = &ctx.config.lists.security.members;
+    if pst.is_empty() {
+        return Ok(None);
+    }
+    let turn = counter(ctx, "rotation")?;
+    for step in 0..pst.len() as u64 {
+        let index = ((turn + step) % pst.len() as u64) as usize;
+        let id = &pst[index];
+        let away = ctx.config.members.get(id).is_some_and(|m| m.away);
+        let suspended = ctx
+            .store
+            .member_state(id)
+            .map_err(store_err)?
+            .suspended
+            .is_some();
+        if !away && !suspended {
+            batch.cases.push((
+                "rotation".into(),
+                (index as u64 + 1).to_string().into_bytes(),
+            ));
+            return Ok(Some(id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Validates a CVSS vector (3.0, 3.1, 4.0) and scores it with RustSec's
+/// `cvss` crate.
+pub fn score(vector: &str) -> Result<Cvss, String> {
+    let vector = vector.trim();
+    let parsed: cvss::Cvss = vector
+        .parse()
+        .map_err(|e| format!("{vector:?} is not a valid CVSS vector: {e}"))?;
+    Ok(Cvss {
+        vector: vector.to_string(),
+        score: parsed.score(),
+        severity: parsed.severity().as_str().to_string(),
+    })
+}
+
+/// `2026-12-01 16:00 UTC`
+pub fn when(millis: u64) -> String {
+    crate::embargo::format_time(from_millis(millis))
+}
+
+/// The case, if `config`'s prefix makes `text` an ID.
+pub fn id_in(config: &Config, text: &str) -> Option<String> {
+    crate::embargo::CaseId::find_in(config, text).map(|c| c.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvss_vectors_are_scored_by_the_crate() {
+        let high = score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H").unwrap();
+        assert_eq!(high.score, 9.8);
+        assert_eq!(high.severity, "critical");
+        let low = score("CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N").unwrap();
+        assert!(low.score < 4.0, "{}", low.score);
+        assert!(score("CVSS:3.1/AV:X").is_err());
+        let v4 = score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N").unwrap();
+        assert!(v4.score > 9.0, "{}", v4.score);
+    }
+
+    #[test]
+    fn milestones_parse_by_name() {
+        assert_eq!(Milestone::parse(" Fix "), Ok(Milestone::Fix));
+        assert!(Milestone::parse("lunch")
+            .unwrap_err()
+            .contains("team, fix, users"));
+    }
+}

@@ -1,0 +1,241 @@
+//! Mail to a case's reporter: the acknowledgement, and the PST's answers
+//! (`X-To-Reporter: yes`).
+//!
+//! Encrypted to the reporter's certificate when they gave one (attached to
+//! the report, in an Autocrypt header, or the key that signed it); signed
+//! by the list key either way. Without a key, only what may travel in
+//! plaintext goes: an acknowledgement never quotes or summarises the
+//! report, not even its Subject.
+
+use std::time::SystemTime;
+
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::serialize::SerializeInto;
+use sequoia_openpgp::Cert;
+
+use crate::clock::to_millis;
+use crate::config::ListName;
+use crate::fanout::copies::seal_entity;
+use crate::fanout::{sha256_hex, Context};
+use crate::mime::inbound::Unwrapped;
+use crate::mime::outbound::ListIdentity;
+use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+
+use super::{when, Case, Milestone};
+
+/// The reporter's certificate, from an attached key or an Autocrypt
+/// header: one that can take encryption now and names their address or
+/// made a signature on the report.
+pub fn find_cert(
+    ctx: &Context<'_>,
+    raw: &[u8],
+    unwrapped: &Unwrapped,
+    address: &str,
+) -> Option<Cert> {
+    let mut candidates: Vec<Cert> = Vec::new();
+    if let Some(message) = crate::mime::parse(&unwrapped.content) {
+        for part in &message.parts {
+            use mail_parser::MimeHeaders;
+            let is_key = part.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("application")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
+            });
+            if is_key {
+                candidates.extend(Cert::from_bytes(part.contents()).ok());
+            }
+        }
+    }
+    if let Some(headers) = crate::mime::parse_headers(raw) {
+        for value in headers
+            .header_values("Autocrypt")
+            .filter_map(|v| v.as_text())
+        {
+            candidates.extend(autocrypt_cert(value, address));
+        }
+    }
+    let signers: Vec<&str> = unwrapped
+        .signatures
+        .0
+        .iter()
+        .filter_map(|s| match s {
+            crate::pgp::open::SignatureCheck::UnknownKey { issuer } => Some(issuer.as_str()),
+            _ => None,
+        })
+        .collect();
+    let now = SystemTime::from(ctx.now);
+    candidates.into_iter().find(|cert| {
+        let names_address = cert.userids().any(|uid| {
+            uid.userid()
+                .email()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.eq_ignore_ascii_case(address))
+        });
+        let signed_report = cert.keys().any(|ka| {
+            signers.iter().any(|issuer| {
+                issuer.eq_ignore_ascii_case(&ka.key().fingerprint().to_hex())
+                    || issuer.eq_ignore_ascii_case(&ka.key().keyid().to_hex())
+            })
+        });
+        (names_address || signed_report) && crate::pgp::usable_for_encryption(cert, now).is_ok()
+    })
+}
+
+/// The key in an `Autocrypt: addr=…; keydata=…` header for `address`.
+fn autocrypt_cert(value: &str, address: &str) -> Option<Cert> {
+    use base64::Engine;
+    let mut addr = None;
+    let mut keydata = None;
+    for attribute in value.split(';') {
+        let (name, v) = attribute.trim().split_once('=')?;
+        match name.trim() {
+            "addr" => addr = Some(v.trim().to_string()),
+            "keydata" => keydata = Some(v.split_whitespace().collect::<String>()),
+            _ => {}
+        }
+    }
+    if !addr?.eq_ignore_ascii_case(address) {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(keydata?)
+        .ok()?;
+    Cert::from_bytes(&bytes).ok()
+}
+
+/// The acknowledgement of a new report: the case ID, thanks, and what
+/// happens next — nothing of the report itself.
+pub fn acknowledgement(ctx: &Context<'_>, case: &Case) -> (String, String) {
+    let project = &ctx.config.project.name;
+    let deadline = |m: Milestone| case.deadline(m).map(|d| when(d.due)).unwrap_or_default();
+    let text = format!(
+        "Thank you for your report to the {project} Product Security Team.\n\n\
+         It is case {id}. Please keep this ID in the Subject of anything you\n\
+         send about it, and keep the report private until the fix is released.\n\n\
+         What happens next, by our security release process:\n\
+         - a Fix Lead and a Fix Team take it on, by {team};\n\
+         - the fix is developed, by {fix};\n\
+         - users hear that a fix is coming, by {users};\n\
+         - distributors get it under embargo when it warrants, by {distributors};\n\
+         - the fix is released, by {release} at the latest.\n\n\
+         We will publicly thank you when the advisory is published; tell us if you\n\
+         would rather not be named. Questions and additions: reply to this message.\n",
+        id = case.id,
+        team = deadline(Milestone::Team),
+        fix = deadline(Milestone::Fix),
+        users = deadline(Milestone::Users),
+        distributors = deadline(Milestone::Distributors),
+        release = deadline(Milestone::Release),
+    );
+    (format!("[{}] Your report was received", case.id), text)
+}
+
+/// Queues `text` (with `subject`) for the case's reporter: encrypted to
+/// their certificate when known, else signed plaintext. Does nothing for a
+/// case without a reporter.
+pub fn send(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    case: &Case,
+    message: u64,
+    subject: &str,
+    text: &str,
+) -> Result<(), String> {
+    let Some(to) = &case.reporter else {
+        return Ok(());
+    };
+    let identity = ListIdentity::new(ctx.config, &ctx.config.lists.security);
+    let content = crate::mime::text_part(text);
+    let cert = case
+        .reporter_cert
+        .as_deref()
+        .and_then(|armored| Cert::from_bytes(armored.as_bytes()).ok());
+    let (bytes, fingerprint, plaintext_sha256, message_id) = match cert {
+        Some(cert) => {
+            let headers = format!(
+                "From: \"{}\" <{}>\r\nTo: <{to}>\r\nSubject: {}\r\n",
+                identity.display,
+                identity.address,
+                crate::mime::encode_header_value(subject)
+            );
+            let info = format!("From the {} <{}>.\n", identity.display, identity.address);
+            let sealed = seal_entity(
+                ctx.keys,
+                &identity,
+                to,
+                &cert,
+                headers.as_bytes(),
+                &info,
+                &content,
+                ctx.now,
+            )
+            .map_err(|e| e.to_string())?;
+            (
+                sealed.bytes,
+                sealed.fingerprint,
+                Some(sha256_hex(&sealed.plaintext)),
+                sealed.message_id,
+            )
+        }
+        None => {
+            let message_id = identity.message_id();
+            let bytes = crate::embargo::release::signed_message(
+                &ctx.keys.list_key,
+                &identity,
+                to,
+                subject,
+                &message_id,
+                &content,
+                ctx.now,
+            )
+            .map_err(|e| e.to_string())?;
+            (bytes, String::new(), None, message_id)
+        }
+    };
+    let id = crate::random::u64();
+    let now = to_millis(ctx.now);
+    batch.records.push(DeliveryRecord {
+        time: now,
+        message,
+        case: Some(case.id.clone()),
+        list: ListName::Security,
+        member: "reporter".into(),
+        copy_id: Some(id),
+        fingerprint: (!fingerprint.is_empty()).then(|| fingerprint.clone()),
+        message_id: Some(message_id.clone()),
+        plaintext_sha256,
+        ciphertext_sha256: Some(sha256_hex(&bytes)),
+        outcome: Outcome::Queued,
+    });
+    super::put_reference(batch, &message_id, &case.id);
+    batch.add_queue.push((
+        QueueKey { due: now, id },
+        QueuedCopy {
+            id,
+            message,
+            case: Some(case.id.clone()),
+            list: ListName::Security,
+            member: "reporter".into(),
+            to: to.clone(),
+            fingerprint,
+            message_id,
+            // A failure to reach a reporter is worth a notice.
+            notice: false,
+            queued: now,
+            attempts: 0,
+            last_error: None,
+            bytes,
+        },
+    ));
+    Ok(())
+}
+
+/// The armored form of a certificate, for the case record.
+pub fn armored(cert: &Cert) -> Option<String> {
+    cert.armored()
+        .to_vec()
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}

@@ -1,0 +1,165 @@
+//! A case's timeline: the policy's deadlines from the report, a reminder
+//! to the Fix Lead a day before each, and a notice to the whole PST when
+//! one passes. For a case that is already public every deadline is "as
+//! soon as possible": due at once, and a reminder every day until met.
+//!
+//! Events are kept in the store's schedule (see [`crate::embargo`]) under
+//! the name `case#milestone`.
+
+use crate::clock::to_millis;
+use crate::config::Config;
+use crate::embargo::{Event, EventKind};
+use crate::fanout::Context;
+use crate::store::{Audience, Batch};
+
+use super::{get, when, Case, Milestone};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+fn name(case: &str, milestone: Milestone) -> String {
+    format!("{case}#{milestone}")
+}
+
+/// The events of `case`'s open deadlines.
+fn events(config: &Config, case: &Case, now: u64) -> Vec<Event> {
+    let before = config.timeline.reminder_before.as_millis() as u64;
+    let mut events = Vec::new();
+    for deadline in case.open_deadlines() {
+        let name = name(&case.id, deadline.milestone);
+        let reminder = deadline.due.saturating_sub(before);
+        if reminder > now && !case.public {
+            events.push(Event {
+                due: reminder,
+                kind: EventKind::Deadline,
+                case: name.clone(),
+            });
+        }
+        events.push(Event {
+            due: deadline.due.max(now),
+            kind: EventKind::Overdue,
+            case: name,
+        });
+    }
+    events
+}
+
+/// Replaces the events of `old` (if any) with those of `case`.
+pub fn schedule(config: &Config, batch: &mut Batch, old: Option<&Case>, case: &Case, now: u64) {
+    if let Some(old) = old {
+        // The old events, whatever "now" they were made at: both kinds at
+        // every open deadline of the old state.
+        let before = config.timeline.reminder_before.as_millis() as u64;
+        for deadline in old.open_deadlines() {
+            let name = name(&old.id, deadline.milestone);
+            batch.schedule_remove.push(Event {
+                due: deadline.due.saturating_sub(before),
+                kind: EventKind::Deadline,
+                case: name.clone(),
+            });
+            batch.schedule_remove.push(Event {
+                due: deadline.due,
+                kind: EventKind::Overdue,
+                case: name,
+            });
+        }
+    }
+    if case.closed.is_none() {
+        batch.schedule_add.extend(events(config, case, now));
+    }
+}
+
+/// Makes every open deadline due now: the case is public. (The caller
+/// reschedules.)
+pub fn make_public(case: &mut Case, now: u64) {
+    case.public = true;
+    for deadline in case.deadlines.iter_mut().filter(|d| d.done.is_none()) {
+        deadline.due = deadline.due.min(now);
+    }
+}
+
+/// Moves every open deadline `slow_by` later: a low-severity case the Fix
+/// Team slowed down. (The caller reschedules.)
+pub fn slow_down(config: &Config, case: &mut Case) {
+    let by = config.timeline.slow_by.as_millis() as u64;
+    for deadline in case.deadlines.iter_mut().filter(|d| d.done.is_none()) {
+        deadline.due += by;
+    }
+}
+
+/// What a due case event does.
+pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
+    let mut batch = Batch {
+        schedule_remove: vec![event.clone()],
+        ..Batch::default()
+    };
+    let Some((id, milestone)) = event
+        .case
+        .split_once('#')
+        .and_then(|(id, m)| Some((id, Milestone::parse(m).ok()?)))
+    else {
+        return batch;
+    };
+    let Ok(Some(case)) = get(ctx, id) else {
+        return batch;
+    };
+    let Some(deadline) = case
+        .deadline(milestone)
+        .filter(|d| d.done.is_none() && case.closed.is_none())
+    else {
+        return batch;
+    };
+    let now = to_millis(ctx.now);
+    let lead = case.lead.clone().unwrap_or_else(|| "(no Fix Lead)".into());
+    match event.kind {
+        EventKind::Deadline => {
+            let before = ctx.config.timeline.reminder_before.as_millis() as u64;
+            if event.due != deadline.due.saturating_sub(before) {
+                return batch; // the deadline moved; its new reminder is scheduled
+            }
+            if let Some(lead) = &case.lead {
+                batch.add_spool.push(crate::notice::notice(
+                    ctx.config,
+                    ctx.now,
+                    Audience::Member(lead.clone()),
+                    &format!("{id}: {} due {}", milestone.label(), when(deadline.due)),
+                    &format!(
+                        "Reminder for the Fix Lead of {id}: \"{}\" is due at {}.\n\
+                         When it is done, post to the security list, signed, with\n\
+                         X-Case: {id}\nX-Done: {milestone}\n",
+                        milestone.label(),
+                        when(deadline.due)
+                    ),
+                ));
+            }
+        }
+        EventKind::Overdue => {
+            batch.add_spool.push(crate::notice::notice(
+                ctx.config,
+                ctx.now,
+                Audience::Pst,
+                &format!("{id} OVERDUE: {}", milestone.label()),
+                &format!(
+                    "Case {id}: \"{}\" was due at {}{} and is not done.\n\
+                     Fix Lead: {lead}.\n",
+                    milestone.label(),
+                    when(deadline.due),
+                    if case.public {
+                        " (the case is public: as soon as possible)"
+                    } else {
+                        ""
+                    },
+                ),
+            ));
+            if case.public {
+                // Every day until it is met.
+                batch.schedule_add.push(Event {
+                    due: now + DAY_MS,
+                    kind: EventKind::Overdue,
+                    case: event.case.clone(),
+                });
+            }
+        }
+        EventKind::Reminder | EventKind::Release => {}
+    }
+    batch
+}
