@@ -82,6 +82,44 @@ enum Command {
     /// Member standing: strikes and suspensions.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Open cases: lead, severity, next deadline, overdue items.
+    Cases,
+    /// One case: show it, or change it as the PST's keyword commands do.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Membership requests for the distributors list.
+    Requests,
+}
+
+#[derive(Subcommand)]
+enum CaseCommand {
+    /// Everything about a case.
+    Show { id: String },
+    /// Change a case (each option is the keyword command of the same name).
+    Set {
+        id: String,
+        /// Fix Lead (a PST member).
+        #[arg(long)]
+        lead: Option<String>,
+        /// CVSS vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H.
+        #[arg(long)]
+        cvss: Option<String>,
+        /// The issue is already public: every deadline becomes now.
+        #[arg(long)]
+        public: bool,
+        /// A milestone met: team, fix, users, distributors, release.
+        #[arg(long)]
+        done: Vec<String>,
+        /// Add to the Fix Team.
+        #[arg(long)]
+        add: Vec<String>,
+        /// Remove from the Fix Team.
+        #[arg(long)]
+        remove: Vec<String>,
+        /// Slow a low-severity case down, with the reason.
+        #[arg(long)]
+        slow: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +225,33 @@ fn main() -> ExitCode {
                     admin(config, AdminCommand::MemberReinstate { member })
                 }
                 Command::Member(MemberCommand::List) => admin(config, AdminCommand::Members),
+                Command::Cases => admin(config, AdminCommand::Cases),
+                Command::Requests => admin(config, AdminCommand::Requests),
+                Command::Case(CaseCommand::Show { id }) => {
+                    admin(config, AdminCommand::CaseShow { id })
+                }
+                Command::Case(CaseCommand::Set {
+                    id,
+                    lead,
+                    cvss,
+                    public,
+                    done,
+                    add,
+                    remove,
+                    slow,
+                }) => {
+                    let mut keywords: Vec<(String, String)> = Vec::new();
+                    keywords.extend(lead.map(|v| ("lead".into(), v)));
+                    keywords.extend(cvss.map(|v| ("cvss".into(), v)));
+                    if public {
+                        keywords.push(("public".into(), "yes".into()));
+                    }
+                    keywords.extend(done.into_iter().map(|v| ("done".into(), v)));
+                    keywords.extend(add.into_iter().map(|v| ("add".into(), v)));
+                    keywords.extend(remove.into_iter().map(|v| ("remove".into(), v)));
+                    keywords.extend(slow.map(|v| ("slow".into(), v)));
+                    admin(config, AdminCommand::CaseSet { id, keywords })
+                }
                 Command::Demo => unreachable!("handled above"),
             }
         }

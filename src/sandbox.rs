@@ -26,7 +26,9 @@ pub const OWNER: &str = "security-owner@kappital.example";
 pub struct SandboxMember {
     pub id: String,
     pub email: String,
-    pub list: ListName,
+    /// The list they are on; `None` for someone with a key on no list
+    /// (a Fix Team engineer, say).
+    pub list: Option<ListName>,
     /// Public certificate (as written to the key file).
     pub cert: Cert,
 }
@@ -80,6 +82,21 @@ impl Sandbox {
         list: ListName,
         cert: &Cert,
     ) -> io::Result<()> {
+        self.add(id, email, Some(list), cert)
+    }
+
+    /// Adds someone with a key who is on no list.
+    pub fn add_loose_member(&mut self, id: &str, email: &str, cert: &Cert) -> io::Result<()> {
+        self.add(id, email, None, cert)
+    }
+
+    fn add(
+        &mut self,
+        id: &str,
+        email: &str,
+        list: Option<ListName>,
+        cert: &Cert,
+    ) -> io::Result<()> {
         let public = cert.clone().strip_secret_key_material();
         let mut armored = Vec::new();
         public
@@ -102,7 +119,7 @@ impl Sandbox {
         let ids = |list: ListName| {
             self.members
                 .iter()
-                .filter(|m| m.list == list)
+                .filter(|m| m.list == Some(list))
                 .map(|m| format!("\"{}\"", m.id))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -259,7 +259,7 @@ async fn broken_openpgp_is_quarantined_and_the_pst_told() {
     let pst: Vec<String> = sandbox
         .members
         .iter()
-        .filter(|m| m.list == ListName::Security)
+        .filter(|m| m.list == Some(ListName::Security))
         .map(|m| m.email.clone())
         .collect();
     for notice in &notices {

@@ -7,6 +7,7 @@
 //! `{"ok":true,"text":"…"}` or `{"ok":false,"error":"…"}`.
 //! Only root and the daemon's own user may connect.
 
+mod cases;
 pub mod client;
 mod embargoes;
 mod ledger;
@@ -62,6 +63,17 @@ pub enum Command {
     MemberReinstate { member: String },
     /// Members with strikes or suspended.
     Members,
+    /// Open cases: lead, severity, next deadline, overdue items.
+    Cases,
+    /// One case in full.
+    CaseShow { id: String },
+    /// Keyword commands on a case, as an admin: `[["lead","bob"], …]`.
+    CaseSet {
+        id: String,
+        keywords: Vec<(String, String)>,
+    },
+    /// Membership requests with their checklists and vouches.
+    Requests,
 }
 
 /// A response line.
@@ -110,6 +122,10 @@ pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
         }
         Command::MemberReinstate { member } => members::reinstate(shared, member).await,
         Command::Members => members::list(shared).await,
+        Command::Cases => cases::list(shared).await,
+        Command::CaseShow { id } => cases::show(shared, id).await,
+        Command::CaseSet { id, keywords } => cases::set(shared, id, keywords).await,
+        Command::Requests => cases::requests(shared).await,
         Command::Embargoes => embargoes(shared).await,
         Command::Release {
             case,

@@ -28,6 +28,12 @@ pub struct TestDaemon {
 /// Writes the sandbox's config and starts the daemon on it, on an
 /// ephemeral loopback port.
 pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
+    let file = sandbox.write_config().expect("write config");
+    start_with_config(&file, clock).await
+}
+
+/// Starts the daemon on a config file as it is.
+pub async fn start_with_config(file: &Path, clock: Clock) -> TestDaemon {
     // Logs show with --nocapture; RUST_LOG picks the level.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -36,8 +42,7 @@ pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
         )
         .with_test_writer()
         .try_init();
-    let file = sandbox.write_config().expect("write config");
-    let config = Config::load(&file).expect("load config");
+    let config = Config::load(file).expect("load config");
     let listeners = embargod::lmtp::bind(&config.lmtp.listen)
         .await
         .expect("bind");
@@ -60,7 +65,7 @@ pub async fn start(sandbox: &Sandbox, clock: Clock) -> TestDaemon {
         config,
         lmtp,
         shared,
-        outbox: sandbox.outbox_dir(),
+        outbox: file.parent().expect("config folder").join("outbox"),
         stop: Some(stop),
         task: Some(task),
     }
