@@ -40,6 +40,33 @@ pub struct DeliveryRecord {
     pub outcome: Outcome,
 }
 
+impl DeliveryRecord {
+    /// A record with no copy details yet (no key, suspended, or to be
+    /// filled in).
+    pub fn new(
+        time: u64,
+        message: u64,
+        case: Option<String>,
+        list: ListName,
+        member: &str,
+        outcome: Outcome,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            time,
+            message,
+            case,
+            list,
+            member: member.to_string(),
+            copy_id: None,
+            fingerprint: None,
+            message_id: None,
+            plaintext_sha256: None,
+            ciphertext_sha256: None,
+            outcome,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
 pub enum Outcome {

@@ -54,17 +54,17 @@ pub fn security(
 }
 
 /// The first good signature among `allowed` whose key is in force now.
-fn signer(ctx: &Context<'_>, unwrapped: &Unwrapped, allowed: &[String]) -> Option<String> {
+pub(crate) fn signer(
+    ctx: &Context<'_>,
+    unwrapped: &Unwrapped,
+    allowed: &[String],
+) -> Option<String> {
+    let now = SystemTime::from(ctx.now);
     unwrapped
         .signatures
         .good_signers()
         .filter(|s| allowed.iter().any(|m| m == s))
-        .find(|s| {
-            ctx.keys
-                .member(s)
-                .and_then(|cert| crate::pgp::alive(cert, SystemTime::from(ctx.now)).map(drop))
-                .is_ok()
-        })
+        .find(|s| ctx.keys.in_force(s, now).is_ok())
         .map(str::to_string)
 }
 

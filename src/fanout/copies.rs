@@ -117,19 +117,14 @@ pub fn seal_copies(
     let mut out = Sealed::default();
     let queued = to_millis(now);
     for (member, id, result) in results {
-        let mut record = DeliveryRecord {
-            time: queued,
+        let mut record = DeliveryRecord::new(
+            queued,
             message,
-            case: outgoing.case.clone(),
+            outgoing.case.clone(),
             list,
-            member: member.id.clone(),
-            copy_id: None,
-            fingerprint: None,
-            message_id: None,
-            plaintext_sha256: None,
-            ciphertext_sha256: None,
-            outcome: Outcome::Queued,
-        };
+            &member.id,
+            Outcome::Queued,
+        );
         match result {
             Ok(copy) => {
                 record.copy_id = Some(id);

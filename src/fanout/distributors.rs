@@ -52,25 +52,20 @@ pub(super) fn post(
         return;
     };
     let pst = &config.lists.security.members;
-    let allowed = |s: &&str| pst.iter().any(|m| m == s) || list.members.iter().any(|m| m == s);
-    // The signing key must still be in force now, not only when it signed.
-    let in_force = |s: &&str| {
-        ctx.keys.member(s).and_then(|cert| {
-            crate::pgp::alive(cert, std::time::SystemTime::from(ctx.now)).map(drop)
-        })
-    };
-    let signer = unwrapped
-        .signatures
-        .good_signers()
-        .filter(allowed)
-        .find(|s| in_force(s).is_ok())
-        .map(str::to_string);
+    let allowed: Vec<String> = pst.iter().chain(&list.members).cloned().collect();
+    let signer = crate::case::intake::signer(ctx, unwrapped, &allowed);
     let Some(signer) = signer else {
+        let now = std::time::SystemTime::from(ctx.now);
         let stale: Vec<String> = unwrapped
             .signatures
             .good_signers()
-            .filter(allowed)
-            .filter_map(|s| in_force(&s).err().map(|problem| format!("{s}: {problem}")))
+            .filter(|s| allowed.iter().any(|m| m == s))
+            .filter_map(|s| {
+                ctx.keys
+                    .in_force(s, now)
+                    .err()
+                    .map(|problem| format!("{s}: {problem}"))
+            })
             .collect();
         let reason = if unwrapped.signatures.0.is_empty() {
             "not signed; posts to this list must be signed by a PST member or distributor"

@@ -176,19 +176,14 @@ pub(crate) fn fan_out(
             .is_ok_and(|state| state.suspended.is_some())
     });
     for member in suspended {
-        batch.records.push(crate::ledger::DeliveryRecord {
-            time: to_millis(ctx.now),
-            message: id,
-            case: outgoing.case.clone(),
+        batch.records.push(crate::ledger::DeliveryRecord::new(
+            to_millis(ctx.now),
+            id,
+            outgoing.case.clone(),
             list,
-            member: member.id.clone(),
-            copy_id: None,
-            fingerprint: None,
-            message_id: None,
-            plaintext_sha256: None,
-            ciphertext_sha256: None,
-            outcome: crate::ledger::Outcome::Suspended,
-        });
+            &member.id,
+            crate::ledger::Outcome::Suspended,
+        ));
     }
     let members = members.as_slice();
     let marks = ctx.store.mark_secret();
