@@ -25,8 +25,8 @@ use crate::store::{Batch, QuarantineMeta, Store, StoreError, StoreKey};
 
 /// State every task reads.
 pub struct Shared {
-    config: RwLock<Arc<Config>>,
-    keys: RwLock<Arc<Keys>>,
+    /// Config, keys and transport in force; a reload swaps all three.
+    live: RwLock<Live>,
     pub store: Store,
     pub clock: Clock,
     /// Something entered the spool.
@@ -38,17 +38,79 @@ pub struct Shared {
     /// Held while embargoes are read and changed (fan-out, scheduler,
     /// admin commands), so no change is lost to another.
     pub embargo_lock: tokio::sync::Mutex<()>,
+    pub metrics: crate::metrics::Metrics,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a reload replaces.
+struct Live {
+    config: Arc<Config>,
+    keys: Arc<Keys>,
+    transport: Arc<Transport>,
+    loaded: chrono::DateTime<chrono::Utc>,
 }
 
 impl Shared {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().expect("config lock").clone()
+        self.live.read().expect("live lock").config.clone()
     }
 
     /// The keys in force.
     pub fn keys(&self) -> Arc<Keys> {
-        self.keys.read().expect("keys lock").clone()
+        self.live.read().expect("live lock").keys.clone()
+    }
+
+    /// The transport in force.
+    pub fn transport(&self) -> Arc<Transport> {
+        self.live.read().expect("live lock").transport.clone()
+    }
+
+    /// When the configuration in force was loaded.
+    pub fn loaded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.live.read().expect("live lock").loaded
+    }
+
+    /// Re-reads the config file and the keys (SIGHUP). A config or key
+    /// that does not load is refused and the old one stays in force, as
+    /// nginx does; work in progress keeps what it started with. Returns
+    /// the settings that only a restart changes, when they differ.
+    pub fn reload(&self) -> Result<Vec<&'static str>, String> {
+        let old = self.config();
+        let config = Config::load(&old.file).map_err(|e| e.to_string())?;
+        let keys = Keys::load(&config).map_err(|e| e.to_string())?;
+        let transport = Transport::new(&config.delivery.transport).map_err(|e| e.to_string())?;
+        let mut restart = Vec::new();
+        if config.lmtp.listen != old.lmtp.listen {
+            restart.push("lmtp.listen");
+        }
+        if config.store.path != old.store.path || config.store.key != old.store.key {
+            restart.push("store");
+        }
+        if config.control.socket != old.control.socket {
+            restart.push("control.socket");
+        }
+        if config.metrics.listen != old.metrics.listen {
+            restart.push("metrics.listen");
+        }
+        for (member, problem) in keys
+            .members
+            .iter()
+            .filter_map(|(id, k)| Some((id, k.as_ref().err()?)))
+        {
+            warn!(%member, %problem, "member key unusable: this member gets no copies");
+        }
+        *self.live.write().expect("live lock") = Live {
+            config: Arc::new(config),
+            keys: Arc::new(keys),
+            transport: Arc::new(transport),
+            loaded: self.clock.now(),
+        };
+        // New members may be owed queued work; let every task look again.
+        self.wake_fanout.notify_one();
+        self.wake_delivery.notify_one();
+        self.wake_scheduler.notify_one();
+        Ok(restart)
     }
 
     /// Runs `work` off the runtime with what processing reads: the config
@@ -92,6 +154,7 @@ impl Shared {
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let spooled = !batch.add_spool.is_empty();
         let queued = !batch.add_queue.is_empty();
+        self.metrics.copy("queued", batch.add_queue.len() as u64);
         let scheduled = !batch.schedule_add.is_empty();
         let store = self.store.clone();
         crate::blocking(move || store.apply(batch)).await?;
@@ -137,10 +200,36 @@ impl Default for Options {
     }
 }
 
+/// The sockets the daemon serves, bound before it starts.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    pub lmtp: Vec<Listener>,
+    pub control: Option<tokio::net::UnixListener>,
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Sockets {
+    /// Binds what `config` asks for.
+    pub async fn bind(config: &Config) -> std::io::Result<Sockets> {
+        let lmtp = crate::lmtp::bind(&config.lmtp.listen).await?;
+        let control = Some(crate::control::bind(&config.control.socket)?);
+        let metrics = match config.metrics.listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("metrics listen {addr}: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Sockets {
+            lmtp,
+            control,
+            metrics,
+        })
+    }
+}
+
 /// Everything [`run`] needs, opened before the first connection is taken.
 pub struct Daemon {
     shared: Arc<Shared>,
-    transport: Arc<Transport>,
     grace: Duration,
 }
 
@@ -158,18 +247,24 @@ impl Daemon {
         let store_key = StoreKey::load(&config.store.key)?;
         let store = Store::open(&config.store.path, store_key)?;
         let transport = Transport::new(&config.delivery.transport)?;
+        let now = options.clock.now();
         Ok(Daemon {
             shared: Arc::new(Shared {
-                config: RwLock::new(Arc::new(config)),
-                keys: RwLock::new(Arc::new(keys)),
+                live: RwLock::new(Live {
+                    config: Arc::new(config),
+                    keys: Arc::new(keys),
+                    transport: Arc::new(transport),
+                    loaded: now,
+                }),
                 store,
                 clock: options.clock,
                 wake_fanout: Notify::new(),
                 wake_delivery: Notify::new(),
                 wake_scheduler: Notify::new(),
                 embargo_lock: tokio::sync::Mutex::new(()),
+                metrics: crate::metrics::Metrics::default(),
+                started: now,
             }),
-            transport: Arc::new(transport),
             grace: options.grace,
         })
     }
@@ -178,47 +273,56 @@ impl Daemon {
         self.shared.clone()
     }
 
-    /// Serves `listeners` (and admin commands on `control`) until
-    /// `shutdown` completes, then stops taking mail and gives work in
-    /// progress the grace period to finish.
-    pub async fn run(
-        self,
-        listeners: Vec<Listener>,
-        control: Option<tokio::net::UnixListener>,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        let Daemon {
-            shared,
-            transport,
-            grace,
-        } = self;
+    /// Serves the `sockets` until `shutdown` completes, then stops taking
+    /// mail and gives work in progress the grace period to finish. Tells
+    /// systemd (when it runs us) that it is ready, feeds its watchdog, and
+    /// says when it stops.
+    pub async fn run(self, sockets: Sockets, shutdown: impl Future<Output = ()>) {
+        let Daemon { shared, grace } = self;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();
         tasks.spawn(crate::lmtp::serve(
-            listeners,
+            sockets.lmtp,
             shared.clone(),
             stop.clone(),
             sessions.clone(),
         ));
         tasks.spawn(fanout(shared.clone(), stop.clone()));
-        tasks.spawn(crate::delivery::run(
-            shared.clone(),
-            transport,
-            stop.clone(),
-        ));
+        tasks.spawn(crate::delivery::run(shared.clone(), stop.clone()));
         tasks.spawn(crate::embargo::scheduler::run(shared.clone(), stop.clone()));
-        if let Some(control) = control {
+        if let Some(control) = sockets.control {
             tasks.spawn(crate::control::serve(control, shared.clone(), stop.clone()));
+        }
+        if let Some(metrics) = sockets.metrics {
+            tasks.spawn(crate::metrics::serve(metrics, shared.clone(), stop.clone()));
+        }
+        if let Some(period) = sd_notify::watchdog_enabled() {
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(period / 2);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                    }
+                }
+            });
         }
         info!(
             spooled = shared.store.spool_len(),
             queued = shared.store.queue_len(),
             "embargod running"
         );
+        // Listeners are bound and the store is open: ready.
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("serving"),
+        ]);
 
         shutdown.await;
         info!("shutting down");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         stop.cancel();
         tasks.close();
         sessions.close();
@@ -278,6 +382,7 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
         };
         let _embargoes = shared.embargo_lock.lock().await;
         let meta = incoming.meta.clone();
+        let received = meta.received;
         let batch = match shared
             .try_in_context(move |ctx| crate::fanout::process(ctx, id, incoming))
             .await
@@ -294,6 +399,8 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
             error!(msg = id, error = %e, "cannot commit the fan-out");
             return false;
         }
+        let took = crate::clock::to_millis(shared.clock.now()).saturating_sub(received);
+        shared.metrics.processing.observe(took as f64 / 1000.0);
     }
 }
 

@@ -30,11 +30,13 @@ pub mod keywords;
 pub mod ledger;
 pub mod lmtp;
 pub mod mark;
+pub mod metrics;
 pub mod mime;
 pub mod notice;
 pub mod pgp;
 pub mod random;
 pub mod sandbox;
+pub mod status;
 pub mod store;
 pub mod strikes;
 

@@ -12,7 +12,7 @@ use tracing::error;
 use embargod::commands::{self, Level};
 use embargod::config::{self, Config};
 use embargod::control::Command as AdminCommand;
-use embargod::daemon::{Daemon, Options};
+use embargod::daemon::{Daemon, Options, Sockets};
 
 /// sysexits: a configuration problem.
 const EX_CONFIG: u8 = 78;
@@ -89,6 +89,19 @@ enum Command {
     Case(CaseCommand),
     /// Membership requests for the distributors list.
     Requests,
+    /// What the daemon is doing: uptime, config, lists, queue, embargoes, last errors.
+    Status,
+    /// Copies waiting for the transport; `queue retry ID` sends one now.
+    Queue {
+        #[command(subcommand)]
+        command: Option<QueueCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Retry a queued copy now.
+    Retry { id: String },
 }
 
 #[derive(Subcommand)]
@@ -227,6 +240,11 @@ fn main() -> ExitCode {
                 Command::Member(MemberCommand::List) => admin(config, AdminCommand::Members),
                 Command::Cases => admin(config, AdminCommand::Cases),
                 Command::Requests => admin(config, AdminCommand::Requests),
+                Command::Status => admin(config, AdminCommand::Status),
+                Command::Queue { command: None } => admin(config, AdminCommand::Queue),
+                Command::Queue {
+                    command: Some(QueueCommand::Retry { id }),
+                } => admin(config, AdminCommand::QueueRetry { id }),
                 Command::Case(CaseCommand::Show { id }) => {
                     admin(config, AdminCommand::CaseShow { id })
                 }
@@ -294,14 +312,18 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Logs go to stderr (the journal under systemd); `RUST_LOG` takes
 /// a tracing filter such as `debug` or `embargod::lmtp=debug`.
 fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        // `embargod status` shows the latest warnings and errors.
+        .with(embargod::status::RecentErrors);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(lines).init(),
+        LogFormat::Json => registry.with(lines.json()).init(),
     }
 }
 
@@ -364,25 +386,35 @@ fn check(config: &Config) -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let listeners = embargod::lmtp::bind(&config.lmtp.listen)
+    let sockets = Sockets::bind(&config)
         .await
-        .context("cannot bind the LMTP listeners")?;
-    let control = embargod::control::bind(&config.control.socket)
-        .context("cannot bind the control socket")?;
+        .context("cannot bind the listeners")?;
     let daemon = Daemon::open(config, Options::default()).context("cannot start")?;
-    daemon
-        .run(listeners, Some(control), shutdown_signal())
-        .await;
+    let shared = daemon.shared();
+    daemon.run(sockets, signals(shared)).await;
     Ok(())
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Handles signals until SIGTERM or SIGINT: SIGHUP reloads the config and
+/// the keys (a bad new config is refused and the old one stays).
+async fn signals(shared: std::sync::Arc<embargod::daemon::Shared>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
+                match shared.reload() {
+                    Ok(restart) if restart.is_empty() => tracing::info!("configuration reloaded"),
+                    Ok(restart) => tracing::warn!(?restart, "configuration reloaded; these settings change only at a restart"),
+                    Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration stays in force"),
+                }
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
     }
 }

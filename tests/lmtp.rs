@@ -286,11 +286,11 @@ async fn unix_socket_and_a_third_party_lmtp_client() {
     );
     std::fs::write(&file, text).unwrap();
     let config = embargod::config::Config::load(&file).unwrap();
-    let listeners = embargod::lmtp::bind(&config.lmtp.listen).await.unwrap();
-    let tcp = listeners[0].local_addr().unwrap();
+    let sockets = embargod::daemon::Sockets::bind(&config).await.unwrap();
+    let tcp = sockets.lmtp[0].local_addr().unwrap();
     let daemon = embargod::daemon::Daemon::open(config, Default::default()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon.run(listeners, None, async {
+    let running = tokio::spawn(daemon.run(sockets, async {
         let _ = stopped.await;
     }));
 

@@ -77,11 +77,11 @@ pub async fn demo(out: &mut (dyn Write + Send)) -> Result<PathBuf, DemoError> {
     let config_file = step("config", sandbox.write_config())?;
     let config = step("config", Config::load(&config_file))?;
 
-    let listeners = step("LMTP listen", crate::lmtp::bind(&config.lmtp.listen).await)?;
-    let lmtp = step("LMTP listen", listeners[0].local_addr())?;
+    let sockets = step("listen", crate::daemon::Sockets::bind(&config).await)?;
+    let lmtp = step("LMTP listen", sockets.lmtp[0].local_addr())?;
     let daemon = step("start", Daemon::open(config, Options::default()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(daemon.run(listeners, None, async {
+    let running = tokio::spawn(daemon.run(sockets, async {
         let _ = stopped.await;
     }));
     say(out, format!("3. embargod is listening for LMTP on {lmtp}"));

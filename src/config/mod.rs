@@ -57,6 +57,13 @@ pub struct Config {
     pub control: ControlConfig,
     pub leak: LeakConfig,
     pub timeline: TimelineConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Where Prometheus metrics are served (loopback!); off when unset.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The policy's timeline for a case, from the report.

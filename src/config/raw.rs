@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, List, ListName,
-    ListenAddr, Lists, LmtpConfig, Member, Project, SmtpTls, StoreConfig, TimelineConfig,
-    Transport,
+    ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project, SmtpTls, StoreConfig,
+    TimelineConfig, Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +35,14 @@ pub struct RawConfig {
     leak: RawLeak,
     #[serde(default)]
     timeline: RawTimeline,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,6 +565,18 @@ impl RawConfig {
             },
             leak: LeakConfig {
                 max_strikes: self.leak.max_strikes.max(1),
+            },
+            metrics: MetricsConfig {
+                listen: self
+                    .metrics
+                    .listen
+                    .as_deref()
+                    .map(|text| {
+                        text.parse().map_err(|_| {
+                            c.invalid("metrics.listen", format!("{text:?} is not IP:PORT"))
+                        })
+                    })
+                    .transpose()?,
             },
             timeline: TimelineConfig {
                 team: self.timeline.team,

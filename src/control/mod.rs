@@ -74,6 +74,12 @@ pub enum Command {
     },
     /// Membership requests with their checklists and vouches.
     Requests,
+    /// Uptime, config, lists, queue, pending embargoes, last errors.
+    Status,
+    /// Deferred and waiting copies, with next retry and last error.
+    Queue,
+    /// Retry a queued copy now (its id in hex, as `queue` shows it).
+    QueueRetry { id: String },
 }
 
 /// A response line.
@@ -110,6 +116,49 @@ impl Response {
     }
 }
 
+async fn queue(shared: &Arc<Shared>) -> Response {
+    let store = shared.store.clone();
+    match crate::blocking(move || store.queued()).await {
+        Ok(queued) if queued.is_empty() => Response::ok("the queue is empty\n".into()),
+        Ok(queued) => {
+            let mut text = format!(
+                "{:<16}  {:<20}  {:<28}  {:>8}  {}\n",
+                "COPY", "NEXT ATTEMPT (UTC)", "TO", "ATTEMPTS", "LAST ERROR"
+            );
+            for (key, copy) in queued {
+                text.push_str(&format!(
+                    "{:<16}  {:<20}  {:<28}  {:>8}  {}\n",
+                    crate::mark::copy_id_hex(copy.id),
+                    crate::clock::from_millis(key.due).format("%Y-%m-%d %H:%M:%S"),
+                    copy.to,
+                    copy.attempts,
+                    copy.last_error.as_deref().unwrap_or("-"),
+                ));
+            }
+            Response::ok(text)
+        }
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
+async fn retry(shared: &Arc<Shared>, id: &str) -> Response {
+    let Ok(id) = u64::from_str_radix(id.trim(), 16) else {
+        return Response::error(format!(
+            "{id:?} is not a copy id (16 hex digits, as `embargod queue` shows)"
+        ));
+    };
+    let store = shared.store.clone();
+    let now = crate::clock::to_millis(shared.clock.now());
+    match crate::blocking(move || store.retry_now(id, now)).await {
+        Ok(true) => {
+            shared.wake_delivery.notify_one();
+            Response::ok(format!("{} is due now\n", crate::mark::copy_id_hex(id)))
+        }
+        Ok(false) => Response::error("no such copy in the queue"),
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
 /// Carries out `command` against the daemon's state.
 pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
     use embargoes::{embargoes, release_now, reschedule};
@@ -126,6 +175,12 @@ pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
         Command::CaseShow { id } => cases::show(shared, id).await,
         Command::CaseSet { id, keywords } => cases::set(shared, id, keywords).await,
         Command::Requests => cases::requests(shared).await,
+        Command::Status => {
+            let shared = shared.clone();
+            Response::ok(crate::blocking(move || crate::status::report(&shared)).await)
+        }
+        Command::Queue => queue(shared).await,
+        Command::QueueRetry { id } => retry(shared, &id).await,
         Command::Embargoes => embargoes(shared).await,
         Command::Release {
             case,

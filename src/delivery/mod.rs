@@ -24,7 +24,7 @@ use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
 pub use transport::{SendError, Transport};
 
 /// Runs until `shutdown`, then lets sends in progress finish.
-pub async fn run(shared: Arc<Shared>, transport: Arc<Transport>, shutdown: CancellationToken) {
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut sending: JoinSet<(QueueKey, QueuedCopy, Result<(), SendError>)> = JoinSet::new();
     let mut busy: HashSet<u64> = HashSet::new();
     loop {
@@ -38,7 +38,7 @@ pub async fn run(shared: Arc<Shared>, transport: Arc<Transport>, shutdown: Cance
                 Ok(due) => {
                     for (key, copy) in due {
                         busy.insert(key.id);
-                        let transport = transport.clone();
+                        let transport = shared.transport();
                         let from = config.delivery.from.clone();
                         sending.spawn(async move {
                             let result = match copy.to.parse() {
@@ -117,6 +117,7 @@ async fn settle(
     let failure = match result {
         Ok(()) => {
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
+            shared.metrics.copy("sent", 1);
             batch.records.push(record(Outcome::Sent));
             None
         }
@@ -131,6 +132,7 @@ async fn settle(
             batch
                 .records
                 .push(record(Outcome::Deferred(reason.clone())));
+            shared.metrics.copy("deferred", 1);
             batch.add_queue.push((
                 QueueKey {
                     due: to_millis(due),
@@ -153,6 +155,7 @@ async fn settle(
     if let Some(reason) = failure {
         error!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "delivery failed");
         batch.records.push(record(Outcome::Failed(reason.clone())));
+        shared.metrics.copy("failed", 1);
         if !copy.notice {
             batch.add_spool.push(crate::notice::to_pst(
                 &config,

@@ -23,6 +23,9 @@ pub enum Event {
     Message(Delivery),
     /// The client said QUIT (the reply is already in the output).
     Quit,
+    /// A message was refused while reading it (over the size limit); the
+    /// replies are in the output.
+    Refused(&'static str),
 }
 
 /// A message read to its end, with its envelope.
@@ -115,6 +118,7 @@ impl Machine {
                         self.message = Vec::new();
                         if done {
                             self.refuse_oversize(out);
+                            return Some(Event::Refused("too-large"));
                         } else {
                             self.state = State::Discard(discard);
                         }
@@ -134,6 +138,7 @@ impl Machine {
                     *input = iter.as_slice();
                     if done {
                         self.refuse_oversize(out);
+                        return Some(Event::Refused("too-large"));
                     }
                 }
             }

@@ -66,6 +66,7 @@ where
                     let _ = stream.write_all(&out).await;
                     return;
                 }
+                Event::Refused(reason) => shared.metrics.refused(reason),
             }
         }
     }
@@ -82,6 +83,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
     let per_rcpt = |line: &str| line.repeat(rcpts.len());
     if let Err(refusal) = precheck(&raw, config.lmtp.max_header_size) {
         info!(%peer, %refusal, bytes = raw.len(), "refused at end of DATA");
+        shared.metrics.refused(refusal.label());
         let code = match refusal {
             Refusal::HeaderTooLarge(_) => "552 5.3.4",
             _ => "554 5.6.0",
@@ -111,6 +113,9 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
     match result {
         Ok(id) => {
             info!(%peer, msg = id, bytes, lists = ?lists, "accepted");
+            for list in &lists {
+                shared.metrics.received(list.as_str());
+            }
             shared.wake_fanout.notify_one();
             rcpts
                 .iter()
@@ -121,6 +126,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
         }
         Err(error) => {
             warn!(%peer, %error, "could not spool; asking the client to retry");
+            shared.metrics.refused("store-unavailable");
             per_rcpt("451 4.3.0 Cannot store the message now; try again later\r\n")
         }
     }

@@ -31,6 +31,20 @@ pub enum Refusal {
     TooManyParts,
 }
 
+impl Refusal {
+    /// A short name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Empty => "empty",
+            Refusal::HeaderTooLarge(_) => "header-too-large",
+            Refusal::NoHeader => "no-header",
+            Refusal::NoFrom => "no-from",
+            Refusal::TooDeep => "too-deep",
+            Refusal::TooManyParts => "too-many-parts",
+        }
+    }
+}
+
 /// Cheap structural checks before a message is accepted: what fails here
 /// is refused over LMTP (the sender hears of it) instead of being spooled.
 pub fn precheck(raw: &[u8], max_header_size: usize) -> Result<(), Refusal> {

@@ -374,6 +374,29 @@ impl Store {
             .collect()
     }
 
+    /// Makes queued copy `id` due at `now` (an admin's "retry now").
+    /// False when no such copy is queued.
+    pub fn retry_now(&self, id: u64, now: u64) -> Result<bool, StoreError> {
+        for item in self.queue.iter() {
+            let (key, value) = item?;
+            if QueueKey::from_bytes(&key)?.id == id {
+                let new = QueueKey { due: now, id }.to_bytes();
+                self.queue
+                    .transaction(|queue| {
+                        queue.remove(&*key)?;
+                        queue.insert(&new, &*value)?;
+                        Ok::<(), ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(|e| match e {
+                        TransactionError::Storage(e) => StoreError::Sled(e),
+                        TransactionError::Abort(()) => StoreError::Corrupt("queue".into()),
+                    })?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn queue_len(&self) -> usize {
         self.queue.len()
     }

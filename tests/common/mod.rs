@@ -19,6 +19,8 @@ use sequoia_openpgp::Cert;
 pub struct TestDaemon {
     pub config: Config,
     pub lmtp: ListenAddr,
+    /// The metrics address, when `[metrics] listen` is set.
+    pub metrics: Option<std::net::SocketAddr>,
     pub shared: Arc<Shared>,
     pub outbox: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -43,11 +45,11 @@ pub async fn start_with_config(file: &Path, clock: Clock) -> TestDaemon {
         .with_test_writer()
         .try_init();
     let config = Config::load(file).expect("load config");
-    let listeners = embargod::lmtp::bind(&config.lmtp.listen)
+    let sockets = embargod::daemon::Sockets::bind(&config)
         .await
         .expect("bind");
-    let lmtp = listeners[0].local_addr().expect("local addr");
-    let control = embargod::control::bind(&config.control.socket).expect("control socket");
+    let lmtp = sockets.lmtp[0].local_addr().expect("local addr");
+    let metrics = sockets.metrics.as_ref().and_then(|m| m.local_addr().ok());
     let daemon = Daemon::open(
         config.clone(),
         Options {
@@ -58,12 +60,13 @@ pub async fn start_with_config(file: &Path, clock: Clock) -> TestDaemon {
     .expect("daemon starts");
     let shared = daemon.shared();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(listeners, Some(control), async {
+    let task = tokio::spawn(daemon.run(sockets, async {
         let _ = stopped.await;
     }));
     TestDaemon {
         config,
         lmtp,
+        metrics,
         shared,
         outbox: file.parent().expect("config folder").join("outbox"),
         stop: Some(stop),

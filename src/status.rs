@@ -1,0 +1,138 @@
+//! What `embargod status` tells: uptime, the configuration in force, the
+//! lists, the queue, pending embargoes and the last errors.
+//!
+//! The last errors come from the log itself: [`RecentErrors`] is a tracing
+//! layer keeping the latest warnings and errors (log lines never carry
+//! message content, so neither does this).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+use crate::daemon::Shared;
+
+/// How many recent warnings and errors are kept.
+const KEPT: usize = 20;
+
+static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+
+/// The tracing layer that keeps the latest warnings and errors.
+pub struct RecentErrors;
+
+impl<S: Subscriber> Layer<S> for RecentErrors {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > Level::WARN {
+            return;
+        }
+        let mut line = format!(
+            "{} {level} {}:",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S"),
+            event.metadata().target()
+        );
+        event.record(&mut Fields(&mut line));
+        let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(line);
+    }
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// The latest warnings and errors, oldest first.
+pub fn recent_errors() -> Vec<String> {
+    RECENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// The status report.
+pub fn report(shared: &Shared) -> String {
+    let config = shared.config();
+    let now = shared.clock.now();
+    let mut text = String::new();
+    let uptime = (now - shared.started).to_std().unwrap_or_default();
+    let uptime = std::time::Duration::from_secs(uptime.as_secs());
+    let _ = writeln!(
+        text,
+        "embargod {} up {}",
+        env!("CARGO_PKG_VERSION"),
+        humantime::format_duration(uptime)
+    );
+    let _ = writeln!(
+        text,
+        "config {} (loaded {})",
+        config.file.display(),
+        crate::embargo::format_time(shared.loaded_at())
+    );
+    for list in config.lists() {
+        let members = config.members_of(list);
+        let keys = shared.keys();
+        let usable = members
+            .iter()
+            .filter(|m| keys.member(&m.id).is_ok())
+            .count();
+        let _ = writeln!(
+            text,
+            "list {:<13} {:<32} {} member(s), {} with a usable key",
+            list.name.as_str(),
+            list.address.to_string(),
+            members.len(),
+            usable
+        );
+    }
+    let queued = shared.store.queued().unwrap_or_default();
+    let deferred = queued.iter().filter(|(_, c)| c.attempts > 0).count();
+    let _ = writeln!(
+        text,
+        "spool {} message(s); queue {} copy(ies), {deferred} deferred",
+        shared.store.spool_len(),
+        queued.len()
+    );
+    let pending: Vec<_> = shared
+        .store
+        .embargoes()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.released.is_none())
+        .collect();
+    let _ = writeln!(text, "embargoes pending: {}", pending.len());
+    for e in &pending {
+        let _ = writeln!(
+            text,
+            "  {} public at {}",
+            e.case,
+            crate::embargo::format_time(e.until())
+        );
+    }
+    let errors = recent_errors();
+    let _ = writeln!(
+        text,
+        "last errors: {}",
+        if errors.is_empty() { "none" } else { "" }
+    );
+    for line in errors.iter().rev().take(10) {
+        let _ = writeln!(text, "  {line}");
+    }
+    text
+}
