@@ -230,6 +230,10 @@ impl Store {
         // nobody else's business.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        crate::fsutil::check_private(path).map_err(|reason| StoreError::Key {
+            file: path.display().to_string(),
+            reason: format!("the store must be the service user's alone: {reason}"),
+        })?;
         let db = open_db(path)?;
         let store = Store {
             spool: db.open_tree("spool")?,
