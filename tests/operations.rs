@@ -209,3 +209,63 @@ async fn status_queue_and_metrics_tell_the_truth() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_protocol_answers_bad_requests_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    let daemon = start(&sandbox, Clock::system()).await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&daemon.config.control.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the control socket is the service user's alone"
+    );
+    let stream = tokio::net::UnixStream::connect(&daemon.config.control.socket)
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    for (request, expect) in [
+        ("this is not json", "bad request"),
+        (
+            "{\"v\":2,\"cmd\":\"status\"}",
+            "protocol version 2 not supported",
+        ),
+        ("{\"v\":1,\"cmd\":\"frobnicate\"}", "bad request"),
+        (
+            "{\"v\":1,\"cmd\":\"case-show\",\"id\":\"KAP-2026-9999\"}",
+            "no such case",
+        ),
+    ] {
+        write
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .unwrap();
+        let line = lines.next_line().await.unwrap().unwrap();
+        let response: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(response["ok"], false, "{line}");
+        assert!(
+            response["error"].as_str().unwrap().contains(expect),
+            "{request}: {line}"
+        );
+    }
+    write
+        .write_all(b"{\"v\":1,\"cmd\":\"status\"}\n")
+        .await
+        .unwrap();
+    let line = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        line.contains("\"ok\":true") && line.contains("list security"),
+        "{line}"
+    );
+    daemon.stop().await;
+}
