@@ -307,7 +307,7 @@ pub fn join(
         vouches: Vec::new(),
     };
     put_request(batch, &request);
-    put_reference(batch, message_id, &request.id);
+    put_reference(ctx, batch, message_id, &request.id);
     Ok(request)
 }
 

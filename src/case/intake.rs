@@ -182,7 +182,7 @@ fn forward(
             headers = with_header(&headers, "Subject", &encode_header_value(&subject));
         }
         if let Some(message_id) = &unwrapped.message_ids.message_id {
-            put_reference(batch, message_id, &case.id);
+            put_reference(ctx, batch, message_id, &case.id);
         }
     }
     let mut info = String::new();

@@ -184,13 +184,16 @@ impl Case {
 fn case_key(id: &str) -> String {
     format!("case/{id}")
 }
-fn ref_key(message_id: &str) -> String {
+/// A Message-ID is kept only as a keyed hash: it is the sender's text,
+/// and nothing the sender wrote rests in the store unsealed.
+fn ref_key(ctx: &Context<'_>, message_id: &str) -> String {
+    let id = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     format!(
-        "ref/{}",
-        message_id
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
+        "ref/{:016x}",
+        ctx.store.mark_secret().shingle(&[id.to_string()])
     )
 }
 
@@ -221,7 +224,7 @@ pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, String> {
 pub fn by_reference(ctx: &Context<'_>, message_id: &str) -> Result<Option<String>, String> {
     Ok(ctx
         .store
-        .case_value(&ref_key(message_id))
+        .case_value(&ref_key(ctx, message_id))
         .map_err(store_err)?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
@@ -235,11 +238,11 @@ pub fn put(batch: &mut Batch, case: &Case) {
 }
 
 /// Remembers that `message_id` belongs to `case`, for replies.
-pub fn put_reference(batch: &mut Batch, message_id: &str, case: &str) {
+pub fn put_reference(ctx: &Context<'_>, batch: &mut Batch, message_id: &str, case: &str) {
     if !message_id.trim().is_empty() {
         batch
             .cases
-            .push((ref_key(message_id), case.as_bytes().to_vec()));
+            .push((ref_key(ctx, message_id), case.as_bytes().to_vec()));
     }
 }
 

@@ -209,7 +209,7 @@ pub fn send(
         ciphertext_sha256: Some(sha256_hex(&bytes)),
         outcome: Outcome::Queued,
     });
-    super::put_reference(batch, &message_id, &case.id);
+    super::put_reference(ctx, batch, &message_id, &case.id);
     batch.add_queue.push((
         QueueKey { due: now, id },
         QueuedCopy {

@@ -227,7 +227,7 @@ pub(crate) fn fan_out(
     if let Some(case) = &outgoing.case {
         // Replies to any copy join the case.
         for (_, copy) in &sealed.copies {
-            crate::case::put_reference(batch, &copy.message_id, case);
+            crate::case::put_reference(ctx, batch, &copy.message_id, case);
         }
     }
     batch.add_queue.extend(sealed.copies);
