@@ -140,10 +140,14 @@ fn report_or_follow_up(
             case.lead.as_deref().unwrap_or("(none)")
         )
     };
-    if new && case.reporter.is_some() {
-        let (subject, text) = reporter::acknowledgement(ctx, &case);
-        if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, &text) {
-            tracing::error!(case = %case.id, error = %e, "cannot acknowledge the report");
+    if let Some(address) = case.reporter.as_deref().filter(|_| new) {
+        if ack_allowed(ctx, batch, address) {
+            let (subject, text) = reporter::acknowledgement(ctx, &case);
+            if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, &text) {
+                tracing::error!(case = %case.id, error = %e, "cannot acknowledge the report");
+            }
+        } else {
+            tracing::warn!(case = %case.id, "acknowledgement limit reached for this sender; none sent");
         }
     }
     forward(
@@ -156,6 +160,30 @@ fn report_or_follow_up(
         unwrapped.content.clone(),
         &note,
     );
+}
+
+/// Whether `address` may get another acknowledgement this hour (and
+/// counts this one): at most `limits.acks_per_hour`, so that mail with a
+/// forged sender cannot make the list flood someone.
+fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
+    let hour = crate::clock::to_millis(ctx.now) / 3_600_000;
+    let who = ctx
+        .store
+        .mark_secret()
+        .shingle(&[address.to_ascii_lowercase()]);
+    let key = format!("acks/{who:016x}/{hour}");
+    let sent: u32 = ctx
+        .store
+        .case_value(&key)
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+        .unwrap_or(0);
+    if sent >= ctx.config.limits.acks_per_hour {
+        return false;
+    }
+    batch.cases.push((key, (sent + 1).to_string().into_bytes()));
+    true
 }
 
 /// Sends a message of `case` (or of no case) to the PST and the case's

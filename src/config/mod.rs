@@ -58,6 +58,19 @@ pub struct Config {
     pub leak: LeakConfig,
     pub timeline: TimelineConfig,
     pub metrics: MetricsConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What keeps a flood from hurting.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Past this many spooled messages, new mail gets 452 (the MTA keeps it).
+    pub spool_messages: u64,
+    /// Past this many spooled bytes, likewise.
+    pub spool_bytes: u64,
+    /// Acknowledgements one address may get per hour: a forged sender
+    /// cannot turn the list into a mail cannon.
+    pub acks_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -9,9 +9,9 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, List, ListName,
-    ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project, SmtpTls, StoreConfig,
-    TimelineConfig, Transport,
+    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, LimitsConfig,
+    List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project, SmtpTls,
+    StoreConfig, TimelineConfig, Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +37,26 @@ pub struct RawConfig {
     timeline: RawTimeline,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    spool_messages: u64,
+    spool_bytes: u64,
+    acks_per_hour: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            spool_messages: 10_000,
+            spool_bytes: 1 << 30,
+            acks_per_hour: 10,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -565,6 +585,11 @@ impl RawConfig {
             },
             leak: LeakConfig {
                 max_strikes: self.leak.max_strikes.max(1),
+            },
+            limits: LimitsConfig {
+                spool_messages: self.limits.spool_messages,
+                spool_bytes: self.limits.spool_bytes,
+                acks_per_hour: self.limits.acks_per_hour,
             },
             metrics: MetricsConfig {
                 listen: self

@@ -59,6 +59,9 @@ pub struct Machine {
     /// Discarding the rest of an over-long line.
     skipping_line: bool,
     message: Vec<u8>,
+    /// The spool is past its limits: recipients get 452 (the MTA keeps
+    /// the mail and retries). The session sets it before each read.
+    pub storage_full: bool,
 }
 
 impl Machine {
@@ -72,6 +75,7 @@ impl Machine {
             line: Vec::new(),
             skipping_line: false,
             message: Vec::new(),
+            storage_full: false,
         }
     }
 
@@ -220,6 +224,8 @@ impl Machine {
                     line("503 5.5.1 MAIL first")
                 } else if self.rcpts.len() >= MAX_RECIPIENTS {
                     line("452 4.5.3 Too many recipients")
+                } else if self.storage_full && self.config.list_for_address(&to.address).is_some() {
+                    line("452 4.3.1 Insufficient system storage; try again later")
                 } else {
                     match self.config.list_for_address(&to.address) {
                         Some(list) => {

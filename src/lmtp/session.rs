@@ -57,6 +57,10 @@ where
             }
         };
         let mut input = &buf[..n];
+        let limits = &shared.config().limits;
+        machine.storage_full = shared
+            .store
+            .spool_full(limits.spool_messages, limits.spool_bytes);
         while let Some(event) = machine.feed(&mut input, &mut out) {
             match event {
                 Event::Message(delivery) => {
@@ -89,6 +93,15 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
             _ => "554 5.6.0",
         };
         return per_rcpt(&format!("{code} Refused: {refusal}\r\n"));
+    }
+    let limits = &config.limits;
+    if shared
+        .store
+        .spool_full(limits.spool_messages, limits.spool_bytes)
+    {
+        warn!(%peer, "spool full; asking the client to retry later");
+        shared.metrics.refused("spool-full");
+        return per_rcpt("452 4.3.1 Insufficient system storage; try again later\r\n");
     }
     let mut lists: Vec<ListName> = rcpts.iter().map(|(_, list)| *list).collect();
     lists.sort();

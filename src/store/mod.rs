@@ -22,6 +22,8 @@
 mod seal;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -218,6 +220,15 @@ pub struct Store {
     /// Cases, their references, counters, seen signatures, requests.
     cases: sled::Tree,
     key: StoreKey,
+    /// Spooled messages and their sealed bytes, kept up to date so the
+    /// LMTP sessions can check the limits cheaply.
+    spooled: Arc<SpoolGauge>,
+}
+
+#[derive(Debug, Default)]
+struct SpoolGauge {
+    messages: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Store {
@@ -251,7 +262,15 @@ impl Store {
             cases: db.open_tree("cases")?,
             db,
             key,
+            spooled: Arc::default(),
         };
+        for value in store.spool.iter().values() {
+            store.spooled.messages.fetch_add(1, Ordering::Relaxed);
+            store
+                .spooled
+                .bytes
+                .fetch_add(value?.len() as u64, Ordering::Relaxed);
+        }
         store.check_key()?;
         Ok(store)
     }
@@ -285,7 +304,11 @@ impl Store {
     pub fn spool(&self, incoming: &Incoming) -> Result<u64, StoreError> {
         let id = self.next_id()?;
         let key = id.to_be_bytes();
-        self.spool.insert(key, self.seal_incoming(&key, incoming))?;
+        let sealed = self.seal_incoming(&key, incoming);
+        let size = sealed.len() as u64;
+        self.spool.insert(key, sealed)?;
+        self.spooled.messages.fetch_add(1, Ordering::Relaxed);
+        self.spooled.bytes.fetch_add(size, Ordering::Relaxed);
         Ok(id)
     }
 
@@ -325,8 +348,15 @@ impl Store {
         Ok(Some((id, incoming)))
     }
 
+    /// Messages in the spool.
     pub fn spool_len(&self) -> usize {
-        self.spool.len()
+        self.spooled.messages.load(Ordering::Relaxed) as usize
+    }
+
+    /// Whether the spool holds `messages` or `bytes` or more.
+    pub fn spool_full(&self, messages: u64, bytes: u64) -> bool {
+        self.spooled.messages.load(Ordering::Relaxed) >= messages
+            || self.spooled.bytes.load(Ordering::Relaxed) >= bytes
     }
 
     /// The first queued copy, due or not.
@@ -675,6 +705,18 @@ impl Store {
             &self.members,
             &self.cases,
         ];
+        let removed_bytes: u64 = batch
+            .remove_spool
+            .iter()
+            .filter_map(|id| self.spool.get(id.to_be_bytes()).ok().flatten())
+            .map(|v| v.len() as u64)
+            .sum();
+        let removed = batch
+            .remove_spool
+            .iter()
+            .filter(|id| self.spool.contains_key(id.to_be_bytes()).unwrap_or(false))
+            .count() as u64;
+        let added_bytes: u64 = spool_new.iter().map(|(_, v)| v.len() as u64).sum();
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
@@ -744,7 +786,23 @@ impl Store {
             TransactionError::Abort(()) => {
                 StoreError::Corrupt("the ledger head cannot be read".into())
             }
-        })
+        })?;
+        let gauge = &self.spooled;
+        gauge
+            .messages
+            .fetch_add(spool_new.len() as u64, Ordering::Relaxed);
+        let _ = gauge
+            .messages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(removed))
+            });
+        gauge.bytes.fetch_add(added_bytes, Ordering::Relaxed);
+        let _ = gauge
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(removed_bytes))
+            });
+        Ok(())
     }
 }
 
