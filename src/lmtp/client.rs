@@ -44,7 +44,12 @@ pub struct Client<S> {
 /// Connects to `address` and says LHLO.
 pub async fn connect(address: &ListenAddr) -> io::Result<Client<Box<dyn Stream>>> {
     let stream: Box<dyn Stream> = match address {
-        ListenAddr::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+        ListenAddr::Tcp(addr) => {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            // Commands and replies alternate: no Nagle delays.
+            stream.set_nodelay(true)?;
+            Box::new(stream)
+        }
         ListenAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
     };
     let mut client = Client {
@@ -129,8 +134,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Ok(replies.into_iter().flatten().collect());
         }
         expect(self.command("DATA").await?, 354)?;
-        self.stream.write_all(&dot_stuff(message)).await?;
-        self.stream.write_all(b".\r\n").await?;
+        let mut data = dot_stuff(message);
+        data.extend_from_slice(b".\r\n");
+        self.stream.write_all(&data).await?;
         let mut out = Vec::new();
         for reply in replies {
             out.push(match reply {

@@ -19,6 +19,7 @@
 //!
 //! Every state change is one [`Batch`] applied in a single transaction.
 
+mod io;
 mod seal;
 
 use std::path::Path;
@@ -223,6 +224,8 @@ pub struct Store {
     /// Spooled messages and their sealed bytes, kept up to date so the
     /// LMTP sessions can check the limits cheaply.
     spooled: Arc<SpoolGauge>,
+    io: io::IoLock,
+    flusher: io::GroupFlush,
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +249,7 @@ impl Store {
             reason: format!("the store must be the service user's alone: {reason}"),
         })?;
         let db = open_db(path)?;
+        let io_lock = io::IoLock::default();
         let store = Store {
             spool: db.open_tree("spool")?,
             queue: db.open_tree("queue")?,
@@ -260,10 +264,23 @@ impl Store {
             shingles: db.open_tree("shingles")?,
             members: db.open_tree("members")?,
             cases: db.open_tree("cases")?,
+            flusher: io::GroupFlush::start(db.clone(), io_lock.clone()),
+            io: io_lock,
             db,
             key,
             spooled: Arc::default(),
         };
+        // sled switches every later operation to its transaction lock the
+        // first time a transaction runs, spinning until no plain operation
+        // is in flight; under a flood of spool writes and flushes that
+        // wait may never end. Make the switch now, while nothing else runs.
+        store
+            .spool
+            .transaction(|_| Ok::<(), ConflictableTransactionError<()>>(()))
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => StoreError::Corrupt("store".into()),
+            })?;
         for value in store.spool.iter().values() {
             store.spooled.messages.fetch_add(1, Ordering::Relaxed);
             store
@@ -302,6 +319,7 @@ impl Store {
 
     /// Puts accepted mail into the spool. Not durable until [`Store::flush`].
     pub fn spool(&self, incoming: &Incoming) -> Result<u64, StoreError> {
+        let _writes = self.io.write();
         let id = self.next_id()?;
         let key = id.to_be_bytes();
         let sealed = self.seal_incoming(&key, incoming);
@@ -313,12 +331,16 @@ impl Store {
     }
 
     /// Makes every earlier write durable.
+    /// Group commit: concurrent callers share one fsync.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.flusher
+            .flush()
+            .await
+            .map_err(|e| StoreError::Sled(sled::Error::Io(std::io::Error::other(e))))
     }
 
     pub fn flush_sync(&self) -> Result<(), StoreError> {
+        let _writes = self.io.write();
         self.db.flush()?;
         Ok(())
     }
@@ -415,6 +437,7 @@ impl Store {
             let (key, value) = item?;
             if QueueKey::from_bytes(&key)?.id == id {
                 let new = QueueKey { due: now, id }.to_bytes();
+                let _alone = self.io.transaction();
                 self.queue
                     .transaction(|queue| {
                         queue.remove(&*key)?;
@@ -614,6 +637,7 @@ impl Store {
     /// Applies `batch` in one transaction. Ids for new entries are drawn
     /// first, so a retried transaction writes the same keys.
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let _alone = self.io.transaction();
         let spool_new: Vec<([u8; 8], Vec<u8>)> = batch
             .add_spool
             .iter()
