@@ -170,8 +170,14 @@ async fn settle(
         }
     }
     let notice = !batch.add_spool.is_empty();
+    // Flushed before the next send: an outcome lost to a crash means the
+    // copy goes out again on restart.
     let store = shared.store.clone();
-    if let Err(e) = crate::blocking(move || store.apply(batch)).await {
+    let recorded = match crate::blocking(move || store.apply(batch)).await {
+        Ok(()) => shared.store.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         // The copy stays queued under its old key and is tried again.
         error!(error = %e, copy = copy.id, "cannot record a delivery outcome");
     }

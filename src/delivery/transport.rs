@@ -1,5 +1,6 @@
 //! The ways a copy leaves: SMTP relay, sendmail, or lettre's file transport.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -14,7 +15,14 @@ use crate::config::{SmtpTls, Transport as TransportConfig};
 
 /// A transport ready to send.
 pub enum Transport {
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// lettre's file transport writes into a staging folder; each message
+    /// is then renamed into the outbox, envelope last, so a reader (or a
+    /// crash) never sees half a message.
+    File {
+        staging: AsyncFileTransport<Tokio1Executor>,
+        staging_dir: PathBuf,
+        dir: PathBuf,
+    },
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
 }
@@ -38,9 +46,17 @@ impl Transport {
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
         Ok(match config {
             TransportConfig::File { dir } => {
-                std::fs::create_dir_all(dir)
+                let staging_dir = dir.join(".staging");
+                // What a crash left half-written is garbage: its copy was
+                // never recorded as sent and goes again.
+                let _ = std::fs::remove_dir_all(&staging_dir);
+                std::fs::create_dir_all(&staging_dir)
                     .map_err(|e| TransportError(format!("file_dir {}: {e}", dir.display())))?;
-                Transport::File(AsyncFileTransport::with_envelope(dir))
+                Transport::File {
+                    staging: AsyncFileTransport::with_envelope(&staging_dir),
+                    staging_dir,
+                    dir: dir.clone(),
+                }
             }
             TransportConfig::Smtp {
                 host,
@@ -83,11 +99,26 @@ impl Transport {
         let envelope = Envelope::new(Some(from.clone()), vec![to.clone()])
             .map_err(|e| SendError::Permanent(format!("envelope: {e}")))?;
         match self {
-            Transport::File(t) => t
-                .send_raw(&envelope, message)
-                .await
-                .map(drop)
-                .map_err(|e| SendError::Temporary(format!("file transport: {e}"))),
+            Transport::File {
+                staging,
+                staging_dir,
+                dir,
+            } => {
+                let temporary = |e: &dyn std::fmt::Display| {
+                    SendError::Temporary(format!("file transport: {e}"))
+                };
+                let id = staging
+                    .send_raw(&envelope, message)
+                    .await
+                    .map_err(|e| temporary(&e))?;
+                for extension in ["eml", "json"] {
+                    let name = format!("{id}.{extension}");
+                    tokio::fs::rename(staging_dir.join(&name), dir.join(&name))
+                        .await
+                        .map_err(|e| temporary(&e))?;
+                }
+                Ok(())
+            }
             Transport::Smtp(t) => t.send_raw(&envelope, message).await.map(drop).map_err(|e| {
                 if e.is_permanent() {
                     SendError::Permanent(format!("SMTP: {e}"))

@@ -1,0 +1,270 @@
+//! Crash safety: the daemon is killed with SIGKILL twenty times at random
+//! moments while it takes in fifty messages for twenty members and fans
+//! them out, and an embargo falls due in the middle of it. Restarted each
+//! time (a store left by a killed process must open and serve), then left
+//! to finish: every accepted message reaches every member, the release
+//! happens once, duplicates come only from the window between a send and
+//! its record (they are counted), and the ledger verifies.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use embargod::config::{ListName, ListenAddr};
+use embargod::pgp::ListKey;
+use embargod::sandbox::{open_copy, read_outbox, Sandbox, ANNOUNCE, DISTRIBUTORS, SECURITY};
+use sequoia_openpgp::Cert;
+
+const MEMBERS: usize = 20;
+const MESSAGES: usize = 50;
+const KILLS: usize = 20;
+
+/// A small deterministic generator for the kill times (printed seed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Starts the daemon; its log goes to `daemon.log` next to the config.
+fn spawn(config: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("daemon.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The running daemon, swapped at each restart; killed when dropped.
+struct Daemon(Arc<Mutex<Option<Child>>>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A PST post opening an embargo, signed with a member's key (Sequoia).
+fn embargo_post(signer: &Cert, until: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    let part = format!(
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nX-Case: KAP-2026-0042\r\nX-Embargo-Until: {}\r\n\r\nThe embargoed fix.",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let key = ListKey::from_cert(signer.clone()).unwrap();
+    let signature =
+        embargod::pgp::seal::sign_detached(&key, part.as_bytes(), std::time::SystemTime::now())
+            .unwrap();
+    format!(
+        "From: <m00@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: embargoed fix\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"o\"\r\n\r\n\
+         --o\r\n{part}\r\n--o\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--o--\r\n",
+        String::from_utf8(signature).unwrap()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_sigkills_lose_nothing_and_release_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let secrets: Vec<Cert> = (0..MEMBERS)
+        .map(|i| {
+            sandbox
+                .generate_member(&format!("m{i:02}"), ListName::Security)
+                .unwrap()
+        })
+        .collect();
+    let distributor = sandbox
+        .generate_member("distro", ListName::Distributors)
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.write_config().unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+
+    let daemon = Daemon(Arc::new(Mutex::new(Some(spawn(&config)))));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+
+    // The killer: twenty SIGKILLs at random moments, a restart after each.
+    let killer = {
+        let slot = daemon.0.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(seed);
+            for _ in 0..KILLS {
+                tokio::time::sleep(Duration::from_millis(150 + rng.next(400))).await;
+                let mut slot = slot.lock().unwrap();
+                if let Some(mut child) = slot.take() {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                }
+                *slot = Some(spawn(&config));
+            }
+        })
+    };
+
+    // The sender: like an MTA, it retries each message until it gets 250.
+    // The embargo post goes first, due a few seconds later, mid-storm.
+    let until = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let mut outgoing: Vec<(String, &str, Vec<u8>)> = vec![(
+        "embargo".into(),
+        DISTRIBUTORS,
+        embargo_post(&secrets[0], until),
+    )];
+    for i in 0..MESSAGES {
+        let tag = format!("crash-{i:02}-{}", embargod::random::token());
+        outgoing.push((
+            tag.clone(),
+            SECURITY,
+            common::report(&format!("report {i}"), &tag),
+        ));
+    }
+    let started = Instant::now();
+    let mut accepted = Vec::new();
+    for (tag, rcpt, message) in &outgoing {
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "cannot get {tag} accepted"
+            );
+            match embargod::lmtp::client::send_one(&addr, "m00@example.org", &[rcpt], message).await
+            {
+                Ok(replies) if replies[0].code == 250 => break,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        if rcpt == &SECURITY {
+            accepted.push(tag.clone());
+        }
+    }
+    killer.await.unwrap();
+
+    // Now let it finish: every member's copy of every accepted message.
+    let wanted = MESSAGES * MEMBERS;
+    let mut copies: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut announcements: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    loop {
+        for mail in read_outbox(&sandbox.outbox_dir()).unwrap() {
+            if !seen.insert(mail.eml.clone()) {
+                continue;
+            }
+            let to = mail.to[0].clone();
+            if to == ANNOUNCE {
+                let text = String::from_utf8_lossy(&mail.bytes);
+                let id = text
+                    .lines()
+                    .find(|l| l.starts_with("Message-ID:"))
+                    .unwrap_or_default()
+                    .to_string();
+                announcements.push(id);
+                continue;
+            }
+            let Some(index) = to
+                .strip_prefix('m')
+                .and_then(|r| r.strip_suffix("@example.org"))
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue; // the distributor, the reporter
+            };
+            let opened = open_copy(&mail.bytes, &secrets[index], &sandbox.list_key).unwrap();
+            let text = common::readable(&opened.content);
+            // Members also get the PST's notices (the release, reminders).
+            if let Some(tag) = accepted.iter().find(|t| text.contains(t.as_str())) {
+                *copies.entry((tag.clone(), to)).or_default() += 1;
+            }
+        }
+        if copies.len() == wanted && !announcements.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log =
+                std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("listening") && !l.contains("sent msg"))
+                .rev()
+                .take(60)
+                .collect();
+            panic!(
+                "{} of {wanted} copies after the storm; the log ends:\n{}",
+                copies.len(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Settled: the queue is empty once the ledger shows no more work.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(daemon);
+
+    let duplicates: usize = copies.values().map(|n| n - 1).sum();
+    let distinct: BTreeSet<&String> = announcements.iter().collect();
+    eprintln!(
+        "{KILLS} kills: {} messages accepted, {} copies to {MEMBERS} members, {duplicates} duplicate(s); \
+         {} announcement(s), {} distinct",
+        accepted.len(),
+        copies.len(),
+        announcements.len(),
+        distinct.len()
+    );
+    assert_eq!(
+        copies.len(),
+        wanted,
+        "every accepted message reached every member"
+    );
+    assert_eq!(distinct.len(), 1, "one release: {announcements:?}");
+    // A kill can catch at most `delivery.concurrency` (4) copies between
+    // the transport's success and their record.
+    assert!(
+        duplicates <= KILLS * 4,
+        "duplicates only from the send-to-record window: {duplicates}"
+    );
+    let _ = distributor;
+
+    let verify = Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(&config)
+        .args(["ledger", "verify"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(out.contains("ledger intact"), "{out}");
+}
