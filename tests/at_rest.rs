@@ -7,12 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
 use common::{list_public, signed_post, Gpg};
-use embargod::config::{ListName, ListenAddr};
+use embargod::config::ListName;
 use embargod::sandbox::{Sandbox, DISTRIBUTORS, SECURITY};
 
 /// The canary as it would appear encoded: itself, and base64 at each of
@@ -58,29 +58,10 @@ async fn the_canary_is_nowhere_on_disk() {
             .unwrap();
     }
     gpg.import(&list_public(&sandbox));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = sandbox.write_config().unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&config, text).unwrap();
+    let (config, addr) = common::config_on_fixed_port(&sandbox);
     let log = dir.path().join("daemon.log");
-
     // The real binary, logging everything it says at debug level.
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_embargod"))
-        .env("RUST_LOG", "debug")
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut daemon = common::spawn_binary(&config, "debug");
     let canary = common::canary();
     let report = common::report("Canary report", &canary);
     let until = (chrono::Utc::now() + chrono::Duration::days(3))
@@ -95,19 +76,14 @@ async fn the_canary_is_nowhere_on_disk() {
         &format!("--- a/x\r\n+++ b/x\r\n@@ -1 +1 @@\r\n-{canary}\r\n+fixed\r\n"),
     );
     for (rcpt, message) in [(SECURITY, report), (DISTRIBUTORS, post)] {
-        let mut sent = false;
-        for _ in 0..200 {
-            if let Ok(replies) =
-                embargod::lmtp::client::send_one(&addr, "alice@example.org", &[rcpt], &message)
-                    .await
-            {
-                assert_eq!(replies[0].code, 250, "{replies:?}");
-                sent = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(sent, "daemon reachable");
+        common::send_until_accepted(
+            &addr,
+            "alice@example.org",
+            rcpt,
+            &message,
+            Duration::from_secs(10),
+        )
+        .await;
     }
     // Security copy to alice, distributors copies to alice and distro-a.
     common::wait_outbox(&sandbox.outbox_dir(), 3).await;

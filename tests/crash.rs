@@ -9,11 +9,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use embargod::config::{ListName, ListenAddr};
+use embargod::config::ListName;
 use embargod::pgp::ListKey;
 use embargod::sandbox::{open_copy, read_outbox, Sandbox, ANNOUNCE, DISTRIBUTORS, SECURITY};
 use sequoia_openpgp::Cert;
@@ -33,23 +33,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
-}
-
-/// Starts the daemon; its log goes to `daemon.log` next to the config.
-fn spawn(config: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("daemon.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_embargod"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
 }
 
 /// The running daemon, swapped at each restart; killed when dropped.
@@ -97,19 +80,11 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
     let distributor = sandbox
         .generate_member("distro", ListName::Distributors)
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = sandbox.write_config().unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&config, text).unwrap();
-    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    let (config, addr) = common::config_on_fixed_port(&sandbox);
 
-    let daemon = Daemon(Arc::new(Mutex::new(Some(spawn(&config)))));
+    let daemon = Daemon(Arc::new(Mutex::new(Some(common::spawn_binary(
+        &config, "info",
+    )))));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -129,7 +104,7 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
                     child.kill().unwrap();
                     child.wait().unwrap();
                 }
-                *slot = Some(spawn(&config));
+                *slot = Some(common::spawn_binary(&config, "info"));
             }
         })
     };
@@ -150,20 +125,16 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
             common::report(&format!("report {i}"), &tag),
         ));
     }
-    let started = Instant::now();
     let mut accepted = Vec::new();
     for (tag, rcpt, message) in &outgoing {
-        loop {
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "cannot get {tag} accepted"
-            );
-            match embargod::lmtp::client::send_one(&addr, "m00@example.org", &[rcpt], message).await
-            {
-                Ok(replies) if replies[0].code == 250 => break,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        common::send_until_accepted(
+            &addr,
+            "m00@example.org",
+            rcpt,
+            message,
+            Duration::from_secs(300),
+        )
+        .await;
         if rcpt == &SECURITY {
             accepted.push(tag.clone());
         }

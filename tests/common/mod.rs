@@ -390,3 +390,64 @@ pub fn signed_parts(message: &[u8]) -> (Vec<u8>, Vec<u8>) {
         signature.contents().to_vec(),
     )
 }
+
+/// Writes the sandbox's config with LMTP on a fixed free loopback port,
+/// for tests that run the real binary: its address must survive restarts.
+pub fn config_on_fixed_port(sandbox: &Sandbox) -> (PathBuf, ListenAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = sandbox.write_config().expect("write config");
+    let text = std::fs::read_to_string(&config)
+        .expect("read config")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).expect("write config");
+    let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().expect("address"));
+    (config, addr)
+}
+
+/// Starts the real binary on `config`, logging at `level`; the log is
+/// appended to `daemon.log` beside the config.
+pub fn spawn_binary(config: &Path, level: &str) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("daemon.log"))
+        .expect("open daemon.log");
+    Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .env("RUST_LOG", level)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start embargod")
+}
+
+/// Sends like an MTA: retries (a daemon not up yet, a 4xx) until the
+/// message is accepted, for at most `patience`. Returns the attempts.
+pub async fn send_until_accepted(
+    addr: &ListenAddr,
+    from: &str,
+    rcpt: &str,
+    message: &[u8],
+    patience: Duration,
+) -> usize {
+    let started = std::time::Instant::now();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match embargod::lmtp::client::send_one(addr, from, &[rcpt], message).await {
+            Ok(replies) if replies[0].code == 250 => return attempts,
+            Ok(replies) if replies[0].code >= 500 => panic!("refused: {replies:?}"),
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < patience,
+            "not accepted in {patience:?} ({attempts} attempts)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
