@@ -70,6 +70,8 @@ fn run(data: &[u8], read_len: usize, config: &Arc<Config>) {
                     assert!(!delivery.rcpts.is_empty(), "DATA without a recipient");
                     let _ = precheck(&delivery.raw, config.lmtp.max_header_size);
                 }
+                // The refusal replies are checked with the rest below.
+                Event::Refused(_) => {}
                 Event::Quit => break 'session,
             }
         }
