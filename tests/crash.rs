@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use embargod::config::ListName;
-use embargod::pgp::ListKey;
 use embargod::sandbox::{open_copy, read_outbox, Sandbox, ANNOUNCE, DISTRIBUTORS, SECURITY};
 use sequoia_openpgp::Cert;
 
@@ -49,21 +48,18 @@ impl Drop for Daemon {
 
 /// A PST post opening an embargo, signed with a member's key (Sequoia).
 fn embargo_post(signer: &Cert, until: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
-    let part = format!(
-        "Content-Type: text/plain; charset=utf-8\r\n\r\nX-Case: KAP-2026-0042\r\nX-Embargo-Until: {}\r\n\r\nThe embargoed fix.",
+    let text = format!(
+        "X-Case: KAP-2026-0042\r\nX-Embargo-Until: {}\r\n\r\nThe embargoed fix.",
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let key = ListKey::from_cert(signer.clone()).unwrap();
-    let signature =
-        embargod::pgp::seal::sign_detached(&key, part.as_bytes(), std::time::SystemTime::now())
-            .unwrap();
-    format!(
-        "From: <m00@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: embargoed fix\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"o\"\r\n\r\n\
-         --o\r\n{part}\r\n--o\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--o--\r\n",
-        String::from_utf8(signature).unwrap()
+    common::sequoia_signed_post(
+        signer,
+        "m00@example.org",
+        DISTRIBUTORS,
+        "embargoed fix",
+        &text,
+        std::time::SystemTime::now(),
     )
-    .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -161,7 +161,7 @@ pub fn seal_copies(
                 ));
             }
             Err(error) => {
-                warn!(message, member = %member.id, %error, "no copy: key unusable");
+                warn!(msg = message, member = %member.id, %error, "no copy: key unusable");
                 record.outcome = Outcome::NoKey(error.to_string());
                 out.records.push(record);
                 out.problems.push((member.id.clone(), error.to_string()));

@@ -70,7 +70,10 @@ where
                     let _ = stream.write_all(&out).await;
                     return;
                 }
-                Event::Refused(reason) => shared.metrics.refused(reason),
+                Event::Refused(reason) => {
+                    info!(%peer, reason, "refused while reading DATA");
+                    shared.metrics.refused(reason)
+                }
             }
         }
     }

@@ -366,14 +366,68 @@ pub fn signed_post(
         &["--armor", "--detach-sign", "--local-user", signer],
         part.as_bytes(),
     );
+    multipart_signed(signer, to, subject, &part, &signature)
+}
+
+/// An RFC 3156 multipart/signed message of `part` and its armored
+/// detached `signature`.
+pub fn multipart_signed(
+    from: &str,
+    to: &str,
+    subject: &str,
+    part: &str,
+    signature: &[u8],
+) -> Vec<u8> {
     format!(
-        "From: <{signer}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
          Date: Wed, 25 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"outer\"\r\n\r\n\
          --outer\r\n{part}\r\n--outer\r\nContent-Type: application/pgp-signature\r\n\r\n{}\r\n--outer--\r\n",
-        String::from_utf8(signature).unwrap()
+        String::from_utf8_lossy(signature)
     )
     .into_bytes()
+}
+
+/// A text post signed with Sequoia by `signer`'s signing key as it was
+/// at `time` (so a key that has expired since can still sign).
+pub fn sequoia_signed_post(
+    signer: &Cert,
+    from: &str,
+    to: &str,
+    subject: &str,
+    text: &str,
+    time: std::time::SystemTime,
+) -> Vec<u8> {
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::serialize::stream::{Armorer, Message, Signer};
+    use std::io::Write;
+    let part = format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{text}");
+    let keypair = signer
+        .keys()
+        .with_policy(&StandardPolicy::new(), time)
+        .secret()
+        .for_signing()
+        .next()
+        .expect("a signing key valid at that time")
+        .key()
+        .clone()
+        .into_keypair()
+        .expect("unencrypted");
+    let mut signature = Vec::new();
+    let message = Message::new(&mut signature);
+    let message = Armorer::new(message)
+        .kind(sequoia_openpgp::armor::Kind::Signature)
+        .build()
+        .unwrap();
+    let mut writer = Signer::new(message, keypair)
+        .unwrap()
+        .detached()
+        .creation_time(time)
+        .build()
+        .unwrap();
+    writer.write_all(part.as_bytes()).unwrap();
+    writer.finalize().unwrap();
+    multipart_signed(from, to, subject, &part, &signature)
 }
 
 /// The two parts of an RFC 3156 multipart/signed message: the signed
