@@ -6,7 +6,8 @@
 //! (OpenPGP unwrapping, posting rules, one signed and encrypted copy per
 //! member) for a sandbox with two security list members, one distributor
 //! and an empty store. Nothing may panic, and every queued copy must hold an
-//! armored OpenPGP message and no verbatim plaintext of the input's body.
+//! armored OpenPGP message (the acknowledgement to a reporter whose key is
+//! unknown: a signature) and no verbatim plaintext of the input's body.
 
 #![no_main]
 
@@ -15,13 +16,14 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 
+use embargod::case::reporter::LEDGER_NAME;
 use embargod::config::{Config, ListName};
 use embargod::fanout::{self, Context};
 use embargod::keys::Keys;
 use embargod::mime::inbound::precheck;
 use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};
 use embargod::sandbox::Sandbox;
-use embargod::store::{Incoming, IncomingMeta, Source, Store, StoreKey};
+use embargod::store::{Batch, Incoming, IncomingMeta, Source, Store, StoreKey};
 
 /// The header size limit the daemon applies by default.
 const MAX_HEADER_SIZE: usize = 256 * 1024;
@@ -37,6 +39,9 @@ struct Setup {
     config: Config,
     keys: Keys,
     store: Store,
+    /// The acknowledgement a plain report gets: the fixed text and MIME
+    /// structure of every acknowledgement, which inputs may well contain.
+    acknowledgement: Vec<u8>,
     /// Holds the store's folder. A static is never dropped, so the folder
     /// outlives the process (a few KiB in the temp dir); the keys and the
     /// config file are deleted as soon as they are loaded.
@@ -63,20 +68,31 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     // Everything is loaded: no secret key needs to stay on disk.
     std::fs::remove_dir_all(dir.path().join("keys")).expect("remove sandbox keys");
     std::fs::remove_file(&file).expect("remove sandbox config");
+    let report = b"From: r@example.net\r\nSubject: a report\r\n\r\nA report.\r\n";
+    let ctx = Context {
+        config: &config,
+        keys: &keys,
+        store: &store,
+        now: Utc::now(),
+    };
+    let acknowledgement = process(&ctx, report)
+        .add_queue
+        .into_iter()
+        .find(|(_, copy)| copy.member == LEDGER_NAME)
+        .expect("a plain report is acknowledged")
+        .1
+        .bytes;
     Setup {
         config,
         keys,
         store,
+        acknowledgement,
         _dir: dir,
     }
 });
 
-fuzz_target!(|data: &[u8]| {
-    let setup = &*SETUP;
-    if precheck(data, MAX_HEADER_SIZE).is_err() {
-        return;
-    }
-    let now = Utc::now();
+/// The fan-out of `data` as it arrives over LMTP from a reporter.
+fn process(ctx: &Context<'_>, data: &[u8]) -> Batch {
     let incoming = Incoming {
         meta: IncomingMeta {
             received: 0,
@@ -87,28 +103,55 @@ fuzz_target!(|data: &[u8]| {
         },
         raw: data.to_vec(),
     };
+    fanout::process(ctx, 1, incoming)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let setup = &*SETUP;
+    if precheck(data, MAX_HEADER_SIZE).is_err() {
+        return;
+    }
+    let now = Utc::now();
     let ctx = Context {
         config: &setup.config,
         keys: &setup.keys,
         store: &setup.store,
         now,
     };
-    let batch = fanout::process(&ctx, 1, incoming);
+    let batch = process(&ctx, data);
 
     let windows = body_windows(data);
     for (_, copy) in &batch.add_queue {
         let bytes = &copy.bytes;
+        // The one message that may go out unencrypted: the acknowledgement
+        // to a reporter whose key is unknown, signed, and holding nothing of
+        // the report (the windows below check that).
+        let acknowledgement = copy.member == LEDGER_NAME && copy.fingerprint.is_empty();
+        let armor: &[u8] = if acknowledgement {
+            b"-----BEGIN PGP SIGNATURE-----"
+        } else {
+            b"-----BEGIN PGP MESSAGE-----"
+        };
         assert!(
-            contains(bytes, b"-----BEGIN PGP MESSAGE-----"),
-            "copy for {} holds no armored OpenPGP message",
-            copy.member
+            contains(bytes, armor),
+            "copy for {} holds no armored OpenPGP {}",
+            copy.member,
+            if acknowledgement {
+                "signature"
+            } else {
+                "message"
+            }
         );
         if windows.is_empty() {
             continue;
         }
         // What the daemon writes around the ciphertext by itself; a window
         // that occurs there proves nothing about leaked input.
-        let boilerplate = boilerplate(&setup.config, copy.list, &copy.to, &copy.message_id, now);
+        let mut boilerplate =
+            boilerplate(&setup.config, copy.list, &copy.to, &copy.message_id, now);
+        if acknowledgement {
+            boilerplate.extend_from_slice(&setup.acknowledgement);
+        }
         for window in windows
             .iter()
             .filter(|window| !contains(&boilerplate, window))

@@ -23,6 +23,10 @@ use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
 
 use super::{when, Case, Milestone};
 
+/// How the reporter appears in the ledger and the queue, where members
+/// appear by id; no member may take this id.
+pub const LEDGER_NAME: &str = "reporter";
+
 /// The reporter's certificate, from an attached key or an Autocrypt
 /// header: one that can take encryption now and names their address or
 /// made a signature on the report.
@@ -201,7 +205,7 @@ pub fn send(
         message,
         case: Some(case.id.clone()),
         list: ListName::Security,
-        member: "reporter".into(),
+        member: LEDGER_NAME.into(),
         copy_id: Some(id),
         fingerprint: (!fingerprint.is_empty()).then(|| fingerprint.clone()),
         message_id: Some(message_id.clone()),
@@ -217,7 +221,7 @@ pub fn send(
             message,
             case: Some(case.id.clone()),
             list: ListName::Security,
-            member: "reporter".into(),
+            member: LEDGER_NAME.into(),
             to: to.clone(),
             fingerprint,
             message_id,

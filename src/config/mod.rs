@@ -443,6 +443,8 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
         assert!(msg.contains("pigeon"), "{msg}");
         let msg = problem(&MINIMAL.replace("[lmtp]", "[lmtp]\nlisten_typo = 1"));
         assert!(msg.contains("listen_typo"), "{msg}");
+        let msg = problem(&MINIMAL.replace("\"alice\"", "\"reporter\""));
+        assert!(msg.contains("reserved"), "{msg}");
     }
 
     #[test]

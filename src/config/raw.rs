@@ -401,6 +401,12 @@ impl Checker<'_> {
                 format!("{:?}: use letters, digits, '-', '_' and '.'", raw.id),
             ));
         }
+        if raw.id == crate::case::reporter::LEDGER_NAME {
+            return Err(self.invalid(
+                "member.id",
+                format!("{:?} is reserved for the reporters of cases", raw.id),
+            ));
+        }
         let key = |field: &str| format!("member[{}].{field}", raw.id);
         let fingerprint: String = raw
             .fingerprint
