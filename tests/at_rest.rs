@@ -61,7 +61,7 @@ async fn the_canary_is_nowhere_on_disk() {
     let (config, addr) = common::config_on_fixed_port(&sandbox);
     let log = dir.path().join("daemon.log");
     // The real binary, logging everything it says at debug level.
-    let mut daemon = common::spawn_binary(&config, "debug");
+    let mut daemon = common::Running(common::spawn_binary(&config, "debug"));
     let canary = common::canary();
     let report = common::report("Canary report", &canary);
     let until = (chrono::Utc::now() + chrono::Duration::days(3))
@@ -89,10 +89,10 @@ async fn the_canary_is_nowhere_on_disk() {
     common::wait_outbox(&sandbox.outbox_dir(), 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(daemon.0.wait().unwrap().success());
 
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(

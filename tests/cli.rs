@@ -186,7 +186,7 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
 
     let spawn = || {
-        Running(
+        common::Running(
             Command::new(env!("CARGO_BIN_EXE_embargod"))
                 .arg("--config")
                 .arg(&config)
@@ -236,16 +236,6 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     send_sigterm(daemon.0.id());
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
-}
-
-/// A daemon process, killed if the test fails before stopping it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// SIGTERM through the `kill` command (no libc needed in the tests).

@@ -25,16 +25,6 @@ const SPOOL_LIMIT: usize = 2_000;
 const ACKS_PER_HOUR: usize = 5;
 const FORGED: &str = "victim@forged.example";
 
-/// The daemon, killed if the test fails before it stops it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Peak resident memory of a process, in KiB (VmHWM).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -153,7 +143,7 @@ async fn floods_leave_the_daemon_up_bounded_and_delivering() {
     sandbox.extra =
         format!("[limits]\nspool_messages = {SPOOL_LIMIT}\nacks_per_hour = {ACKS_PER_HOUR}\n");
     let (config, addr) = common::config_on_fixed_port(&sandbox);
-    let mut daemon = Daemon(common::spawn_binary(&config, "warn"));
+    let mut daemon = common::Running(common::spawn_binary(&config, "warn"));
     let pid = daemon.0.id();
     // Wait for the listener with the real report's first half: nothing
     // counts until the daemon answers.

@@ -296,7 +296,7 @@ async fn nasty_messages_each_get_a_clear_outcome_and_a_log_line() {
 
     let (config, addr) = common::config_on_fixed_port(&sandbox);
     let log = config.with_file_name("daemon.log");
-    let mut daemon = common::spawn_binary(&config, "info");
+    let mut daemon = common::Running(common::spawn_binary(&config, "info"));
     common::send_until_accepted(
         &addr,
         common::REPORTER,
@@ -407,12 +407,11 @@ async fn nasty_messages_each_get_a_clear_outcome_and_a_log_line() {
             started.elapsed()
         );
         assert!(
-            daemon.try_wait().unwrap().is_none(),
+            daemon.0.try_wait().unwrap().is_none(),
             "the daemon died on {name}"
         );
     }
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    drop(daemon);
 
     // What was delivered reached the PST member with a working key as a
     // copy she can open: the warm-up and each delivered case.

@@ -12,16 +12,6 @@ use embargod::config::{ListName, ListenAddr};
 use embargod::control::{client::request, Command as Admin};
 use embargod::sandbox::{Sandbox, SECURITY};
 
-/// A daemon process, killed if the test fails before stopping it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(child: &std::process::Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -51,7 +41,7 @@ async fn sighup_reloads_members_and_refuses_a_broken_config() {
     };
     fix_port(&config);
     let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
-    let daemon = Running(
+    let daemon = common::Running(
         Command::new(env!("CARGO_BIN_EXE_embargod"))
             .arg("--config")
             .arg(&config)

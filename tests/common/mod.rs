@@ -461,6 +461,17 @@ pub fn config_on_fixed_port(sandbox: &Sandbox) -> (PathBuf, ListenAddr) {
     (config, addr)
 }
 
+/// A running binary, killed when dropped: a failing test leaves no
+/// daemon behind.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real binary on `config`, logging at `level`; the log is
 /// appended to `daemon.log` beside the config.
 pub fn spawn_binary(config: &Path, level: &str) -> std::process::Child {
