@@ -200,10 +200,11 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
     let duplicates: usize = copies.values().map(|n| n - 1).sum();
     let distinct: BTreeSet<&String> = announcements.iter().collect();
     eprintln!(
-        "{KILLS} kills: {} messages accepted, {} copies to {MEMBERS} members, {duplicates} duplicate(s); \
-         {} announcement(s), {} distinct",
+        "{KILLS} kills: {} messages accepted, {} of {wanted} copies to {MEMBERS} members, {} lost, \
+         {duplicates} duplicate(s); {} announcement(s), {} distinct",
         accepted.len(),
         copies.len(),
+        wanted - copies.len(),
         announcements.len(),
         distinct.len()
     );
