@@ -235,6 +235,66 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_inline_clearsigned_pst_post_is_embargoed_like_a_pgp_mime_one() {
+    let w = world();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let until = w.clock.now() + chrono::Duration::hours(2);
+    let secret = canary();
+    // What `gpg --clearsign` in a mail client's editor produces.
+    let text = format!(
+        "X-Case: KAP-2026-0003\nX-Embargo-Until: {}\n\nPlease test the fix.\n{secret}\n",
+        rfc3339(until)
+    );
+    let signed = w.gpg.ok(
+        &["--clearsign", "--local-user", "bob@example.org"],
+        text.as_bytes(),
+    );
+    let post = format!(
+        "From: bob <bob@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: inline fix\r\n\r\n{}",
+        String::from_utf8(signed).unwrap()
+    );
+    let reply = daemon
+        .send("bob@example.org", &[DISTRIBUTORS], post.as_bytes())
+        .await;
+    assert_eq!(reply[0].code, 250, "{reply:?}");
+    let copies = outbox(&daemon, 4).await;
+    for mail in &copies {
+        let text = decrypt(&w.gpg, mail);
+        assert!(
+            text.contains("EMBARGOED until") && text.contains("KAP-2026-0003"),
+            "{text}"
+        );
+        assert!(text.contains(&secret), "{text}");
+        assert!(
+            !text.contains("X-Embargo-Until"),
+            "keyword lines removed: {text}"
+        );
+        assert!(!text.contains("BEGIN PGP SIGNED MESSAGE"), "{text}");
+    }
+
+    // The same post with its signed text changed goes nowhere.
+    let tampered = post.replace("Please test the fix.", "Please skip the fix.");
+    let reply = daemon
+        .send("bob@example.org", &[DISTRIBUTORS], tampered.as_bytes())
+        .await;
+    assert_eq!(reply[0].code, 250, "{reply:?}");
+    daemon.settle().await;
+    for mail in to(&common::outbox(&daemon.outbox), "distro-a@example.org") {
+        assert!(
+            !decrypt(&w.gpg, &mail).contains("skip"),
+            "tampered post forwarded"
+        );
+    }
+    assert!(
+        to(&common::outbox(&daemon.outbox), "alice@example.org")
+            .iter()
+            .any(|m| decrypt(&w.gpg, m).contains("held")),
+        "the PST hears of the held post"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reminder_moves_and_early_release() {
     let mut w = world();
     w.sandbox.extra = "[embargo]\nreminder_before = \"24h\"\n".into();

@@ -309,6 +309,54 @@ async fn member_signatures_are_verified_and_forgeries_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn inline_cleartext_signed_reports_arrive_as_checked_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let pst = pst(&mut sandbox);
+    let daemon = start(&sandbox, Clock::system()).await;
+    let tag = canary();
+    // A dash-escaped line too: "- -- " in the armor is "-- " in the text.
+    let clearsigned = pst.gpg.ok(
+        &["--clearsign", "--local-user", "bob@example.org"],
+        format!("Inline signed report {tag}\n-- \nbob\n").as_bytes(),
+    );
+    let message = format!(
+        "From: bob <bob@example.org>\r\nTo: <{SECURITY}>\r\nSubject: inline\r\n\r\n{}",
+        String::from_utf8(clearsigned).unwrap()
+    );
+    assert_eq!(
+        daemon
+            .send("bob@example.org", &[SECURITY], message.as_bytes())
+            .await[0]
+            .code,
+        250
+    );
+    let copies = daemon.wait_outbox(3).await;
+    daemon.settle().await;
+    for copy in &copies {
+        let (plaintext, _) = pst.gpg.decrypt(&armored_part(&copy.bytes));
+        let plaintext = common::readable(&plaintext);
+        assert!(
+            plaintext.contains("Signature: good signature by bob"),
+            "{plaintext}"
+        );
+        // The marks change the text, so the sender's armor, which would
+        // then show a bad signature, is taken off; the info part reports it.
+        assert!(plaintext.contains(&tag), "{plaintext}");
+        assert!(
+            plaintext.contains("\n-- \r\nbob") || plaintext.contains("\n-- \nbob"),
+            "{plaintext}"
+        );
+        assert!(
+            !plaintext.contains("BEGIN PGP SIGNED MESSAGE"),
+            "{plaintext}"
+        );
+        assert!(!plaintext.contains("BEGIN PGP SIGNATURE"), "{plaintext}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn mail_encrypted_to_another_key_is_passed_on_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(dir.path()).unwrap();

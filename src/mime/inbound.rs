@@ -272,14 +272,17 @@ pub fn unwrap(
                 }
             }
             Some(InlinePgp::ClearSigned(text)) => {
-                // The signed text stays as it is, so members can check it too.
+                // The signed text comes out of its armor, as for PGP/MIME: its
+                // keyword lines count, the copies' marks would break the
+                // signature anyway, and the info part reports this check.
                 let signatures = match open(key, text.as_bytes(), signers, limit, time) {
                     Ok(opened) => opened.signatures,
                     Err(e) => Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
                         reason: e.to_string(),
                     }]),
                 };
-                (Encryption::None, signatures, original_content)
+                let content = super::edit::unsigned(&original_content);
+                (Encryption::None, signatures, content)
             }
             None => (Encryption::None, Signatures::default(), original_content),
         },

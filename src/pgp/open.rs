@@ -14,7 +14,7 @@ use openpgp::crypto::SessionKey;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{
     DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure,
-    VerificationError, VerificationHelper,
+    VerificationError, VerificationHelper, VerifierBuilder,
 };
 use openpgp::parse::Parse;
 use openpgp::types::SymmetricAlgorithm;
@@ -172,29 +172,48 @@ pub fn open(
         addressed_to_list: false,
         tried_decryption: false,
     };
-    let mut decryptor = match DecryptorBuilder::from_bytes(data)
-        .and_then(|b| b.with_policy(&POLICY, skewed(time), helper))
-    {
-        Ok(decryptor) => decryptor,
-        Err(e) => return Err(classify(e)),
+    // Sequoia's Decryptor does not read the cleartext signature framework;
+    // its Verifier does (and there is nothing to decrypt).
+    let cleartext = data
+        .trim_ascii_start()
+        .starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----");
+    let (plaintext, helper) = if cleartext {
+        let mut verifier = VerifierBuilder::from_bytes(data)
+            .and_then(|b| b.with_policy(&POLICY, skewed(time), helper))
+            .map_err(classify)?;
+        let plaintext = read_limited(&mut verifier, limit)?;
+        if !verifier.message_processed() {
+            return Err(OpenError::Malformed("message ends early".into()));
+        }
+        (plaintext, verifier.into_helper())
+    } else {
+        let mut decryptor = DecryptorBuilder::from_bytes(data)
+            .and_then(|b| b.with_policy(&POLICY, skewed(time), helper))
+            .map_err(classify)?;
+        let plaintext = read_limited(&mut decryptor, limit)?;
+        if !decryptor.message_processed() {
+            return Err(OpenError::Malformed("message ends early".into()));
+        }
+        (plaintext, decryptor.into_helper())
     };
+    Ok(Opened {
+        plaintext,
+        encrypted: helper.encrypted,
+        signatures: helper.signatures,
+    })
+}
+
+/// Reads all of `reader`, refusing more than `limit` bytes.
+fn read_limited(reader: &mut impl Read, limit: usize) -> Result<Vec<u8>, OpenError> {
     let mut plaintext = Vec::new();
-    (&mut decryptor)
+    reader
         .take(limit as u64 + 1)
         .read_to_end(&mut plaintext)
         .map_err(|e| OpenError::Malformed(e.to_string()))?;
     if plaintext.len() > limit {
         return Err(OpenError::TooLarge(limit));
     }
-    if !decryptor.message_processed() {
-        return Err(OpenError::Malformed("message ends early".into()));
-    }
-    let helper = decryptor.into_helper();
-    Ok(Opened {
-        plaintext,
-        encrypted: helper.encrypted,
-        signatures: helper.signatures,
-    })
+    Ok(plaintext)
 }
 
 /// Verifies a detached signature (PGP/MIME multipart/signed) over `data`.
