@@ -281,7 +281,9 @@ pub fn unwrap(
                         reason: e.to_string(),
                     }]),
                 };
-                let content = super::edit::unsigned(&original_content);
+                let content = cleartext_signed(text)
+                    .map(|signed| super::text_part(&signed))
+                    .unwrap_or(original_content);
                 (Encryption::None, signatures, content)
             }
             None => (Encryption::None, Signatures::default(), original_content),
@@ -386,6 +388,29 @@ fn inline_pgp<'a>(part: &'a MessagePart<'_>) -> Option<InlinePgp<'a>> {
     } else {
         None
     }
+}
+
+/// The signed text of an OpenPGP cleartext-signed message (RFC 9580
+/// §7): the lines between the armor headers and the signature, with their
+/// dash-escaping undone. None when `text` (as [`inline_pgp`] found it) is
+/// not a complete one.
+fn cleartext_signed(text: &str) -> Option<String> {
+    let mut lines = text
+        .strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----")?
+        .lines();
+    // The rest of the BEGIN line, then the armor headers ("Hash: SHA256")
+    // up to the first empty line.
+    lines.next()?;
+    lines.by_ref().find(|line| line.trim_end().is_empty())?;
+    let mut out = String::new();
+    for line in lines {
+        if line.trim_end() == "-----BEGIN PGP SIGNATURE-----" {
+            return Some(out);
+        }
+        out.push_str(line.strip_prefix("- ").unwrap_or(line));
+        out.push('\n');
+    }
+    None
 }
 
 /// The raw header lines of the carried fields, in their original order.
@@ -526,6 +551,19 @@ pub fn crlf(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleartext_signed_text_comes_out_of_its_armor() {
+        let signed = "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\n\
+The bug is in the parser.\r\n- -- \r\nRita\r\n\
+-----BEGIN PGP SIGNATURE-----\r\n\r\nSIG\r\n-----END PGP SIGNATURE-----\r\n";
+        assert_eq!(
+            cleartext_signed(signed).unwrap(),
+            "The bug is in the parser.\n-- \nRita\n"
+        );
+        // Not a complete cleartext signature.
+        assert_eq!(cleartext_signed(&signed[..signed.len() - 60]), None);
+    }
 
     #[test]
     fn precheck_refuses_what_is_no_mail() {
