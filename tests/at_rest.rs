@@ -61,7 +61,7 @@ async fn the_canary_is_nowhere_on_disk() {
     let (config, addr) = common::config_on_fixed_port(&sandbox);
     let log = dir.path().join("daemon.log");
     // The real binary, logging everything it says at debug level.
-    let mut daemon = common::Running(common::spawn_binary(&config, "debug"));
+    let mut daemon = common::spawn_binary(&config, "debug");
     let canary = common::canary();
     let report = common::report("Canary report", &canary);
     let until = (chrono::Utc::now() + chrono::Duration::days(3))

@@ -185,18 +185,7 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     std::fs::write(&config, text_config).unwrap();
     let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
 
-    let spawn = || {
-        common::Running(
-            Command::new(env!("CARGO_BIN_EXE_embargod"))
-                .arg("--config")
-                .arg(&config)
-                .arg("run")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let spawn = || common::spawn_binary(&config, "info");
     let mut daemon = spawn();
     let connect = || async {
         for _ in 0..200 {

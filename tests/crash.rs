@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,18 +31,6 @@ impl Lcg {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
-    }
-}
-
-/// The running daemon, swapped at each restart; killed when dropped.
-struct Daemon(Arc<Mutex<Option<Child>>>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -78,9 +66,8 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
         .unwrap();
     let (config, addr) = common::config_on_fixed_port(&sandbox);
 
-    let daemon = Daemon(Arc::new(Mutex::new(Some(common::spawn_binary(
-        &config, "info",
-    )))));
+    // The running daemon, swapped at each restart; killed when dropped.
+    let daemon = Arc::new(Mutex::new(Some(common::spawn_binary(&config, "info"))));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -89,16 +76,16 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
 
     // The killer: twenty SIGKILLs at random moments, a restart after each.
     let killer = {
-        let slot = daemon.0.clone();
+        let slot = daemon.clone();
         let config = config.clone();
         tokio::spawn(async move {
             let mut rng = Lcg(seed);
             for _ in 0..KILLS {
                 tokio::time::sleep(Duration::from_millis(150 + rng.next(400))).await;
                 let mut slot = slot.lock().unwrap();
-                if let Some(mut child) = slot.take() {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
+                if let Some(mut running) = slot.take() {
+                    running.0.kill().unwrap();
+                    running.0.wait().unwrap();
                 }
                 *slot = Some(common::spawn_binary(&config, "info"));
             }

@@ -143,7 +143,7 @@ async fn floods_leave_the_daemon_up_bounded_and_delivering() {
     sandbox.extra =
         format!("[limits]\nspool_messages = {SPOOL_LIMIT}\nacks_per_hour = {ACKS_PER_HOUR}\n");
     let (config, addr) = common::config_on_fixed_port(&sandbox);
-    let mut daemon = common::Running(common::spawn_binary(&config, "warn"));
+    let mut daemon = common::spawn_binary(&config, "warn");
     let pid = daemon.0.id();
     // Wait for the listener with the real report's first half: nothing
     // counts until the daemon answers.

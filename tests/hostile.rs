@@ -14,14 +14,11 @@ use embargod::config::{ListName, ListenAddr};
 use embargod::lmtp::client;
 use embargod::sandbox::{open_copy, read_outbox, Sandbox, DISTRIBUTORS, SECURITY};
 use sequoia_openpgp::cert::prelude::*;
-use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::serialize::stream::{
     Armorer, Compressor, Encryptor, LiteralWriter, Message, Recipient,
 };
 use sequoia_openpgp::types::CompressionAlgorithm;
 use sequoia_openpgp::Cert;
-
-static POLICY: &StandardPolicy = &StandardPolicy::new();
 
 const FROM: &str = "From: <mallory@hostile.example>\r\nTo: <security@kappital.example>\r\n";
 
@@ -183,7 +180,7 @@ fn pgp_mime(
 
 fn recipients_of(cert: &Cert) -> Vec<Recipient<'_>> {
     cert.keys()
-        .with_policy(POLICY, None)
+        .with_policy(&embargod::pgp::POLICY, None)
         .supported()
         .for_transport_encryption()
         .map(|ka| ka.into())
@@ -296,7 +293,7 @@ async fn nasty_messages_each_get_a_clear_outcome_and_a_log_line() {
 
     let (config, addr) = common::config_on_fixed_port(&sandbox);
     let log = config.with_file_name("daemon.log");
-    let mut daemon = common::Running(common::spawn_binary(&config, "info"));
+    let mut daemon = common::spawn_binary(&config, "info");
     common::send_until_accepted(
         &addr,
         common::REPORTER,

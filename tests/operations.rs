@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{report, start};
@@ -41,16 +41,7 @@ async fn sighup_reloads_members_and_refuses_a_broken_config() {
     };
     fix_port(&config);
     let addr = ListenAddr::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
-    let daemon = common::Running(
-        Command::new(env!("CARGO_BIN_EXE_embargod"))
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = common::spawn_binary(&config, "info");
     let send = |subject: &'static str| {
         let addr = addr.clone();
         async move {

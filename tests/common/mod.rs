@@ -474,21 +474,23 @@ impl Drop for Running {
 
 /// Starts the real binary on `config`, logging at `level`; the log is
 /// appended to `daemon.log` beside the config.
-pub fn spawn_binary(config: &Path, level: &str) -> std::process::Child {
+pub fn spawn_binary(config: &Path, level: &str) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(config.with_file_name("daemon.log"))
         .expect("open daemon.log");
-    Command::new(env!("CARGO_BIN_EXE_embargod"))
-        .env("RUST_LOG", level)
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start embargod")
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_embargod"))
+            .env("RUST_LOG", level)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start embargod"),
+    )
 }
 
 /// Sends like an MTA: retries (a daemon not up yet, a 4xx) until the
