@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use embargod::config::ListName;
 use embargod::mark::trace::trace;
-use embargod::mark::{mark_text, shingles, words, MarkSecret};
-use embargod::store::{Batch, CopyInfo, Store, StoreKey, KEY_LEN};
+use embargod::mark::{mark_text, words, MarkSecret};
+use embargod::sandbox::index_copies;
+use embargod::store::{Store, StoreKey, KEY_LEN};
 
 const MESSAGES: u64 = 1_000;
 const COPIES: u64 = 100;
@@ -93,20 +93,7 @@ fn main() {
     );
     let started = Instant::now();
     for message in 0..MESSAGES {
-        let text = prose(message);
-        let mut batch = Batch::default();
-        batch
-            .shingles
-            .push((message, shingles(&secret, &words(&text))));
-        batch.copy_index.extend((0..COPIES).map(|i| CopyInfo {
-            copy_id: message * COPIES + i + 1,
-            message,
-            member: format!("member{i:03}"),
-            email: format!("member{i:03}@example.org"),
-            list: ListName::Distributors,
-            case: Some(format!("KAP-2026-{:04}", message + 1)),
-        }));
-        store.apply(batch).expect("index");
+        index_copies(&store, message, &prose(message), COPIES).expect("index");
     }
     println!("built in {:.1} s", started.elapsed().as_secs_f64());
 

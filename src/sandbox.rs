@@ -13,7 +13,7 @@ use crate::config::ListName;
 use crate::mime::inbound::{unwrap, UnwrapError, Unwrapped};
 use crate::pgp::open::Signers;
 use crate::pgp::{generate_cert, ListKey};
-use crate::store::StoreKey;
+use crate::store::{Batch, CopyInfo, Store, StoreError, StoreKey};
 
 pub const PROJECT: &str = "Kappital";
 pub const SECURITY: &str = "security@kappital.example";
@@ -215,4 +215,32 @@ pub fn open_copy(
         list.cert().clone().strip_secret_key_material(),
     )]);
     unwrap(copy, member_secret, &signers, 1 << 30, SystemTime::now())
+}
+
+/// Records in `store` what tracing knows of `message` (prose `text`) sent
+/// as `copies` marked copies to `member000`, `member001`, …: copy ids
+/// `message * copies + 1` onward, case `KAP-2026-<message + 1>`. Nothing is
+/// sealed or sent; the trace benchmark and fuzz target build their
+/// ledgers this way.
+pub fn index_copies(
+    store: &Store,
+    message: u64,
+    text: &str,
+    copies: u64,
+) -> Result<(), StoreError> {
+    let secret = store.mark_secret();
+    let mut batch = Batch::default();
+    batch.shingles.push((
+        message,
+        crate::mark::shingles(secret, &crate::mark::words(text)),
+    ));
+    batch.copy_index.extend((0..copies).map(|i| CopyInfo {
+        copy_id: message * copies + i + 1,
+        message,
+        member: format!("member{i:03}"),
+        email: format!("member{i:03}@example.org"),
+        list: ListName::Distributors,
+        case: Some(format!("KAP-2026-{:04}", message + 1)),
+    }));
+    store.apply(batch)
 }

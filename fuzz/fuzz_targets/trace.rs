@@ -12,10 +12,10 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 
-use embargod::config::ListName;
 use embargod::mark::trace::{trace, Verdict};
-use embargod::mark::{shingles, words, MarkSecret};
-use embargod::store::{Batch, CopyInfo, Store, StoreKey, KEY_LEN};
+use embargod::mark::MarkSecret;
+use embargod::sandbox::index_copies;
+use embargod::store::{CopyInfo, Store, StoreKey, KEY_LEN};
 
 /// The prose of the two messages; the seeds in `corpus/trace` are marked
 /// copies of it made with the same store key.
@@ -43,19 +43,7 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     .expect("store");
     let secret = store.mark_secret().clone();
     for (message, text) in (0u64..).zip(PROSE) {
-        let mut batch = Batch::default();
-        batch
-            .shingles
-            .push((message, shingles(&secret, &words(text))));
-        batch.copy_index.extend((0..COPIES).map(|i| CopyInfo {
-            copy_id: message * COPIES + i + 1,
-            message,
-            member: format!("member{i}"),
-            email: format!("member{i}@example.org"),
-            list: ListName::Distributors,
-            case: Some(format!("KAP-2026-{:04}", message + 1)),
-        }));
-        store.apply(batch).expect("index");
+        index_copies(&store, message, text, COPIES).expect("index");
     }
     Setup {
         store,
