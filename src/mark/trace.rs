@@ -239,27 +239,54 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
             ))
         }
     }
-    // No copy alone: do two together explain it?
-    let mut best: Option<(usize, usize, usize)> = None;
-    for a in 0..copies.len() {
-        for b in a + 1..copies.len() {
-            let union = (0..n).filter(|&i| agree[a][i] || agree[b][i]).count();
-            if best.is_none_or(|(_, _, u)| union > u) {
-                best = Some((a, b, union));
+    // No copy alone: is it an excerpt from one copy followed by one from
+    // another? Each side must name its copy on its own terms (enough votes,
+    // nearly all agreeing). Two random copies together "explain" most
+    // votes of any text, so a looser rule would name people for nothing.
+    let agreed_before: Vec<Vec<usize>> = agree
+        .iter()
+        .map(|votes| {
+            std::iter::once(0)
+                .chain(votes.iter().scan(0, |sum, &v| {
+                    *sum += usize::from(v);
+                    Some(*sum)
+                }))
+                .collect()
+        })
+        .collect();
+    let enough = |agreed: usize, votes: usize| {
+        votes >= MIN_VOTES && agreed as f64 >= votes as f64 * AGREEMENT
+    };
+    let mut best: Option<(usize, usize, usize, usize)> = None; // (first, second, split, agreeing)
+    for first in 0..copies.len() {
+        for second in (0..copies.len()).filter(|&c| c != first) {
+            for split in MIN_VOTES..=n.saturating_sub(MIN_VOTES) {
+                let head = agreed_before[first][split];
+                let tail = agreed_before[second][n] - agreed_before[second][split];
+                if enough(head, split)
+                    && enough(tail, n - split)
+                    && best.is_none_or(|(.., h, t)| head + tail > h + t)
+                {
+                    best = Some((first, second, split, head + tail));
+                }
             }
         }
     }
     match best {
-        Some((a, b, union)) if union >= needed => Ok(Mark::Several(
-            vec![copies[a].clone(), copies[b].clone()],
-            format!(
-                "invisible mark: no single copy explains the text, but two together explain {union} of {n} marked words \
-                 ({} and {}): an excerpt from two copies",
-                summary(a),
-                summary(b)
-            ),
-        )),
-        _ => Ok(Mark::None(format!(
+        Some((first, second, split, _)) => {
+            let head = agreed_before[first][split];
+            let tail = agreed_before[second][n] - agreed_before[second][split];
+            Ok(Mark::Several(
+                vec![copies[first].clone(), copies[second].clone()],
+                format!(
+                    "invisible mark: no single copy explains the text, but its first {split} marked words \
+                     agree with one copy ({head} of them) and the other {} with another ({tail}): \
+                     an excerpt from two copies",
+                    n - split
+                ),
+            ))
+        }
+        None => Ok(Mark::None(format!(
             "{n} marked words match message {message}, but no copy agrees with enough of them"
         ))),
     }
