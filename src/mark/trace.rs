@@ -257,15 +257,30 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
     let enough = |agreed: usize, votes: usize| {
         votes >= MIN_VOTES && agreed as f64 >= votes as f64 * AGREEMENT
     };
-    let mut best: Option<(usize, usize, usize, usize)> = None; // (first, second, split, agreeing)
-    for first in 0..copies.len() {
-        for second in (0..copies.len()).filter(|&c| c != first) {
-            for split in MIN_VOTES..=n.saturating_sub(MIN_VOTES) {
-                let head = agreed_before[first][split];
-                let tail = agreed_before[second][n] - agreed_before[second][split];
-                if enough(head, split)
+    // The two copies that agree most with a span, best first.
+    let top_two = |agreed: &dyn Fn(usize) -> usize| {
+        let mut top: [Option<(usize, usize)>; 2] = [None, None]; // (agreeing, copy)
+        for c in 0..copies.len() {
+            let entry = Some((agreed(c), c));
+            if entry > top[0] {
+                top = [entry, top[0]];
+            } else if entry > top[1] {
+                top[1] = entry;
+            }
+        }
+        top
+    };
+    // (first, second, split, agreeing): linear in copies for each split.
+    let mut best: Option<(usize, usize, usize, usize)> = None;
+    for split in MIN_VOTES..=n.saturating_sub(MIN_VOTES) {
+        let heads = top_two(&|c| agreed_before[c][split]);
+        let tails = top_two(&|c| agreed_before[c][n] - agreed_before[c][split]);
+        for (head, first) in heads.into_iter().flatten() {
+            for (tail, second) in tails.into_iter().flatten() {
+                if first != second
+                    && enough(head, split)
                     && enough(tail, n - split)
-                    && best.is_none_or(|(.., h, t)| head + tail > h + t)
+                    && best.is_none_or(|(.., total)| head + tail > total)
                 {
                     best = Some((first, second, split, head + tail));
                 }
