@@ -49,13 +49,6 @@ impl Keys {
         })
     }
 
-    /// Whether `member`'s certificate is in force at `time`: a signature
-    /// authorises something only while its key is, not just when it signed.
-    pub fn in_force(&self, member: &str, time: std::time::SystemTime) -> Result<(), KeyProblem> {
-        self.member(member)
-            .and_then(|cert| crate::pgp::alive(cert, time).map(drop))
-    }
-
     /// The certificate of `member`, or why there is none.
     pub fn member(&self, member: &str) -> Result<&Cert, KeyProblem> {
         match self.members.get(member) {

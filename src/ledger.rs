@@ -31,6 +31,11 @@ pub struct DeliveryRecord {
     /// Certificate the copy was encrypted to (none when there was no
     /// usable one).
     pub fingerprint: Option<String>,
+    /// The encryption subkey of that certificate the copy went to (the
+    /// newest valid one). Left out of older entries, whose hashes stay
+    /// as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_subkey: Option<String>,
     /// Message-ID of the copy.
     pub message_id: Option<String>,
     /// SHA-256 of the signed plaintext entity, hex.
@@ -59,6 +64,7 @@ impl DeliveryRecord {
             member: member.to_string(),
             copy_id: None,
             fingerprint: None,
+            encryption_subkey: None,
             message_id: None,
             plaintext_sha256: None,
             ciphertext_sha256: None,
@@ -219,6 +225,7 @@ mod tests {
             member: member.into(),
             copy_id: Some(42),
             fingerprint: None,
+            encryption_subkey: None,
             message_id: None,
             plaintext_sha256: None,
             ciphertext_sha256: None,

@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod embargo;
 pub mod fanout;
+pub mod freshness;
 mod fsutil;
 pub mod keys;
 pub mod keywords;

@@ -7,8 +7,8 @@
 //! X-Add: carol
 //! ```
 //!
-//! A command's signature must be less than 7 days old and never seen
-//! before (replays are refused). An unknown keyword refuses the whole
+//! A command's signature must pass the freshness rule ([`crate::freshness`]):
+//! recent, by a key in force, never used before. An unknown keyword refuses the whole
 //! mail. Each command mail gets an encrypted reply listing what was done
 //! and what was refused, and why. The command line runs the same code
 //! ([`apply`] with the admin as actor).
@@ -44,19 +44,12 @@ pub const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
-/// How old a command's signature may be.
-pub const MAX_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
-
 /// Who gives a command.
 #[derive(Debug, Clone)]
 pub enum Actor {
-    /// A PST member, by a signed post: its signature's creation time and
-    /// digest guard against replays.
-    Member {
-        id: String,
-        signed: u64,
-        digest: String,
-    },
+    /// A PST member, by a signed post whose signature passed the
+    /// freshness rule ([`crate::freshness`]).
+    Member { id: String },
     /// An admin on the command line.
     Admin,
 }
@@ -95,8 +88,9 @@ impl Report {
     }
 }
 
-/// Checks the mail as a whole: known keywords only, a fresh signature.
-pub fn admissible(ctx: &Context<'_>, actor: &Actor, keywords: &[Keyword]) -> Result<(), String> {
+/// Checks the mail as a whole: known keywords only. (The signature's
+/// freshness is [`crate::freshness`]'s, checked before.)
+pub fn admissible(keywords: &[Keyword]) -> Result<(), String> {
     if let Some(unknown) = keywords
         .iter()
         .find(|k| !KNOWN.iter().any(|(name, _)| *name == k.name))
@@ -107,22 +101,6 @@ pub fn admissible(ctx: &Context<'_>, actor: &Actor, keywords: &[Keyword]) -> Res
             unknown.name,
             known.join(", ")
         ));
-    }
-    if let Actor::Member { signed, digest, .. } = actor {
-        let now = to_millis(ctx.now);
-        if now.saturating_sub(*signed) > MAX_AGE_MS {
-            return Err(
-                "the signature is more than 7 days old: a stale command is not replayed".into(),
-            );
-        }
-        let seen = ctx
-            .store
-            .case_value(&format!("sig/{digest}"))
-            .map_err(|e| e.to_string())?
-            .is_some();
-        if seen {
-            return Err("this signature was already used: a replayed command is refused".into());
-        }
     }
     Ok(())
 }
@@ -138,11 +116,6 @@ pub fn apply(
     let config = ctx.config;
     let now = to_millis(ctx.now);
     let mut report = Report::default();
-    if let Actor::Member { digest, signed, .. } = actor {
-        batch
-            .cases
-            .push((format!("sig/{digest}"), signed.to_string().into_bytes()));
-    }
     let old = case.clone();
     let pst = &config.lists.security.members;
     for keyword in keywords {

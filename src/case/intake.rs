@@ -4,15 +4,15 @@
 //! signed keyword lines are commands. Every case message goes to the PST
 //! and the case's Fix Team, encrypted to each.
 
-use std::time::SystemTime;
-
 use crate::config::ListName;
 use crate::fanout::{fan_out, info_text, Context, Outgoing};
+use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
 use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
+use crate::pgp::open::GoodSignature;
 use crate::store::{Audience, Batch, Incoming, Source};
 
 use super::commands::{self, Actor};
@@ -32,9 +32,6 @@ pub fn security(
         .map(|slot| slot.text)
         .unwrap_or_default();
     let (keywords, rest) = keywords::split(&text);
-    // Keyword lines are read only in signed text: a PST member's, whose
-    // key is in force now.
-    let signer = signer(ctx, unwrapped, &config.lists.security.members);
 
     if let Some(list) = keywords::get(&keywords, "join") {
         return join(ctx, batch, id, incoming, unwrapped, list);
@@ -42,30 +39,64 @@ pub fn security(
     if let Some(request) = keywords::get(&keywords, "vouch") {
         return vouch(ctx, batch, unwrapped, request);
     }
-    match signer {
-        Some(signer) if !keywords.is_empty() => {
+    if keywords.is_empty() {
+        return report_or_follow_up(ctx, batch, id, incoming, unwrapped);
+    }
+    // Keyword lines are commands only in signed text: a PST member's, by
+    // a key in force now, fresh and never used before.
+    match freshness::authorise(ctx, &unwrapped.signatures, &config.lists.security.members) {
+        Authority::Signed(sig) => {
             let stripped = edit::replace_first_text(&content, &rest).unwrap_or(content);
             command_mail(
-                ctx, batch, id, incoming, unwrapped, &signer, &keywords, &rest, stripped,
+                ctx, batch, id, incoming, unwrapped, sig, &keywords, &rest, stripped,
             )
         }
-        _ => report_or_follow_up(ctx, batch, id, incoming, unwrapped),
+        Authority::Refused { member, why } => {
+            refuse_signed(ctx, batch, id, member, &why, "command mail");
+        }
+        Authority::None => report_or_follow_up(ctx, batch, id, incoming, unwrapped),
     }
 }
 
-/// The first good signature among `allowed` whose key is in force now.
-pub(crate) fn signer(
+/// A signed post or command whose signature may not authorise anything
+/// (stale, replayed, retired key): nothing is done or forwarded, and the
+/// PST and the member whose key signed are told why. The log names the
+/// kind of refusal, never anything of the post.
+pub(crate) fn refuse_signed(
     ctx: &Context<'_>,
-    unwrapped: &Unwrapped,
-    allowed: &[String],
-) -> Option<String> {
-    let now = SystemTime::from(ctx.now);
-    unwrapped
-        .signatures
-        .good_signers()
-        .filter(|s| allowed.iter().any(|m| m == s))
-        .find(|s| ctx.keys.in_force(s, now).is_ok())
-        .map(str::to_string)
+    batch: &mut Batch,
+    id: u64,
+    member: &str,
+    why: &freshness::Refused,
+    what: &str,
+) {
+    tracing::warn!(msg = id, member, refusal = why.kind(), "{what} refused");
+    let text = format!(
+        "Message {id}, a {what} signed by {member}'s key, was refused and not
+         forwarded: {why}.
+Nothing was done. If this was not a replay, post again with a new
+         signature.
+"
+    );
+    let subject = format!("{what} signed by {member} refused");
+    batch
+        .add_spool
+        .extend(ctx.notice(false, Audience::Pst, &subject, &text));
+    if !ctx
+        .config
+        .lists
+        .security
+        .members
+        .iter()
+        .any(|m| m == member)
+    {
+        batch.add_spool.extend(ctx.notice(
+            false,
+            Audience::Member(member.to_string()),
+            &subject,
+            &text,
+        ));
+    }
 }
 
 /// The case a message names in its Subject, or replies to.
@@ -93,7 +124,7 @@ fn report_or_follow_up(
     let (case, new) = match existing_case(ctx, unwrapped) {
         Some(case) => (case, false),
         None => {
-            let reporter = reporter_address(ctx, incoming, unwrapped);
+            let reporter = reporter_address(ctx, incoming, id);
             let cert = reporter
                 .as_deref()
                 .and_then(|address| reporter::find_cert(ctx, &incoming.raw, unwrapped, address))
@@ -147,7 +178,7 @@ fn report_or_follow_up(
                 tracing::error!(case = %case.id, error = %e, "cannot acknowledge the report");
             }
         } else {
-            tracing::warn!(case = %case.id, "acknowledgement limit reached for this sender; none sent");
+            tracing::warn!(case = %case.id, "acknowledgement limit reached (per sender or in all); none sent");
         }
     }
     forward(
@@ -163,26 +194,39 @@ fn report_or_follow_up(
 }
 
 /// Whether `address` may get another acknowledgement this hour (and
-/// counts this one): at most `limits.acks_per_hour`, so that mail with a
-/// forged sender cannot make the list flood someone.
+/// counts this one): at most `limits.acks_per_hour` to one address and
+/// `limits.acks_per_hour_total` to all together, so that mail with forged
+/// senders cannot make the list flood anyone.
 fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
     let hour = crate::clock::to_millis(ctx.now) / 3_600_000;
     let who = ctx
         .store
         .mark_secret()
         .shingle(&[address.to_ascii_lowercase()]);
-    let key = format!("acks/{who:016x}/{hour}");
-    let sent: u32 = ctx
-        .store
-        .case_value(&key)
-        .ok()
-        .flatten()
-        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
-        .unwrap_or(0);
-    if sent >= ctx.config.limits.acks_per_hour {
-        return false;
+    let limits = &ctx.config.limits;
+    let counters = [
+        (format!("acks/{who:016x}/{hour}"), limits.acks_per_hour),
+        (format!("acks/all/{hour}"), limits.acks_per_hour_total),
+    ];
+    let mut counts = Vec::with_capacity(counters.len());
+    for (key, limit) in counters {
+        let sent: u32 = ctx
+            .store
+            .case_value(&key)
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+            .unwrap_or(0);
+        if sent >= limit {
+            return false;
+        }
+        counts.push((key, sent + 1));
     }
-    batch.cases.push((key, (sent + 1).to_string().into_bytes()));
+    batch.cases.extend(
+        counts
+            .into_iter()
+            .map(|(key, sent)| (key, sent.to_string().into_bytes())),
+    );
     true
 }
 
@@ -248,11 +292,12 @@ fn command_mail(
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
-    signer: &str,
+    sig: GoodSignature<'_>,
     keywords: &[Keyword],
     rest: &str,
     stripped: Vec<u8>,
 ) {
+    let signer = sig.member;
     let reply = |batch: &mut Batch, subject: &str, text: &str| {
         batch.add_spool.push(crate::notice::notice(
             ctx.config,
@@ -262,16 +307,11 @@ fn command_mail(
             text,
         ));
     };
-    let Some((signed, digest)) = unwrapped.signatures.good_by(signer) else {
-        return;
-    };
     let actor = Actor::Member {
         id: signer.to_string(),
-        signed,
-        digest: digest.to_string(),
     };
-    if let Err(reason) = commands::admissible(ctx, &actor, keywords) {
-        tracing::warn!(msg = id, %signer, %reason, "command mail refused");
+    if let Err(reason) = commands::admissible(keywords) {
+        tracing::warn!(msg = id, %signer, refusal = "unknown keyword", "command mail refused");
         return reply(
             batch,
             "your commands were refused",
@@ -297,6 +337,7 @@ fn command_mail(
         }
     };
     let report = commands::apply(ctx, batch, &actor, keywords, &mut case);
+    freshness::spend(ctx, batch, sig);
     tracing::info!(msg = id, case = %case.id, %signer, done = report.done.len(), refused = report.refused.len(), "commands");
     reply(
         batch,
@@ -340,33 +381,21 @@ fn command_mail(
     );
 }
 
-/// Who may get an automatic acknowledgement: the From address of a report
-/// that is no bounce, no automatic mail and not from a member.
-fn reporter_address(
-    ctx: &Context<'_>,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-) -> Option<String> {
+/// Who may get an automatic acknowledgement (RFC 3834): the envelope
+/// sender of a report that is no bounce, no automatic or list mail, and
+/// not from any of our own or our members' addresses.
+fn reporter_address(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<String> {
     let Source::Lmtp { mail_from, .. } = &incoming.meta.source else {
         return None;
     };
-    if mail_from.is_empty() {
-        return None;
+    let message = crate::mime::parse_headers(&incoming.raw)?;
+    match super::autoreply::recipient(ctx.config, mail_from, &message) {
+        Ok(address) => Some(address),
+        Err(why) => {
+            tracing::info!(msg = id, reason = why.label(), "no acknowledgement");
+            None
+        }
     }
-    let auto = crate::mime::parse_headers(&incoming.raw).is_some_and(|h| {
-        h.header_raw("Auto-Submitted")
-            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
-    });
-    if auto {
-        return None;
-    }
-    let address = unwrapped.from_address.clone()?;
-    let member = ctx
-        .config
-        .members
-        .values()
-        .any(|m| m.email.to_string().eq_ignore_ascii_case(&address));
-    (!member && !address.eq_ignore_ascii_case(ctx.config.delivery.from.as_ref())).then_some(address)
 }
 
 /// `X-Join: distributors` from anyone: a membership request for the PST.
@@ -411,9 +440,18 @@ fn vouch(ctx: &Context<'_>, batch: &mut Batch, unwrapped: &Unwrapped, request: &
     if let Some(list) = &config.lists.distributors {
         allowed.extend(list.members.iter().cloned());
     }
-    let Some(voucher) = signer(ctx, unwrapped, &allowed) else {
-        tracing::warn!(request, "vouch without a valid member signature; ignored");
-        return;
+    let voucher = match freshness::authorise(ctx, &unwrapped.signatures, &allowed) {
+        Authority::Signed(sig) => {
+            freshness::spend(ctx, batch, sig);
+            sig.member.to_string()
+        }
+        Authority::Refused { member, why } => {
+            return refuse_signed(ctx, batch, 0, member, &why, "vouch");
+        }
+        Authority::None => {
+            tracing::warn!("vouch without a valid member signature; ignored");
+            return;
+        }
     };
     let text = match commands::vouch(ctx, batch, request.trim(), &voucher) {
         Ok(request) => format!(

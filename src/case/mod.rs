@@ -12,6 +12,7 @@
 //! content), with `ref/<Message-ID>` keys for threading and `seq/<year>`
 //! counters for the IDs.
 
+pub mod autoreply;
 pub mod commands;
 pub mod intake;
 pub mod reporter;

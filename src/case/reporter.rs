@@ -71,11 +71,13 @@ pub fn find_cert(
     let now = SystemTime::from(ctx.now);
     candidates.into_iter().find(|cert| {
         let names_address = cert.userids().any(|uid| {
-            uid.userid()
-                .email()
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.eq_ignore_ascii_case(address))
+            uid.userid().email().ok().flatten().is_some_and(|e| {
+                e.eq_ignore_ascii_case(address)
+                    || unwrapped
+                        .from_address
+                        .as_deref()
+                        .is_some_and(|from| e.eq_ignore_ascii_case(from))
+            })
         });
         let signed_report = cert.keys().any(|ka| {
             signers.iter().any(|issuer| {
@@ -156,7 +158,7 @@ pub fn send(
         .reporter_cert
         .as_deref()
         .and_then(|armored| Cert::from_bytes(armored.as_bytes()).ok());
-    let (bytes, fingerprint, plaintext_sha256, message_id) = match cert {
+    let (bytes, fingerprint, subkey, plaintext_sha256, message_id) = match cert {
         Some(cert) => {
             let headers = format!(
                 "From: \"{}\" <{}>\r\nTo: <{to}>\r\nSubject: {}\r\n",
@@ -179,6 +181,7 @@ pub fn send(
             (
                 sealed.bytes,
                 sealed.fingerprint,
+                Some(sealed.subkey),
                 Some(sha256_hex(&sealed.plaintext)),
                 sealed.message_id,
             )
@@ -195,7 +198,7 @@ pub fn send(
                 ctx.now,
             )
             .map_err(|e| e.to_string())?;
-            (bytes, String::new(), None, message_id)
+            (bytes, String::new(), None, None, message_id)
         }
     };
     let id = crate::random::u64();
@@ -208,6 +211,7 @@ pub fn send(
         member: LEDGER_NAME.into(),
         copy_id: Some(id),
         fingerprint: (!fingerprint.is_empty()).then(|| fingerprint.clone()),
+        encryption_subkey: subkey,
         message_id: Some(message_id.clone()),
         plaintext_sha256,
         ciphertext_sha256: Some(sha256_hex(&bytes)),

@@ -59,6 +59,18 @@ pub struct Config {
     pub timeline: TimelineConfig,
     pub metrics: MetricsConfig,
     pub limits: LimitsConfig,
+    pub signatures: SignaturesConfig,
+}
+
+/// The freshness rule for signed input that changes state
+/// ([`crate::freshness`]).
+#[derive(Debug, Clone)]
+pub struct SignaturesConfig {
+    /// Oldest a signature may be to authorise a post or command (7 days).
+    pub max_age: Duration,
+    /// How far in the future a signature may be dated, for senders whose
+    /// clocks run ahead (30 minutes, Sequoia's own tolerance).
+    pub clock_skew: Duration,
 }
 
 /// What keeps a flood from hurting.
@@ -71,6 +83,9 @@ pub struct LimitsConfig {
     /// Acknowledgements one address may get per hour: a forged sender
     /// cannot turn the list into a mail cannon.
     pub acks_per_hour: u32,
+    /// Acknowledgements to all senders together per hour: forging many
+    /// addresses cannot multiply `acks_per_hour`.
+    pub acks_per_hour_total: u32,
 }
 
 #[derive(Debug, Clone, Default)]

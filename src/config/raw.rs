@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, LimitsConfig,
-    List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project, SmtpTls,
-    StoreConfig, TimelineConfig, Transport,
+    List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project,
+    SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
 };
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +39,26 @@ pub struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    signatures: RawSignatures,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSignatures {
+    #[serde(with = "humantime_serde")]
+    max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    clock_skew: Duration,
+}
+
+impl Default for RawSignatures {
+    fn default() -> Self {
+        RawSignatures {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            clock_skew: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +67,7 @@ struct RawLimits {
     spool_messages: u64,
     spool_bytes: u64,
     acks_per_hour: u32,
+    acks_per_hour_total: u32,
 }
 
 impl Default for RawLimits {
@@ -55,6 +76,7 @@ impl Default for RawLimits {
             spool_messages: 10_000,
             spool_bytes: 1 << 30,
             acks_per_hour: 10,
+            acks_per_hour_total: 60,
         }
     }
 }
@@ -543,6 +565,15 @@ impl RawConfig {
         if self.embargo.max_embargo_days == 0 {
             return Err(c.invalid("embargo.max_embargo_days", "must be at least 1"));
         }
+        if self.signatures.max_age.is_zero() {
+            return Err(c.invalid("signatures.max_age", "must be longer than zero"));
+        }
+        if self.signatures.clock_skew > Duration::from_secs(24 * 3600) {
+            return Err(c.invalid(
+                "signatures.clock_skew",
+                "must be at most 1 day: a larger skew lets signatures dated ahead be stored up",
+            ));
+        }
         if self.delivery.retry_initial.is_zero() {
             return Err(c.invalid("delivery.retry_initial", "must be longer than zero"));
         }
@@ -596,6 +627,11 @@ impl RawConfig {
                 spool_messages: self.limits.spool_messages,
                 spool_bytes: self.limits.spool_bytes,
                 acks_per_hour: self.limits.acks_per_hour,
+                acks_per_hour_total: self.limits.acks_per_hour_total,
+            },
+            signatures: SignaturesConfig {
+                max_age: self.signatures.max_age,
+                clock_skew: self.signatures.clock_skew,
             },
             metrics: MetricsConfig {
                 listen: self

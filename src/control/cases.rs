@@ -127,7 +127,7 @@ pub(super) async fn set(
                 .into_iter()
                 .map(|(name, value)| Keyword { name, value })
                 .collect();
-            commands::admissible(ctx, &Actor::Admin, &keywords)?;
+            commands::admissible(&keywords)?;
             let mut case = commands::case_of(ctx, &id)?;
             let mut batch = crate::store::Batch::default();
             let report = commands::apply(ctx, &mut batch, &Actor::Admin, &keywords, &mut case);

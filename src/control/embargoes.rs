@@ -84,14 +84,16 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         Err(e) => return Response::error(e.to_string()),
     };
     let old = embargo.clone();
-    let until_ms = crate::clock::to_millis(until);
-    embargo.until = until_ms;
-    embargo.updated = crate::clock::to_millis(now);
-    embargo.history.push(Change {
-        at: embargo.updated,
-        by: "an admin (command line)".into(),
-        until: until_ms,
-    });
+    let at = crate::clock::to_millis(now);
+    // The command line outranks every post signed before it.
+    embargo.change(
+        Change {
+            at,
+            by: "an admin (command line)".into(),
+            until: crate::clock::to_millis(until),
+        },
+        at,
+    );
     let mut batch = crate::store::Batch::default();
     batch.schedule_remove.extend(old.events(&config));
     batch.schedule_add.extend(

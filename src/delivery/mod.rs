@@ -108,6 +108,7 @@ async fn settle(
         list: copy.list,
         member: copy.member.clone(),
         fingerprint: Some(copy.fingerprint.clone()),
+        encryption_subkey: None,
         message_id: Some(copy.message_id.clone()),
         plaintext_sha256: None,
         ciphertext_sha256: None,

@@ -34,6 +34,12 @@ pub struct Embargo {
     /// Every time the date was set or moved.
     pub history: Vec<Change>,
     pub released: Option<Released>,
+    /// Creation time (ms since the epoch) of the signature behind the
+    /// last change; for a change from the command line, its own time. A
+    /// change needs a signature at least as new ([`Embargo::accepts`]), so
+    /// an older post, replayed or reordered, can never move the date back.
+    #[serde(default)]
+    pub signed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,6 +66,43 @@ pub struct EarlyRelease {
 }
 
 impl Embargo {
+    /// A new embargo for `case`, set by `change` under a signature made at
+    /// `signed` (ms).
+    pub fn new(case: &str, change: Change, signed: u64) -> Embargo {
+        Embargo {
+            case: case.to_string(),
+            until: change.until,
+            poster: change.by.clone(),
+            opened: change.at,
+            updated: change.at,
+            recipients: 0,
+            history: vec![change],
+            released: None,
+            signed,
+        }
+    }
+
+    /// Whether a change authorised by a signature made at `signed` (ms)
+    /// may apply: only one not older than the last change's. OpenPGP
+    /// signature times have a resolution of one second, so two posts made
+    /// in the same second both pass; the used-signature rule
+    /// ([`crate::freshness`]) refuses the replay of either.
+    pub fn accepts(&self, signed: u64) -> bool {
+        signed >= self.signed
+    }
+
+    /// Applies `change` (already checked with [`Embargo::accepts`]),
+    /// authorised at `signed` (ms). Returns the old time when it moved.
+    pub fn change(&mut self, change: Change, signed: u64) -> Option<u64> {
+        let moved_from = (self.until != change.until).then_some(self.until);
+        self.until = change.until;
+        self.poster = change.by.clone();
+        self.updated = change.at;
+        self.signed = self.signed.max(signed);
+        self.history.push(change);
+        moved_from
+    }
+
     pub fn until(&self) -> DateTime<Utc> {
         from_millis(self.until)
     }

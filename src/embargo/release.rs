@@ -88,6 +88,7 @@ pub fn release(
         list: ListName::Announce,
         member: "announce".into(),
         fingerprint: None,
+        encryption_subkey: None,
         message_id: Some(message_id.clone()),
         plaintext_sha256: Some(sha256_hex(&bytes)),
         ciphertext_sha256: None,

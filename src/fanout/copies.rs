@@ -129,6 +129,7 @@ pub fn seal_copies(
             Ok(copy) => {
                 record.copy_id = Some(id);
                 record.fingerprint = Some(copy.fingerprint.clone());
+                record.encryption_subkey = Some(copy.subkey.clone());
                 record.message_id = Some(copy.message_id.clone());
                 record.plaintext_sha256 = Some(sha256_hex(&copy.plaintext));
                 record.ciphertext_sha256 = Some(sha256_hex(&copy.bytes));
@@ -178,7 +179,10 @@ pub struct SealedCopy {
     /// The whole outgoing message.
     pub bytes: Vec<u8>,
     pub message_id: String,
+    /// The recipient's certificate.
     pub fingerprint: String,
+    /// The encryption subkey it went to (the newest).
+    pub subkey: String,
 }
 
 fn seal_one(
@@ -225,12 +229,13 @@ pub fn seal_entity(
         date: now,
     };
     let plaintext = inner_entity(&envelope, headers, info, content);
-    let armored = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
+    let sealed = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
-        bytes: outer_message(&envelope, &armored),
+        bytes: outer_message(&envelope, &sealed.armored),
         plaintext,
         message_id,
         fingerprint: cert.fingerprint().to_hex(),
+        subkey: sealed.subkey,
     })
 }
 

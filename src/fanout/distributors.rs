@@ -16,14 +16,16 @@ use crate::embargo::{
     banner, check_until, embargoed_subject, format_time, parse_time, release, Advisory, CaseId,
     Change, EarlyRelease, Embargo,
 };
+use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
 use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
-use crate::store::{Audience, Batch, Incoming, QuarantineMeta};
+use crate::pgp::open::GoodSignature;
+use crate::store::{Audience, Batch, Incoming};
 
-use super::{fan_out, info_text, Context, Outgoing};
+use super::{fan_out, info_text, Context, Held, Outgoing};
 
 /// Keywords a distributors post may carry.
 const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason"];
@@ -53,35 +55,44 @@ pub(super) fn post(
     };
     let pst = &config.lists.security.members;
     let allowed: Vec<String> = pst.iter().chain(&list.members).cloned().collect();
-    let signer = crate::case::intake::signer(ctx, unwrapped, &allowed);
-    let Some(signer) = signer else {
-        let now = std::time::SystemTime::from(ctx.now);
-        let stale: Vec<String> = unwrapped
-            .signatures
-            .good_signers()
-            .filter(|s| allowed.iter().any(|m| m == s))
-            .filter_map(|s| {
-                ctx.keys
-                    .in_force(s, now)
-                    .err()
-                    .map(|problem| format!("{s}: {problem}"))
-            })
-            .collect();
-        let reason = if unwrapped.signatures.0.is_empty() {
-            "not signed; posts to this list must be signed by a PST member or distributor"
-                .to_string()
-        } else if !stale.is_empty() {
-            format!("signed by a key no longer in force ({})", stale.join("; "))
-        } else {
-            format!(
+    let hold = |batch: &mut Batch, poster: Option<&str>, held: Held| {
+        super::hold(
+            ctx,
+            batch,
+            id,
+            incoming,
+            unwrapped,
+            ListName::Distributors,
+            poster,
+            &held,
+        )
+    };
+    let sig = match freshness::authorise(ctx, &unwrapped.signatures, &allowed) {
+        Authority::Signed(sig) => sig,
+        Authority::Refused { member, why } => {
+            let detail = format!("the signature by {member} may not authorise a post: {why}");
+            return hold(batch, Some(member), Held::new(why.kind(), detail));
+        }
+        Authority::None if unwrapped.signatures.0.is_empty() => {
+            return hold(
+                batch,
+                None,
+                Held::new(
+                    "not signed",
+                    "not signed; posts to this list must be signed by a PST member or distributor",
+                ),
+            );
+        }
+        Authority::None => {
+            let detail = format!(
                 "no valid signature by a PST member or distributor ({})",
                 unwrapped.signatures
-            )
-        };
-        hold(ctx, batch, id, incoming, unwrapped, None, &reason);
-        return;
+            );
+            return hold(batch, None, Held::new("no member signature", detail));
+        }
     };
-    let is_pst = pst.contains(&signer);
+    let signer = sig.member;
+    let is_pst = pst.iter().any(|m| m == signer);
 
     // The signed content, without its signature wrapper (the list key
     // signs each copy) and without the keyword lines.
@@ -97,27 +108,27 @@ pub(super) fn post(
     };
 
     let decision = if is_pst {
-        pst_post(ctx, &signer, &keywords, &rest)
+        pst_post(ctx, sig, &keywords, &rest)
     } else {
-        distributor_reply(ctx, &keywords, &unwrapped.subject)
+        distributor_reply(ctx, &keywords, unwrapped)
     };
     let decision = match decision {
         Ok(decision) => decision,
-        Err(reason) => {
-            hold(ctx, batch, id, incoming, unwrapped, Some(&signer), &reason);
-            return;
-        }
+        Err(held) => return hold(batch, Some(signer), held),
     };
 
     match decision {
         Decision::ReleaseNow { case, reason } => {
             let early = EarlyRelease {
-                by: signer.clone(),
+                by: signer.to_string(),
                 reason,
             };
             match release::release(ctx, &case, Some(early)) {
-                Ok(released) => batch.merge(released),
-                Err(reason) => hold(ctx, batch, id, incoming, unwrapped, Some(&signer), &reason),
+                Ok(released) => {
+                    batch.merge(released);
+                    freshness::spend(ctx, batch, sig);
+                }
+                Err(reason) => hold(batch, Some(signer), Held::new("release failed", reason)),
             }
         }
         Decision::Forward {
@@ -125,6 +136,7 @@ pub(super) fn post(
             embargo,
             moved_from,
         } => {
+            freshness::spend(ctx, batch, sig);
             let identity = ListIdentity::new(config, list);
             let pending = embargo.clone().or_else(|| {
                 let case = case.as_deref()?;
@@ -151,9 +163,12 @@ pub(super) fn post(
             }
             info.push('\n');
             info.push_str(&info_text(&identity, unwrapped, &incoming.meta));
+            // Only a signed Subject is shown as the post's own; otherwise
+            // the copies (and the announcement) name the signed text.
+            let signed_subject = signed_subject(unwrapped, &rest);
             let subject = match &pending {
-                Some(e) => embargoed_subject(&unwrapped.subject, &e.case),
-                None => format!("[EMBARGOED] {}", unwrapped.subject.trim()),
+                Some(e) => embargoed_subject(&signed_subject, &e.case),
+                None => format!("[EMBARGOED] {}", signed_subject.trim()),
             };
             let outgoing = Outgoing::new(
                 with_header(
@@ -190,11 +205,11 @@ pub(super) fn post(
                 batch.advisories.push((
                     embargo.case.clone(),
                     Advisory {
-                        subject: unwrapped.subject.clone(),
+                        subject: signed_subject,
                         content,
                     },
                 ));
-                tracing::info!(msg = id, case = %embargo.case, until = %format_time(embargo.until()), "embargo set");
+                tracing::info!(msg = id, case = %embargo.case, "embargo set");
                 crate::case::intake::milestone_met(
                     ctx,
                     batch,
@@ -208,33 +223,84 @@ pub(super) fn post(
     }
 }
 
+/// The Subject a post may be published under: its own when a signature
+/// covers it (protected headers), else the first line of its signed text.
+/// The case ID is added by the callers.
+fn signed_subject(unwrapped: &Unwrapped, signed_text: &str) -> String {
+    if unwrapped.headers_signed {
+        return unwrapped.subject.clone();
+    }
+    let line = signed_text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("advisory");
+    match line.char_indices().nth(SUBJECT_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+/// Longest Subject taken from a signed first line, in characters.
+const SUBJECT_CHARS: usize = 72;
+
 /// A PST member's post: names the case, and sets, moves or releases its
 /// embargo.
 fn pst_post(
     ctx: &Context<'_>,
-    signer: &str,
+    sig: GoodSignature<'_>,
     keywords: &[Keyword],
     rest: &str,
-) -> Result<Decision, String> {
+) -> Result<Decision, Held> {
     check_known(keywords)?;
-    let case = keywords::get(keywords, "case")
-        .ok_or("no X-Case: line; a post to the distributors list names its case, like X-Case: KAP-2026-0001")?;
-    let case = CaseId::parse(ctx.config, case)?.0;
-    let existing = ctx.store.embargo(&case).map_err(|e| e.to_string())?;
-    if let Some(released) = existing.as_ref().and_then(|e| e.released.as_ref()) {
-        return Err(format!(
-            "case {case} is already public (released {})",
-            format_time(from_millis(released.at))
-        ));
+    let case = keywords::get(keywords, "case").ok_or_else(|| {
+        Held::new(
+            "no X-Case",
+            "no X-Case: line; a post to the distributors list names its case, like X-Case: KAP-2026-0001",
+        )
+    })?;
+    let case = CaseId::parse(ctx.config, case)
+        .map_err(|e| Held::new("bad X-Case", e))?
+        .0;
+    let existing = ctx
+        .store
+        .embargo(&case)
+        .map_err(|e| Held::new("store error", e.to_string()))?;
+    if let Some(existing) = &existing {
+        if let Some(released) = &existing.released {
+            return Err(Held::new(
+                "case already public",
+                format!(
+                    "case {case} is already public (released {})",
+                    format_time(from_millis(released.at))
+                ),
+            ));
+        }
+        // Replays and reordered mail never move an embargo back.
+        if !existing.accepts(sig.created) {
+            return Err(Held::new(
+                "older than the last change",
+                format!(
+                    "the signature was made {}, before the signature behind the last \
+                     change to case {case}'s embargo ({}): an older post cannot change it",
+                    format_time(from_millis(sig.created)),
+                    format_time(from_millis(existing.signed))
+                ),
+            ));
+        }
     }
     if let Some(release) = keywords::get(keywords, "release") {
         if !release.eq_ignore_ascii_case("now") {
-            return Err(format!(
-                "X-Release: {release:?} — only \"now\" is understood"
+            return Err(Held::new(
+                "bad X-Release",
+                "X-Release: only \"now\" is understood",
             ));
         }
         if existing.is_none() {
-            return Err(format!("case {case} has no embargo to release"));
+            return Err(Held::new(
+                "no embargo",
+                format!("case {case} has no embargo to release"),
+            ));
         }
         let reason = keywords::get(keywords, "reason")
             .map(str::to_string)
@@ -244,42 +310,35 @@ fn pst_post(
                     .find(|l| !l.is_empty())
                     .map(str::to_string)
             })
-            .ok_or("X-Release: now needs a reason: an X-Reason: line or a first line of text")?;
+            .ok_or_else(|| {
+                Held::new(
+                    "no X-Reason",
+                    "X-Release: now needs a reason: an X-Reason: line or a first line of text",
+                )
+            })?;
         return Ok(Decision::ReleaseNow { case, reason });
     }
-    let until = keywords::get(keywords, "embargo-until").ok_or(
-        "no X-Embargo-Until: line; give the agreed disclosure time, like X-Embargo-Until: 2026-12-01T16:00:00Z",
-    )?;
-    let until = parse_time(until)?;
-    check_until(ctx.config, until, ctx.now)?;
+    let until = keywords::get(keywords, "embargo-until").ok_or_else(|| {
+        Held::new(
+            "no X-Embargo-Until",
+            "no X-Embargo-Until: line; give the agreed disclosure time, like X-Embargo-Until: 2026-12-01T16:00:00Z",
+        )
+    })?;
+    let until = parse_time(until).map_err(|e| Held::new("bad X-Embargo-Until", e))?;
+    check_until(ctx.config, until, ctx.now)
+        .map_err(|e| Held::new("X-Embargo-Until out of range", e))?;
     let now = to_millis(ctx.now);
     let change = Change {
         at: now,
-        by: signer.to_string(),
+        by: sig.member.to_string(),
         until: to_millis(until),
     };
     let (embargo, moved_from) = match existing {
         Some(mut embargo) => {
-            let moved_from = (embargo.until != change.until).then_some(embargo.until);
-            embargo.until = change.until;
-            embargo.poster = signer.to_string();
-            embargo.updated = now;
-            embargo.history.push(change);
+            let moved_from = embargo.change(change, sig.created);
             (embargo, moved_from)
         }
-        None => (
-            Embargo {
-                case: case.clone(),
-                until: change.until,
-                poster: signer.to_string(),
-                opened: now,
-                updated: now,
-                recipients: 0,
-                history: vec![change],
-                released: None,
-            },
-            None,
-        ),
+        None => (Embargo::new(&case, change, sig.created), None),
     };
     Ok(Decision::Forward {
         case: Some(case),
@@ -292,28 +351,37 @@ fn pst_post(
 fn distributor_reply(
     ctx: &Context<'_>,
     keywords: &[Keyword],
-    subject: &str,
-) -> Result<Decision, String> {
+    unwrapped: &Unwrapped,
+) -> Result<Decision, Held> {
     check_known(keywords)?;
     if keywords::get(keywords, "embargo-until").is_some()
         || keywords::get(keywords, "release").is_some()
     {
-        return Err("only PST members may set, move or release an embargo".into());
+        return Err(Held::new(
+            "not a PST member",
+            "only PST members may set, move or release an embargo",
+        ));
     }
     let case = match keywords::get(keywords, "case") {
         Some(case) => {
-            let case = CaseId::parse(ctx.config, case)?.0;
-            if ctx
+            let case = CaseId::parse(ctx.config, case)
+                .map_err(|e| Held::new("bad X-Case", e))?
+                .0;
+            let known = ctx
                 .store
                 .embargo(&case)
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                return Err(format!("case {case} is not known on this list"));
+                .map_err(|e| Held::new("store error", e.to_string()))?
+                .is_some();
+            if !known {
+                return Err(Held::new(
+                    "unknown case",
+                    format!("case {case} is not known on this list"),
+                ));
             }
             Some(case)
         }
-        None => CaseId::find_in(ctx.config, subject).map(|c| c.0),
+        // The Subject only picks a thread; it changes nothing.
+        None => CaseId::find_in(ctx.config, &unwrapped.subject).map(|c| c.0),
     };
     Ok(Decision::Forward {
         case,
@@ -322,11 +390,14 @@ fn distributor_reply(
     })
 }
 
-fn check_known(keywords: &[Keyword]) -> Result<(), String> {
+fn check_known(keywords: &[Keyword]) -> Result<(), Held> {
     match keywords.iter().find(|k| !KNOWN.contains(&k.name.as_str())) {
-        Some(unknown) => Err(format!(
-            "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason",
-            unknown.name
+        Some(unknown) => Err(Held::new(
+            "unknown keyword",
+            format!(
+                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason",
+                unknown.name
+            ),
         )),
         None => Ok(()),
     }
@@ -338,52 +409,4 @@ fn recipients<'c>(ctx: &Context<'c>) -> Vec<&'c Member> {
         ctx.config,
         &Audience::Lists(vec![ListName::Distributors, ListName::Security]),
     )
-}
-
-/// Holds a post for moderation and tells the PST — and the poster, when a
-/// member's key signed it — why.
-fn hold(
-    ctx: &Context<'_>,
-    batch: &mut Batch,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-    poster: Option<&str>,
-    reason: &str,
-) {
-    let config = ctx.config;
-    tracing::warn!(msg = id, list = "distributors", %reason, "held for moderation");
-    let address = config
-        .lists
-        .distributors
-        .as_ref()
-        .map(|l| l.address.to_string())
-        .unwrap_or_default();
-    let body = format!(
-        "Message {id} to {address} from {} was not forwarded: {reason}.\n\
-         It is held for moderation; nothing reached the distributors.\n",
-        unwrapped.sender
-    );
-    batch.add_spool.extend(ctx.notice(
-        false,
-        Audience::Pst,
-        "post to the distributors list held",
-        &body,
-    ));
-    if let Some(poster) = poster.filter(|p| !config.lists.security.members.iter().any(|m| m == p)) {
-        batch.add_spool.extend(ctx.notice(
-            false,
-            Audience::Member(poster.to_string()),
-            "your post to the distributors list was not forwarded",
-            &body,
-        ));
-    }
-    batch.quarantine.push((
-        QuarantineMeta {
-            time: to_millis(ctx.now),
-            reason: format!("distributors: {reason}"),
-            incoming: incoming.meta.clone(),
-        },
-        incoming.raw.clone(),
-    ));
 }

@@ -41,7 +41,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// A notice, unless the problem arose while handling one: notices
     /// never beget notices.
-    fn notice(
+    pub(crate) fn notice(
         &self,
         about_notice: bool,
         to: Audience,
@@ -235,6 +235,71 @@ pub(crate) fn fan_out(
     copies
 }
 
+/// Why a post is held for moderation: `detail` goes to the PST in an
+/// encrypted notice and may quote the post; `kind` goes to the log and
+/// `status`, and never carries a value from the post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl Held {
+    pub fn new(kind: &'static str, detail: impl Into<String>) -> Held {
+        Held {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Holds a post to `list` for moderation (sealed in the quarantine) and
+/// tells the PST — and the poster, when a member's key signed it and they
+/// are not on the PST — why.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hold(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    list: ListName,
+    poster: Option<&str>,
+    held: &Held,
+) {
+    let config = ctx.config;
+    warn!(msg = id, %list, reason = held.kind, "held for moderation");
+    let address = config
+        .list(list)
+        .map(|l| l.address.to_string())
+        .unwrap_or_default();
+    let body = format!(
+        "Message {id} to {address} from {} was not forwarded: {}.\n\
+         It is held for moderation; nothing reached the {list} list.\n",
+        unwrapped.sender, held.detail
+    );
+    let subject = format!("post to the {list} list held");
+    batch
+        .add_spool
+        .extend(ctx.notice(false, Audience::Pst, &subject, &body));
+    if let Some(poster) = poster.filter(|p| !config.lists.security.members.iter().any(|m| m == p)) {
+        batch.add_spool.extend(ctx.notice(
+            false,
+            Audience::Member(poster.to_string()),
+            &format!("your post to the {list} list was not forwarded"),
+            &body,
+        ));
+    }
+    batch.quarantine.push((
+        QuarantineMeta {
+            time: to_millis(ctx.now),
+            reason: format!("{list}: {}", held.detail),
+            incoming: incoming.meta.clone(),
+        },
+        incoming.raw.clone(),
+    ));
+}
+
 /// The members a notice goes to, each once.
 pub(crate) fn audience<'c>(config: &'c Config, to: &Audience) -> Vec<&'c Member> {
     let mut members: Vec<&Member> = match to {
@@ -306,7 +371,7 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
             "encrypted to other keys, not the list's: passed on as received, the list could not read it"
         }
     };
-    format!(
+    let mut text = format!(
         "Message to {} <{}>\n\
          From: {}\n\
          Envelope sender: {envelope}\n\
@@ -318,5 +383,14 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
         unwrapped.sender,
         from_millis(meta.received).to_rfc2822(),
         unwrapped.signatures,
-    )
+    );
+    // A signature over the body says nothing of the outer header fields:
+    // say so next to it, so nobody reads the Subject as signed.
+    if !unwrapped.signatures.0.is_empty() && !unwrapped.headers_signed {
+        text.push_str(&format!(
+            "Subject (not signed): {}\n",
+            unwrapped.subject.trim()
+        ));
+    }
+    text
 }

@@ -118,6 +118,12 @@ pub struct Unwrapped {
     pub sender: String,
     /// The Subject, decoded (from the protected headers when there are).
     pub subject: String,
+    /// Whether `subject` and the protected header fields in `headers`
+    /// come from bytes the message's signatures cover: RFC 9788 protected
+    /// headers inside the signed part of a multipart/signed, or the header
+    /// of an entity signed as a whole inside its encryption. The outer
+    /// header section never is: anyone on the mail path can edit it.
+    pub headers_signed: bool,
     /// The address in the From field.
     pub from_address: Option<String>,
     /// Message-ID, In-Reply-To and References, for threading.
@@ -208,6 +214,7 @@ pub fn unwrap(
         })
         .unwrap_or_else(|| "(unknown)".into());
     let mut subject = message.subject().unwrap_or_default().to_string();
+    let mut headers_signed = false;
     let from_address = message
         .from()
         .and_then(|from| from.first())
@@ -226,18 +233,25 @@ pub fn unwrap(
                     let content = canonical_entity(&opened.plaintext);
                     if let Some(inner) = super::parse(&content) {
                         // Protected headers of the sender override the
-                        // outer, possibly obscured, ones.
+                        // outer, possibly obscured, ones. A signature over
+                        // the whole plaintext covers them.
                         let protected = carried_headers(&inner);
                         if !protected.is_empty() {
                             headers = merge_headers(&headers, &protected);
                         }
                         if let Some(inner_subject) = inner.subject() {
                             subject = inner_subject.to_string();
+                            headers_signed = !signatures.0.is_empty();
                         }
                         if kind(inner.root_part()) == Kind::PgpMimeSigned {
                             signatures
                                 .0
                                 .extend(detached(&inner, &content, signers, time).0);
+                            if let Some(signed) = signed_protected_headers(&inner) {
+                                headers = merge_headers(&headers, &signed.fields);
+                                subject = signed.subject;
+                                headers_signed = true;
+                            }
                         }
                     }
                     (Encryption::ToList, signatures, content)
@@ -250,11 +264,18 @@ pub fn unwrap(
                 Err(e) => return Err(UnwrapError::Pgp(e)),
             }
         }
-        Kind::PgpMimeSigned => (
-            Encryption::None,
-            detached(&message, raw, signers, time),
-            original_content,
-        ),
+        Kind::PgpMimeSigned => {
+            if let Some(signed) = signed_protected_headers(&message) {
+                headers = merge_headers(&headers, &signed.fields);
+                subject = signed.subject;
+                headers_signed = true;
+            }
+            (
+                Encryption::None,
+                detached(&message, raw, signers, time),
+                original_content,
+            )
+        }
         Kind::Text => match inline_pgp(root) {
             Some(InlinePgp::Encrypted(armored)) => {
                 match open(key, armored.as_bytes(), signers, limit, time) {
@@ -295,6 +316,7 @@ pub fn unwrap(
         headers,
         sender,
         subject,
+        headers_signed,
         from_address,
         message_ids,
         encryption,
@@ -413,11 +435,39 @@ fn cleartext_signed(text: &str) -> Option<String> {
     None
 }
 
+/// Protected header fields (RFC 9788) on the signed part of the
+/// multipart/signed `message`: the carried fields and the Subject among
+/// them, covered by the detached signature.
+struct SignedHeaders {
+    fields: Vec<u8>,
+    subject: String,
+}
+
+fn signed_protected_headers(message: &Message<'_>) -> Option<SignedHeaders> {
+    let first = *message.root_part().sub_parts()?.first()?;
+    let part = message.parts.get(first as usize)?;
+    let subject = part
+        .headers
+        .iter()
+        .find(|h| h.name == HeaderName::Subject)?
+        .value
+        .as_text()?
+        .to_string();
+    Some(SignedHeaders {
+        fields: carried_fields(message.raw_message.as_ref(), &part.headers),
+        subject,
+    })
+}
+
 /// The raw header lines of the carried fields, in their original order.
 fn carried_headers(message: &Message<'_>) -> Vec<u8> {
-    let raw = message.raw_message.as_ref();
+    carried_fields(message.raw_message.as_ref(), message.headers())
+}
+
+/// The carried fields among `fields` (parsed from `raw`), raw.
+fn carried_fields(raw: &[u8], fields: &[mail_parser::Header<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for header in message.headers() {
+    for header in fields {
         if CARRIED
             .iter()
             .any(|name| header.name.as_str().eq_ignore_ascii_case(name))

@@ -55,6 +55,20 @@ pub enum KeyProblem {
     Revoked { fingerprint: String },
     #[error("key {fingerprint} has no usable encryption subkey (expired, revoked or none)")]
     NoEncryptionKey { fingerprint: String },
+    #[error("signing key {key} of {fingerprint} expired on {when}")]
+    SigningKeyExpired {
+        fingerprint: String,
+        key: String,
+        when: String,
+    },
+    #[error("signing key {key} of {fingerprint} is revoked ({reason})")]
+    SigningKeyRevoked {
+        fingerprint: String,
+        key: String,
+        reason: String,
+    },
+    #[error("key {key} of {fingerprint} is not bound as a signing key now")]
+    NotSigningKey { fingerprint: String, key: String },
 }
 
 /// A member's certificate, read from their key file and checked against
@@ -131,8 +145,63 @@ pub fn alive(cert: &Cert, time: SystemTime) -> Result<ValidCert<'_>, KeyProblem>
     Ok(valid)
 }
 
-/// The subkeys a copy is encrypted to: every supported, live, unrevoked
-/// key flagged for transport or storage encryption (as GnuPG would use).
+/// Whether the key `key` (a fingerprint, hex) of `cert` may still
+/// authorise something at `time`: the certificate is in force ([`alive`])
+/// and the key itself is bound, live, unrevoked — a soft revocation such
+/// as "superseded" counts too — and signing-capable under the policy.
+/// Sequoia's verifier checks the key as of the signature's creation time;
+/// this is the second half of the rule: valid when it signed *and* now.
+pub fn signing_key_in_force(cert: &Cert, key: &str, time: SystemTime) -> Result<(), KeyProblem> {
+    let valid = alive(cert, time)?;
+    let fingerprint = cert.fingerprint().to_hex();
+    let not_signing = || KeyProblem::NotSigningKey {
+        fingerprint: fingerprint.clone(),
+        key: key.to_string(),
+    };
+    let ka = valid
+        .keys()
+        .find(|ka| ka.key().fingerprint().to_hex().eq_ignore_ascii_case(key))
+        .ok_or_else(not_signing)?;
+    if let RevocationStatus::Revoked(revocations) = ka.revocation_status() {
+        let reason = revocations
+            .first()
+            .and_then(|sig| sig.reason_for_revocation())
+            .map(|(code, _)| code.to_string())
+            .unwrap_or_else(|| "no reason given".into());
+        return Err(KeyProblem::SigningKeyRevoked {
+            fingerprint,
+            key: key.to_string(),
+            reason,
+        });
+    }
+    if ka.alive().is_err() {
+        let when = ka
+            .key_expiration_time()
+            .map(format_time)
+            .unwrap_or_else(|| "an unknown date".into());
+        return Err(KeyProblem::SigningKeyExpired {
+            fingerprint,
+            key: key.to_string(),
+            when,
+        });
+    }
+    if !ka.for_signing() {
+        return Err(not_signing());
+    }
+    Ok(())
+}
+
+/// The one subkey a copy is encrypted to: the newest (by creation time)
+/// supported, live, unrevoked encryption-capable key, as GnuPG and RNP
+/// choose. An old subkey that was never expired gets nothing.
+pub(crate) fn encryption_key<'a>(
+    valid: &'a ValidCert<'a>,
+) -> Option<ValidErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>> {
+    encryption_keys(valid).max_by_key(|ka| ka.key().creation_time())
+}
+
+/// Every supported, live, unrevoked key flagged for transport or storage
+/// encryption.
 pub(crate) fn encryption_keys<'a>(
     valid: &'a ValidCert<'a>,
 ) -> impl Iterator<Item = ValidErasedKeyAmalgamation<'a, openpgp::packet::key::PublicParts>> + 'a {
@@ -150,15 +219,9 @@ pub(crate) fn encryption_keys<'a>(
 pub fn expiration(cert: &Cert, time: SystemTime) -> Option<SystemTime> {
     let valid = cert.with_policy(&POLICY, time).ok()?;
     let primary = valid.primary_key().key_expiration_time();
-    let subkeys: Vec<Option<SystemTime>> = encryption_keys(&valid)
-        .map(|ka| ka.key_expiration_time())
-        .collect();
-    // Any subkey without expiry keeps the cert usable as long as the primary.
-    let subkey = if subkeys.iter().any(Option::is_none) {
-        None
-    } else {
-        subkeys.into_iter().flatten().max()
-    };
+    // Copies go to the newest encryption key alone: its expiry is what
+    // counts (an older, longer-lived one is not used).
+    let subkey = encryption_key(&valid).and_then(|ka| ka.key_expiration_time());
     match (primary, subkey) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

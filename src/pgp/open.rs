@@ -60,11 +60,18 @@ pub enum SignatureCheck {
     /// Valid, by the pinned certificate of this member.
     Good {
         member: String,
+        /// The certificate (primary key) fingerprint.
         fingerprint: String,
+        /// The key that made the signature: the primary key or a signing
+        /// subkey. It must still be in force when the signature is used
+        /// ([`crate::keys::Keys::signature_in_force`]).
+        #[serde(default)]
+        key: String,
         /// When the signature says it was made, ms since the epoch.
         created: u64,
-        /// SHA-256 of the signature packet: the same signature seen twice
-        /// is a replay.
+        /// What identifies the signature for replay protection:
+        /// [`signed_data_digest`], over what was signed, never over the
+        /// unhashed area or the transport encoding.
         digest: String,
     },
     /// Made by a key that belongs to no member; not trusted.
@@ -94,16 +101,35 @@ impl fmt::Display for SignatureCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Signatures(pub Vec<SignatureCheck>);
 
+/// A good signature by a member, as the rules that authorise state
+/// changes see it ([`crate::freshness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoodSignature<'a> {
+    pub member: &'a str,
+    /// Fingerprint of the key that made it (primary or subkey).
+    pub key: &'a str,
+    /// Signature creation time, ms since the epoch.
+    pub created: u64,
+    /// [`signed_data_digest`], hex.
+    pub digest: &'a str,
+}
+
 impl Signatures {
-    /// The first good signature by `member`: (created, digest).
-    pub fn good_by(&self, member: &str) -> Option<(u64, &str)> {
-        self.0.iter().find_map(|check| match check {
+    /// Every good signature, in order.
+    pub fn good(&self) -> impl Iterator<Item = GoodSignature<'_>> {
+        self.0.iter().filter_map(|check| match check {
             SignatureCheck::Good {
-                member: m,
+                member,
+                key,
                 created,
                 digest,
                 ..
-            } if m == member => Some((*created, digest.as_str())),
+            } => Some(GoodSignature {
+                member,
+                key,
+                created: *created,
+                digest,
+            }),
             _ => None,
         })
     }
@@ -248,11 +274,20 @@ fn skewed(time: SystemTime) -> SystemTime {
     time + openpgp::packet::signature::subpacket::CLOCK_SKEW_TOLERANCE
 }
 
-/// SHA-256 of a signature packet as serialized.
-fn signature_digest(sig: &openpgp::packet::Signature) -> String {
-    use openpgp::serialize::MarshalInto;
-    let bytes = sig.to_vec().unwrap_or_default();
-    crate::fanout::sha256_hex(&bytes)
+/// What identifies a verified signature for replay protection: SHA-256
+/// over the signing key's fingerprint, the hash algorithm and the digest
+/// the signature was checked against. That digest covers the signed data
+/// and the hashed subpacket area with its trailer (RFC 9580 §5.2.4) — and
+/// nothing else, so adding or changing unhashed subpackets, re-armoring or
+/// re-encoding the mail gives the same value, while a fresh signature over
+/// the same text (new creation time) gives another.
+pub fn signed_data_digest(key: &openpgp::Fingerprint, sig: &openpgp::packet::Signature) -> String {
+    let mut data = Vec::with_capacity(128);
+    data.extend_from_slice(b"embargod-signed-data-v1\n");
+    data.extend_from_slice(key.as_bytes());
+    data.push(u8::from(sig.hash_algo()));
+    data.extend_from_slice(sig.computed_digest().unwrap_or_default());
+    crate::fanout::sha256_hex(&data)
 }
 
 /// Tells "not for us" apart from real breakage. Sequoia reports both as
@@ -379,12 +414,13 @@ fn record(
                     Some(member) => SignatureCheck::Good {
                         member: member.to_string(),
                         fingerprint: cert.fingerprint().to_hex(),
+                        key: good.ka.key().fingerprint().to_hex(),
                         created: good
                             .sig
                             .signature_creation_time()
                             .map(crate::clock::system_millis)
                             .unwrap_or(0),
-                        digest: signature_digest(good.sig),
+                        digest: signed_data_digest(&good.ka.key().fingerprint(), good.sig),
                     },
                     // `get_certs` only hands out member certs, so this is
                     // unreachable in practice; stay safe regardless.
@@ -422,7 +458,7 @@ mod tests {
         let alice = generate_cert("Alice <alice@example.org>").unwrap();
         let bob = generate_cert("Bob <bob@example.org>").unwrap();
         let now = SystemTime::now();
-        let sealed = seal(&list, &alice, b"the report", now).unwrap();
+        let sealed = seal(&list, &alice, b"the report", now).unwrap().armored;
 
         // Alice's key, used as if it were the list key, opens it, and the
         // list's signature verifies.
@@ -444,7 +480,9 @@ mod tests {
     #[test]
     fn plaintext_over_the_limit_is_refused() {
         let list = list_key();
-        let sealed = seal(&list, list.cert(), &[b'x'; 5000], SystemTime::now()).unwrap();
+        let sealed = seal(&list, list.cert(), &[b'x'; 5000], SystemTime::now())
+            .unwrap()
+            .armored;
         let err = open(
             list.cert(),
             &sealed,
@@ -459,7 +497,9 @@ mod tests {
     #[test]
     fn unknown_signers_are_noted_not_trusted() {
         let list = list_key();
-        let sealed = seal(&list, list.cert(), b"hi", SystemTime::now()).unwrap();
+        let sealed = seal(&list, list.cert(), b"hi", SystemTime::now())
+            .unwrap()
+            .armored;
         let opened = open(
             list.cert(),
             &sealed,
@@ -489,7 +529,7 @@ mod tests {
         )
         .unwrap();
         let signers = Signers::new(vec![("list".into(), list.cert().clone())]);
-        let opened = open(&alice, &sealed, &signers, 1024, now).unwrap();
+        let opened = open(&alice, &sealed.armored, &signers, 1024, now).unwrap();
         assert_eq!(
             opened.signatures.good_signers().count(),
             1,
@@ -510,5 +550,98 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, OpenError::Malformed(_)), "{err:?}");
+    }
+
+    /// A detached signature by `signer` over `data`, made at `time`.
+    fn detached_sig(signer: &Cert, data: &[u8], time: SystemTime) -> openpgp::packet::Signature {
+        let keypair = signer
+            .keys()
+            .with_policy(&POLICY, time)
+            .secret()
+            .for_signing()
+            .next()
+            .unwrap()
+            .key()
+            .clone()
+            .into_keypair()
+            .unwrap();
+        openpgp::packet::signature::SignatureBuilder::new(openpgp::types::SignatureType::Binary)
+            .set_signature_creation_time(time)
+            .unwrap()
+            .sign_message(&mut keypair.clone(), data)
+            .unwrap()
+    }
+
+    fn armored(sig: &openpgp::packet::Signature) -> Vec<u8> {
+        use openpgp::serialize::SerializeInto;
+        openpgp::Packet::from(sig.clone())
+            .to_vec()
+            .map(|binary| {
+                let mut out = Vec::new();
+                let mut w =
+                    openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::Signature).unwrap();
+                std::io::Write::write_all(&mut w, &binary).unwrap();
+                w.finalize().unwrap();
+                out
+            })
+            .unwrap()
+    }
+
+    fn digest_of(signatures: &Signatures) -> String {
+        match &signatures.0[..] {
+            [SignatureCheck::Good { digest, .. }] => digest.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_replay_digest_covers_what_was_signed_and_nothing_else() {
+        use openpgp::packet::signature::subpacket::{NotationData, Subpacket, SubpacketValue};
+        use openpgp::serialize::SerializeInto;
+        let alice = generate_cert("Alice <alice@example.org>").unwrap();
+        let signers = Signers::new(vec![("alice".into(), alice.clone())]);
+        let now = SystemTime::now();
+        let data = b"X-Case: KAP-2026-0001\r\nX-Add: dave\r\n";
+        let sig = detached_sig(&alice, data, now);
+        let first = digest_of(&verify_detached(data, &armored(&sig), &signers, now));
+
+        // One more subpacket in the unhashed area: still verifies, same digest.
+        let mut tampered = sig.clone();
+        tampered
+            .unhashed_area_mut()
+            .add(
+                Subpacket::new(
+                    SubpacketValue::NotationData(NotationData::new(
+                        "replay@example.org",
+                        b"again",
+                        None,
+                    )),
+                    false,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        assert_ne!(armored(&tampered), armored(&sig));
+        assert_eq!(
+            digest_of(&verify_detached(data, &armored(&tampered), &signers, now)),
+            first
+        );
+        // Another transport encoding (binary instead of armor): same digest.
+        let binary = openpgp::Packet::from(sig.clone()).to_vec().unwrap();
+        assert_eq!(
+            digest_of(&verify_detached(data, &binary, &signers, now)),
+            first
+        );
+        // A new signature over the same text (a later time): another digest.
+        let later = detached_sig(&alice, data, now + std::time::Duration::from_secs(2));
+        assert_ne!(
+            digest_of(&verify_detached(
+                data,
+                &armored(&later),
+                &signers,
+                now + std::time::Duration::from_secs(2)
+            )),
+            first
+        );
     }
 }

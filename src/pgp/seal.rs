@@ -14,7 +14,7 @@ use sequoia_openpgp as openpgp;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Signer};
 use openpgp::Cert;
 
-use super::{encryption_keys, usable_for_encryption, KeyProblem, ListKey, POLICY};
+use super::{encryption_key, usable_for_encryption, KeyProblem, ListKey, POLICY};
 
 /// Why a copy could not be sealed.
 #[derive(Debug, thiserror::Error)]
@@ -26,25 +26,40 @@ pub enum SealError {
     Crypto(String),
 }
 
+/// A sealed message and the key it was encrypted to.
+#[derive(Debug, Clone)]
+pub struct SealedMessage {
+    /// The ASCII-armored OpenPGP message.
+    pub armored: Vec<u8>,
+    /// Fingerprint (hex) of the one encryption subkey it was encrypted to:
+    /// the recipient's newest.
+    pub subkey: String,
+}
+
 /// Signs `plaintext` with the list key and encrypts it to `recipient`
-/// alone, as of `time`. Returns the ASCII-armored message.
+/// alone — to the newest valid encryption-capable subkey of their
+/// certificate, as GnuPG does — as of `time`.
 pub fn seal(
     list_key: &ListKey,
     recipient: &Cert,
     plaintext: &[u8],
     time: SystemTime,
-) -> Result<Vec<u8>, SealError> {
+) -> Result<SealedMessage, SealError> {
     usable_for_encryption(recipient, time)?;
     let valid = recipient
         .with_policy(&POLICY, time)
         .map_err(|e| SealError::Crypto(e.to_string()))?;
     let crypto = |e: anyhow::Error| SealError::Crypto(e.to_string());
+    let subkey = encryption_key(&valid).ok_or_else(|| KeyProblem::NoEncryptionKey {
+        fingerprint: recipient.fingerprint().to_hex(),
+    })?;
+    let subkey_fingerprint = subkey.key().fingerprint().to_hex();
 
     // Armor adds a third; headers and packets a little more.
     let mut sink = Vec::with_capacity(plaintext.len() * 4 / 3 + 4096);
     let message = Message::new(&mut sink);
     let message = Armorer::new(message).build().map_err(crypto)?;
-    let message = Encryptor::for_recipients(message, encryption_keys(&valid))
+    let message = Encryptor::for_recipients(message, [subkey])
         .build()
         .map_err(crypto)?;
     let message = Signer::new(message, list_key.signer.clone())
@@ -57,7 +72,10 @@ pub fn seal(
         .write_all(plaintext)
         .map_err(|e| SealError::Crypto(e.to_string()))?;
     literal.finalize().map_err(crypto)?;
-    Ok(sink)
+    Ok(SealedMessage {
+        armored: sink,
+        subkey: subkey_fingerprint,
+    })
 }
 
 /// An armored detached signature by the list key over `data`, SHA-512
@@ -121,13 +139,68 @@ mod tests {
             .generate()
             .unwrap();
         assert_eq!(
-            container_version(&seal(&list, &v1_only, b"x", now).unwrap()),
+            container_version(&seal(&list, &v1_only, b"x", now).unwrap().armored),
             1
         );
         let modern = generate_cert("New <new@example.org>").unwrap();
         assert_eq!(
-            container_version(&seal(&list, &modern, b"x", now).unwrap()),
+            container_version(&seal(&list, &modern, b"x", now).unwrap().armored),
             2
         );
+    }
+
+    #[test]
+    fn only_the_newest_encryption_subkey_gets_the_copy() {
+        use openpgp::types::KeyFlags;
+        let list = ListKey::from_cert(generate_cert("List <l@example.org>").unwrap()).unwrap();
+        let now = SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let (cert, _) = CertBuilder::new()
+            .add_userid("Zoe <zoe@example.org>")
+            .set_creation_time(now - 48 * hour)
+            .add_signing_subkey()
+            .add_transport_encryption_subkey()
+            .generate()
+            .unwrap();
+        let old = cert
+            .keys()
+            .subkeys()
+            .find(|ka| {
+                ka.self_signatures()
+                    .next()
+                    .and_then(|s| s.key_flags())
+                    .is_some_and(|f| f.for_transport_encryption())
+            })
+            .unwrap()
+            .key()
+            .fingerprint();
+        let valid = cert.with_policy(&POLICY, None).unwrap();
+        let cert = KeyBuilder::new(KeyFlags::empty().set_transport_encryption())
+            .set_creation_time(now - hour)
+            .subkey(valid)
+            .unwrap()
+            .attach_cert()
+            .unwrap();
+        let newest = cert
+            .keys()
+            .subkeys()
+            .map(|ka| ka.key().clone())
+            .max_by_key(|k| k.creation_time())
+            .unwrap()
+            .fingerprint();
+        assert_ne!(old, newest);
+
+        let sealed = seal(&list, &cert, b"x", now).unwrap();
+        assert_eq!(sealed.subkey, newest.to_hex());
+        let recipients: Vec<_> = PacketPile::from_bytes(&sealed.armored)
+            .unwrap()
+            .descendants()
+            .filter_map(|p| match p {
+                Packet::PKESK(pkesk) => pkesk.recipient(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recipients.len(), 1, "one recipient key, not every subkey");
+        assert!(recipients[0].aliases(openpgp::KeyHandle::from(&newest)));
     }
 }

@@ -13,11 +13,18 @@
 //!   holds its head.
 //! - `quarantine`: mail that could not be processed or may not be
 //!   forwarded (held for moderation), sealed, with the reason.
-//! - `embargoes`: each case's embargo (metadata only); `advisories`: the
-//!   post each embargo will publish, sealed; `schedule`: reminder and
-//!   release events keyed by big-endian due time.
+//! - `embargoes`: each case's embargo, sealed (it holds the reason of an
+//!   early release); `advisories`: the post each embargo will publish,
+//!   sealed; `schedule`: reminder and release events keyed by big-endian
+//!   due time.
+//! - `cases`: cases, references, counters, used signatures, requests —
+//!   every value sealed (case records hold reporters' addresses and the
+//!   PST's keyword values).
 //!
-//! Every state change is one [`Batch`] applied in a single transaction.
+//! Every value that comes from a post or may quote one is sealed with the
+//! store key, bound to its tree and key: the queue too, where a copy to a
+//! reporter without a key is signed plaintext. Every state change is one
+//! [`Batch`] applied in a single transaction.
 
 mod io;
 mod seal;
@@ -176,6 +183,8 @@ pub struct Batch {
     pub member_states: Vec<(String, MemberState)>,
     /// Case records and their indexes, by key (see [`crate::case`]).
     pub cases: Vec<(String, Vec<u8>)>,
+    /// Keys of the cases tree to remove.
+    pub cases_remove: Vec<String>,
 }
 
 impl Batch {
@@ -195,6 +204,7 @@ impl Batch {
         self.shingles.extend(other.shingles);
         self.member_states.extend(other.member_states);
         self.cases.extend(other.cases);
+        self.cases_remove.extend(other.cases_remove);
     }
 }
 
@@ -289,7 +299,56 @@ impl Store {
                 .fetch_add(value?.len() as u64, Ordering::Relaxed);
         }
         store.check_key()?;
+        store.seal_legacy_values()?;
         Ok(store)
+    }
+
+    /// Stores written before the queue, embargoes and cases were sealed
+    /// held those values in plaintext: seal them once, in one transaction,
+    /// and mark the store so it is never done twice.
+    fn seal_legacy_values(&self) -> Result<(), StoreError> {
+        const FORMAT: &[u8] = b"format";
+        const SEALED: &[u8] = b"2";
+        if self.db.get(FORMAT)?.as_deref() == Some(SEALED) {
+            return Ok(());
+        }
+        let mut resealed: Vec<(usize, sled::IVec, Vec<u8>)> = Vec::new();
+        for (index, (tree, prefix)) in [
+            (&self.queue, &b"queue/"[..]),
+            (&self.embargoes, b"embargo/"),
+            (&self.cases, b"cases/"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for item in tree.iter() {
+                let (key, plain) = item?;
+                // Queue values are bound to the copy id, the key's tail.
+                let bound = if index == 0 { &key[8..] } else { &key[..] };
+                resealed.push((
+                    index,
+                    key.clone(),
+                    self.key.seal(&slot(prefix, bound), &plain),
+                ));
+            }
+        }
+        let _alone = self.io.transaction();
+        let trees = [&self.queue, &self.embargoes, &self.cases, &*self.db];
+        trees
+            .as_slice()
+            .transaction(|trees: &Vec<TransactionalTree>| {
+                for (index, key, sealed) in &resealed {
+                    trees[*index].insert(key, sealed.as_slice())?;
+                }
+                trees[3].insert(FORMAT, SEALED)?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => StoreError::Corrupt("format".into()),
+            })?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// A store sealed with another key would open but never read: say so
@@ -409,7 +468,7 @@ impl Store {
             if busy.contains(&key.id) {
                 continue;
             }
-            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(&value)?;
+            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(&self.open_queued(key.id, &value)?)?;
             out.push((key, QueuedCopy { bytes, ..meta }));
             if out.len() == limit {
                 break;
@@ -424,8 +483,9 @@ impl Store {
             .iter()
             .map(|item| {
                 let (key, value) = item?;
-                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(&value)?;
-                Ok((QueueKey::from_bytes(&key)?, meta))
+                let key = QueueKey::from_bytes(&key)?;
+                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(&self.open_queued(key.id, &value)?)?;
+                Ok((key, meta))
             })
             .collect()
     }
@@ -546,16 +606,36 @@ impl Store {
 
     /// A value of the cases tree.
     pub fn case_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.cases.get(key.as_bytes())?.map(|v| v.to_vec()))
+        self.cases
+            .get(key.as_bytes())?
+            .map(|sealed| self.key.open(&slot(b"cases/", key.as_bytes()), &sealed))
+            .transpose()
     }
 
     /// Every value of the cases tree under `prefix`, in key order.
     pub fn case_values(&self, prefix: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .case_entries(prefix)?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
+    /// Every key and value of the cases tree under `prefix`, in key order.
+    pub fn case_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.cases
             .scan_prefix(prefix.as_bytes())
-            .values()
-            .map(|v| Ok(v?.to_vec()))
+            .map(|item| {
+                let (key, sealed) = item?;
+                let value = self.key.open(&slot(b"cases/", &key), &sealed)?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), value))
+            })
             .collect()
+    }
+
+    /// A queued copy's framed value, opened.
+    fn open_queued(&self, id: u64, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.key.open(&slot(b"queue/", &id.to_be_bytes()), sealed)
     }
 
     /// The ledger's head.
@@ -580,10 +660,7 @@ impl Store {
     pub fn embargo(&self, case: &str) -> Result<Option<Embargo>, StoreError> {
         self.embargoes
             .get(case.as_bytes())?
-            .map(|value| {
-                serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt(format!("embargo {case}: {e}")))
-            })
+            .map(|sealed| self.open_embargo(case.as_bytes(), &sealed))
             .transpose()
     }
 
@@ -591,12 +668,18 @@ impl Store {
     pub fn embargoes(&self) -> Result<Vec<Embargo>, StoreError> {
         self.embargoes
             .iter()
-            .values()
-            .map(|value| {
-                serde_json::from_slice(&value?)
-                    .map_err(|e| StoreError::Corrupt(format!("embargo: {e}")))
+            .map(|item| {
+                let (case, sealed) = item?;
+                self.open_embargo(&case, &sealed)
             })
             .collect()
+    }
+
+    fn open_embargo(&self, case: &[u8], sealed: &[u8]) -> Result<Embargo, StoreError> {
+        let json = self.key.open(&slot(b"embargo/", case), sealed)?;
+        serde_json::from_slice(&json).map_err(|e| {
+            StoreError::Corrupt(format!("embargo {}: {e}", String::from_utf8_lossy(case)))
+        })
     }
 
     /// The sealed advisory of `case`, opened.
@@ -661,10 +744,9 @@ impl Store {
             .embargoes
             .iter()
             .map(|e| {
-                (
-                    e.case.as_bytes().to_vec(),
-                    serde_json::to_vec(e).expect("embargo serializes"),
-                )
+                let json = serde_json::to_vec(e).expect("embargo serializes");
+                let sealed = self.key.seal(&slot(b"embargo/", e.case.as_bytes()), &json);
+                (e.case.as_bytes().to_vec(), sealed)
             })
             .collect();
         let advisory_new: Vec<(Vec<u8>, Vec<u8>)> = batch
@@ -711,7 +793,21 @@ impl Store {
         let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
             .add_queue
             .iter()
-            .map(|(key, copy)| (key.to_bytes(), frame(copy, &copy.bytes)))
+            .map(|(key, copy)| {
+                let sealed = self.key.seal(
+                    &slot(b"queue/", &key.id.to_be_bytes()),
+                    &frame(copy, &copy.bytes),
+                );
+                (key.to_bytes(), sealed)
+            })
+            .collect();
+        let cases_new: Vec<(&str, Vec<u8>)> = batch
+            .cases
+            .iter()
+            .map(|(key, value)| {
+                let sealed = self.key.seal(&slot(b"cases/", key.as_bytes()), value);
+                (key.as_str(), sealed)
+            })
             .collect();
 
         let trees = [
@@ -800,7 +896,10 @@ impl Store {
                 for (member, state) in &member_new {
                     members.insert(member.as_bytes(), state.as_slice())?;
                 }
-                for (key, value) in &batch.cases {
+                for key in &batch.cases_remove {
+                    cases.remove(key.as_bytes())?;
+                }
+                for (key, value) in &cases_new {
                     cases.insert(key.as_bytes(), value.as_slice())?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())

@@ -518,3 +518,118 @@ pub async fn send_until_accepted(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// GnuPG's `--faked-system-time` value for `time`, frozen there.
+pub fn gpg_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y%m%dT%H%M%S!").to_string()
+}
+
+/// A text post (`keywords`, a blank line, `text`) in an RFC 3156
+/// multipart/signed message, signed by `gpg` as `signer` — at `time`
+/// when given (a backdated or post-dated signature), else now. `subject`
+/// is the outer, unsigned Subject.
+pub fn signed_text(
+    gpg: &Gpg,
+    signer: &str,
+    to: &str,
+    subject: &str,
+    keywords: &str,
+    text: &str,
+    time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<u8> {
+    let part = format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{keywords}\r\n{text}\r\n");
+    let faked = time.map(gpg_time);
+    let mut args = vec!["--armor", "--detach-sign", "--local-user", signer];
+    if let Some(faked) = &faked {
+        args.splice(
+            0..0,
+            ["--ignore-time-conflict", "--faked-system-time", faked],
+        );
+    }
+    let signature = gpg.ok(&args, part.as_bytes());
+    multipart_signed(signer, to, subject, &part, &signature)
+}
+
+/// A sandbox whose members' keys one GnuPG home made `key_age` ago (so
+/// that backdated signatures are possible), with the list key imported,
+/// and a manual clock at the current whole second.
+pub struct GpgWorld {
+    pub dir: tempfile::TempDir,
+    pub sandbox: Sandbox,
+    pub gpg: Gpg,
+    pub clock: Clock,
+    key_made: String,
+}
+
+impl GpgWorld {
+    /// `members`: id and list (`None`: on no list); each gets the address
+    /// `<id>@example.org` and an Ed25519/Cv25519 key.
+    pub fn new(
+        members: &[(&str, Option<embargod::config::ListName>)],
+        key_age: chrono::Duration,
+    ) -> GpgWorld {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(dir.path()).unwrap();
+        let gpg = Gpg::new();
+        gpg.import(&list_public(&sandbox));
+        let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+        let mut world = GpgWorld {
+            dir,
+            sandbox,
+            gpg,
+            clock: Clock::manual(now),
+            key_made: gpg_time(chrono::Utc::now() - key_age),
+        };
+        for (id, list) in members {
+            world.make_key(id);
+            world.enroll(id, *list);
+        }
+        world
+    }
+
+    /// Makes `<id>@example.org`'s key (dated like the others) in the
+    /// GnuPG home; returns its primary fingerprint.
+    pub fn make_key(&self, id: &str) -> String {
+        let email = format!("{id}@example.org");
+        self.gpg.ok(
+            &[
+                "--faked-system-time",
+                &self.key_made,
+                "--quick-gen-key",
+                &format!("{id} <{email}>"),
+                "future-default",
+                "default",
+                "never",
+            ],
+            b"",
+        );
+        self.gpg.fingerprint(&email)
+    }
+
+    /// Puts `id`'s certificate, as the GnuPG home has it now, into the
+    /// config, on `list`.
+    pub fn enroll(&mut self, id: &str, list: Option<embargod::config::ListName>) {
+        let email = format!("{id}@example.org");
+        let cert = self.gpg.cert(&email);
+        match list {
+            Some(list) => self.sandbox.add_member(id, &email, list, &cert).unwrap(),
+            None => self.sandbox.add_loose_member(id, &email, &cert).unwrap(),
+        }
+    }
+
+    /// The fingerprint of the newest key (primary or subkey) of `id`.
+    pub fn newest_key(&self, id: &str) -> String {
+        let listing = String::from_utf8(self.gpg.ok(
+            &["--with-colons", "--list-keys", &format!("{id}@example.org")],
+            b"",
+        ))
+        .unwrap();
+        listing
+            .lines()
+            .filter(|l| l.starts_with("fpr:"))
+            .filter_map(|l| l.split(':').nth(9))
+            .next_back()
+            .expect("a key")
+            .to_string()
+    }
+}

@@ -1,0 +1,225 @@
+//! The one freshness rule for every signed input that changes state:
+//! distributors posts (embargo set, moved or released), the PST's keyword
+//! commands, vouches — and whatever signed command comes next.
+//!
+//! Anyone who once saw a signed post can send it again, reorder it with
+//! later ones, or edit what the signature does not cover. So a signature
+//! authorises a change only when
+//!
+//! 1. the key that made it — the subkey, not just the certificate — was
+//!    valid when it signed (Sequoia's verifier checks that) *and* is still
+//!    in force now: not expired, not revoked (a "superseded" revocation
+//!    counts), still signing-capable
+//!    ([`crate::pgp::signing_key_in_force`]);
+//! 2. it was made within [`crate::config::SignaturesConfig::max_age`] of
+//!    now (7 days by default), and not further in the future than the
+//!    allowed clock skew;
+//! 3. it was never used before: the digest of what it *signed*
+//!    ([`crate::pgp::open::signed_data_digest`]: hashed area and signed
+//!    data, never the unhashed area or the transport encoding) is kept for
+//!    as long as the window, and a second use is refused.
+//!
+//! [`check`] applies the rule; [`spend`] records the use in the same batch
+//! as the change it authorised, so the two commit together. Changes to an
+//! embargo add a fourth rule of their own: a signature older than the one
+//! behind the last change is refused (see [`crate::embargo::Embargo::signed`]).
+
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{from_millis, to_millis};
+use crate::config::SignaturesConfig;
+use crate::fanout::Context;
+use crate::pgp::open::{GoodSignature, Signatures};
+use crate::pgp::KeyProblem;
+use crate::store::Batch;
+
+/// Store keys of used signatures, in the cases tree: `used/<digest>`,
+/// valued with the signature's creation time (ms, decimal).
+const USED: &str = "used/";
+
+/// Why a signature may not authorise a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the key that made the signature is not in force now: {0}")]
+    KeyNotInForce(KeyProblem),
+    #[error(
+        "the signature was made {age} ago; signed posts and commands must be less than {max} old"
+    )]
+    TooOld { age: String, max: String },
+    #[error("the signature is dated {when}, in the future beyond the allowed clock skew")]
+    FromTheFuture { when: String },
+    #[error("this signature was already used: a replayed post or command is refused")]
+    AlreadyUsed,
+}
+
+impl Refused {
+    /// A short label for logs and metrics: never a value from the post.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refused::KeyNotInForce(_) => "signing key not in force",
+            Refused::TooOld { .. } => "signature too old",
+            Refused::FromTheFuture { .. } => "signature from the future",
+            Refused::AlreadyUsed => "signature replayed",
+        }
+    }
+}
+
+/// Who a message's signatures authorise, among the members `allowed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority<'a> {
+    /// A good signature by an allowed member that passes the rule.
+    Signed(GoodSignature<'a>),
+    /// Good signatures by allowed members, none of which passes the rule:
+    /// the first one's member and why.
+    Refused { member: &'a str, why: Refused },
+    /// No good signature by an allowed member.
+    None,
+}
+
+/// The first good signature by one of `allowed` that passes [`check`].
+pub fn authorise<'a>(
+    ctx: &Context<'_>,
+    signatures: &'a Signatures,
+    allowed: &[String],
+) -> Authority<'a> {
+    let mut refused = None;
+    for sig in signatures
+        .good()
+        .filter(|sig| allowed.iter().any(|m| m == sig.member))
+    {
+        match check(ctx, sig) {
+            Ok(()) => return Authority::Signed(sig),
+            Err(why) => {
+                refused.get_or_insert(Authority::Refused {
+                    member: sig.member,
+                    why,
+                });
+            }
+        }
+    }
+    refused.unwrap_or(Authority::None)
+}
+
+/// Applies the rule to `sig` at `ctx.now`. Reads the store for used
+/// digests; writes nothing (see [`spend`]).
+pub fn check(ctx: &Context<'_>, sig: GoodSignature<'_>) -> Result<(), Refused> {
+    let cert = ctx
+        .keys
+        .member(sig.member)
+        .map_err(Refused::KeyNotInForce)?;
+    crate::pgp::signing_key_in_force(cert, sig.key, SystemTime::from(ctx.now))
+        .map_err(Refused::KeyNotInForce)?;
+    let used = ctx
+        .store
+        .case_value(&format!("{USED}{}", sig.digest))
+        // A store that cannot answer is no proof of freshness.
+        .map_or(true, |value| value.is_some());
+    judge(
+        &ctx.config.signatures,
+        to_millis(ctx.now),
+        sig.created,
+        used,
+    )
+}
+
+/// The time rules and the used-before rule, without I/O.
+fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<(), Refused> {
+    let skew = rule.clock_skew.as_millis() as u64;
+    if created > now.saturating_add(skew) {
+        return Err(Refused::FromTheFuture {
+            when: crate::embargo::format_time(from_millis(created)),
+        });
+    }
+    let age = now.saturating_sub(created);
+    if age > rule.max_age.as_millis() as u64 {
+        return Err(Refused::TooOld {
+            age: humantime::format_duration(Duration::from_secs(age / 1000)).to_string(),
+            max: humantime::format_duration(rule.max_age).to_string(),
+        });
+    }
+    if used {
+        return Err(Refused::AlreadyUsed);
+    }
+    Ok(())
+}
+
+/// Records `sig` as used, in the batch of the change it authorised, and
+/// forgets used signatures that have left the window (they are refused as
+/// too old anyway).
+pub fn spend(ctx: &Context<'_>, batch: &mut Batch, sig: GoodSignature<'_>) {
+    let horizon = to_millis(ctx.now).saturating_sub(window(&ctx.config.signatures));
+    if let Ok(entries) = ctx.store.case_entries(USED) {
+        for (key, value) in entries {
+            let created: u64 = String::from_utf8_lossy(&value).parse().unwrap_or(0);
+            if created < horizon {
+                batch.cases_remove.push(key);
+            }
+        }
+    }
+    batch.cases.push((
+        format!("{USED}{}", sig.digest),
+        sig.created.to_string().into_bytes(),
+    ));
+}
+
+/// How long a used signature must be remembered: as long as it could
+/// still pass the time rules.
+fn window(rule: &SignaturesConfig) -> u64 {
+    (rule.max_age + rule.clock_skew).as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+
+    fn rule() -> SignaturesConfig {
+        SignaturesConfig {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            clock_skew: Duration::from_secs(30 * 60),
+        }
+    }
+
+    #[test]
+    fn a_fresh_unused_signature_passes() {
+        let now = 1000 * HOUR;
+        assert_eq!(judge(&rule(), now, now - HOUR, false), Ok(()));
+        // A sender's clock a little ahead is tolerated.
+        assert_eq!(judge(&rule(), now, now + HOUR / 4, false), Ok(()));
+    }
+
+    #[test]
+    fn a_backdated_signature_is_too_old() {
+        let now = 1000 * HOUR;
+        let err = judge(&rule(), now, now - 30 * 24 * HOUR, false).unwrap_err();
+        assert!(matches!(err, Refused::TooOld { .. }), "{err}");
+        assert!(err.to_string().contains("7days"), "{err}");
+        // Just inside the window still counts.
+        assert_eq!(judge(&rule(), now, now - 7 * 24 * HOUR + 1, false), Ok(()));
+    }
+
+    #[test]
+    fn a_signature_from_the_future_is_refused() {
+        let now = 1000 * HOUR;
+        let err = judge(&rule(), now, now + 2 * HOUR, false).unwrap_err();
+        assert!(matches!(err, Refused::FromTheFuture { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_used_signature_is_refused_however_fresh() {
+        let now = 1000 * HOUR;
+        assert_eq!(judge(&rule(), now, now, true), Err(Refused::AlreadyUsed));
+    }
+
+    #[test]
+    fn used_signatures_are_kept_as_long_as_they_could_pass() {
+        let rule = rule();
+        let now = 1000 * HOUR;
+        // The oldest signature that still passes the time rules...
+        let oldest = now - rule.max_age.as_millis() as u64;
+        assert_eq!(judge(&rule, now, oldest, false), Ok(()));
+        // ...is inside the window that `spend` keeps.
+        assert!(now - oldest <= window(&rule));
+    }
+}

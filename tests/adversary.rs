@@ -1,0 +1,609 @@
+//! The attacks on the embargo's integrity, one test each, with real
+//! GnuPG signatures (Sequoia where GnuPG cannot be scripted) and an
+//! injected clock: replayed and reordered distributors posts, backdated
+//! signatures, a command replayed with an edited unhashed area, retired
+//! signing subkeys, an outer Subject edited in transit, and
+//! acknowledgement backscatter. Each ends with nothing forwarded or
+//! changed and, where a member's signature was involved, a notice to the
+//! PST saying why.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use common::{armored_part, readable, signed_text, start, GpgWorld, TestDaemon};
+use embargod::config::ListName;
+use embargod::sandbox::{OutboxMail, ANNOUNCE, DISTRIBUTORS, SECURITY};
+
+const PST: &[(&str, Option<ListName>)] = &[
+    ("alice", Some(ListName::Security)),
+    ("bob", Some(ListName::Security)),
+    ("distro-a", Some(ListName::Distributors)),
+];
+
+fn rfc3339(time: chrono::DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Sends `message` and asserts the `250`.
+async fn send(daemon: &TestDaemon, from: &str, to: &str, message: &[u8]) {
+    let replies = daemon.send(from, &[to], message).await;
+    assert_eq!(replies[0].code, 250, "{replies:?}");
+}
+
+/// Waits until the outbox holds exactly `n` messages, acknowledgements
+/// to reporters included, and all is done.
+async fn everything(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
+    for _ in 0..600 {
+        if embargod::sandbox::read_outbox(&daemon.outbox)
+            .unwrap()
+            .len()
+            >= n
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.settle().await;
+    let mail = embargod::sandbox::read_outbox(&daemon.outbox).unwrap();
+    assert_eq!(mail.len(), n, "expected {n} messages in the outbox");
+    mail
+}
+
+/// Waits until the outbox holds exactly `n` messages (acknowledgements
+/// to reporters aside) and all is done.
+async fn outbox(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
+    daemon.wait_outbox(n).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    assert_eq!(mail.len(), n, "expected {n} messages in the outbox");
+    mail
+}
+
+fn to<'a>(mail: &'a [OutboxMail], address: &str) -> Vec<&'a OutboxMail> {
+    mail.iter()
+        .filter(|m| m.to.iter().any(|t| t == address))
+        .collect()
+}
+
+/// The decrypted, readable text of each of `mail` (alice's key opens
+/// what is hers; the world's gpg home has every member's key).
+fn decrypted(w: &GpgWorld, mail: &[&OutboxMail]) -> Vec<String> {
+    mail.iter()
+        .map(|m| {
+            let (plaintext, status) = w.gpg.decrypt(&armored_part(&m.bytes));
+            assert!(status.contains("GOODSIG"), "{status}");
+            readable(&plaintext)
+        })
+        .collect()
+}
+
+/// The quarantine's reasons, oldest first.
+fn held(daemon: &TestDaemon) -> Vec<String> {
+    daemon
+        .shared
+        .store
+        .quarantined()
+        .unwrap()
+        .into_iter()
+        .map(|(_, meta)| meta.reason)
+        .collect()
+}
+
+fn embargo_until(daemon: &TestDaemon, case: &str) -> chrono::DateTime<Utc> {
+    daemon
+        .shared
+        .store
+        .embargo(case)
+        .unwrap()
+        .expect("an embargo")
+        .until()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_reordered_and_backdated_posts_never_move_an_embargo_back() {
+    let w = GpgWorld::new(PST, chrono::Duration::days(40));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let now = w.clock.now();
+    let case = "KAP-2026-0001";
+    let post = |until: chrono::DateTime<Utc>, signed: chrono::DateTime<Utc>, text: &str| {
+        signed_text(
+            &w.gpg,
+            "alice@example.org",
+            DISTRIBUTORS,
+            "Embargoed fix",
+            &format!("X-Case: {case}\r\nX-Embargo-Until: {}\r\n", rfc3339(until)),
+            text,
+            Some(signed),
+        )
+    };
+    let soon = now + chrono::Duration::seconds(70);
+    let later = now + chrono::Duration::days(10);
+    let first = post(soon, now - chrono::Duration::seconds(30), "First draft.");
+    let reordered = post(
+        now + chrono::Duration::days(2),
+        now - chrono::Duration::seconds(20),
+        "Second draft, delayed on the way.",
+    );
+    let second = post(later, now - chrono::Duration::seconds(10), "Final text.");
+
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &first).await;
+    outbox(&daemon, 3).await;
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &second).await;
+    outbox(&daemon, 6).await;
+    assert_eq!(embargo_until(&daemon, case), later);
+
+    // The first post again, byte for byte: refused, the PST told.
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &first).await;
+    let mail = outbox(&daemon, 8).await;
+    assert!(
+        held(&daemon)[0].contains("already used"),
+        "{:?}",
+        held(&daemon)
+    );
+    let notice = decrypted(&w, &to(&mail, "bob@example.org"))
+        .into_iter()
+        .find(|text| text.contains("was not forwarded"))
+        .expect("a notice to the PST");
+    assert!(notice.contains("already used"), "{notice}");
+    assert!(
+        to(&mail, "distro-a@example.org").len() == 2,
+        "no third copy"
+    );
+
+    // A post signed between the two, arriving last: older than the last
+    // change, refused though never seen.
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &reordered).await;
+    outbox(&daemon, 10).await;
+    assert!(
+        held(&daemon)[1].contains("before the signature behind the last change"),
+        "{:?}",
+        held(&daemon)
+    );
+
+    // Signed 30 days ago (the key is 40 days old): too old.
+    let backdated = post(
+        now + chrono::Duration::days(3),
+        now - chrono::Duration::days(30),
+        "Stale.",
+    );
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &backdated).await;
+    outbox(&daemon, 12).await;
+    assert!(held(&daemon)[2].contains("old"), "{:?}", held(&daemon));
+    assert_eq!(embargo_until(&daemon, case), later, "the date never moved");
+
+    // The first post's time comes and goes: nothing is published.
+    w.clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    assert!(to(&mail, ANNOUNCE).is_empty(), "published early");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_replayed_with_an_edited_unhashed_area_is_refused() {
+    use sequoia_openpgp::packet::signature::subpacket::{NotationData, Subpacket, SubpacketValue};
+    use sequoia_openpgp::parse::Parse;
+    use sequoia_openpgp::serialize::SerializeInto;
+
+    let mut members = PST.to_vec();
+    members.push(("dave", None));
+    let w = GpgWorld::new(&members, chrono::Duration::days(2));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let now = w.clock.now();
+    let report = common::report("Heap overflow", "The parser overflows.");
+    send(&daemon, common::REPORTER, SECURITY, &report).await;
+    outbox(&daemon, 2).await; // alice and bob (the acknowledgement aside)
+    let case = format!("KAP-{}-0001", now.format("%Y"));
+    let command = |keyword: &str, signed: chrono::DateTime<Utc>| {
+        signed_text(
+            &w.gpg,
+            "alice@example.org",
+            SECURITY,
+            &format!("[{case}] team"),
+            &format!("X-Case: {case}\r\n{keyword}\r\n"),
+            "",
+            Some(signed),
+        )
+    };
+    let add = command("X-Add: dave", now - chrono::Duration::seconds(20));
+    let remove = command("X-Remove: dave", now - chrono::Duration::seconds(10));
+    let team = |daemon: &TestDaemon| {
+        let case = case.clone();
+        let shared = daemon.shared.clone();
+        async move {
+            shared
+                .in_context(move |ctx| embargod::case::get(ctx, &case))
+                .await
+                .unwrap()
+                .expect("the case")
+                .team
+        }
+    };
+    send(&daemon, "alice@example.org", SECURITY, &add).await;
+    outbox(&daemon, 3).await; // the reply to alice (no text to forward)
+    assert_eq!(team(&daemon).await, ["dave"]);
+    send(&daemon, "alice@example.org", SECURITY, &remove).await;
+    outbox(&daemon, 4).await;
+    assert!(team(&daemon).await.is_empty());
+
+    // The add again, with one notation added to the unhashed area: the
+    // signature still verifies, and is still the same signature.
+    let (part, signature) = common::signed_parts(&add);
+    let mut sig = match sequoia_openpgp::Packet::from_bytes(&signature).unwrap() {
+        sequoia_openpgp::Packet::Signature(sig) => sig,
+        other => panic!("{other:?}"),
+    };
+    sig.unhashed_area_mut()
+        .add(
+            Subpacket::new(
+                SubpacketValue::NotationData(NotationData::new("x@example.org", b"y", None)),
+                false,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let tampered = sequoia_openpgp::Packet::from(sig).to_vec().unwrap();
+    let mut armored = Vec::new();
+    let mut writer =
+        sequoia_openpgp::armor::Writer::new(&mut armored, sequoia_openpgp::armor::Kind::Signature)
+            .unwrap();
+    std::io::Write::write_all(&mut writer, &tampered).unwrap();
+    writer.finalize().unwrap();
+    assert_ne!(armored, signature, "the signature bytes differ");
+    let replay = common::multipart_signed(
+        "alice@example.org",
+        SECURITY,
+        &format!("[{case}] team"),
+        std::str::from_utf8(&part).unwrap(),
+        &armored,
+    );
+    send(&daemon, "alice@example.org", SECURITY, &replay).await;
+    let mail = outbox(&daemon, 6).await; // a notice to alice and bob
+    assert!(team(&daemon).await.is_empty(), "dave stays off the team");
+    let notice = decrypted(&w, &to(&mail, "bob@example.org"))
+        .into_iter()
+        .find(|text| text.contains("refused"))
+        .expect("a notice to the PST");
+    assert!(notice.contains("already used"), "{notice}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_by_an_expired_signing_subkey_authorises_nothing() {
+    let mut w = GpgWorld::new(PST, chrono::Duration::days(3));
+    // erin (PST) signs with a subkey that expires in a day; her
+    // certificate on file is the one with that subkey.
+    let primary = w.make_key("erin");
+    w.gpg
+        .ok(&["--quick-add-key", &primary, "ed25519", "sign", "1d"], b"");
+    let subkey = w.newest_key("erin");
+    w.enroll("erin", Some(ListName::Security));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let now = w.clock.now();
+    let post = signed_text(
+        &w.gpg,
+        &format!("{subkey}!"),
+        DISTRIBUTORS,
+        "Fix",
+        &format!(
+            "X-Case: KAP-2026-0001\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(now + chrono::Duration::days(5))
+        ),
+        "Patch follows.",
+        None,
+    );
+    // Two days on, the signature is fresh enough; its subkey is not.
+    w.clock.advance(Duration::from_secs(2 * 86400));
+    send(&daemon, "erin@example.org", DISTRIBUTORS, &post).await;
+    outbox(&daemon, 3).await; // a notice to alice, bob and erin
+    let reasons = held(&daemon);
+    assert!(
+        reasons[0].contains("signing key") && reasons[0].contains("expired"),
+        "{reasons:?}"
+    );
+    assert!(daemon
+        .shared
+        .store
+        .embargo("KAP-2026-0001")
+        .unwrap()
+        .is_none());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_by_a_superseded_subkey_authorises_nothing() {
+    use sequoia_openpgp::cert::prelude::*;
+    use sequoia_openpgp::types::ReasonForRevocation;
+
+    let mut w = GpgWorld::new(PST, chrono::Duration::days(3));
+    let now = w.clock.now();
+    let hour = Duration::from_secs(3600);
+    let then = std::time::SystemTime::from(now) - 5 * hour;
+    let (frank, _) = CertBuilder::general_purpose(Some("frank <frank@example.org>"))
+        .set_creation_time(then - hour)
+        .generate()
+        .unwrap();
+    // Signed while the subkey was current; superseded an hour later.
+    let post = common::sequoia_signed_post(
+        &frank,
+        "frank@example.org",
+        DISTRIBUTORS,
+        "Fix",
+        &format!(
+            "X-Case: KAP-2026-0001\r\nX-Embargo-Until: {}\r\n\r\nPatch follows.",
+            rfc3339(now + chrono::Duration::days(5))
+        ),
+        then,
+    );
+    let policy = sequoia_openpgp::policy::StandardPolicy::new();
+    let subkey = frank
+        .keys()
+        .subkeys()
+        .with_policy(&policy, then)
+        .for_signing()
+        .next()
+        .unwrap()
+        .key()
+        .clone();
+    let mut primary = frank
+        .primary_key()
+        .key()
+        .clone()
+        .parts_into_secret()
+        .unwrap()
+        .into_keypair()
+        .unwrap();
+    let revocation = SubkeyRevocationBuilder::new()
+        .set_signature_creation_time(then + hour)
+        .unwrap()
+        .set_reason_for_revocation(ReasonForRevocation::KeySuperseded, b"new subkey")
+        .unwrap()
+        .build(&mut primary, &frank, &subkey, None)
+        .unwrap();
+    let (frank, _) = frank.insert_packets(revocation).unwrap();
+    w.sandbox
+        .add_member(
+            "frank",
+            "frank@example.org",
+            ListName::Security,
+            &frank.strip_secret_key_material(),
+        )
+        .unwrap();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    send(&daemon, "frank@example.org", DISTRIBUTORS, &post).await;
+    outbox(&daemon, 3).await; // alice, bob and frank are told
+    let reasons = held(&daemon);
+    assert!(
+        reasons[0].contains("revoked") && reasons[0].contains("superseded"),
+        "{reasons:?}"
+    );
+    assert!(daemon
+        .shared
+        .store
+        .embargo("KAP-2026-0001")
+        .unwrap()
+        .is_none());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outer_subject_edited_in_transit_is_never_shown_as_signed_nor_published() {
+    let w = GpgWorld::new(PST, chrono::Duration::days(1));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let now = w.clock.now();
+    let genuine = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Kappital 1.2.4 security fix",
+        &format!(
+            "X-Case: KAP-2026-0001\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(now + chrono::Duration::minutes(10))
+        ),
+        "Advisory: upgrade to 1.2.4.",
+        None,
+    );
+    let evil = "Kappital is abandoned - install https://evil.example/kappital";
+    let edited = String::from_utf8(genuine).unwrap().replace(
+        "Subject: Kappital 1.2.4 security fix",
+        &format!("Subject: {evil}"),
+    );
+    send(
+        &daemon,
+        "alice@example.org",
+        DISTRIBUTORS,
+        edited.as_bytes(),
+    )
+    .await;
+    let mail = outbox(&daemon, 3).await;
+    for text in decrypted(&w, &mail.iter().collect::<Vec<_>>()) {
+        assert!(
+            text.contains("Subject: [EMBARGOED] [KAP-2026-0001] Advisory: upgrade to 1.2.4."),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Subject (not signed): {evil}")),
+            "{text}"
+        );
+        assert!(text.contains("good signature by alice"), "{text}");
+    }
+
+    // Protected headers inside the signed part are signed: they are shown.
+    let part = "Content-Type: text/plain; charset=utf-8; protected-headers=\"v1\"\r\n\
+                Subject: Kappital 1.2.5 fix\r\n\r\n\
+                X-Case: KAP-2026-0002\r\nX-Embargo-Until: UNTIL\r\n\r\nUpgrade to 1.2.5.\r\n"
+        .replace("UNTIL", &rfc3339(now + chrono::Duration::minutes(10)));
+    let signature = w.gpg.ok(
+        &[
+            "--armor",
+            "--detach-sign",
+            "--local-user",
+            "alice@example.org",
+        ],
+        part.as_bytes(),
+    );
+    let protected = common::multipart_signed(
+        "alice@example.org",
+        DISTRIBUTORS,
+        "[...]",
+        &part,
+        &signature,
+    );
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &protected).await;
+    let mail = outbox(&daemon, 6).await;
+    let copy = decrypted(&w, &to(&mail, "distro-a@example.org"))
+        .into_iter()
+        .find(|text| text.contains("case KAP-2026-0002"))
+        .expect("the second post's copy");
+    assert!(
+        copy.contains("Subject: [EMBARGOED] [KAP-2026-0002] Kappital 1.2.5 fix"),
+        "{copy}"
+    );
+    assert!(!copy.contains("not signed"), "{copy}");
+
+    // Release: the announcements carry only signed words.
+    w.clock.advance(Duration::from_secs(11 * 60));
+    let mail = outbox(&daemon, 6 + 2 + 3 * 2).await;
+    let announced = to(&mail, ANNOUNCE);
+    assert_eq!(announced.len(), 2);
+    let all = announced
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
+        .collect::<String>();
+    assert!(
+        !all.contains("evil.example") && !all.contains("abandoned"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Subject: [KAP-2026-0001] Advisory: upgrade to 1.2.4."),
+        "{all}"
+    );
+    assert!(
+        all.contains("Subject: [KAP-2026-0002] Kappital 1.2.5 fix"),
+        "{all}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledgements_follow_rfc_3834_and_a_budget_across_all_senders() {
+    let mut w = GpgWorld::new(PST, chrono::Duration::days(1));
+    w.sandbox.extra = "[limits]\nacks_per_hour = 5\nacks_per_hour_total = 3\n".into();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let mail = |from: &str, extra: &str, subject: &str| {
+        format!(
+            "From: <{from}>\r\nTo: <{SECURITY}>\r\nSubject: {subject}\r\n{extra}\
+             Message-ID: <{}@example.net>\r\n\r\nA report.\r\n",
+            embargod::random::token()
+        )
+        .into_bytes()
+    };
+    // None of these is answered.
+    let automatic = [
+        (ANNOUNCE, mail(ANNOUNCE, "", "hello")),
+        ("rita@example.net", mail(ANNOUNCE, "", "forged From")),
+        (
+            "mx-notify@mx.example.com",
+            mail(
+                "MAILER-DAEMON@mx.example.com",
+                "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n",
+                "Undelivered Mail",
+            ),
+        ),
+        (
+            "news@example.com",
+            mail("news@example.com", "Precedence: bulk\r\n", "news"),
+        ),
+        (
+            "news@example.com",
+            mail(
+                "news@example.com",
+                "List-Id: <news.example.com>\r\n",
+                "list",
+            ),
+        ),
+        (
+            "rita@example.net",
+            mail(
+                "rita@example.net",
+                "Auto-Submitted: auto-replied\r\n",
+                "away",
+            ),
+        ),
+    ];
+    for (envelope, message) in &automatic {
+        send(&daemon, envelope, SECURITY, message).await;
+    }
+    // Each still reaches the PST (alice and bob), unanswered.
+    let all = everything(&daemon, 2 * automatic.len()).await;
+    assert!(all.iter().all(|m| m.to[0].ends_with("@example.org")));
+
+    // The answer goes to the envelope sender, not the From field.
+    send(
+        &daemon,
+        "bounces+rita@example.net",
+        SECURITY,
+        &mail("rita@example.net", "", "a real report"),
+    )
+    .await;
+    let all = everything(&daemon, 2 * automatic.len() + 3).await;
+    assert_eq!(to(&all, "bounces+rita@example.net").len(), 1);
+    assert!(to(&all, "rita@example.net").is_empty());
+
+    // Ten forged senders: only the budget's two more are answered.
+    for n in 0..10 {
+        let forged = format!("victim{n}@example.net");
+        send(&daemon, &forged, SECURITY, &mail(&forged, "", "report")).await;
+    }
+    let all = everything(&daemon, 2 * automatic.len() + 3 + 20 + 2).await;
+    let answers = all
+        .iter()
+        .filter(|m| m.to[0].ends_with("@example.net"))
+        .count();
+    assert_eq!(answers, 3, "acks_per_hour_total caps the answers");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_copy_goes_to_the_newest_encryption_subkey_alone() {
+    let mut w = GpgWorld::new(&PST[..1], chrono::Duration::days(2));
+    // bob gets a second, newer encryption subkey; the old one stays valid.
+    let bob = w.make_key("bob");
+    w.gpg
+        .ok(&["--quick-add-key", &bob, "cv25519", "encr", "never"], b"");
+    let newest = w.newest_key("bob");
+    w.enroll("bob", Some(ListName::Security));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    send(
+        &daemon,
+        common::REPORTER,
+        SECURITY,
+        &common::report("Report", "text"),
+    )
+    .await;
+    let mail = outbox(&daemon, 2).await;
+    let copy = to(&mail, "bob@example.org")[0];
+    let packets = w.gpg.list_packets(&armored_part(&copy.bytes));
+    let recipients: Vec<&str> = packets
+        .lines()
+        .filter(|l| l.contains(":pubkey enc packet:"))
+        .collect();
+    assert_eq!(recipients.len(), 1, "{packets}");
+    assert!(
+        recipients[0].contains(&newest[24..]),
+        "to {}: {packets}",
+        &newest[24..]
+    );
+    let record = daemon
+        .shared
+        .store
+        .records()
+        .map(Result::unwrap)
+        .find(|r| r.member == "bob")
+        .unwrap();
+    assert_eq!(record.encryption_subkey.as_deref(), Some(newest.as_str()));
+    daemon.stop().await;
+}
