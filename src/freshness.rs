@@ -50,16 +50,22 @@ pub enum Refused {
     FromTheFuture { when: String },
     #[error("this signature was already used: a replayed post or command is refused")]
     AlreadyUsed,
+    #[error(
+        "the signature is older than the one behind the last change: \
+         a delayed or replayed command cannot undo a later one"
+    )]
+    OlderThanLastChange,
 }
 
 impl Refused {
     /// A short label for logs and metrics: never a value from the post.
     pub fn kind(&self) -> &'static str {
         match self {
-            Refused::KeyNotInForce(_) => "signing key not in force",
+            Refused::KeyNotInForce(problem) => problem.kind(),
             Refused::TooOld { .. } => "signature too old",
             Refused::FromTheFuture { .. } => "signature from the future",
             Refused::AlreadyUsed => "signature replayed",
+            Refused::OlderThanLastChange => "older than the last change",
         }
     }
 }
@@ -76,18 +82,38 @@ pub enum Authority<'a> {
     None,
 }
 
-/// The first good signature by one of `allowed` that passes [`check`].
+/// The first good signature by one of `allowed` that passes [`check`] —
+/// unless any good signature on the message was used before: a message
+/// with two signatures is one message, not two chances to replay it.
+/// `batch` holds what the message's handling has decided so far (a post to
+/// two lists is handled twice in one batch).
 pub fn authorise<'a>(
     ctx: &Context<'_>,
+    batch: &Batch,
     signatures: &'a Signatures,
     allowed: &[String],
 ) -> Authority<'a> {
+    let allowed_sigs = || {
+        signatures
+            .good()
+            .filter(|sig| allowed.iter().any(|m| m == sig.member))
+    };
+    if let Some(replayed) = signatures.good().find(|sig| used(ctx, batch, sig.digest)) {
+        if let Some(first) = allowed_sigs().next() {
+            let member = if allowed.iter().any(|m| m == replayed.member) {
+                replayed.member
+            } else {
+                first.member
+            };
+            return Authority::Refused {
+                member,
+                why: Refused::AlreadyUsed,
+            };
+        }
+    }
     let mut refused = None;
-    for sig in signatures
-        .good()
-        .filter(|sig| allowed.iter().any(|m| m == sig.member))
-    {
-        match check(ctx, sig) {
+    for sig in allowed_sigs() {
+        match check(ctx, batch, sig) {
             Ok(()) => return Authority::Signed(sig),
             Err(why) => {
                 refused.get_or_insert(Authority::Refused {
@@ -100,26 +126,33 @@ pub fn authorise<'a>(
     refused.unwrap_or(Authority::None)
 }
 
-/// Applies the rule to `sig` at `ctx.now`. Reads the store for used
-/// digests; writes nothing (see [`spend`]).
-pub fn check(ctx: &Context<'_>, sig: GoodSignature<'_>) -> Result<(), Refused> {
+/// Applies the rule to `sig` at `ctx.now`. Reads the store and `batch`
+/// for used digests; writes nothing (see [`spend`]).
+pub fn check(ctx: &Context<'_>, batch: &Batch, sig: GoodSignature<'_>) -> Result<(), Refused> {
     let cert = ctx
         .keys
         .member(sig.member)
         .map_err(Refused::KeyNotInForce)?;
     crate::pgp::signing_key_in_force(cert, sig.key, SystemTime::from(ctx.now))
         .map_err(Refused::KeyNotInForce)?;
-    let used = ctx
-        .store
-        .case_value(&format!("{USED}{}", sig.digest))
-        // A store that cannot answer is no proof of freshness.
-        .map_or(true, |value| value.is_some());
     judge(
         &ctx.config.signatures,
         to_millis(ctx.now),
         sig.created,
-        used,
+        used(ctx, batch, sig.digest),
     )
+}
+
+/// Whether the signature with `digest` was used: in the store, or earlier
+/// in the batch being built.
+fn used(ctx: &Context<'_>, batch: &Batch, digest: &str) -> bool {
+    let key = format!("{USED}{digest}");
+    batch.cases.iter().any(|(k, _)| *k == key)
+        || ctx
+            .store
+            .case_value(&key)
+            // A store that cannot answer is no proof of freshness.
+            .map_or(true, |value| value.is_some())
 }
 
 /// The time rules and the used-before rule, without I/O.
@@ -143,10 +176,10 @@ fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<
     Ok(())
 }
 
-/// Records `sig` as used, in the batch of the change it authorised, and
-/// forgets used signatures that have left the window (they are refused as
-/// too old anyway).
-pub fn spend(ctx: &Context<'_>, batch: &mut Batch, sig: GoodSignature<'_>) {
+/// Records every good signature of the message as used, in the batch of
+/// the change it authorised, and forgets used signatures that have left
+/// the window (they are refused as too old anyway).
+pub fn spend(ctx: &Context<'_>, batch: &mut Batch, signatures: &Signatures) {
     let horizon = to_millis(ctx.now).saturating_sub(window(&ctx.config.signatures));
     if let Ok(entries) = ctx.store.case_entries(USED) {
         for (key, value) in entries {
@@ -156,10 +189,12 @@ pub fn spend(ctx: &Context<'_>, batch: &mut Batch, sig: GoodSignature<'_>) {
             }
         }
     }
-    batch.cases.push((
-        format!("{USED}{}", sig.digest),
-        sig.created.to_string().into_bytes(),
-    ));
+    for sig in signatures.good() {
+        batch.cases.push((
+            format!("{USED}{}", sig.digest),
+            sig.created.to_string().into_bytes(),
+        ));
+    }
 }
 
 /// How long a used signature must be remembered: as long as it could

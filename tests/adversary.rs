@@ -79,16 +79,21 @@ fn decrypted(w: &GpgWorld, mail: &[&OutboxMail]) -> Vec<String> {
         .collect()
 }
 
-/// The quarantine's reasons, oldest first.
-fn held(daemon: &TestDaemon) -> Vec<String> {
-    daemon
+/// Asserts that the one post held names each of `words` and that case
+/// KAP-2026-0001 got no embargo.
+fn held_without_embargo(daemon: &TestDaemon, words: &[&str]) {
+    let reasons = daemon.held();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        words.iter().all(|w| reasons[0].contains(w)),
+        "{words:?}: {reasons:?}"
+    );
+    assert!(daemon
         .shared
         .store
-        .quarantined()
+        .embargo("KAP-2026-0001")
         .unwrap()
-        .into_iter()
-        .map(|(_, meta)| meta.reason)
-        .collect()
+        .is_none());
 }
 
 fn embargo_until(daemon: &TestDaemon, case: &str) -> chrono::DateTime<Utc> {
@@ -138,9 +143,9 @@ async fn replayed_reordered_and_backdated_posts_never_move_an_embargo_back() {
     send(&daemon, "alice@example.org", DISTRIBUTORS, &first).await;
     let mail = outbox(&daemon, 8).await;
     assert!(
-        held(&daemon)[0].contains("already used"),
+        daemon.held()[0].contains("already used"),
         "{:?}",
-        held(&daemon)
+        daemon.held()
     );
     let notice = decrypted(&w, &to(&mail, "bob@example.org"))
         .into_iter()
@@ -157,9 +162,9 @@ async fn replayed_reordered_and_backdated_posts_never_move_an_embargo_back() {
     send(&daemon, "alice@example.org", DISTRIBUTORS, &reordered).await;
     outbox(&daemon, 10).await;
     assert!(
-        held(&daemon)[1].contains("before the signature behind the last change"),
+        daemon.held()[1].contains("before the signature behind the last change"),
         "{:?}",
-        held(&daemon)
+        daemon.held()
     );
 
     // Signed 30 days ago (the key is 40 days old): too old.
@@ -170,7 +175,7 @@ async fn replayed_reordered_and_backdated_posts_never_move_an_embargo_back() {
     );
     send(&daemon, "alice@example.org", DISTRIBUTORS, &backdated).await;
     outbox(&daemon, 12).await;
-    assert!(held(&daemon)[2].contains("old"), "{:?}", held(&daemon));
+    assert!(daemon.held()[2].contains("old"), "{:?}", daemon.held());
     assert_eq!(embargo_until(&daemon, case), later, "the date never moved");
 
     // The first post's time comes and goes: nothing is published.
@@ -265,9 +270,117 @@ async fn a_command_replayed_with_an_edited_unhashed_area_is_refused() {
     assert!(team(&daemon).await.is_empty(), "dave stays off the team");
     let notice = decrypted(&w, &to(&mail, "bob@example.org"))
         .into_iter()
-        .find(|text| text.contains("refused"))
+        .find(|text| text.contains("was not forwarded"))
         .expect("a notice to the PST");
     assert!(notice.contains("already used"), "{notice}");
+
+    // An add signed between the add and the remove, delayed on the way:
+    // never seen, but older than the last change, so it cannot undo it.
+    let delayed = command("X-Add: dave", now - chrono::Duration::seconds(15));
+    send(&daemon, "alice@example.org", SECURITY, &delayed).await;
+    outbox(&daemon, 8).await;
+    assert!(team(&daemon).await.is_empty(), "the remove stands");
+    assert!(
+        daemon
+            .held()
+            .iter()
+            .any(|r| r.contains("older than the one behind the last change")),
+        "{:?}",
+        daemon.held()
+    );
+
+    // A third part added to a signed post: the signature no longer
+    // covers the message, and its keyword lines are only text.
+    let thanks = command("", now);
+    let stuffed = String::from_utf8(thanks).unwrap().replace(
+        "--outer--",
+        &format!(
+            "--outer\r\nContent-Type: text/plain\r\n\r\nX-Case: {case}\r\nX-Add: dave\r\n\r\n--outer--"
+        ),
+    );
+    assert!(stuffed.contains("X-Add: dave"));
+    send(&daemon, "alice@example.org", SECURITY, stuffed.as_bytes()).await;
+    daemon.settle().await;
+    assert!(
+        team(&daemon).await.is_empty(),
+        "the unsigned part did nothing"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_part_smuggled_behind_a_second_content_type_authorises_only_itself() {
+    let w = GpgWorld::new(PST, chrono::Duration::days(1));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let now = w.clock.now();
+    let case = "KAP-2026-0001";
+    let embargo = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Fix",
+        &format!(
+            "X-Case: {case}\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(now + chrono::Duration::days(2))
+        ),
+        "Patch follows.",
+        Some(now - chrono::Duration::seconds(10)),
+    );
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &embargo).await;
+    outbox(&daemon, 3).await;
+
+    // A fresh signed part of alice's that says nothing, captured, and
+    // sent with the attacker's text in a second multipart hidden behind a
+    // bare CR in the Content-Type field (each order of the two).
+    let harmless = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Thanks",
+        "",
+        "Thanks all.",
+        None,
+    );
+    let (part, signature) = common::signed_parts(&harmless);
+    let (part, sig) = (
+        String::from_utf8_lossy(&part),
+        String::from_utf8_lossy(&signature),
+    );
+    let signed = format!(
+        "--A\r\n{part}\r\n--A\r\nContent-Type: application/pgp-signature\r\n\r\n{sig}\r\n--A--\r\n"
+    );
+    let stuffed = format!(
+        "--Z\r\nContent-Type: text/plain\r\n\r\nX-Case: {case}\r\nX-Release: now\r\n\
+         X-Reason: the attacker says so\r\n\r\n\
+         --Z\r\nContent-Type: application/pgp-signature\r\n\r\n{sig}\r\n--Z--\r\n"
+    );
+    let field = |boundary: &str| {
+        format!("multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha512; boundary=\"{boundary}\"")
+    };
+    for (first, second) in [("A", "Z"), ("Z", "A")] {
+        let attack = format!(
+            "From: <alice@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: Thanks\r\n\
+             MIME-Version: 1.0\r\nContent-Type: {}\rContent-Type: {}\r\n\r\n{stuffed}{signed}",
+            field(first),
+            field(second),
+        );
+        send(
+            &daemon,
+            "alice@example.org",
+            DISTRIBUTORS,
+            attack.as_bytes(),
+        )
+        .await;
+        daemon.settle().await;
+    }
+    let mail = common::outbox(&daemon.outbox);
+    assert!(to(&mail, ANNOUNCE).is_empty(), "released by unsigned text");
+    assert_eq!(daemon.held().len(), 2, "{:?}", daemon.held());
+    let pending = daemon.shared.store.embargo(case).unwrap().unwrap();
+    assert!(pending.released.is_none());
+    for copy in decrypted(&w, &to(&mail, "distro-a@example.org")) {
+        assert!(!copy.contains("the attacker says so"), "{copy}");
+    }
     daemon.stop().await;
 }
 
@@ -299,17 +412,7 @@ async fn a_signature_by_an_expired_signing_subkey_authorises_nothing() {
     w.clock.advance(Duration::from_secs(2 * 86400));
     send(&daemon, "erin@example.org", DISTRIBUTORS, &post).await;
     outbox(&daemon, 3).await; // a notice to alice, bob and erin
-    let reasons = held(&daemon);
-    assert!(
-        reasons[0].contains("signing key") && reasons[0].contains("expired"),
-        "{reasons:?}"
-    );
-    assert!(daemon
-        .shared
-        .store
-        .embargo("KAP-2026-0001")
-        .unwrap()
-        .is_none());
+    held_without_embargo(&daemon, &["signing key", "expired"]);
     daemon.stop().await;
 }
 
@@ -375,17 +478,7 @@ async fn a_signature_by_a_superseded_subkey_authorises_nothing() {
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     send(&daemon, "frank@example.org", DISTRIBUTORS, &post).await;
     outbox(&daemon, 3).await; // alice, bob and frank are told
-    let reasons = held(&daemon);
-    assert!(
-        reasons[0].contains("revoked") && reasons[0].contains("superseded"),
-        "{reasons:?}"
-    );
-    assert!(daemon
-        .shared
-        .store
-        .embargo("KAP-2026-0001")
-        .unwrap()
-        .is_none());
+    held_without_embargo(&daemon, &["revoked", "superseded"]);
     daemon.stop().await;
 }
 
@@ -572,10 +665,31 @@ async fn each_copy_goes_to_the_newest_encryption_subkey_alone() {
     let mut w = GpgWorld::new(&PST[..1], chrono::Duration::days(2));
     // bob gets a second, newer encryption subkey; the old one stays valid.
     let bob = w.make_key("bob");
-    w.gpg
-        .ok(&["--quick-add-key", &bob, "cv25519", "encr", "never"], b"");
+    let day_ago = common::gpg_time(Utc::now() - chrono::Duration::days(1));
+    w.gpg.ok(
+        &[
+            "--faked-system-time",
+            &day_ago,
+            "--quick-add-key",
+            &bob,
+            "cv25519",
+            "encr",
+            "never",
+        ],
+        b"",
+    );
     let newest = w.newest_key("bob");
     w.enroll("bob", Some(ListName::Security));
+    let cert = w.gpg.cert("bob@example.org");
+    let created: Vec<_> = cert
+        .keys()
+        .subkeys()
+        .map(|ka| (ka.key().fingerprint().to_hex(), ka.key().creation_time()))
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert!(created[0].1 != created[1].1, "{created:?}");
+    let newest_by_time = &created.iter().max_by_key(|(_, t)| *t).unwrap().0;
+    assert_eq!(&newest, newest_by_time, "{created:?}");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     send(
         &daemon,

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,19 +26,6 @@ fn forms(canary: &str) -> Vec<Vec<u8>> {
         forms.push(encoded.as_bytes()[start..encoded.len() - 4].to_vec());
     }
     forms
-}
-
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -101,9 +87,9 @@ async fn the_canary_is_nowhere_on_disk() {
     );
     let forms = forms(&canary);
     let mut searched = 0;
-    for file in files(&dir.path().join("state"))
+    for file in common::files(&dir.path().join("state"))
         .into_iter()
-        .chain(files(&sandbox.outbox_dir()))
+        .chain(common::files(&sandbox.outbox_dir()))
         .chain([log.clone()])
     {
         let bytes = std::fs::read(&file).unwrap();

@@ -127,8 +127,14 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
             "{text}"
         );
         assert!(text.contains("need-to-know"), "{text}");
+        // The outer Subject is not signed: the copies name the signed
+        // text, and show the outer one labelled.
         assert!(
-            text.contains("Subject: [EMBARGOED] [KAP-2026-0001] Fix for heap overflow"),
+            text.contains("Subject: [EMBARGOED] [KAP-2026-0001] Please test the attached patch."),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject (not signed): Fix for heap overflow in the parser"),
             "{text}"
         );
         assert!(
@@ -178,7 +184,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
         "the advisory is public"
     );
     assert!(
-        raw.contains("Subject: [KAP-2026-0001] Fix for heap overflow in the parser"),
+        raw.contains("Subject: [KAP-2026-0001] Please test the attached patch."),
         "{raw}"
     );
     assert!(
@@ -404,12 +410,19 @@ async fn reminder_moves_and_early_release() {
 
     // A distributor broke the embargo: the PST goes public now.
     let keywords = "X-Case: KAP-2026-0007\r\nX-Release: now\r\nX-Reason: a distributor published the fix early\r\n".to_string();
+    // Signed now by the injected clock: after the command line's change,
+    // which outranks every post signed before it.
+    let release = common::signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "Embargoed fix",
+        &keywords,
+        "",
+        Some(w.clock.now()),
+    );
     daemon
-        .send(
-            "alice@example.org",
-            &[DISTRIBUTORS],
-            &post("alice@example.org", keywords, ""),
-        )
+        .send("alice@example.org", &[DISTRIBUTORS], &release)
         .await;
     expected += 1 + 4;
     let mail = outbox(&daemon, expected).await;
@@ -706,7 +719,7 @@ async fn forged_unsigned_and_unauthorised_posts_never_reach_a_distributor() {
         "not signed",
         "only PST members may set",
         "signature by unknown key",
-        "no longer in force",
+        "not in force now",
         "more than 14 days away",
     ] {
         assert!(

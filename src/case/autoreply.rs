@@ -139,18 +139,29 @@ pub fn recipient(
     Ok(sender.to_string())
 }
 
-/// Whether `address` is one of the daemon's lists, its owner (the
-/// envelope sender of its mail) or a member.
-fn own(config: &Config, address: &str) -> bool {
-    let lists = config
+/// Whether `address` is the daemon's own or a member's: any address at
+/// the domain of a list, the announce list or the owner (sub-addresses
+/// and aliases included: `announce+x@…` reaches the announce list too),
+/// or a member's address.
+pub fn own(config: &Config, address: &str) -> bool {
+    let domain = |a: &str| {
+        a.rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+    };
+    let own_domains: Vec<String> = config
         .lists()
         .map(|list| list.address.to_string())
         .chain(config.lists.announce.iter().map(|a| a.to_string()))
-        .chain(std::iter::once(config.delivery.from.to_string()));
-    let members = config.members.values().map(|m| m.email.to_string());
-    lists
-        .chain(members)
-        .any(|own| own.eq_ignore_ascii_case(address))
+        .chain(std::iter::once(config.delivery.from.to_string()))
+        .filter_map(|a| domain(&a))
+        .collect();
+    if domain(address).is_some_and(|d| own_domains.contains(&d)) {
+        return true;
+    }
+    config
+        .members
+        .values()
+        .any(|m| m.email.to_string().eq_ignore_ascii_case(address))
 }
 
 #[cfg(test)]
@@ -200,6 +211,9 @@ mod tests {
             ("distributors@kappital.example", from.into(), Err(NoReply::OwnAddress)),
             ("alice-list@kappital.example", "From: <security@kappital.example>\r\n".into(), Err(NoReply::OwnAddress)),
             ("no-at-sign", from.into(), Err(NoReply::NoAddress)),
+            // Sub-addresses and aliases of our domains count as ours.
+            ("announce+x@kappital.example", from.into(), Err(NoReply::OwnAddress)),
+            ("rita@reporter.example", "From: <Announce+x@Kappital.example.>\r\n".into(), Err(NoReply::OwnAddress)),
         ];
         for (mail_from, headers, expected) in cases {
             let got = judge(&config, mail_from, headers);

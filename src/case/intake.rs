@@ -5,7 +5,7 @@
 //! and the case's Fix Team, encrypted to each.
 
 use crate::config::ListName;
-use crate::fanout::{fan_out, info_text, Context, Outgoing};
+use crate::fanout::{fan_out, hold, info_text, Context, Held, Outgoing};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
@@ -37,14 +37,15 @@ pub fn security(
         return join(ctx, batch, id, incoming, unwrapped, list);
     }
     if let Some(request) = keywords::get(&keywords, "vouch") {
-        return vouch(ctx, batch, unwrapped, request);
+        return vouch(ctx, batch, id, incoming, unwrapped, request);
     }
     if keywords.is_empty() {
         return report_or_follow_up(ctx, batch, id, incoming, unwrapped);
     }
     // Keyword lines are commands only in signed text: a PST member's, by
     // a key in force now, fresh and never used before.
-    match freshness::authorise(ctx, &unwrapped.signatures, &config.lists.security.members) {
+    let pst = &config.lists.security.members;
+    match freshness::authorise(ctx, batch, &unwrapped.signatures, pst) {
         Authority::Signed(sig) => {
             let stripped = edit::replace_first_text(&content, &rest).unwrap_or(content);
             command_mail(
@@ -52,51 +53,38 @@ pub fn security(
             )
         }
         Authority::Refused { member, why } => {
-            refuse_signed(ctx, batch, id, member, &why, "command mail");
+            refuse_signed(ctx, batch, id, incoming, unwrapped, member, &why)
         }
         Authority::None => report_or_follow_up(ctx, batch, id, incoming, unwrapped),
     }
 }
 
-/// A signed post or command whose signature may not authorise anything
-/// (stale, replayed, retired key): nothing is done or forwarded, and the
-/// PST and the member whose key signed are told why. The log names the
-/// kind of refusal, never anything of the post.
-pub(crate) fn refuse_signed(
+/// A signed command whose signature may not authorise anything (stale,
+/// replayed, retired key): nothing is done or forwarded; it is held, and
+/// the PST (and the signer, if not on the PST) are told why.
+fn refuse_signed(
     ctx: &Context<'_>,
     batch: &mut Batch,
     id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
     member: &str,
     why: &freshness::Refused,
-    what: &str,
 ) {
-    tracing::warn!(msg = id, member, refusal = why.kind(), "{what} refused");
-    let text = format!(
-        "Message {id}, a {what} signed by {member}'s key, was refused and not
-         forwarded: {why}.
-Nothing was done. If this was not a replay, post again with a new
-         signature.
-"
+    let held = Held::new(
+        why.kind(),
+        format!("the signature by {member} may not authorise commands: {why}"),
     );
-    let subject = format!("{what} signed by {member} refused");
-    batch
-        .add_spool
-        .extend(ctx.notice(false, Audience::Pst, &subject, &text));
-    if !ctx
-        .config
-        .lists
-        .security
-        .members
-        .iter()
-        .any(|m| m == member)
-    {
-        batch.add_spool.extend(ctx.notice(
-            false,
-            Audience::Member(member.to_string()),
-            &subject,
-            &text,
-        ));
-    }
+    hold(
+        ctx,
+        batch,
+        id,
+        incoming,
+        unwrapped,
+        ListName::Security,
+        Some(member),
+        &held,
+    );
 }
 
 /// The case a message names in its Subject, or replies to.
@@ -124,7 +112,7 @@ fn report_or_follow_up(
     let (case, new) = match existing_case(ctx, unwrapped) {
         Some(case) => (case, false),
         None => {
-            let reporter = reporter_address(ctx, incoming, id);
+            let reporter = reporter_address(ctx, unwrapped);
             let cert = reporter
                 .as_deref()
                 .and_then(|address| reporter::find_cert(ctx, &incoming.raw, unwrapped, address))
@@ -147,6 +135,10 @@ fn report_or_follow_up(
             }
         }
     };
+    let ack_to = new
+        .then(|| ack_recipient(ctx, incoming, id))
+        .flatten()
+        .filter(|_| case.reporter.is_some());
     let note = if new {
         format!(
             "New case {}. Fix Lead: {}.{}\n",
@@ -154,7 +146,7 @@ fn report_or_follow_up(
             case.lead
                 .as_deref()
                 .unwrap_or("(none: every PST member is away)"),
-            if case.reporter.is_some() {
+            if ack_to.is_some() {
                 if case.reporter_cert.is_some() {
                     " The reporter was sent an encrypted acknowledgement."
                 } else {
@@ -171,10 +163,11 @@ fn report_or_follow_up(
             case.lead.as_deref().unwrap_or("(none)")
         )
     };
-    if let Some(address) = case.reporter.as_deref().filter(|_| new) {
-        if ack_allowed(ctx, batch, address) {
+    if let Some(address) = ack_to {
+        if ack_allowed(ctx, batch, &address) {
             let (subject, text) = reporter::acknowledgement(ctx, &case);
-            if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, &text) {
+            let to = reporter::To::Address(&address);
+            if let Err(e) = reporter::send(ctx, batch, &case, to, id, &subject, &text) {
                 tracing::error!(case = %case.id, error = %e, "cannot acknowledge the report");
             }
         } else {
@@ -336,8 +329,20 @@ fn command_mail(
             );
         }
     };
+    if sig.created < case.signed {
+        return refuse_signed(
+            ctx,
+            batch,
+            id,
+            incoming,
+            unwrapped,
+            signer,
+            &freshness::Refused::OlderThanLastChange,
+        );
+    }
+    case.signed = case.signed.max(sig.created);
     let report = commands::apply(ctx, batch, &actor, keywords, &mut case);
-    freshness::spend(ctx, batch, sig);
+    freshness::spend(ctx, batch, &unwrapped.signatures);
     tracing::info!(msg = id, case = %case.id, %signer, done = report.done.len(), refused = report.refused.len(), "commands");
     reply(
         batch,
@@ -357,7 +362,15 @@ fn command_mail(
                 .trim_start_matches(&format!("[{}]", case.id))
                 .trim()
         );
-        if let Err(e) = reporter::send(ctx, batch, &case, id, &subject, rest.trim_start()) {
+        if let Err(e) = reporter::send(
+            ctx,
+            batch,
+            &case,
+            reporter::To::Reporter,
+            id,
+            &subject,
+            rest.trim_start(),
+        ) {
             tracing::error!(case = %case.id, error = %e, "cannot write to the reporter");
         }
     }
@@ -381,10 +394,17 @@ fn command_mail(
     );
 }
 
-/// Who may get an automatic acknowledgement (RFC 3834): the envelope
-/// sender of a report that is no bounce, no automatic or list mail, and
-/// not from any of our own or our members' addresses.
-fn reporter_address(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<String> {
+/// The reporter of a new case, for the PST's answers (`X-To-Reporter`):
+/// the From address, unless it is one of the daemon's own or a member's.
+fn reporter_address(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<String> {
+    let address = unwrapped.from_address.clone()?;
+    (!super::autoreply::own(ctx.config, &address)).then_some(address)
+}
+
+/// Where the acknowledgement of a new report may go (RFC 3834): the
+/// envelope sender, unless the mail is automatic, from a list, a bounce,
+/// or from any of our own addresses.
+fn ack_recipient(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<String> {
     let Source::Lmtp { mail_from, .. } = &incoming.meta.source else {
         return None;
     };
@@ -434,19 +454,26 @@ fn join(
 }
 
 /// `X-Vouch: REQ-…`, signed by a distributor or PST member.
-fn vouch(ctx: &Context<'_>, batch: &mut Batch, unwrapped: &Unwrapped, request: &str) {
+fn vouch(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    request: &str,
+) {
     let config = ctx.config;
     let mut allowed = config.lists.security.members.clone();
     if let Some(list) = &config.lists.distributors {
         allowed.extend(list.members.iter().cloned());
     }
-    let voucher = match freshness::authorise(ctx, &unwrapped.signatures, &allowed) {
+    let voucher = match freshness::authorise(ctx, batch, &unwrapped.signatures, &allowed) {
         Authority::Signed(sig) => {
-            freshness::spend(ctx, batch, sig);
+            freshness::spend(ctx, batch, &unwrapped.signatures);
             sig.member.to_string()
         }
         Authority::Refused { member, why } => {
-            return refuse_signed(ctx, batch, 0, member, &why, "vouch");
+            return refuse_signed(ctx, batch, id, incoming, unwrapped, member, &why);
         }
         Authority::None => {
             tracing::warn!("vouch without a valid member signature; ignored");

@@ -50,6 +50,11 @@ pub struct Case {
     pub deadlines: Vec<Deadline>,
     /// When the fix was released (the case is closed).
     pub closed: Option<u64>,
+    /// Creation time (ms) of the newest signature whose commands changed
+    /// the case: an older signed command, replayed or delayed on the way,
+    /// changes nothing (a removed team member is not added back).
+    #[serde(default)]
+    pub signed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -308,6 +313,7 @@ fn new_case(
         slow: None,
         deadlines,
         closed: None,
+        signed: 0,
     };
     timeline::schedule(ctx.config, batch, None, &case, now);
     put(batch, &case);

@@ -138,6 +138,16 @@ pub fn acknowledgement(ctx: &Context<'_>, case: &Case) -> (String, String) {
     (format!("[{}] Your report was received", case.id), text)
 }
 
+/// Where mail about a case goes on the reporter's side.
+#[derive(Debug, Clone, Copy)]
+pub enum To<'a> {
+    /// The case's reporter (the From address of the report).
+    Reporter,
+    /// An automatic response's recipient: the report's envelope sender
+    /// (RFC 3834 §4), checked by [`super::autoreply`].
+    Address(&'a str),
+}
+
 /// Queues `text` (with `subject`) for the case's reporter: encrypted to
 /// their certificate when known, else signed plaintext. Does nothing for a
 /// case without a reporter.
@@ -145,13 +155,19 @@ pub fn send(
     ctx: &Context<'_>,
     batch: &mut Batch,
     case: &Case,
+    to: To<'_>,
     message: u64,
     subject: &str,
     text: &str,
 ) -> Result<(), String> {
-    let Some(to) = &case.reporter else {
+    let Some(reporter) = &case.reporter else {
         return Ok(());
     };
+    let to = match to {
+        To::Reporter => reporter.clone(),
+        To::Address(address) => address.to_string(),
+    };
+    let to = &to;
     let identity = ListIdentity::new(ctx.config, &ctx.config.lists.security);
     let content = crate::mime::text_part(text);
     let cert = case

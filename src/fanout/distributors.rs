@@ -67,7 +67,7 @@ pub(super) fn post(
             &held,
         )
     };
-    let sig = match freshness::authorise(ctx, &unwrapped.signatures, &allowed) {
+    let sig = match freshness::authorise(ctx, batch, &unwrapped.signatures, &allowed) {
         Authority::Signed(sig) => sig,
         Authority::Refused { member, why } => {
             let detail = format!("the signature by {member} may not authorise a post: {why}");
@@ -126,7 +126,7 @@ pub(super) fn post(
             match release::release(ctx, &case, Some(early)) {
                 Ok(released) => {
                     batch.merge(released);
-                    freshness::spend(ctx, batch, sig);
+                    freshness::spend(ctx, batch, &unwrapped.signatures);
                 }
                 Err(reason) => hold(batch, Some(signer), Held::new("release failed", reason)),
             }
@@ -136,7 +136,7 @@ pub(super) fn post(
             embargo,
             moved_from,
         } => {
-            freshness::spend(ctx, batch, sig);
+            freshness::spend(ctx, batch, &unwrapped.signatures);
             let identity = ListIdentity::new(config, list);
             let pending = embargo.clone().or_else(|| {
                 let case = case.as_deref()?;

@@ -229,9 +229,11 @@ pub fn unwrap(
             let armored = encrypted_part(&message).ok_or(UnwrapError::NoEncryptedPart)?;
             match open(key, armored, signers, limit, time) {
                 Ok(opened) => {
+                    let opened_encrypted = opened.encrypted;
                     let mut signatures = opened.signatures;
-                    let content = canonical_entity(&opened.plaintext);
-                    if let Some(inner) = super::parse(&content) {
+                    let decrypted = canonical_entity(&opened.plaintext);
+                    let mut content = None;
+                    if let Some(inner) = super::parse(&decrypted) {
                         // Protected headers of the sender override the
                         // outer, possibly obscured, ones. A signature over
                         // the whole plaintext covers them.
@@ -241,20 +243,24 @@ pub fn unwrap(
                         }
                         if let Some(inner_subject) = inner.subject() {
                             subject = inner_subject.to_string();
-                            headers_signed = !signatures.0.is_empty();
+                            // Covered only by a member's good signature:
+                            // anyone can sign with a key of their own.
+                            headers_signed = signatures.good().next().is_some();
                         }
                         if kind(inner.root_part()) == Kind::PgpMimeSigned {
-                            signatures
-                                .0
-                                .extend(detached(&inner, &content, signers, time).0);
+                            let (checks, signed_entity) =
+                                detached(&inner, &decrypted, signers, time);
+                            signatures.0.extend(checks.0);
                             if let Some(signed) = signed_protected_headers(&inner) {
                                 headers = merge_headers(&headers, &signed.fields);
                                 subject = signed.subject;
                                 headers_signed = true;
                             }
+                            content = signed_entity;
                         }
                     }
-                    (Encryption::ToList, signatures, content)
+                    let content = content.unwrap_or(decrypted);
+                    (encrypted(&opened_encrypted), signatures, content)
                 }
                 Err(OpenError::NotForList) => (
                     Encryption::ToOthers,
@@ -270,17 +276,20 @@ pub fn unwrap(
                 subject = signed.subject;
                 headers_signed = true;
             }
+            // What is acted on and passed on is the signed entity exactly
+            // as verified, never a second parse of the whole message.
+            let (signatures, signed_entity) = detached(&message, raw, signers, time);
             (
                 Encryption::None,
-                detached(&message, raw, signers, time),
-                original_content,
+                signatures,
+                signed_entity.unwrap_or(original_content),
             )
         }
         Kind::Text => match inline_pgp(root) {
             Some(InlinePgp::Encrypted(armored)) => {
                 match open(key, armored.as_bytes(), signers, limit, time) {
                     Ok(opened) => (
-                        Encryption::ToList,
+                        encrypted(&opened.encrypted),
                         opened.signatures,
                         text_entity(&opened.plaintext),
                     ),
@@ -293,25 +302,33 @@ pub fn unwrap(
                 }
             }
             Some(InlinePgp::ClearSigned(text)) => {
-                // The signed text comes out of its armor, as for PGP/MIME: its
-                // keyword lines count, the copies' marks would break the
-                // signature anyway, and the info part reports this check.
-                let signatures = match open(key, text.as_bytes(), signers, limit, time) {
-                    Ok(opened) => opened.signatures,
-                    Err(e) => Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
-                        reason: e.to_string(),
-                    }]),
-                };
-                let content = cleartext_signed(text)
-                    .map(|signed| super::text_part(&signed))
-                    .unwrap_or(original_content);
-                (Encryption::None, signatures, content)
+                // The text Sequoia verified comes out of its armor, as for
+                // PGP/MIME: its keyword lines count, the copies' marks
+                // would break the signature anyway, and the info part
+                // reports this check. Nothing outside what was verified is
+                // ever taken for signed text.
+                match open(key, text.as_bytes(), signers, limit, time) {
+                    Ok(opened) => (
+                        Encryption::None,
+                        opened.signatures,
+                        text_entity(&opened.plaintext),
+                    ),
+                    Err(e) => (
+                        Encryption::None,
+                        Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
+                            reason: e.to_string(),
+                        }]),
+                        original_content,
+                    ),
+                }
             }
             None => (Encryption::None, Signatures::default(), original_content),
         },
         Kind::Other => (Encryption::None, Signatures::default(), original_content),
     };
 
+    // Header fields count as signed only under a member's good signature.
+    let headers_signed = headers_signed && signatures.good().next().is_some();
     Ok(Unwrapped {
         headers,
         sender,
@@ -376,23 +393,43 @@ fn encrypted_part<'m>(message: &'m Message<'_>) -> Option<&'m [u8]> {
 }
 
 /// Checks a multipart/signed entity in `message` (parsed from `raw`):
-/// the first part, with CRLF line ends, against the detached signature.
-fn detached(message: &Message<'_>, raw: &[u8], signers: &Signers, time: SystemTime) -> Signatures {
+/// exactly two parts, the first, with CRLF line ends, against the detached
+/// signature (RFC 3156 §5). Returns the signatures and the signed entity
+/// exactly as verified.
+fn detached(
+    message: &Message<'_>,
+    raw: &[u8],
+    signers: &Signers,
+    time: SystemTime,
+) -> (Signatures, Option<Vec<u8>>) {
     let children = message.root_part().sub_parts().unwrap_or_default();
-    let (Some(signed), Some(signature)) = (
-        children
-            .first()
-            .and_then(|&id| message.parts.get(id as usize)),
-        children
-            .get(1)
-            .and_then(|&id| message.parts.get(id as usize)),
-    ) else {
-        return Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
-            reason: "multipart/signed without two parts".into(),
-        }]);
+    let parts: Vec<&MessagePart<'_>> = children
+        .iter()
+        .filter_map(|&id| message.parts.get(id as usize))
+        .collect();
+    let [signed, signature] = parts[..] else {
+        return (
+            Signatures(vec![crate::pgp::open::SignatureCheck::Bad {
+                reason: format!("multipart/signed with {} parts instead of two", parts.len()),
+            }]),
+            None,
+        );
     };
     let signed_bytes = crlf(&raw[signed.offset_header as usize..signed.offset_end as usize]);
-    verify_detached(&signed_bytes, signature.contents(), signers, time)
+    let signatures = verify_detached(&signed_bytes, signature.contents(), signers, time);
+    let mut entity = signed_bytes;
+    entity.extend_from_slice(b"\r\n");
+    (signatures, Some(entity))
+}
+
+/// [`Encryption::ToList`] when the OpenPGP message really was encrypted;
+/// a signed-only message in an encrypted-looking wrapper was not.
+fn encrypted(encrypted: &bool) -> Encryption {
+    if *encrypted {
+        Encryption::ToList
+    } else {
+        Encryption::None
+    }
 }
 
 enum InlinePgp<'a> {
@@ -410,29 +447,6 @@ fn inline_pgp<'a>(part: &'a MessagePart<'_>) -> Option<InlinePgp<'a>> {
     } else {
         None
     }
-}
-
-/// The signed text of an OpenPGP cleartext-signed message (RFC 9580
-/// §7): the lines between the armor headers and the signature, with their
-/// dash-escaping undone. None when `text` (as [`inline_pgp`] found it) is
-/// not a complete one.
-fn cleartext_signed(text: &str) -> Option<String> {
-    let mut lines = text
-        .strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----")?
-        .lines();
-    // The rest of the BEGIN line, then the armor headers ("Hash: SHA256")
-    // up to the first empty line.
-    lines.next()?;
-    lines.by_ref().find(|line| line.trim_end().is_empty())?;
-    let mut out = String::new();
-    for line in lines {
-        if line.trim_end() == "-----BEGIN PGP SIGNATURE-----" {
-            return Some(out);
-        }
-        out.push_str(line.strip_prefix("- ").unwrap_or(line));
-        out.push('\n');
-    }
-    None
 }
 
 /// Protected header fields (RFC 9788) on the signed part of the
@@ -601,19 +615,6 @@ pub fn crlf(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cleartext_signed_text_comes_out_of_its_armor() {
-        let signed = "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\n\
-The bug is in the parser.\r\n- -- \r\nRita\r\n\
------BEGIN PGP SIGNATURE-----\r\n\r\nSIG\r\n-----END PGP SIGNATURE-----\r\n";
-        assert_eq!(
-            cleartext_signed(signed).unwrap(),
-            "The bug is in the parser.\n-- \nRita\n"
-        );
-        // Not a complete cleartext signature.
-        assert_eq!(cleartext_signed(&signed[..signed.len() - 60]), None);
-    }
 
     #[test]
     fn precheck_refuses_what_is_no_mail() {

@@ -71,6 +71,26 @@ pub enum KeyProblem {
     NotSigningKey { fingerprint: String, key: String },
 }
 
+impl KeyProblem {
+    /// A short label for logs and metrics, without file names or
+    /// fingerprints.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeyProblem::Unreadable { .. } => "key file unreadable",
+            KeyProblem::NotACertificate { .. } => "not a certificate",
+            KeyProblem::SeveralCertificates { .. } => "several certificates",
+            KeyProblem::PinMismatch { .. } => "pin mismatch",
+            KeyProblem::Invalid { .. } => "key invalid under the policy",
+            KeyProblem::Expired { .. } => "key expired",
+            KeyProblem::Revoked { .. } => "key revoked",
+            KeyProblem::NoEncryptionKey { .. } => "no encryption subkey",
+            KeyProblem::SigningKeyExpired { .. } => "signing key expired",
+            KeyProblem::SigningKeyRevoked { .. } => "signing key revoked",
+            KeyProblem::NotSigningKey { .. } => "not a signing key",
+        }
+    }
+}
+
 /// A member's certificate, read from their key file and checked against
 /// the pin. Validity over time (expiry, revocation) is checked per use by
 /// [`usable_for_encryption`].

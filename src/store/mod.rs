@@ -677,9 +677,15 @@ impl Store {
 
     fn open_embargo(&self, case: &[u8], sealed: &[u8]) -> Result<Embargo, StoreError> {
         let json = self.key.open(&slot(b"embargo/", case), sealed)?;
-        serde_json::from_slice(&json).map_err(|e| {
+        let mut embargo: Embargo = serde_json::from_slice(&json).map_err(|e| {
             StoreError::Corrupt(format!("embargo {}: {e}", String::from_utf8_lossy(case)))
-        })
+        })?;
+        // Kept before signature times were: no post signed before the last
+        // change was received may change it.
+        if embargo.signed == 0 {
+            embargo.signed = embargo.updated;
+        }
+        Ok(embargo)
     }
 
     /// The sealed advisory of `case`, opened.

@@ -102,6 +102,17 @@ impl TestDaemon {
             .expect("LMTP session")
     }
 
+    /// The reasons of what the quarantine holds (held posts), oldest first.
+    pub fn held(&self) -> Vec<String> {
+        self.shared
+            .store
+            .quarantined()
+            .expect("read the quarantine")
+            .into_iter()
+            .map(|(_, meta)| meta.reason)
+            .collect()
+    }
+
     /// Waits until the spool and the queue are empty: everything accepted
     /// has been processed and sent (or failed).
     pub async fn settle(&self) {
@@ -204,6 +215,20 @@ pub fn readable(entity: &[u8]) -> String {
     out
 }
 
+/// Every file below `dir`, recursively (none when it does not exist).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// GnuPG with its own home folder, removed (agent and all) on drop.
 pub struct Gpg {
     home: tempfile::TempDir,
@@ -281,7 +306,16 @@ impl Gpg {
     /// "future-default" for ed25519/cv25519 or "rsa3072"); returns the
     /// primary fingerprint.
     pub fn gen_key(&self, uid: &str, algo: &str) -> String {
-        self.ok(&["--quick-gen-key", uid, algo, "default", "never"], b"");
+        self.gen_key_at(uid, algo, None)
+    }
+
+    /// [`Gpg::gen_key`], as if at `made` (`--faked-system-time` form).
+    pub fn gen_key_at(&self, uid: &str, algo: &str, made: Option<&str>) -> String {
+        let mut args = vec!["--quick-gen-key", uid, algo, "default", "never"];
+        if let Some(made) = made {
+            args.splice(0..0, ["--faked-system-time", made]);
+        }
+        self.ok(&args, b"");
         if algo.starts_with("rsa") {
             // RSA "default" usage may leave out encryption; add a subkey.
             let fpr = self.fingerprint(uid);
@@ -590,20 +624,11 @@ impl GpgWorld {
     /// Makes `<id>@example.org`'s key (dated like the others) in the
     /// GnuPG home; returns its primary fingerprint.
     pub fn make_key(&self, id: &str) -> String {
-        let email = format!("{id}@example.org");
-        self.gpg.ok(
-            &[
-                "--faked-system-time",
-                &self.key_made,
-                "--quick-gen-key",
-                &format!("{id} <{email}>"),
-                "future-default",
-                "default",
-                "never",
-            ],
-            b"",
-        );
-        self.gpg.fingerprint(&email)
+        self.gpg.gen_key_at(
+            &format!("{id} <{id}@example.org>"),
+            "future-default",
+            Some(&self.key_made),
+        )
     }
 
     /// Puts `id`'s certificate, as the GnuPG home has it now, into the

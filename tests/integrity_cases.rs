@@ -1,0 +1,415 @@
+//! The integrity cases under `../shared/cases/integrity/`, replayed byte
+//! for byte: each folder's mail, keys and config, on an injected clock set
+//! to when its signatures were made (2026-11-30), each checked for what
+//! its README says must happen. The adversarial tests (tests/adversary.rs)
+//! make fresh mail of the same kinds; these prove the examples themselves.
+//!
+//! The folders sit beside this repository, as on the developers' machines
+//! and in CI; a checkout without them skips loudly.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{armored_part, start_with_config, Gpg, TestDaemon};
+use embargod::clock::Clock;
+use embargod::sandbox::{read_outbox, OutboxMail, ANNOUNCE, DISTRIBUTORS, SECURITY};
+
+/// Everything the daemon logs in this test binary, at debug level.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("embargod=debug"))
+        .with_writer(|| LogWriter)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn cases_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases/integrity");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is missing; the integrity cases are not checked",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// One case's folder copied into a temporary one (so the store, the
+/// outbox and the control socket land there), listening on an ephemeral
+/// loopback port, with a new store key.
+struct Case {
+    dir: tempfile::TempDir,
+    input: PathBuf,
+    gpg: Gpg,
+}
+
+fn case(name: &str) -> Option<Case> {
+    let from = cases_dir()?.join(name);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    for entry in std::fs::read_dir(from.join("keys")).unwrap() {
+        let path = entry.unwrap().path();
+        let to = dir.path().join("keys").join(path.file_name().unwrap());
+        std::fs::write(&to, std::fs::read(&path).unwrap()).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let list_key = dir.path().join("keys/list.key");
+    std::fs::set_permissions(&list_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    embargod::store::StoreKey::create(&dir.path().join("keys/store.key")).unwrap();
+    let config = std::fs::read_to_string(from.join("embargod.toml"))
+        .unwrap()
+        .replace("127.0.0.1:2424", "127.0.0.1:0");
+    std::fs::write(dir.path().join("embargod.toml"), config).unwrap();
+    let gpg = Gpg::new();
+    gpg.import(&std::fs::read(from.join("keys/member-secret-keys.asc")).unwrap());
+    let list = embargod::pgp::ListKey::load(&list_key).unwrap();
+    gpg.import(list.public_armored().as_bytes());
+    Some(Case {
+        dir,
+        input: from.join("input"),
+        gpg,
+    })
+}
+
+impl Case {
+    async fn start(&self, at: &str) -> (TestDaemon, Clock) {
+        capture_logs();
+        let clock = Clock::manual(
+            DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        let daemon = start_with_config(&self.dir.path().join("embargod.toml"), clock.clone()).await;
+        (daemon, clock)
+    }
+
+    fn input(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.input.join(name)).unwrap()
+    }
+
+    /// Sends input `name` from `from` to `to`, and waits until all it
+    /// caused is done.
+    async fn send(&self, daemon: &TestDaemon, name: &str, from: &str, to: &str) {
+        let replies = daemon.send(from, &[to], &self.input(name)).await;
+        assert_eq!(replies[0].code, 250, "{name}: {replies:?}");
+        daemon.settle().await;
+    }
+
+    fn decrypt(&self, mail: &OutboxMail) -> String {
+        let (plaintext, status) = self.gpg.decrypt(&armored_part(&mail.bytes));
+        assert!(status.contains("GOODSIG"), "{status}");
+        common::readable(&plaintext)
+    }
+}
+
+fn all(daemon: &TestDaemon) -> Vec<OutboxMail> {
+    read_outbox(&daemon.outbox).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_distributors_post() {
+    let Some(case) = case("replay-distributors-post") else {
+        return;
+    };
+    let (daemon, clock) = case.start("2026-11-30T13:51:00Z").await;
+    case.send(
+        &daemon,
+        "01-first-post.eml",
+        "alice@example.org",
+        DISTRIBUTORS,
+    )
+    .await;
+    case.send(
+        &daemon,
+        "02-move-post.eml",
+        "alice@example.org",
+        DISTRIBUTORS,
+    )
+    .await;
+    case.send(&daemon, "03-replay.eml", "alice@example.org", DISTRIBUTORS)
+        .await;
+    let reasons = daemon.held();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("already used"), "{reasons:?}");
+    let embargo = daemon
+        .shared
+        .store
+        .embargo("KAP-2026-0001")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        embargod::embargo::format_time(embargo.until()),
+        "2026-12-10 13:50 UTC"
+    );
+    // The PST is told.
+    let notices: Vec<String> = all(&daemon)
+        .iter()
+        .filter(|m| m.to == ["bob@example.org"])
+        .map(|m| case.decrypt(m))
+        .filter(|text| text.contains("was not forwarded"))
+        .collect();
+    assert_eq!(notices.len(), 1);
+    // The first post's time passes: nothing is published.
+    clock.advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.settle().await;
+    assert!(all(&daemon).iter().all(|m| m.to != [ANNOUNCE]));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_replay_unhashed() {
+    let Some(case) = case("command-replay-unhashed") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:52:30Z").await;
+    let report = b"From: <rita@example.net>\r\nTo: <security@kappital.example>\r\nSubject: bug\r\n\r\nA bug.\r\n";
+    let replies = daemon.send("rita@example.net", &[SECURITY], report).await;
+    assert_eq!(replies[0].code, 250);
+    daemon.settle().await;
+    let team = || {
+        let shared = daemon.shared.clone();
+        async move {
+            shared
+                .in_context(|ctx| embargod::case::get(ctx, "KAP-2026-0001"))
+                .await
+                .unwrap()
+                .expect("the case")
+                .team
+        }
+    };
+    case.send(&daemon, "01-add.eml", "alice@example.org", SECURITY)
+        .await;
+    assert_eq!(team().await, ["dave"]);
+    case.send(&daemon, "02-remove.eml", "alice@example.org", SECURITY)
+        .await;
+    assert!(team().await.is_empty());
+    case.send(
+        &daemon,
+        "03-replay-tampered.eml",
+        "alice@example.org",
+        SECURITY,
+    )
+    .await;
+    assert!(team().await.is_empty(), "the replay did not run");
+    let refused = all(&daemon)
+        .iter()
+        .filter(|m| m.to == ["bob@example.org"])
+        .map(|m| case.decrypt(m))
+        .any(|text| text.contains("already used"));
+    assert!(refused, "the PST is told of the replay");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retired_signing_subkey() {
+    let Some(case) = case("retired-signing-subkey") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:53:00Z").await;
+    case.send(&daemon, "erin.eml", "erin@example.org", DISTRIBUTORS)
+        .await;
+    case.send(&daemon, "frank.eml", "frank@example.org", DISTRIBUTORS)
+        .await;
+    let reasons = daemon.held();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("expired"), "{reasons:?}");
+    assert!(reasons[1].contains("revoked"), "{reasons:?}");
+    assert!(daemon.shared.store.embargoes().unwrap().is_empty());
+    assert!(all(&daemon).iter().all(|m| !m.to[0].starts_with("distro")));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_subject_published() {
+    let Some(case) = case("unsigned-subject-published") else {
+        return;
+    };
+    let (daemon, clock) = case.start("2026-11-30T13:52:40Z").await;
+    case.send(
+        &daemon,
+        "02-subject-edited.eml",
+        "alice@example.org",
+        DISTRIBUTORS,
+    )
+    .await;
+    let copies = all(&daemon);
+    assert_eq!(copies.len(), 5, "three PST members, two distributors");
+    for copy in &copies {
+        let text = case.decrypt(copy);
+        assert!(
+            text.contains("Subject: [EMBARGOED] [KAP-2026-0001] Advisory: upgrade to 1.2.4."),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject (not signed): Kappital is abandoned"),
+            "{text}"
+        );
+    }
+    clock.advance(Duration::from_secs(6 * 86400));
+    for _ in 0..100 {
+        if all(&daemon).iter().any(|m| m.to == [ANNOUNCE]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.settle().await;
+    let announcement = all(&daemon)
+        .into_iter()
+        .find(|m| m.to == [ANNOUNCE])
+        .expect("the release");
+    let text = String::from_utf8_lossy(&announcement.bytes);
+    assert!(
+        !text.contains("evil.example") && !text.contains("abandoned"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: [KAP-2026-0001] Advisory: upgrade to 1.2.4."),
+        "{text}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ack_backscatter() {
+    let Some(case) = case("ack-backscatter") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:54:00Z").await;
+    for (name, envelope) in [
+        ("from-announce-list.eml", ANNOUNCE),
+        ("dsn-bounce.eml", "MAILER-DAEMON@mx.example.com"),
+        ("precedence-bulk.eml", "newsletter@example.com"),
+    ] {
+        case.send(&daemon, name, envelope, SECURITY).await;
+    }
+    let mail = all(&daemon);
+    assert_eq!(mail.len(), 9, "each reaches the three PST members");
+    assert!(
+        mail.iter().all(|m| m.to[0].ends_with("@example.org")),
+        "no acknowledgement: {:?}",
+        mail.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_encryption_subkeys() {
+    use sequoia_openpgp::parse::Parse;
+    let Some(case) = case("all-encryption-subkeys") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:54:30Z").await;
+    case.send(&daemon, "report.eml", "rita@example.net", SECURITY)
+        .await;
+    let zoe = sequoia_openpgp::Cert::from_file(case.dir.path().join("keys/zoe.asc")).unwrap();
+    let newest = zoe
+        .keys()
+        .subkeys()
+        .map(|ka| ka.key().clone())
+        .filter(|k| k.pk_algo().for_encryption())
+        .max_by_key(|k| k.creation_time())
+        .unwrap();
+    let copy = all(&daemon)
+        .into_iter()
+        .find(|m| m.to == ["zoe@example.org"])
+        .expect("zoe's copy");
+    let packets = case.gpg.list_packets(&armored_part(&copy.bytes));
+    let to: Vec<&str> = packets
+        .lines()
+        .filter(|l| l.contains(":pubkey enc packet:"))
+        .collect();
+    assert_eq!(to.len(), 1, "{packets}");
+    assert!(to[0].contains(&newest.keyid().to_hex()), "{packets}");
+    let record = daemon
+        .shared
+        .store
+        .records()
+        .map(Result::unwrap)
+        .find(|r| r.member == "zoe")
+        .unwrap();
+    assert_eq!(
+        record.encryption_subkey.as_deref(),
+        Some(newest.fingerprint().to_hex().as_str())
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_in_logs_and_state() {
+    let Some(case) = case("content-in-logs-and-state") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:54:00Z").await;
+    case.send(&daemon, "01-report.eml", "rita@example.net", SECURITY)
+        .await;
+    case.send(
+        &daemon,
+        "02-bad-embargo-value.eml",
+        "alice@example.org",
+        DISTRIBUTORS,
+    )
+    .await;
+    case.send(&daemon, "03-to-reporter.eml", "alice@example.org", SECURITY)
+        .await;
+    case.send(&daemon, "04-embargo.eml", "alice@example.org", DISTRIBUTORS)
+        .await;
+    case.send(
+        &daemon,
+        "05-release-now.eml",
+        "alice@example.org",
+        DISTRIBUTORS,
+    )
+    .await;
+    let embargo = daemon
+        .shared
+        .store
+        .embargo("KAP-2026-0001")
+        .unwrap()
+        .unwrap();
+    let early = embargo.released.expect("released early").early.unwrap();
+    assert!(early.reason.contains("CANARYREASON"), "kept, sealed");
+    // The reporter (no key) was written to: the text went out as signed
+    // plaintext, as the README says; it does not rest in the state.
+    assert!(all(&daemon).iter().any(|m| m.to == ["rita@example.net"]
+        && String::from_utf8_lossy(&m.bytes).contains("CANARYSTATE")));
+    daemon.stop().await;
+
+    let logged = String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("held for moderation"),
+        "the log is captured"
+    );
+    for canary in ["CANARYLOG", "CANARYSTATE", "CANARYREASON", "parse_header"] {
+        assert!(!logged.contains(canary), "the log holds {canary}");
+        for file in common::files(&case.dir.path().join("state")) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{} holds {canary}",
+                file.display()
+            );
+        }
+    }
+}
