@@ -557,11 +557,28 @@ async fn an_outer_subject_edited_in_transit_is_never_shown_as_signed_nor_publish
     );
     assert!(!copy.contains("not signed"), "{copy}");
 
+    // A client without protected headers names the Subject in a signed
+    // keyword line.
+    let named = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "whatever the outer says",
+        &format!(
+            "X-Case: KAP-2026-0003\r\nX-Embargo-Until: {}\r\nX-Subject: Kappital 1.2.6 fix\r\n",
+            rfc3339(now + chrono::Duration::minutes(10))
+        ),
+        "Upgrade to 1.2.6.",
+        None,
+    );
+    send(&daemon, "alice@example.org", DISTRIBUTORS, &named).await;
+    outbox(&daemon, 9).await;
+
     // Release: the announcements carry only signed words.
     w.clock.advance(Duration::from_secs(11 * 60));
-    let mail = outbox(&daemon, 6 + 2 + 3 * 2).await;
+    let mail = outbox(&daemon, 9 + 3 + 3 * 3).await;
     let announced = to(&mail, ANNOUNCE);
-    assert_eq!(announced.len(), 2);
+    assert_eq!(announced.len(), 3);
     let all = announced
         .iter()
         .map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
@@ -576,6 +593,10 @@ async fn an_outer_subject_edited_in_transit_is_never_shown_as_signed_nor_publish
     );
     assert!(
         all.contains("Subject: [KAP-2026-0002] Kappital 1.2.5 fix"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Subject: [KAP-2026-0003] Kappital 1.2.6 fix") && !all.contains("whatever"),
         "{all}"
     );
     daemon.stop().await;
@@ -643,7 +664,14 @@ async fn acknowledgements_follow_rfc_3834_and_a_budget_across_all_senders() {
     )
     .await;
     let all = everything(&daemon, 2 * automatic.len() + 3).await;
-    assert_eq!(to(&all, "bounces+rita@example.net").len(), 1);
+    let answer = to(&all, "bounces+rita@example.net");
+    assert_eq!(answer.len(), 1);
+    assert!(
+        answer[0]
+            .bytes
+            .starts_with(b"Auto-Submitted: auto-replied\r\n"),
+        "RFC 3834 section 5"
+    );
     assert!(to(&all, "rita@example.net").is_empty());
 
     // Ten forged senders: only the budget's two more are answered.

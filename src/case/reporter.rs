@@ -163,9 +163,9 @@ pub fn send(
     let Some(reporter) = &case.reporter else {
         return Ok(());
     };
-    let to = match to {
-        To::Reporter => reporter.clone(),
-        To::Address(address) => address.to_string(),
+    let (to, automatic) = match to {
+        To::Reporter => (reporter.clone(), false),
+        To::Address(address) => (address.to_string(), true),
     };
     let to = &to;
     let identity = ListIdentity::new(ctx.config, &ctx.config.lists.security);
@@ -216,6 +216,14 @@ pub fn send(
             .map_err(|e| e.to_string())?;
             (bytes, String::new(), None, None, message_id)
         }
+    };
+    // An automatic response says so (RFC 3834 §5), so that the other
+    // side's responders leave it alone. A header field at the top is as
+    // good as anywhere in the section, and changes nothing signed.
+    let bytes = if automatic {
+        [&b"Auto-Submitted: auto-replied\r\n"[..], &bytes].concat()
+    } else {
+        bytes
     };
     let id = crate::random::u64();
     let now = to_millis(ctx.now);

@@ -28,7 +28,7 @@ use crate::store::{Audience, Batch, Incoming};
 use super::{fan_out, info_text, Context, Held, Outgoing};
 
 /// Keywords a distributors post may carry.
-const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason"];
+const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason", "subject"];
 
 /// What a post asks for, once checked.
 enum Decision {
@@ -165,7 +165,7 @@ pub(super) fn post(
             info.push_str(&info_text(&identity, unwrapped, &incoming.meta));
             // Only a signed Subject is shown as the post's own; otherwise
             // the copies (and the announcement) name the signed text.
-            let signed_subject = signed_subject(unwrapped, &rest);
+            let signed_subject = signed_subject(unwrapped, &keywords, &rest);
             let subject = match &pending {
                 Some(e) => embargoed_subject(&signed_subject, &e.case),
                 None => format!("[EMBARGOED] {}", signed_subject.trim()),
@@ -223,10 +223,14 @@ pub(super) fn post(
     }
 }
 
-/// The Subject a post may be published under: its own when a signature
-/// covers it (protected headers), else the first line of its signed text.
-/// The case ID is added by the callers.
-fn signed_subject(unwrapped: &Unwrapped, signed_text: &str) -> String {
+/// The Subject a post may be published under: a signed `X-Subject:`
+/// keyword, else its own when a signature covers it (protected headers),
+/// else the first line of its signed text. The case ID is added by the
+/// callers.
+fn signed_subject(unwrapped: &Unwrapped, keywords: &[Keyword], signed_text: &str) -> String {
+    if let Some(subject) = keywords::get(keywords, "subject").filter(|s| !s.is_empty()) {
+        return subject.to_string();
+    }
     if unwrapped.headers_signed {
         return unwrapped.subject.clone();
     }
@@ -395,7 +399,7 @@ fn check_known(keywords: &[Keyword]) -> Result<(), Held> {
         Some(unknown) => Err(Held::new(
             "unknown keyword",
             format!(
-                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason",
+                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason, X-Subject",
                 unknown.name
             ),
         )),
