@@ -289,6 +289,26 @@ async fn a_command_replayed_with_an_edited_unhashed_area_is_refused() {
         daemon.held()
     );
 
+    // A fresh command naming no case: the outer Subject, which anyone can
+    // edit to point at another case, does not choose one.
+    let caseless = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        SECURITY,
+        &format!("[{case}] team"),
+        "X-Add: dave\r\n",
+        "",
+        Some(now),
+    );
+    send(&daemon, "alice@example.org", SECURITY, &caseless).await;
+    daemon.settle().await;
+    assert!(team(&daemon).await.is_empty(), "no case, no change");
+    assert!(
+        daemon.held().iter().any(|r| r.contains("no case")),
+        "{:?}",
+        daemon.held()
+    );
+
     // A third part added to a signed post: the signature no longer
     // covers the message, and its keyword lines are only text.
     let thanks = command("", now);
@@ -747,5 +767,31 @@ async fn each_copy_goes_to_the_newest_encryption_subkey_alone() {
         .find(|r| r.member == "bob")
         .unwrap();
     assert_eq!(record.encryption_subkey.as_deref(), Some(newest.as_str()));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decoded_subject_cannot_add_header_fields_to_the_copies() {
+    use base64::Engine;
+    let w = GpgWorld::new(PST, chrono::Duration::days(1));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let word = base64::engine::general_purpose::STANDARD
+        .encode("Bug\r\nReply-To: <attacker@evil.example>\r\nX-Injected: yes");
+    let report = format!(
+        "From: Mallory\r\n =?utf-8?b?{word}?= <mallory@example.net>\r\nTo: <{SECURITY}>\r\n\
+         Subject: =?utf-8?b?{word}?=\r\nMessage-ID: <inject@example.net>\r\n\r\nA report.\r\n"
+    );
+    send(&daemon, "mallory@example.net", SECURITY, report.as_bytes()).await;
+    let mail = outbox(&daemon, 2).await;
+    for text in decrypted(&w, &mail.iter().collect::<Vec<_>>()) {
+        assert!(
+            !text.contains("\nReply-To: <attacker") && !text.contains("\nX-Injected"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Reply-To: <security@kappital.example>"),
+            "{text}"
+        );
+    }
     daemon.stop().await;
 }

@@ -273,7 +273,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
         &w.gpg,
         "alice@example.org",
         "Re: [KAP-2026-0001] Overflow",
-        "X-CVSS: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\r\nX-Add: dave\r\nX-Slow: holidays\r\n",
+        "X-Case: KAP-2026-0001\r\nX-CVSS: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\r\nX-Add: dave\r\nX-Slow: holidays\r\n",
         "Dave knows the parser; adding him.",
         None,
     );
@@ -350,7 +350,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
         &w.gpg,
         "bob@example.org",
         "Re: [KAP-2026-0001] Overflow",
-        "X-Lead: bob\r\n",
+        "X-Case: KAP-2026-0001\r\nX-Lead: bob\r\n",
         "",
         Some(&old),
     );
@@ -371,7 +371,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
         &w.gpg,
         "bob@example.org",
         "Re: [KAP-2026-0001] Overflow",
-        "X-Lead: bob\r\nX-Frobnicate: now\r\n",
+        "X-Case: KAP-2026-0001\r\nX-Lead: bob\r\nX-Frobnicate: now\r\n",
         "",
         None,
     );
@@ -572,7 +572,7 @@ async fn the_pst_answers_the_reporter_and_distributors_apply() {
         &w.gpg,
         "bob@example.org",
         "Re: [KAP-2026-0001] Bug",
-        "X-To-Reporter: yes\r\n",
+        "X-Case: KAP-2026-0001\r\nX-To-Reporter: yes\r\n",
         "Thanks! We reproduced it and are working on a fix.",
         None,
     );

@@ -139,29 +139,44 @@ pub fn recipient(
     Ok(sender.to_string())
 }
 
-/// Whether `address` is the daemon's own or a member's: any address at
-/// the domain of a list, the announce list or the owner (sub-addresses
-/// and aliases included: `announce+x@…` reaches the announce list too),
-/// or a member's address.
+/// Whether `address` is the daemon's own or a member's: a list, the
+/// announce list or the owner — sub-addresses included (`announce+x@…`
+/// reaches the announce list too) — or a member's address. Other addresses
+/// at the project's domain (its developers, a triage alias) are not.
 pub fn own(config: &Config, address: &str) -> bool {
-    let domain = |a: &str| {
-        a.rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+    let Some(address) = Bare::of(address) else {
+        return false;
     };
-    let own_domains: Vec<String> = config
+    let lists = config
         .lists()
         .map(|list| list.address.to_string())
         .chain(config.lists.announce.iter().map(|a| a.to_string()))
-        .chain(std::iter::once(config.delivery.from.to_string()))
-        .filter_map(|a| domain(&a))
-        .collect();
-    if domain(address).is_some_and(|d| own_domains.contains(&d)) {
-        return true;
+        .chain(std::iter::once(config.delivery.from.to_string()));
+    let members = config.members.values().map(|m| m.email.to_string());
+    lists
+        .chain(members)
+        .filter_map(|own| Bare::of(&own))
+        .any(|own| own == address)
+}
+
+/// An address without its sub-address (`+tag`), lower-cased, the domain
+/// without a trailing dot: what reaches the same mailbox.
+#[derive(PartialEq, Eq)]
+struct Bare {
+    local: String,
+    domain: String,
+}
+
+impl Bare {
+    fn of(address: &str) -> Option<Bare> {
+        let (local, domain) = address.trim().rsplit_once('@')?;
+        let local = local.trim_matches('"');
+        let local = local.split('+').next().unwrap_or(local);
+        Some(Bare {
+            local: local.to_ascii_lowercase(),
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+        })
     }
-    config
-        .members
-        .values()
-        .any(|m| m.email.to_string().eq_ignore_ascii_case(address))
 }
 
 #[cfg(test)]
@@ -211,7 +226,9 @@ mod tests {
             ("distributors@kappital.example", from.into(), Err(NoReply::OwnAddress)),
             ("alice-list@kappital.example", "From: <security@kappital.example>\r\n".into(), Err(NoReply::OwnAddress)),
             ("no-at-sign", from.into(), Err(NoReply::NoAddress)),
-            // Sub-addresses and aliases of our domains count as ours.
+            // Sub-addresses of our addresses count as ours; others at our
+            // domain (the project's developers) do not.
+            ("dev@kappital.example", from.into(), Ok("dev@kappital.example")),
             ("announce+x@kappital.example", from.into(), Err(NoReply::OwnAddress)),
             ("rita@reporter.example", "From: <Announce+x@Kappital.example.>\r\n".into(), Err(NoReply::OwnAddress)),
         ];

@@ -303,31 +303,48 @@ fn command_mail(
     let actor = Actor::Member {
         id: signer.to_string(),
     };
-    if let Err(reason) = commands::admissible(keywords) {
-        tracing::warn!(msg = id, %signer, refusal = "unknown keyword", "command mail refused");
-        return reply(
-            batch,
-            "your commands were refused",
-            &format!("Nothing was done: {reason}.\n"),
+    // A refused command mail is held, and its signature spent: it cannot
+    // be sent again with another (unsigned) Subject.
+    let refuse = |batch: &mut Batch, kind: &'static str, reason: String| {
+        freshness::spend(ctx, batch, &unwrapped.signatures);
+        let held = Held::new(
+            kind,
+            format!("commands signed by {signer} refused: {reason}"),
         );
+        hold(
+            ctx,
+            batch,
+            id,
+            incoming,
+            unwrapped,
+            ListName::Security,
+            Some(signer),
+            &held,
+        );
+    };
+    if let Err(reason) = commands::admissible(keywords) {
+        return refuse(batch, "unknown keyword", reason);
     }
-    let named = keywords::get(keywords, "case").map(str::to_string);
+    // The case comes from signed words only: an X-Case line, or a Subject
+    // the same signature covers. The outer Subject and References are
+    // anyone's to edit, and would point the commands at another case.
+    let named = keywords::get(keywords, "case")
+        .map(str::to_string)
+        .or_else(|| {
+            (unwrapped.headers_signer.as_deref() == Some(signer))
+                .then(|| id_in(ctx.config, &unwrapped.subject))
+                .flatten()
+        });
     let case = match &named {
         Some(case_id) => commands::case_of(ctx, case_id.trim()),
-        None => existing_case(ctx, unwrapped).ok_or_else(|| {
-            "no case: name it with X-Case:, in the Subject, or reply to a message of the case"
-                .to_string()
-        }),
+        None => Err(
+            "no case: name it with an X-Case: line (the Subject and References are not signed)"
+                .to_string(),
+        ),
     };
     let mut case = match case {
         Ok(case) => case,
-        Err(reason) => {
-            return reply(
-                batch,
-                "your commands were refused",
-                &format!("Nothing was done: {reason}.\n"),
-            );
-        }
+        Err(reason) => return refuse(batch, "no case", reason),
     };
     if sig.created < case.signed {
         return refuse_signed(

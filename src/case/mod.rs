@@ -244,11 +244,17 @@ pub fn put(batch: &mut Batch, case: &Case) {
 }
 
 /// Remembers that `message_id` belongs to `case`, for replies.
+/// The first case a Message-ID was seen with keeps it: a later message
+/// cannot move a known Message-ID (and the replies to it) to another case.
 pub fn put_reference(ctx: &Context<'_>, batch: &mut Batch, message_id: &str, case: &str) {
-    if !message_id.trim().is_empty() {
-        batch
-            .cases
-            .push((ref_key(ctx, message_id), case.as_bytes().to_vec()));
+    if message_id.trim().is_empty() {
+        return;
+    }
+    let key = ref_key(ctx, message_id);
+    let known = ctx.store.case_value(&key).ok().flatten().is_some()
+        || batch.cases.iter().any(|(k, _)| *k == key);
+    if !known {
+        batch.cases.push((key, case.as_bytes().to_vec()));
     }
 }
 

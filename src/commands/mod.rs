@@ -93,7 +93,8 @@ pub enum Level {
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, not `write_str`: `check` lines its columns up with `{:<8}`.
+        f.pad(match self {
             Level::Ok => "ok",
             Level::Warning => "warning",
             Level::Error => "error",
@@ -131,14 +132,17 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
     let list_subject = format!("list key {}", config.list_key.display());
     let list_finding = crate::fsutil::check_private(&config.list_key)
         .and_then(|()| ListKey::load(&config.list_key).map_err(|e| e.to_string()));
-    findings.push(match list_finding {
-        Ok(key) => expiry_finding(list_subject, key.cert(), now),
-        Err(detail) => Finding {
+    match list_finding {
+        Ok(key) => {
+            findings.push(expiry_finding(list_subject.clone(), key.cert(), now));
+            findings.push(aead_finding(list_subject, key.cert(), now));
+        }
+        Err(detail) => findings.push(Finding {
             level: Level::Error,
             subject: list_subject,
             detail,
-        },
-    });
+        }),
+    }
     findings.push(match StoreKey::load(&config.store.key) {
         Ok(_) => Finding {
             level: Level::Ok,
@@ -170,6 +174,30 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// Which AEAD modes (RFC 9580 SEIPDv2) the list can read, and whether its
+/// key advertises any it cannot: senders follow the key's preferences.
+fn aead_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) -> Finding {
+    let readable = pgp::readable_aead().join(", ");
+    let unreadable = pgp::unreadable_advertised(cert, now);
+    if unreadable.is_empty() {
+        Finding {
+            level: Level::Ok,
+            subject,
+            detail: format!("reads SEIPDv1 and SEIPDv2 with AEAD {readable}"),
+        }
+    } else {
+        Finding {
+            level: Level::Error,
+            subject,
+            detail: format!(
+                "advertises {} but this build reads only AEAD {readable}: senders would \
+                 write mail the list cannot open; make a new list key with `embargod init`",
+                unreadable.join(", ")
+            ),
+        }
+    }
 }
 
 fn expiry_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) -> Finding {

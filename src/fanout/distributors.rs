@@ -165,7 +165,7 @@ pub(super) fn post(
             info.push_str(&info_text(&identity, unwrapped, &incoming.meta));
             // Only a signed Subject is shown as the post's own; otherwise
             // the copies (and the announcement) name the signed text.
-            let signed_subject = signed_subject(unwrapped, &keywords, &rest);
+            let signed_subject = signed_subject(unwrapped, signer, &keywords, &rest);
             let subject = match &pending {
                 Some(e) => embargoed_subject(&signed_subject, &e.case),
                 None => format!("[EMBARGOED] {}", signed_subject.trim()),
@@ -224,14 +224,19 @@ pub(super) fn post(
 }
 
 /// The Subject a post may be published under: a signed `X-Subject:`
-/// keyword, else its own when a signature covers it (protected headers),
-/// else the first line of its signed text. The case ID is added by the
-/// callers.
-fn signed_subject(unwrapped: &Unwrapped, keywords: &[Keyword], signed_text: &str) -> String {
+/// keyword, else its own when the authorising signature (by `signer`)
+/// covers it (protected headers), else the first line of its signed text.
+/// The case ID is added by the callers.
+fn signed_subject(
+    unwrapped: &Unwrapped,
+    signer: &str,
+    keywords: &[Keyword],
+    signed_text: &str,
+) -> String {
     if let Some(subject) = keywords::get(keywords, "subject").filter(|s| !s.is_empty()) {
-        return subject.to_string();
+        return crate::mime::one_line(subject);
     }
-    if unwrapped.headers_signed {
+    if unwrapped.headers_signer.as_deref() == Some(signer) {
         return unwrapped.subject.clone();
     }
     let line = signed_text

@@ -386,7 +386,7 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
     );
     // A signature over the body says nothing of the outer header fields:
     // say so next to it, so nobody reads the Subject as signed.
-    if !unwrapped.signatures.0.is_empty() && !unwrapped.headers_signed {
+    if !unwrapped.signatures.0.is_empty() && unwrapped.headers_signer.is_none() {
         text.push_str(&format!(
             "Subject (not signed): {}\n",
             unwrapped.subject.trim()

@@ -118,12 +118,13 @@ pub struct Unwrapped {
     pub sender: String,
     /// The Subject, decoded (from the protected headers when there are).
     pub subject: String,
-    /// Whether `subject` and the protected header fields in `headers`
-    /// come from bytes the message's signatures cover: RFC 9788 protected
-    /// headers inside the signed part of a multipart/signed, or the header
-    /// of an entity signed as a whole inside its encryption. The outer
-    /// header section never is: anyone on the mail path can edit it.
-    pub headers_signed: bool,
+    /// The member whose good signature covers `subject` and the protected
+    /// header fields in `headers`: RFC 9788 protected headers inside the
+    /// signed part of a multipart/signed, or the header of an entity signed
+    /// as a whole inside its encryption. `None` for the outer header
+    /// section, which anyone on the mail path can edit. Only the signature
+    /// that authorises a post may vouch for its Subject.
+    pub headers_signer: Option<String>,
     /// The address in the From field.
     pub from_address: Option<String>,
     /// Message-ID, In-Reply-To and References, for threading.
@@ -212,9 +213,12 @@ pub fn unwrap(
             (Some(name), None) => name.to_string(),
             (None, None) => "(unknown)".into(),
         })
+        .map(|sender| super::one_line(&sender))
         .unwrap_or_else(|| "(unknown)".into());
     let mut subject = message.subject().unwrap_or_default().to_string();
-    let mut headers_signed = false;
+    // Which signatures cover the header fields: those at the OpenPGP
+    // layer over the whole entity, or the detached one over its signed part.
+    let mut headers_signed_by: Option<Signatures> = None;
     let from_address = message
         .from()
         .and_then(|from| from.first())
@@ -243,19 +247,17 @@ pub fn unwrap(
                         }
                         if let Some(inner_subject) = inner.subject() {
                             subject = inner_subject.to_string();
-                            // Covered only by a member's good signature:
-                            // anyone can sign with a key of their own.
-                            headers_signed = signatures.good().next().is_some();
+                            headers_signed_by = Some(signatures.clone());
                         }
                         if kind(inner.root_part()) == Kind::PgpMimeSigned {
                             let (checks, signed_entity) =
                                 detached(&inner, &decrypted, signers, time);
-                            signatures.0.extend(checks.0);
                             if let Some(signed) = signed_protected_headers(&inner) {
                                 headers = merge_headers(&headers, &signed.fields);
                                 subject = signed.subject;
-                                headers_signed = true;
+                                headers_signed_by = Some(checks.clone());
                             }
+                            signatures.0.extend(checks.0);
                             content = signed_entity;
                         }
                     }
@@ -271,14 +273,14 @@ pub fn unwrap(
             }
         }
         Kind::PgpMimeSigned => {
-            if let Some(signed) = signed_protected_headers(&message) {
-                headers = merge_headers(&headers, &signed.fields);
-                subject = signed.subject;
-                headers_signed = true;
-            }
             // What is acted on and passed on is the signed entity exactly
             // as verified, never a second parse of the whole message.
             let (signatures, signed_entity) = detached(&message, raw, signers, time);
+            if let Some(signed) = signed_protected_headers(&message) {
+                headers = merge_headers(&headers, &signed.fields);
+                subject = signed.subject;
+                headers_signed_by = Some(signatures.clone());
+            }
             (
                 Encryption::None,
                 signatures,
@@ -328,12 +330,14 @@ pub fn unwrap(
     };
 
     // Header fields count as signed only under a member's good signature.
-    let headers_signed = headers_signed && signatures.good().next().is_some();
+    let headers_signer = headers_signed_by
+        .as_ref()
+        .and_then(|sigs| sigs.good().next().map(|sig| sig.member.to_string()));
     Ok(Unwrapped {
         headers,
         sender,
-        subject,
-        headers_signed,
+        subject: super::one_line(&subject),
+        headers_signer,
         from_address,
         message_ids,
         encryption,

@@ -8,10 +8,21 @@ mod parsed;
 
 pub use parsed::{parse, parse_headers, Parsed};
 
+/// `text` on one line: every control character (CR and LF included, as
+/// decoded RFC 2047 words can carry them) becomes a space, so a value taken
+/// from a message can never start a header field or line of its own.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// A header field value: as it is when ASCII, else RFC 2047 encoded
-/// words (UTF-8, base64), each within the 75-character limit.
+/// words (UTF-8, base64), each within the 75-character limit. Control
+/// characters are never written ([`one_line`]).
 pub fn encode_header_value(text: &str) -> String {
     use base64::Engine;
+    let text = &one_line(text);
     if text.is_ascii() {
         return text.to_string();
     }

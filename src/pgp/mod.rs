@@ -248,6 +248,31 @@ pub fn expiration(cert: &Cert, time: SystemTime) -> Option<SystemTime> {
     }
 }
 
+/// The AEAD modes (RFC 9580 §5.13.2) this build's crypto backend can
+/// decrypt, e.g. `["OCB", "GCM"]` with OpenSSL.
+pub fn readable_aead() -> Vec<String> {
+    openpgp::types::AEADAlgorithm::variants()
+        .filter(|aead| aead.is_supported())
+        .map(|aead| aead.to_string())
+        .collect()
+}
+
+/// The AEAD ciphersuites `cert` advertises (its preferences, RFC 9580
+/// §5.2.3.15) that this build cannot decrypt: a sender following them
+/// would write mail the list cannot read. Empty is right.
+pub fn unreadable_advertised(cert: &Cert, time: SystemTime) -> Vec<String> {
+    let Ok(valid) = cert.with_policy(&POLICY, time) else {
+        return Vec::new();
+    };
+    valid
+        .preferred_aead_ciphersuites()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(cipher, aead)| !(cipher.is_supported() && aead.is_supported()))
+        .map(|(cipher, aead)| format!("{cipher}-{aead}"))
+        .collect()
+}
+
 pub fn format_time(time: SystemTime) -> String {
     DateTime::<Utc>::from(time)
         .format("%Y-%m-%d %H:%M UTC")
@@ -423,6 +448,21 @@ mod tests {
             .public_armored()
             .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
         assert!(!key.public_armored().contains("PRIVATE"));
+    }
+
+    #[test]
+    fn the_list_key_advertises_only_what_it_reads() {
+        // OCB is mandatory in RFC 9580 and what OpenPGP.js 6 uses.
+        assert!(
+            readable_aead().iter().any(|a| a == "OCB"),
+            "{:?}",
+            readable_aead()
+        );
+        let cert = generate_cert("List <l@example.org>").unwrap();
+        assert_eq!(
+            unreadable_advertised(&cert, SystemTime::now()),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The integrity cases under `../shared/cases/integrity/`, replayed byte
-//! for byte: each folder's mail, keys and config, on an injected clock set
-//! to when its signatures were made (2026-11-30), each checked for what
-//! its README says must happen. The adversarial tests (tests/adversary.rs)
-//! make fresh mail of the same kinds; these prove the examples themselves.
+//! The cases under `../shared/cases/`, replayed byte for byte: each
+//! folder's mail, keys and config, on an injected clock set to when its
+//! signatures were made (2026-11-30), each checked for what its README says
+//! must happen. The adversarial tests (tests/adversary.rs) make fresh mail
+//! of the same kinds; these prove the examples themselves.
 //!
 //! The folders sit beside this repository, as on the developers' machines
 //! and in CI; a checkout without them skips loudly.
@@ -43,12 +43,12 @@ fn capture_logs() {
 }
 
 fn cases_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases/integrity");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases");
     if dir.is_dir() {
         Some(dir)
     } else {
         eprintln!(
-            "SKIPPED: {} is missing; the integrity cases are not checked",
+            "SKIPPED: {} is missing; the shared cases are not checked",
             dir.display()
         );
         None
@@ -129,7 +129,7 @@ fn all(daemon: &TestDaemon) -> Vec<OutboxMail> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_distributors_post() {
-    let Some(case) = case("replay-distributors-post") else {
+    let Some(case) = case("integrity/replay-distributors-post") else {
         return;
     };
     let (daemon, clock) = case.start("2026-11-30T13:51:00Z").await;
@@ -180,7 +180,7 @@ async fn replay_distributors_post() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn command_replay_unhashed() {
-    let Some(case) = case("command-replay-unhashed") else {
+    let Some(case) = case("integrity/command-replay-unhashed") else {
         return;
     };
     let (daemon, _clock) = case.start("2026-11-30T13:52:30Z").await;
@@ -224,7 +224,7 @@ async fn command_replay_unhashed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retired_signing_subkey() {
-    let Some(case) = case("retired-signing-subkey") else {
+    let Some(case) = case("integrity/retired-signing-subkey") else {
         return;
     };
     let (daemon, _clock) = case.start("2026-11-30T13:53:00Z").await;
@@ -243,7 +243,7 @@ async fn retired_signing_subkey() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_subject_published() {
-    let Some(case) = case("unsigned-subject-published") else {
+    let Some(case) = case("integrity/unsigned-subject-published") else {
         return;
     };
     let (daemon, clock) = case.start("2026-11-30T13:52:40Z").await;
@@ -293,7 +293,7 @@ async fn unsigned_subject_published() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ack_backscatter() {
-    let Some(case) = case("ack-backscatter") else {
+    let Some(case) = case("integrity/ack-backscatter") else {
         return;
     };
     let (daemon, _clock) = case.start("2026-11-30T13:54:00Z").await;
@@ -317,7 +317,7 @@ async fn ack_backscatter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn all_encryption_subkeys() {
     use sequoia_openpgp::parse::Parse;
-    let Some(case) = case("all-encryption-subkeys") else {
+    let Some(case) = case("integrity/all-encryption-subkeys") else {
         return;
     };
     let (daemon, _clock) = case.start("2026-11-30T13:54:30Z").await;
@@ -358,7 +358,7 @@ async fn all_encryption_subkeys() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn content_in_logs_and_state() {
-    let Some(case) = case("content-in-logs-and-state") else {
+    let Some(case) = case("integrity/content-in-logs-and-state") else {
         return;
     };
     let (daemon, _clock) = case.start("2026-11-30T13:54:00Z").await;
@@ -412,4 +412,29 @@ async fn content_in_logs_and_state() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ocb_report_quarantined() {
+    let Some(case) = case("intake/ocb-report-quarantined") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T14:00:00Z").await;
+    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
+        .await;
+    assert!(daemon.held().is_empty(), "{:?}", daemon.held());
+    let copies: Vec<OutboxMail> = all(&daemon)
+        .into_iter()
+        .filter(|m| m.to[0].ends_with("@example.org"))
+        .collect();
+    assert_eq!(copies.len(), 3, "alice, bob and carol");
+    for copy in &copies {
+        let text = case.decrypt(copy);
+        assert!(
+            text.contains("Encryption: encrypted to the list key"),
+            "{text}"
+        );
+        assert!(!text.contains("BEGIN PGP MESSAGE"), "decrypted: {text}");
+    }
+    daemon.stop().await;
 }
