@@ -76,7 +76,12 @@ fn case(name: &str) -> Option<Case> {
     use std::os::unix::fs::PermissionsExt;
     let list_key = dir.path().join("keys/list.key");
     std::fs::set_permissions(&list_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    embargod::store::StoreKey::create(&dir.path().join("keys/store.key")).unwrap();
+    let store_key = dir.path().join("keys/store.key");
+    if store_key.exists() {
+        std::fs::set_permissions(&store_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    } else {
+        embargod::store::StoreKey::create(&store_key).unwrap();
+    }
     let config = std::fs::read_to_string(from.join("embargod.toml"))
         .unwrap()
         .replace("127.0.0.1:2424", "127.0.0.1:0");
@@ -435,6 +440,88 @@ async fn ocb_report_quarantined() {
             "{text}"
         );
         assert!(!text.contains("BEGIN PGP MESSAGE"), "decrypted: {text}");
+    }
+    daemon.stop().await;
+}
+
+/// The PST members' copies of what `daemon` sent, decrypted.
+fn pst_copies(case: &Case, daemon: &TestDaemon) -> Vec<String> {
+    all(daemon)
+        .iter()
+        .filter(|m| {
+            ["alice", "bob", "carol"]
+                .iter()
+                .any(|id| m.to == [format!("{id}@example.org")])
+        })
+        .map(|m| case.decrypt(m))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cjk_legacy_charsets() {
+    let Some(case) = case("intake/cjk-legacy-charsets") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T14:40:00Z").await;
+    for (name, text) in [
+        ("GB2312.eml", "上传接口没有检查文件类型"),
+        ("Shift_JIS.eml", "ログイン画面でパスワードを間違えると"),
+    ] {
+        case.send(&daemon, name, "reporter@example.asia", SECURITY)
+            .await;
+        let copies: Vec<String> = pst_copies(&case, &daemon)
+            .into_iter()
+            .filter(|copy| copy.contains(name.trim_end_matches(".eml")))
+            .collect();
+        assert_eq!(copies.len(), 3, "{name}");
+        for copy in copies {
+            assert!(copy.contains(text), "{name}: {copy}");
+            assert!(!copy.contains('\u{FFFD}'), "{name}: {copy}");
+        }
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_pgp_latin1() {
+    let Some(case) = case("intake/inline-pgp-latin1") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:45:00Z").await;
+    case.send(&daemon, "report.eml", "melder@example.de", SECURITY)
+        .await;
+    let copies = pst_copies(&case, &daemon);
+    assert_eq!(copies.len(), 3);
+    for copy in copies {
+        assert!(
+            copy.contains("Encryption: encrypted to the list key"),
+            "{copy}"
+        );
+        assert!(
+            ['ö', 'ü', 'ß'].iter().any(|c| copy.contains(*c)) && !copy.contains('\u{FFFD}'),
+            "{copy}"
+        );
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_signed_latin1() {
+    let Some(case) = case("intake/inline-signed-latin1") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:45:00Z").await;
+    case.send(&daemon, "post.eml", "alice@example.org", DISTRIBUTORS)
+        .await;
+    assert!(daemon.held().is_empty(), "{:?}", daemon.held());
+    let copies: Vec<String> = all(&daemon).iter().map(|m| case.decrypt(m)).collect();
+    assert_eq!(copies.len(), 5, "three PST members, two distributors");
+    for copy in copies {
+        assert!(copy.contains("good signature by alice"), "{copy}");
+        // Marks may change Latin letters of the prose; not these.
+        assert!(copy.contains("L1SIG-b7fbc49e"), "{copy}");
+        assert!(copy.contains('Ü') && copy.contains('ü'), "{copy}");
+        assert!(!copy.contains('\u{FFFD}'), "{copy}");
     }
     daemon.stop().await;
 }

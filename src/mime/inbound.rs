@@ -287,13 +287,13 @@ pub fn unwrap(
                 signed_entity.unwrap_or(original_content),
             )
         }
-        Kind::Text => match inline_pgp(root) {
-            Some(InlinePgp::Encrypted(armored)) => {
-                match open(key, armored.as_bytes(), signers, limit, time) {
+        Kind::Text => match inline_pgp(raw, root) {
+            Some(InlinePgp::Encrypted(inline)) => {
+                match open(key, &inline.bytes, signers, limit, time) {
                     Ok(opened) => (
                         encrypted(&opened.encrypted),
                         opened.signatures,
-                        text_entity(&opened.plaintext),
+                        text_entity(&opened.plaintext, inline.charset.as_deref()),
                     ),
                     Err(OpenError::NotForList) => (
                         Encryption::ToOthers,
@@ -303,17 +303,18 @@ pub fn unwrap(
                     Err(e) => return Err(UnwrapError::Pgp(e)),
                 }
             }
-            Some(InlinePgp::ClearSigned(text)) => {
+            Some(InlinePgp::ClearSigned(inline)) => {
                 // The text Sequoia verified comes out of its armor, as for
                 // PGP/MIME: its keyword lines count, the copies' marks
                 // would break the signature anyway, and the info part
                 // reports this check. Nothing outside what was verified is
-                // ever taken for signed text.
-                match open(key, text.as_bytes(), signers, limit, time) {
+                // ever taken for signed text. The signature is over the
+                // bytes in the part's own charset, so those are checked.
+                match open(key, &inline.bytes, signers, limit, time) {
                     Ok(opened) => (
                         Encryption::None,
                         opened.signatures,
-                        text_entity(&opened.plaintext),
+                        text_entity(&opened.plaintext, inline.charset.as_deref()),
                     ),
                     Err(e) => (
                         Encryption::None,
@@ -436,20 +437,62 @@ fn encrypted(encrypted: &bool) -> Encryption {
     }
 }
 
-enum InlinePgp<'a> {
-    Encrypted(&'a str),
-    ClearSigned(&'a str),
+enum InlinePgp {
+    Encrypted(Inline),
+    ClearSigned(Inline),
 }
 
-/// A text/plain body that is an inline PGP message.
-fn inline_pgp<'a>(part: &'a MessagePart<'_>) -> Option<InlinePgp<'a>> {
-    let text = part.text_contents()?.trim_start();
-    if text.starts_with("-----BEGIN PGP MESSAGE-----") {
-        Some(InlinePgp::Encrypted(text))
-    } else if text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----") {
-        Some(InlinePgp::ClearSigned(text))
+/// An inline PGP text body: its bytes after the transfer encoding is
+/// undone, in the part's own charset (what was encrypted or signed), and
+/// that charset's label.
+struct Inline {
+    bytes: Vec<u8>,
+    charset: Option<String>,
+}
+
+/// A text/plain body that is an inline PGP message (`part` of `raw`).
+fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
+    let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
+    let bytes = transfer_decoded(body, part.content_transfer_encoding());
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let bytes = bytes[start..].to_vec();
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::to_string);
+    let inline = Inline { bytes, charset };
+    if inline.bytes.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+        Some(InlinePgp::Encrypted(inline))
+    } else if inline
+        .bytes
+        .starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+    {
+        Some(InlinePgp::ClearSigned(inline))
     } else {
         None
+    }
+}
+
+/// `body` with its Content-Transfer-Encoding (RFC 2045 §6) undone:
+/// quoted-printable and base64 decoded, anything else as it is.
+fn transfer_decoded(body: &[u8], encoding: Option<&str>) -> Vec<u8> {
+    use base64::Engine;
+    match encoding.map(str::to_ascii_lowercase).as_deref() {
+        Some("quoted-printable") => {
+            quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                .unwrap_or_else(|_| body.to_vec())
+        }
+        Some("base64") => {
+            let compact: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(&compact)
+                .unwrap_or_else(|_| body.to_vec())
+        }
+        _ => body.to_vec(),
     }
 }
 
@@ -587,9 +630,23 @@ fn canonical_entity(plaintext: &[u8]) -> Vec<u8> {
     crlf(plaintext)
 }
 
-/// Decrypted inline-PGP text as a text/plain entity.
-fn text_entity(text: &[u8]) -> Vec<u8> {
-    super::text_part(&String::from_utf8_lossy(text))
+/// Decrypted or verified inline-PGP text as a (UTF-8) text/plain entity.
+/// The bytes are read as UTF-8 when they are, else in the part's declared
+/// `charset` (the WHATWG set of encoding_rs), else as Windows-1252: clients
+/// often label the armor `us-ascii` while the text inside is UTF-8, and
+/// Latin-1 text is what an undeclared 8-bit body most likely is.
+fn text_entity(text: &[u8], charset: Option<&str>) -> Vec<u8> {
+    let decoded = match std::str::from_utf8(text) {
+        Ok(utf8) => std::borrow::Cow::Borrowed(utf8),
+        Err(_) => {
+            let encoding = charset
+                .and_then(|label| encoding_rs::Encoding::for_label(label.trim().as_bytes()))
+                .filter(|e| *e != encoding_rs::UTF_8)
+                .unwrap_or(encoding_rs::WINDOWS_1252);
+            encoding.decode_without_bom_handling(text).0
+        }
+    };
+    super::text_part(&decoded)
 }
 
 /// [`crlf`] for text.
