@@ -525,3 +525,23 @@ async fn inline_signed_latin1() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exchange_mixed_up() {
+    let Some(case) = case("intake/exchange-mixed-up") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:46:00Z").await;
+    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
+        .await;
+    let copies = pst_copies(&case, &daemon);
+    assert_eq!(copies.len(), 3);
+    for copy in copies {
+        assert!(
+            copy.contains("Encryption: encrypted to the list key"),
+            "{copy}"
+        );
+        assert!(!copy.contains("BEGIN PGP MESSAGE"), "decrypted: {copy}");
+    }
+    daemon.stop().await;
+}

@@ -228,7 +228,12 @@ pub fn unwrap(
     let root = message.root_part();
     let original_content = entity_bytes(raw, root);
 
-    let (encryption, signatures, content) = match kind(root) {
+    let shape = if exchange_mixed_up(&message) {
+        Kind::PgpMimeEncrypted
+    } else {
+        kind(root)
+    };
+    let (encryption, signatures, content) = match shape {
         Kind::PgpMimeEncrypted => {
             let armored = encrypted_part(&message).ok_or(UnwrapError::NoEncryptedPart)?;
             match open(key, armored, signers, limit, time) {
@@ -378,6 +383,54 @@ fn kind(part: &MessagePart<'_>) -> Kind {
         return Kind::Text;
     }
     Kind::Other
+}
+
+/// PGP/MIME after Exchange or Microsoft 365 rewrote it (the "mixed-up"
+/// shape that Thunderbird and Delta Chat repair): `multipart/mixed` whose
+/// parts are the `application/pgp-encrypted` version part, the
+/// `application/octet-stream` ciphertext, and nothing else but empty text
+/// parts. Read as the `multipart/encrypted` it was.
+fn exchange_mixed_up(message: &Message<'_>) -> bool {
+    let root = message.root_part();
+    let mixed = root.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
+    });
+    let Some(children) = root.sub_parts().filter(|_| mixed) else {
+        return false;
+    };
+    let typed = |part: &MessagePart<'_>, subtype: &str| {
+        part.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("application")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+        })
+    };
+    let (mut version, mut ciphertext) = (false, false);
+    for part in children
+        .iter()
+        .filter_map(|&id| message.parts.get(id as usize))
+    {
+        if typed(part, "pgp-encrypted") {
+            version = true;
+        } else if typed(part, "octet-stream")
+            && part
+                .contents()
+                .trim_ascii_start()
+                .starts_with(b"-----BEGIN PGP MESSAGE-----")
+        {
+            ciphertext = true;
+        } else if !part
+            .text_contents()
+            .is_some_and(|text| text.trim().is_empty())
+        {
+            return false;
+        }
+    }
+    version && ciphertext
 }
 
 /// The second part of a PGP/MIME encrypted message: the ciphertext.
