@@ -393,9 +393,40 @@ async fn a_signed_part_smuggled_behind_a_second_content_type_authorises_only_its
         .await;
         daemon.settle().await;
     }
+    // A captured block alice signed and encrypted to the list, with the
+    // attacker's keyword lines in plain text above it: her signature covers
+    // the block only.
+    let block = w.gpg.ok(
+        &[
+            "--trust-model",
+            "always",
+            "--armor",
+            "--sign",
+            "--encrypt",
+            "--local-user",
+            "alice@example.org",
+            "--recipient",
+            &w.sandbox.list_key.fingerprint(),
+        ],
+        b"Thanks all.\n",
+    );
+    let around = format!(
+        "From: <alice@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: Thanks\r\n\r\n\
+         X-Case: {case}\r\nX-Release: now\r\nX-Reason: the attacker says so\r\n\r\n{}",
+        String::from_utf8_lossy(&block)
+    );
+    send(
+        &daemon,
+        "alice@example.org",
+        DISTRIBUTORS,
+        around.as_bytes(),
+    )
+    .await;
+    daemon.settle().await;
+
     let mail = common::outbox(&daemon.outbox);
     assert!(to(&mail, ANNOUNCE).is_empty(), "released by unsigned text");
-    assert_eq!(daemon.held().len(), 2, "{:?}", daemon.held());
+    assert_eq!(daemon.held().len(), 3, "{:?}", daemon.held());
     let pending = daemon.shared.store.embargo(case).unwrap().unwrap();
     assert!(pending.released.is_none());
     for copy in decrypted(&w, &to(&mail, "distro-a@example.org")) {

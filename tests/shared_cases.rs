@@ -545,3 +545,30 @@ async fn exchange_mixed_up() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_pgp_after_text() {
+    let Some(case) = case("intake/inline-pgp-after-text") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:45:00Z").await;
+    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
+        .await;
+    let copies = pst_copies(&case, &daemon);
+    assert_eq!(copies.len(), 3);
+    for copy in copies {
+        assert!(copy.contains("Encryption: PARTLY encrypted"), "{copy}");
+        assert!(
+            copy.contains(
+                "[The following was encrypted to the list key; not signed (this block only)]"
+            ),
+            "{copy}"
+        );
+        assert!(copy.contains("[End of the encrypted text]"), "{copy}");
+        assert!(
+            !copy.contains("BEGIN PGP MESSAGE"),
+            "decrypted in place: {copy}"
+        );
+    }
+    daemon.stop().await;
+}

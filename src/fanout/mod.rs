@@ -366,6 +366,10 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
     };
     let encryption = match unwrapped.encryption {
         Encryption::ToList => "encrypted to the list key",
+        Encryption::Partly => {
+            "PARTLY encrypted: the text between \"[The following was encrypted to the list key …]\" \
+             and \"[End of the encrypted text]\" was; the rest crossed the network in plaintext"
+        }
         Encryption::None => "NOT encrypted: it crossed the network in plaintext",
         Encryption::ToOthers => {
             "encrypted to other keys, not the list's: passed on as received, the list could not read it"

@@ -104,6 +104,10 @@ pub enum Encryption {
     None,
     /// Encrypted to the list key and decrypted.
     ToList,
+    /// Plain text with armored blocks encrypted to the list key inside
+    /// (a greeting, then the report): the blocks were decrypted in place
+    /// and are marked as such; the rest crossed the network in plaintext.
+    Partly,
     /// Encrypted to other keys: passed on as received, flagged.
     ToOthers,
 }
@@ -330,7 +334,10 @@ pub fn unwrap(
                     ),
                 }
             }
-            None => (Encryption::None, Signatures::default(), original_content),
+            None => match inline_blocks(raw, root, key, signers, limit, time)? {
+                Some(content) => (Encryption::Partly, Signatures::default(), content),
+                None => (Encryption::None, Signatures::default(), original_content),
+            },
         },
         Kind::Other => (Encryption::None, Signatures::default(), original_content),
     };
@@ -514,7 +521,14 @@ fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
         .and_then(|ct| ct.attribute("charset"))
         .map(str::to_string);
     let inline = Inline { bytes, charset };
-    if inline.bytes.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+    // One armored message and nothing else; text around a block is read
+    // by `inline_blocks`, so that none of it is lost.
+    let alone = find(&inline.bytes, ARMOR_END).is_some_and(|end| {
+        inline.bytes[end + ARMOR_END.len()..]
+            .iter()
+            .all(u8::is_ascii_whitespace)
+    });
+    if inline.bytes.starts_with(ARMOR_BEGIN) && alone {
         Some(InlinePgp::Encrypted(inline))
     } else if inline
         .bytes
@@ -683,13 +697,18 @@ fn canonical_entity(plaintext: &[u8]) -> Vec<u8> {
     crlf(plaintext)
 }
 
-/// Decrypted or verified inline-PGP text as a (UTF-8) text/plain entity.
-/// The bytes are read as UTF-8 when they are, else in the part's declared
+/// Decrypted or verified inline-PGP text as a (UTF-8) text/plain entity
+/// ([`decode_text`]).
+fn text_entity(text: &[u8], charset: Option<&str>) -> Vec<u8> {
+    super::text_part(&decode_text(text, charset))
+}
+
+/// Text bytes read as UTF-8 when they are, else in the part's declared
 /// `charset` (the WHATWG set of encoding_rs), else as Windows-1252: clients
 /// often label the armor `us-ascii` while the text inside is UTF-8, and
 /// Latin-1 text is what an undeclared 8-bit body most likely is.
-fn text_entity(text: &[u8], charset: Option<&str>) -> Vec<u8> {
-    let decoded = match std::str::from_utf8(text) {
+fn decode_text<'t>(text: &'t [u8], charset: Option<&str>) -> std::borrow::Cow<'t, str> {
+    match std::str::from_utf8(text) {
         Ok(utf8) => std::borrow::Cow::Borrowed(utf8),
         Err(_) => {
             let encoding = charset
@@ -698,8 +717,75 @@ fn text_entity(text: &[u8], charset: Option<&str>) -> Vec<u8> {
                 .unwrap_or(encoding_rs::WINDOWS_1252);
             encoding.decode_without_bom_handling(text).0
         }
+    }
+}
+
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const ARMOR_END: &[u8] = b"-----END PGP MESSAGE-----";
+
+/// A text body with armored messages inside it (not only at its top):
+/// each block encrypted to the list key is decrypted in place between two
+/// lines saying so; the text around them is kept, and the info part says
+/// it was not encrypted. `None` when no block opens with the list key.
+///
+/// A signature inside a block covers that block only, never the text
+/// around it (anyone can put a captured signed block next to keyword lines
+/// of their own): it is named in the block's opening line and authorises
+/// nothing, so the result carries no signatures.
+fn inline_blocks(
+    raw: &[u8],
+    part: &MessagePart<'_>,
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Result<Option<Vec<u8>>, UnwrapError> {
+    let Some(body) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
+        return Ok(None);
     };
-    super::text_part(&decoded)
+    let bytes = transfer_decoded(body, part.content_transfer_encoding());
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(str::to_string);
+    let mut text = String::new();
+    let mut opened_any = false;
+    let mut rest = &bytes[..];
+    while let Some(begin) = find(rest, ARMOR_BEGIN) {
+        let Some(end) = find(&rest[begin..], ARMOR_END).map(|e| begin + e + ARMOR_END.len()) else {
+            break;
+        };
+        text.push_str(&decode_text(&rest[..begin], charset.as_deref()));
+        let block = &rest[begin..end];
+        match open(key, block, signers, limit, time) {
+            Ok(opened) if opened.encrypted => {
+                opened_any = true;
+                let plaintext = decode_text(&opened.plaintext, charset.as_deref());
+                text.push_str(&format!(
+                    "[The following was encrypted to the list key; {} (this block only)]\n",
+                    opened.signatures
+                ));
+                text.push_str(plaintext.trim_end());
+                text.push_str("\n[End of the encrypted text]");
+            }
+            // Not for the list, or not readable: passed on as it came.
+            Ok(_) | Err(OpenError::NotForList | OpenError::Malformed(_)) => {
+                text.push_str(&String::from_utf8_lossy(block));
+            }
+            Err(e @ OpenError::TooLarge(_)) => return Err(UnwrapError::Pgp(e)),
+        }
+        rest = &rest[end..];
+    }
+    if !opened_any {
+        return Ok(None);
+    }
+    text.push_str(&decode_text(rest, charset.as_deref()));
+    Ok(Some(super::text_part(&text)))
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// [`crlf`] for text.
