@@ -572,3 +572,28 @@ async fn inline_pgp_after_text() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_text_unsigned_attachment() {
+    let Some(case) = case("intake/signed-text-unsigned-attachment") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T13:43:00Z").await;
+    case.send(&daemon, "post.eml", "alice@example.org", DISTRIBUTORS)
+        .await;
+    let reasons = daemon.held();
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("text/plain part: good signature by alice")
+            && reasons[0].contains("attachment dec.patch: not signed"),
+        "{reasons:?}"
+    );
+    let notice = pst_copies(&case, &daemon)
+        .pop()
+        .expect("a notice to the PST");
+    assert!(
+        notice.contains("no signature covers the whole post"),
+        "{notice}"
+    );
+    daemon.stop().await;
+}

@@ -388,6 +388,9 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
         from_millis(meta.received).to_rfc2822(),
         unwrapped.signatures,
     );
+    for line in &unwrapped.part_signatures {
+        text.push_str(&format!("Signature of the {line}\n"));
+    }
     // A signature over the body says nothing of the outer header fields:
     // say so next to it, so nobody reads the Subject as signed.
     if !unwrapped.signatures.0.is_empty() && unwrapped.headers_signer.is_none() {

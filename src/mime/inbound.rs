@@ -135,6 +135,11 @@ pub struct Unwrapped {
     pub message_ids: Threading,
     pub encryption: Encryption,
     pub signatures: Signatures,
+    /// Signatures that cover only some parts of a multipart message (an
+    /// inline-signed text next to an unsigned attachment), one line per
+    /// part: for the info part and the reasons a post is held. They
+    /// authorise nothing. Empty when no part is signed on its own.
+    pub part_signatures: Vec<String>,
     /// The content as one MIME entity: its Content-* header fields, an
     /// empty line, the body.
     pub content: Vec<u8>,
@@ -223,6 +228,7 @@ pub fn unwrap(
     // Which signatures cover the header fields: those at the OpenPGP
     // layer over the whole entity, or the detached one over its signed part.
     let mut headers_signed_by: Option<Signatures> = None;
+    let mut part_signatures = Vec::new();
     let from_address = message
         .from()
         .and_then(|from| from.first())
@@ -339,7 +345,10 @@ pub fn unwrap(
                 None => (Encryption::None, Signatures::default(), original_content),
             },
         },
-        Kind::Other => (Encryption::None, Signatures::default(), original_content),
+        Kind::Other => {
+            part_signatures = signed_parts(&message, key, signers, limit, time);
+            (Encryption::None, Signatures::default(), original_content)
+        }
     };
 
     // Header fields count as signed only under a member's good signature.
@@ -351,6 +360,7 @@ pub fn unwrap(
         sender,
         subject: super::one_line(&subject),
         headers_signer,
+        part_signatures,
         from_address,
         message_ids,
         encryption,
@@ -781,6 +791,54 @@ fn inline_blocks(
     }
     text.push_str(&decode_text(rest, charset.as_deref()));
     Ok(Some(super::text_part(&text)))
+}
+
+/// For a multipart message that is not signed as a whole: one line per
+/// leaf part saying whether an inline signature covers it, and whose —
+/// when at least one does. Verified like any inline signature, over the
+/// bytes in the part's charset.
+fn signed_parts(
+    message: &Message<'_>,
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Vec<String> {
+    let raw = message.raw_message.as_ref();
+    let mut lines = Vec::new();
+    let mut any = false;
+    for part in message.parts.iter().skip(1) {
+        if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
+            continue;
+        }
+        let name = part
+            .attachment_name()
+            .map(|n| format!("attachment {}", super::one_line(n)))
+            .unwrap_or_else(|| {
+                let ct = part.content_type();
+                format!(
+                    "{}/{} part",
+                    ct.map_or("text", |ct| ct.ctype()),
+                    ct.and_then(|ct| ct.subtype()).unwrap_or("plain")
+                )
+            });
+        let status = match inline_pgp(raw, part) {
+            Some(InlinePgp::ClearSigned(inline)) => {
+                any = true;
+                match open(key, &inline.bytes, signers, limit, time) {
+                    Ok(opened) => opened.signatures.to_string(),
+                    Err(e) => format!("BAD signature: {e}"),
+                }
+            }
+            _ => "not signed".to_string(),
+        };
+        lines.push(format!("{name}: {status}"));
+    }
+    if any {
+        lines
+    } else {
+        Vec::new()
+    }
 }
 
 /// Where `needle` first occurs in `haystack`.
