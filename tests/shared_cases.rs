@@ -597,3 +597,36 @@ async fn signed_text_unsigned_attachment() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_encrypted_report() {
+    let Some(case) = case("intake/forwarded-encrypted-report") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T14:40:00Z").await;
+    let name = std::fs::read_dir(&case.input)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    case.send(
+        &daemon,
+        name.to_str().unwrap(),
+        "maintainer@kappital.example",
+        SECURITY,
+    )
+    .await;
+    let copies = pst_copies(&case, &daemon);
+    assert_eq!(copies.len(), 3);
+    for copy in copies {
+        assert!(
+            copy.contains("Part: attached message report.eml")
+                && copy.contains("encrypted to the list key and decrypted here"),
+            "{copy}"
+        );
+        assert!(!copy.contains("BEGIN PGP MESSAGE"), "decrypted: {copy}");
+        assert!(copy.contains("From: researcher@example.com"), "{copy}");
+    }
+    daemon.stop().await;
+}

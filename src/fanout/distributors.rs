@@ -73,13 +73,13 @@ pub(super) fn post(
             let detail = format!("the signature by {member} may not authorise a post: {why}");
             return hold(batch, Some(member), Held::new(why.kind(), detail));
         }
-        Authority::None if !unwrapped.part_signatures.is_empty() => {
+        Authority::None if !unwrapped.part_notes.is_empty() => {
             let detail = format!(
                 "no signature covers the whole post ({}); a post is forwarded only when one \
                  signature covers all of it: sign the whole message (PGP/MIME)",
-                unwrapped.part_signatures.join("; ")
+                unwrapped.part_notes.join("; ")
             );
-            return hold(batch, None, Held::new("partly signed", detail));
+            return hold(batch, None, Held::new("not signed as a whole", detail));
         }
         Authority::None if unwrapped.signatures.0.is_empty() => {
             return hold(

@@ -388,8 +388,8 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
         from_millis(meta.received).to_rfc2822(),
         unwrapped.signatures,
     );
-    for line in &unwrapped.part_signatures {
-        text.push_str(&format!("Signature of the {line}\n"));
+    for line in &unwrapped.part_notes {
+        text.push_str(&format!("Part: {line}\n"));
     }
     // A signature over the body says nothing of the outer header fields:
     // say so next to it, so nobody reads the Subject as signed.

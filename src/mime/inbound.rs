@@ -135,11 +135,12 @@ pub struct Unwrapped {
     pub message_ids: Threading,
     pub encryption: Encryption,
     pub signatures: Signatures,
-    /// Signatures that cover only some parts of a multipart message (an
-    /// inline-signed text next to an unsigned attachment), one line per
-    /// part: for the info part and the reasons a post is held. They
-    /// authorise nothing. Empty when no part is signed on its own.
-    pub part_signatures: Vec<String>,
+    /// How parts that are not the message as a whole arrived, one line per
+    /// part: signatures that cover only some parts (an inline-signed text
+    /// next to an unsigned attachment) and attached messages decrypted
+    /// here (a forwarded report). For the info part and the reasons a post
+    /// is held; they authorise nothing.
+    pub part_notes: Vec<String>,
     /// The content as one MIME entity: its Content-* header fields, an
     /// empty line, the body.
     pub content: Vec<u8>,
@@ -211,6 +212,81 @@ pub fn unwrap(
     limit: usize,
     time: SystemTime,
 ) -> Result<Unwrapped, UnwrapError> {
+    let (opened, notes) = open_attached(raw, key, signers, limit, time);
+    let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), key, signers, limit, time)?;
+    unwrapped.part_notes.extend(notes);
+    Ok(unwrapped)
+}
+
+/// Attached messages (`message/rfc822`, a forwarded report) encrypted to
+/// the list key, decrypted in place: `raw` with each such attachment
+/// replaced by its header fields and decrypted content, and a line per
+/// attachment saying how it arrived. `None` when there is none. One level
+/// deep: what an attached message attaches stays as it is.
+fn open_attached(
+    raw: &[u8],
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> (Option<Vec<u8>>, Vec<String>) {
+    let Some(message) = super::parse(raw) else {
+        return (None, Vec::new());
+    };
+    let mut replacements: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    let mut notes = Vec::new();
+    for part in &message.parts {
+        let PartType::Message(_) = &part.body else {
+            continue;
+        };
+        // Only an attachment as it is (7bit/8bit) can be replaced in place.
+        let encoded = part.content_transfer_encoding().is_some_and(|e| {
+            !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        });
+        let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+        let Some(inner_raw) = raw.get(start..end).filter(|_| !encoded) else {
+            continue;
+        };
+        let Ok(inner) = unwrap_one(inner_raw, key, signers, limit, time) else {
+            continue;
+        };
+        if !matches!(inner.encryption, Encryption::ToList | Encryption::Partly) {
+            continue;
+        }
+        let name = part
+            .attachment_name()
+            .map(super::one_line)
+            .unwrap_or_else(|| "(no name)".into());
+        notes.push(format!(
+            "attached message {name} (Subject {:?}): encrypted to the list key and decrypted \
+             here; {}",
+            inner.subject, inner.signatures
+        ));
+        let mut opened = inner.headers;
+        opened.extend_from_slice(b"MIME-Version: 1.0\r\n");
+        opened.extend_from_slice(&inner.content);
+        replacements.push((start, end, opened));
+    }
+    if replacements.is_empty() {
+        return (None, notes);
+    }
+    let mut out = raw.to_vec();
+    for (start, end, opened) in replacements.into_iter().rev() {
+        out.splice(start..end, opened);
+    }
+    (Some(out), notes)
+}
+
+/// [`unwrap`] for one message, its attachments as they are.
+fn unwrap_one(
+    raw: &[u8],
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Result<Unwrapped, UnwrapError> {
     let message = super::parse(raw).ok_or(UnwrapError::Unparsable)?;
     let mut headers = carried_headers(&message);
     let sender = message
@@ -228,7 +304,7 @@ pub fn unwrap(
     // Which signatures cover the header fields: those at the OpenPGP
     // layer over the whole entity, or the detached one over its signed part.
     let mut headers_signed_by: Option<Signatures> = None;
-    let mut part_signatures = Vec::new();
+    let mut part_notes = Vec::new();
     let from_address = message
         .from()
         .and_then(|from| from.first())
@@ -346,7 +422,7 @@ pub fn unwrap(
             },
         },
         Kind::Other => {
-            part_signatures = signed_parts(&message, key, signers, limit, time);
+            part_notes = signed_parts(&message, key, signers, limit, time);
             (Encryption::None, Signatures::default(), original_content)
         }
     };
@@ -360,7 +436,7 @@ pub fn unwrap(
         sender,
         subject: super::one_line(&subject),
         headers_signer,
-        part_signatures,
+        part_notes,
         from_address,
         message_ids,
         encryption,
