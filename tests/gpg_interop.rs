@@ -401,3 +401,97 @@ async fn mail_encrypted_to_another_key_is_passed_on_flagged() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_attachments_and_footer_wrapped_pgp_mime_are_opened() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let pst = pst(&mut sandbox);
+    let list = sandbox.list_key.fingerprint();
+    let daemon = start(&sandbox, Clock::system()).await;
+    let encrypt = |data: &[u8], armor: bool| {
+        let mut args = vec!["--trust-model", "always", "--encrypt", "--recipient", &list];
+        if armor {
+            args.insert(0, "--armor");
+        }
+        pst.gpg.ok(&args, data)
+    };
+    let poc = format!("#!/bin/sh\necho {}\n", canary());
+    let notes = format!("notes {}\n", canary());
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    // Inline text, then a binary poc.sh.gpg and an armored notes.txt.asc,
+    // each encrypted to the list on its own (per-attachment encryption).
+    let attachments = format!(
+        "From: <r@example.net>\r\nTo: <{SECURITY}>\r\nSubject: poc\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
+         --m\r\nContent-Type: text/plain\r\n\r\nSee the attachments.\r\n\
+         --m\r\nContent-Type: application/octet-stream; name=\"poc.sh.gpg\"\r\n\
+         Content-Disposition: attachment; filename=\"poc.sh.gpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+         --m\r\nContent-Type: application/pgp-encrypted; name=\"notes.txt.asc\"\r\n\
+         Content-Disposition: attachment; filename=\"notes.txt.asc\"\r\n\r\n{}\r\n--m--\r\n",
+        b64(&encrypt(poc.as_bytes(), false)),
+        String::from_utf8_lossy(&encrypt(notes.as_bytes(), true)),
+    );
+    // PGP/MIME wrapped by a gateway inside multipart/mixed with a footer.
+    let secret = canary();
+    let inner = encrypt(
+        format!("Content-Type: text/plain; charset=utf-8\r\n\r\nThe report {secret}\r\n")
+            .as_bytes(),
+        true,
+    );
+    let footer = format!(
+        "From: <r@example.net>\r\nTo: <{SECURITY}>\r\nSubject: wrapped\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+         --outer\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"enc\"\r\n\r\n\
+         --enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\
+         --enc\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--enc--\r\n\
+         --outer\r\nContent-Type: text/plain\r\n\r\nThis message was scanned by the corporate gateway.\r\n--outer--\r\n",
+        String::from_utf8_lossy(&inner)
+    );
+    for message in [attachments, footer] {
+        assert_eq!(
+            daemon
+                .send("r@example.net", &[SECURITY], message.as_bytes())
+                .await[0]
+                .code,
+            250
+        );
+        daemon.settle().await;
+    }
+    let copies: Vec<String> = common::outbox(&daemon.outbox)
+        .iter()
+        .filter(|m| m.to == ["alice@example.org"])
+        .map(|m| {
+            let (plaintext, status) = pst.gpg.decrypt(&armored_part(&m.bytes));
+            assert!(status.contains("GOODSIG"), "{status}");
+            String::from_utf8_lossy(&plaintext).into_owned()
+        })
+        .collect();
+    assert_eq!(copies.len(), 2);
+    let with_attachments = copies.iter().find(|c| c.contains("poc.sh")).unwrap();
+    assert!(
+        with_attachments
+            .contains("attachment poc.sh.gpg: encrypted to the list key, decrypted here as poc.sh")
+            && with_attachments.contains(
+                "attachment notes.txt.asc: encrypted to the list key, decrypted here as notes.txt"
+            ),
+        "{with_attachments}"
+    );
+    assert!(
+        with_attachments.contains(&b64(poc.as_bytes())[..40]),
+        "poc.sh byte for byte"
+    );
+    assert!(
+        with_attachments.contains("filename=\"notes.txt\""),
+        "{with_attachments}"
+    );
+    let wrapped = copies.iter().find(|c| c.contains("scanned by")).unwrap();
+    assert!(
+        wrapped.contains("a PGP/MIME part inside the message"),
+        "{wrapped}"
+    );
+    assert!(wrapped.contains(&secret), "decrypted: {wrapped}");
+    assert!(!wrapped.contains("BEGIN PGP MESSAGE"), "{wrapped}");
+    daemon.stop().await;
+}

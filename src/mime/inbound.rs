@@ -218,11 +218,15 @@ pub fn unwrap(
     Ok(unwrapped)
 }
 
-/// Attached messages (`message/rfc822`, a forwarded report) encrypted to
-/// the list key, decrypted in place: `raw` with each such attachment
-/// replaced by its header fields and decrypted content, and a line per
-/// attachment saying how it arrived. `None` when there is none. One level
-/// deep: what an attached message attaches stays as it is.
+/// OpenPGP payloads inside a message that is not encrypted or signed as a
+/// whole, decrypted in place: attached messages (`message/rfc822`, a
+/// forwarded report), `multipart/encrypted` below the top (PGP/MIME that a
+/// gateway wrapped with its footer), and encrypted attachments (`*.pgp`,
+/// `*.gpg`, `*.asc`, `application/pgp-encrypted`, or an armored message in
+/// `application/octet-stream`; Thunderbird's and K-9's per-attachment
+/// encryption). Returns `raw` with each replaced by what it holds, and a
+/// line per payload saying how it arrived; `None` when there is none. One
+/// level deep: what an attached message attaches stays as it is.
 fn open_attached(
     raw: &[u8],
     key: &Cert,
@@ -233,50 +237,174 @@ fn open_attached(
     let Some(message) = super::parse(raw) else {
         return (None, Vec::new());
     };
+    // A message encrypted or signed as a whole is read as such; nothing
+    // inside a signed message may change.
+    if exchange_mixed_up(&message) || kind(message.root_part()) != Kind::Other {
+        return (None, Vec::new());
+    }
     let mut replacements: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut notes = Vec::new();
-    for part in &message.parts {
-        let PartType::Message(_) = &part.body else {
-            continue;
-        };
-        // Only an attachment as it is (7bit/8bit) can be replaced in place.
-        let encoded = part.content_transfer_encoding().is_some_and(|e| {
-            !["7bit", "8bit", "binary"]
-                .iter()
-                .any(|x| e.eq_ignore_ascii_case(x))
-        });
-        let (start, end) = (part.offset_body as usize, part.offset_end as usize);
-        let Some(inner_raw) = raw.get(start..end).filter(|_| !encoded) else {
-            continue;
-        };
-        let Ok(inner) = unwrap_one(inner_raw, key, signers, limit, time) else {
-            continue;
-        };
-        if !matches!(inner.encryption, Encryption::ToList | Encryption::Partly) {
+    for part in message.parts.iter().skip(1) {
+        let inside = |at: usize| replacements.iter().any(|(s, e, _)| *s <= at && at < *e);
+        if inside(part.offset_header as usize) {
             continue;
         }
-        let name = part
-            .attachment_name()
-            .map(super::one_line)
-            .unwrap_or_else(|| "(no name)".into());
-        notes.push(format!(
-            "attached message {name} (Subject {:?}): encrypted to the list key and decrypted \
-             here; {}",
-            inner.subject, inner.signatures
-        ));
-        let mut opened = inner.headers;
-        opened.extend_from_slice(b"MIME-Version: 1.0\r\n");
-        opened.extend_from_slice(&inner.content);
-        replacements.push((start, end, opened));
+        let opened = match &part.body {
+            PartType::Message(_) => open_attached_message(raw, part, key, signers, limit, time),
+            PartType::Multipart(children) if kind(part) == Kind::PgpMimeEncrypted => {
+                open_nested_pgp_mime(&message, children, key, signers, limit, time).map(
+                    |(entity, signatures)| {
+                        let range = (part.offset_header as usize, part.offset_end as usize);
+                        let note = format!(
+                            "a PGP/MIME part inside the message (wrapped on the way, e.g. with \
+                             a footer): encrypted to the list key and decrypted here; {signatures}"
+                        );
+                        (range, entity, note)
+                    },
+                )
+            }
+            PartType::Multipart(_) => None,
+            _ => open_encrypted_attachment(part, key, signers, limit, time),
+        };
+        if let Some(((start, end), replacement, note)) = opened {
+            notes.push(note);
+            replacements.push((start, end, replacement));
+        }
     }
     if replacements.is_empty() {
         return (None, notes);
     }
+    replacements.sort_by_key(|(start, _, _)| *start);
     let mut out = raw.to_vec();
-    for (start, end, opened) in replacements.into_iter().rev() {
-        out.splice(start..end, opened);
+    for (start, end, replacement) in replacements.into_iter().rev() {
+        out.splice(start..end, replacement);
     }
     (Some(out), notes)
+}
+
+/// What [`open_attached`] replaces: the byte range, the new bytes, and
+/// the note for the info part.
+type Opened = ((usize, usize), Vec<u8>, String);
+
+/// An attached message encrypted to the list key: its header fields and
+/// decrypted content, in place of its body.
+fn open_attached_message(
+    raw: &[u8],
+    part: &MessagePart<'_>,
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Option<Opened> {
+    // Only an attachment as it is (7bit/8bit) can be replaced in place.
+    let encoded = part.content_transfer_encoding().is_some_and(|e| {
+        !["7bit", "8bit", "binary"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    });
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let inner_raw = raw.get(start..end).filter(|_| !encoded)?;
+    let inner = unwrap_one(inner_raw, key, signers, limit, time).ok()?;
+    if !matches!(inner.encryption, Encryption::ToList | Encryption::Partly) {
+        return None;
+    }
+    let name = part
+        .attachment_name()
+        .map(super::one_line)
+        .unwrap_or_else(|| "(no name)".into());
+    let note = format!(
+        "attached message {name} (Subject {:?}): encrypted to the list key and decrypted \
+         here; {}",
+        inner.subject, inner.signatures
+    );
+    let mut opened = inner.headers;
+    opened.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    opened.extend_from_slice(&inner.content);
+    Some(((start, end), opened, note))
+}
+
+/// A `multipart/encrypted` part below the top: its decrypted entity and
+/// the signatures inside.
+fn open_nested_pgp_mime(
+    message: &Message<'_>,
+    children: &[u32],
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Option<(Vec<u8>, Signatures)> {
+    let ciphertext = children
+        .iter()
+        .filter_map(|&id| message.parts.get(id as usize))
+        .find(|part| part.contents().trim_ascii_start().starts_with(ARMOR_BEGIN))?;
+    let opened = open(key, ciphertext.contents(), signers, limit, time).ok()?;
+    opened
+        .encrypted
+        .then(|| (canonical_entity(&opened.plaintext), opened.signatures))
+}
+
+/// Suffixes of attachments that OpenPGP encrypted.
+const ENCRYPTED_SUFFIXES: &[&str] = &[".pgp", ".gpg", ".asc"];
+
+/// An attachment encrypted to the list key: the decrypted file as an
+/// attachment named without the `.pgp`/`.gpg`/`.asc` suffix.
+fn open_encrypted_attachment(
+    part: &MessagePart<'_>,
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Option<Opened> {
+    use base64::Engine;
+    let name = part.attachment_name().map(super::one_line);
+    let suffix = name.as_deref().and_then(|n| {
+        ENCRYPTED_SUFFIXES
+            .iter()
+            .find(|s| n.to_ascii_lowercase().ends_with(*s))
+    });
+    let typed = part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("application")
+            && ct.subtype().is_some_and(|s| {
+                s.eq_ignore_ascii_case("pgp-encrypted")
+                    || (s.eq_ignore_ascii_case("octet-stream")
+                        && part.contents().trim_ascii_start().starts_with(ARMOR_BEGIN))
+            })
+    });
+    if suffix.is_none() && !typed {
+        return None;
+    }
+    let opened = open(key, part.contents(), signers, limit, time).ok()?;
+    if !opened.encrypted {
+        return None;
+    }
+    let shown = name.clone().unwrap_or_else(|| "(no name)".into());
+    let file = match suffix {
+        Some(suffix) => shown[..shown.len() - suffix.len()].to_string(),
+        None => format!("{shown}.decrypted"),
+    }
+    .replace(['"', '\\'], "_");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&opened.plaintext);
+    let mut entity = format!(
+        "Content-Type: application/octet-stream; name=\"{file}\"\r\n\
+         Content-Disposition: attachment; filename=\"{file}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    for line in encoded.as_bytes().chunks(76) {
+        entity.extend_from_slice(line);
+        entity.extend_from_slice(b"\r\n");
+    }
+    // The line end before the next boundary belongs to the boundary.
+    entity.truncate(entity.len() - 2);
+    let note = format!(
+        "attachment {shown}: encrypted to the list key, decrypted here as {file}; {}",
+        opened.signatures
+    );
+    Some((
+        (part.offset_header as usize, part.offset_end as usize),
+        entity,
+        note,
+    ))
 }
 
 /// [`unwrap`] for one message, its attachments as they are.
