@@ -630,3 +630,29 @@ async fn forwarded_encrypted_report() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smime_opaque_signed() {
+    let Some(case) = case("intake/smime-opaque-signed") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T14:40:00Z").await;
+    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
+        .await;
+    let copies = pst_copies(&case, &daemon);
+    assert_eq!(copies.len(), 3);
+    for copy in copies {
+        assert!(
+            copy.contains(
+                "Part: S/MIME signature (opaque signed-data, smime.p7m) by a certificate naming"
+            ) && copy.contains("NOT checked against any authority"),
+            "{copy}"
+        );
+        assert!(copy.contains("poc.py"), "the attachment is there: {copy}");
+        assert!(
+            !copy.contains("smime.p7m\"") && !copy.contains("pkcs7-mime"),
+            "{copy}"
+        );
+    }
+    daemon.stop().await;
+}

@@ -123,18 +123,23 @@ pub fn replace_first_text(entity: &[u8], text: &str) -> Option<Vec<u8>> {
     Some(splice(entity, &[(&slot, text.to_string())]))
 }
 
-/// The signed content of a multipart/signed entity (its first part);
-/// anything else as it is.
+/// The signed content of an OpenPGP multipart/signed entity (its first
+/// part); anything else as it is.
 pub fn unsigned(entity: &[u8]) -> Vec<u8> {
     let Some(message) = super::parse(entity) else {
         return entity.to_vec();
     };
     let root = message.root_part();
+    // Only OpenPGP's: an S/MIME signature stays with the content as the
+    // evidence the info part reports on.
     let signed = root.content_type().is_some_and(|ct| {
         ct.ctype().eq_ignore_ascii_case("multipart")
             && ct
                 .subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("signed"))
+            && ct
+                .attribute("protocol")
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature"))
     });
     let first = root
         .sub_parts()

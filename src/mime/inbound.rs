@@ -212,10 +212,51 @@ pub fn unwrap(
     limit: usize,
     time: SystemTime,
 ) -> Result<Unwrapped, UnwrapError> {
-    let (opened, notes) = open_attached(raw, key, signers, limit, time);
+    let (smime, mut notes) = match opaque_smime(raw) {
+        Some((unwrapped, note)) => (Some(unwrapped), vec![note]),
+        None => (None, Vec::new()),
+    };
+    let raw = smime.as_deref().unwrap_or(raw);
+    let (opened, attached) = open_attached(raw, key, signers, limit, time);
+    notes.extend(attached);
     let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), key, signers, limit, time)?;
     unwrapped.part_notes.extend(notes);
     Ok(unwrapped)
+}
+
+/// A message whose body is S/MIME opaque signed-data (Outlook's
+/// `smime.p7m`): the same message with the signed entity as its body, and
+/// the note on the signature ([`super::smime`]).
+fn opaque_smime(raw: &[u8]) -> Option<(Vec<u8>, String)> {
+    let message = super::parse(raw)?;
+    let root = message.root_part();
+    let ct = root.content_type()?;
+    let pkcs7 = ct.ctype().eq_ignore_ascii_case("application")
+        && ct.subtype().is_some_and(|s| {
+            s.eq_ignore_ascii_case("pkcs7-mime") || s.eq_ignore_ascii_case("x-pkcs7-mime")
+        })
+        && ct
+            .attribute("smime-type")
+            .is_none_or(|t| t.eq_ignore_ascii_case("signed-data"));
+    if !pkcs7 {
+        return None;
+    }
+    let (entity, note) = super::smime::opaque(root.contents())?;
+    let mut out = Vec::new();
+    for header in message.headers() {
+        if !header
+            .name
+            .as_str()
+            .to_ascii_lowercase()
+            .starts_with("content-")
+        {
+            out.extend_from_slice(&crlf(
+                &raw[header.offset_field as usize..header.offset_end as usize],
+            ));
+        }
+    }
+    out.extend_from_slice(&crlf(&entity));
+    Some((out, note))
 }
 
 /// OpenPGP payloads inside a message that is not encrypted or signed as a
@@ -551,6 +592,7 @@ fn unwrap_one(
         },
         Kind::Other => {
             part_notes = signed_parts(&message, key, signers, limit, time);
+            part_notes.extend(detached_smime(&message, raw));
             (Encryption::None, Signatures::default(), original_content)
         }
     };
@@ -1043,6 +1085,29 @@ fn signed_parts(
     } else {
         Vec::new()
     }
+}
+
+/// The note on a detached S/MIME signature (`multipart/signed` with
+/// `application/pkcs7-signature`), which the copies keep as evidence.
+fn detached_smime(message: &Message<'_>, raw: &[u8]) -> Option<String> {
+    let root = message.root_part();
+    let ct = root.content_type()?;
+    let smime = ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("signed"))
+        && ct.attribute("protocol").is_some_and(|p| {
+            p.eq_ignore_ascii_case("application/pkcs7-signature")
+                || p.eq_ignore_ascii_case("application/x-pkcs7-signature")
+        });
+    if !smime {
+        return None;
+    }
+    let children = root.sub_parts()?;
+    let signed = message.parts.get(*children.first()? as usize)?;
+    let signature = message.parts.get(*children.get(1)? as usize)?;
+    let signed_bytes = crlf(&raw[signed.offset_header as usize..signed.offset_end as usize]);
+    Some(super::smime::detached(&signed_bytes, signature.contents()))
 }
 
 /// Where `needle` first occurs in `haystack`.

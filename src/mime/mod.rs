@@ -5,6 +5,7 @@ pub mod edit;
 pub mod inbound;
 pub mod outbound;
 mod parsed;
+pub mod smime;
 
 pub use parsed::{parse, parse_headers, Parsed};
 
