@@ -1,0 +1,346 @@
+//! The interop matrix with the real other side: reports encrypted to the
+//! list and signed by RNP (Thunderbird's OpenPGP library, through its
+//! `rnp` tool), by Sequoia's SOP implementation `sqop`, and by GnuPG; every
+//! member's copy opened, and the list's signature verified, by that
+//! member's own implementation.
+//!
+//! The tools come from Debian (`.ci/deps` installs them); a missing one
+//! is skipped loudly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{armored_part, canary, list_public, start, Gpg};
+use embargod::clock::Clock;
+use embargod::config::ListName;
+use embargod::sandbox::{Sandbox, SECURITY};
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::Cert;
+
+/// Runs `program` with `args`, feeding `stdin`; stdout and stderr.
+fn run(program: &str, args: &[&str], stdin: &[u8]) -> (Vec<u8>, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&data);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{program} {args:?}: {stderr}");
+    (output.stdout, stderr)
+}
+
+/// Whether `program` answers `version_arg` (SOP tools say `version`).
+fn installed(program: &str, version_arg: &str) -> bool {
+    let found = Command::new(program)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: {program} is not installed (see .ci/deps); its column of the matrix is not checked");
+    }
+    found
+}
+
+/// One implementation: makes its member's key, encrypts and signs a
+/// report to the list, opens a copy and checks the list's signature.
+trait Side {
+    fn id(&self) -> &'static str;
+    fn cert(&self) -> Cert;
+    fn encrypt_and_sign(&self, list_cert: &Path, entity: &[u8]) -> Vec<u8>;
+    /// The plaintext of `message`, panicking unless the list signed it.
+    fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8>;
+}
+
+struct Sop {
+    dir: tempfile::TempDir,
+}
+
+impl Sop {
+    fn new() -> Sop {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = run("sqop", &["generate-key", "sam <sam@example.org>"], b"");
+        std::fs::write(dir.path().join("sam.key"), key).unwrap();
+        Sop { dir }
+    }
+    fn key(&self) -> String {
+        self.dir.path().join("sam.key").display().to_string()
+    }
+}
+
+impl Side for Sop {
+    fn id(&self) -> &'static str {
+        "sam"
+    }
+    fn cert(&self) -> Cert {
+        let key = std::fs::read(self.key()).unwrap();
+        Cert::from_bytes(&run("sqop", &["extract-cert"], &key).0).unwrap()
+    }
+    fn encrypt_and_sign(&self, list_cert: &Path, entity: &[u8]) -> Vec<u8> {
+        let list = list_cert.display().to_string();
+        run(
+            "sqop",
+            &["encrypt", "--sign-with", &self.key(), &list],
+            entity,
+        )
+        .0
+    }
+    fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8> {
+        let verifications = self.dir.path().join("verifications");
+        let _ = std::fs::remove_file(&verifications);
+        let list = list_cert.display().to_string();
+        let out = verifications.display().to_string();
+        let (plaintext, _) = run(
+            "sqop",
+            &[
+                "decrypt",
+                "--verifications-out",
+                &out,
+                "--verify-with",
+                &list,
+                &self.key(),
+            ],
+            message,
+        );
+        let verified = std::fs::read_to_string(&verifications).unwrap();
+        assert!(!verified.trim().is_empty(), "sqop: no good list signature");
+        plaintext
+    }
+}
+
+struct Rnp {
+    home: tempfile::TempDir,
+}
+
+impl Rnp {
+    fn new(list_cert: &Path) -> Rnp {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().display().to_string();
+        run(
+            "rnpkeys",
+            &[
+                "--homedir",
+                &dir,
+                "--generate-key",
+                "--userid",
+                "rob <rob@example.org>",
+                "--password",
+                "",
+            ],
+            b"",
+        );
+        run(
+            "rnpkeys",
+            &[
+                "--homedir",
+                &dir,
+                "--import",
+                &list_cert.display().to_string(),
+            ],
+            b"",
+        );
+        Rnp { home }
+    }
+    fn dir(&self) -> String {
+        self.home.path().display().to_string()
+    }
+}
+
+impl Side for Rnp {
+    fn id(&self) -> &'static str {
+        "rob"
+    }
+    fn cert(&self) -> Cert {
+        let dir = self.dir();
+        let (armored, _) = run(
+            "rnpkeys",
+            &["--homedir", &dir, "--export-key", "rob@example.org"],
+            b"",
+        );
+        Cert::from_bytes(&armored).unwrap()
+    }
+    fn encrypt_and_sign(&self, _list_cert: &Path, entity: &[u8]) -> Vec<u8> {
+        let dir = self.dir();
+        let input = self.home.path().join("entity");
+        std::fs::write(&input, entity).unwrap();
+        run(
+            "rnp",
+            &[
+                "--homedir",
+                &dir,
+                "--encrypt",
+                "--sign",
+                "-r",
+                "security@kappital.example",
+                "-u",
+                "rob@example.org",
+                "--armor",
+                "--password",
+                "",
+                "--output",
+                "-",
+                &input.display().to_string(),
+            ],
+            b"",
+        )
+        .0
+    }
+    fn open(&self, _list_cert: &Path, message: &[u8]) -> Vec<u8> {
+        let dir = self.dir();
+        let input = self.home.path().join("copy.asc");
+        std::fs::write(&input, message).unwrap();
+        let (plaintext, status) = run(
+            "rnp",
+            &[
+                "--homedir",
+                &dir,
+                "--decrypt",
+                "--password",
+                "",
+                "--output",
+                "-",
+                &input.display().to_string(),
+            ],
+            b"",
+        );
+        assert!(status.contains("Good signature"), "rnp: {status}");
+        plaintext
+    }
+}
+
+/// GnuPG 2.2 for the third column.
+struct GnuPg {
+    gpg: Gpg,
+}
+
+impl Side for GnuPg {
+    fn id(&self) -> &'static str {
+        "gary"
+    }
+    fn cert(&self) -> Cert {
+        self.gpg.cert("gary@example.org")
+    }
+    fn encrypt_and_sign(&self, _list_cert: &Path, entity: &[u8]) -> Vec<u8> {
+        self.gpg.ok(
+            &[
+                "--trust-model",
+                "always",
+                "--armor",
+                "--sign",
+                "--encrypt",
+                "--local-user",
+                "gary@example.org",
+                "--recipient",
+                "security@kappital.example",
+            ],
+            entity,
+        )
+    }
+    fn open(&self, _list_cert: &Path, message: &[u8]) -> Vec<u8> {
+        let (plaintext, status) = self.gpg.decrypt(message);
+        assert!(status.contains("GOODSIG"), "gpg: {status}");
+        plaintext
+    }
+}
+
+/// RFC 3156 PGP/MIME around an armored OpenPGP message.
+fn pgp_mime(from: &str, armored: &[u8]) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{SECURITY}>\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e\"\r\n\r\n\
+         --e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\
+         --e\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--e--\r\n",
+        String::from_utf8_lossy(armored)
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_from_rnp_sqop_and_gnupg_reach_each_member_readable_by_their_own_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let list_cert = dir.path().join("list.asc");
+    std::fs::write(&list_cert, list_public(&sandbox)).unwrap();
+
+    let mut sides: Vec<Box<dyn Side>> = Vec::new();
+    let gpg = Gpg::new();
+    gpg.gen_key("gary <gary@example.org>", "rsa3072");
+    gpg.import(&list_public(&sandbox));
+    sides.push(Box::new(GnuPg { gpg }));
+    if installed("sqop", "version") {
+        sides.push(Box::new(Sop::new()));
+    }
+    if installed("rnp", "--version") {
+        sides.push(Box::new(Rnp::new(&list_cert)));
+    }
+    for side in &sides {
+        let id = side.id();
+        sandbox
+            .add_member(
+                id,
+                &format!("{id}@example.org"),
+                ListName::Security,
+                &side.cert(),
+            )
+            .unwrap();
+    }
+    let daemon = start(&sandbox, Clock::system()).await;
+
+    let mut matrix = Vec::new();
+    for sender in &sides {
+        let tag = canary();
+        let entity = format!("Content-Type: text/plain; charset=utf-8\r\n\r\nReport {tag}\r\n");
+        let armored = sender.encrypt_and_sign(&list_cert, entity.as_bytes());
+        let from = format!("{}@example.org", sender.id());
+        let message = pgp_mime(&from, &armored);
+        assert_eq!(daemon.send(&from, &[SECURITY], &message).await[0].code, 250);
+        daemon.settle().await;
+        for receiver in &sides {
+            let to = format!("{}@example.org", receiver.id());
+            let copy = common::outbox(&daemon.outbox)
+                .into_iter()
+                .find(|m| {
+                    m.to == [to.clone()] && !m.bytes.is_empty() && {
+                        let text = String::from_utf8_lossy(
+                            &receiver.open(&list_cert, &armored_part(&m.bytes)),
+                        )
+                        .into_owned();
+                        text.contains(&tag)
+                    }
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} got no readable copy of {}'s report",
+                        receiver.id(),
+                        sender.id()
+                    )
+                });
+            let text =
+                String::from_utf8_lossy(&receiver.open(&list_cert, &armored_part(&copy.bytes)))
+                    .into_owned();
+            assert!(
+                text.contains("Encryption: encrypted to the list key"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("good signature by {}", sender.id())),
+                "{text}"
+            );
+            matrix.push(format!("{} -> {}: ok", sender.id(), receiver.id()));
+        }
+    }
+    println!("interop matrix:\n{}", matrix.join("\n"));
+    assert_eq!(matrix.len(), sides.len() * sides.len());
+    daemon.stop().await;
+}
