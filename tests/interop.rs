@@ -1,11 +1,12 @@
 //! The interop matrix with the real other side: reports encrypted to the
-//! list and signed by RNP (Thunderbird's OpenPGP library, through its
-//! `rnp` tool), by Sequoia's SOP implementation `sqop`, and by GnuPG; every
-//! member's copy opened, and the list's signature verified, by that
-//! member's own implementation.
+//! list and signed by GnuPG (RSA-3072), RNP (Thunderbird's OpenPGP
+//! library, through its `rnp` tool; RSA), Sequoia's SOP implementation
+//! `sqop` (Ed25519/Cv25519) and OpenPGP.js 6 (an RFC 9580 v6 key, SEIPDv2
+//! with OCB); every member's copy opened, and the list's signature
+//! verified, by that member's own implementation.
 //!
-//! The tools come from Debian (`.ci/deps` installs them); a missing one
-//! is skipped loudly.
+//! The tools come from Debian and npm (`.ci/deps` installs them); a
+//! missing one is skipped loudly.
 
 mod common;
 
@@ -219,6 +220,84 @@ impl Side for Rnp {
     }
 }
 
+/// OpenPGP.js 6 (npm `openpgp`, under Node) with an RFC 9580 v6 key: it
+/// writes SEIPDv2 with OCB to the list, whose key advertises it.
+struct OpenPgpJs {
+    dir: tempfile::TempDir,
+}
+
+/// The OpenPGP.js command-line face, `tests/interop/openpgpjs.mjs`.
+fn openpgpjs() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop/openpgpjs.mjs")
+        .display()
+        .to_string()
+}
+
+fn openpgpjs_installed() -> bool {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/node_modules/openpgp");
+    let found = installed("node", "--version") && modules.is_dir();
+    if !found {
+        eprintln!("SKIPPED: OpenPGP.js is not installed (.ci/deps runs npm ci in tests/interop)");
+    }
+    found
+}
+
+impl OpenPgpJs {
+    fn new() -> OpenPgpJs {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = run(
+            "node",
+            &[&openpgpjs(), "generate-key", "olga <olga@example.org>"],
+            b"",
+        );
+        std::fs::write(dir.path().join("olga.key"), key).unwrap();
+        OpenPgpJs { dir }
+    }
+    fn key(&self) -> String {
+        self.dir.path().join("olga.key").display().to_string()
+    }
+}
+
+impl Side for OpenPgpJs {
+    fn id(&self) -> &'static str {
+        "olga"
+    }
+    fn cert(&self) -> Cert {
+        let key = std::fs::read(self.key()).unwrap();
+        let cert = Cert::from_bytes(&run("node", &[&openpgpjs(), "extract-cert"], &key).0).unwrap();
+        assert_eq!(cert.primary_key().key().version(), 6, "an RFC 9580 v6 key");
+        cert
+    }
+    fn encrypt_and_sign(&self, list_cert: &Path, entity: &[u8]) -> Vec<u8> {
+        let list = list_cert.display().to_string();
+        let armored = run(
+            "node",
+            &[&openpgpjs(), "encrypt", &self.key(), &list],
+            entity,
+        )
+        .0;
+        // RFC 9580 to a key that advertises it: SEIPDv2, AEAD (OCB).
+        let message = sequoia_openpgp::PacketPile::from_bytes(&armored).unwrap();
+        assert!(
+            message
+                .descendants()
+                .any(|p| matches!(p, sequoia_openpgp::Packet::SEIP(s) if s.version() == 2)),
+            "OpenPGP.js wrote SEIPDv2"
+        );
+        armored
+    }
+    fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8> {
+        let list = list_cert.display().to_string();
+        run(
+            "node",
+            &[&openpgpjs(), "decrypt", &self.key(), &list],
+            message,
+        )
+        .0
+    }
+}
+
 /// GnuPG 2.2 for the third column.
 struct GnuPg {
     gpg: Gpg,
@@ -283,6 +362,9 @@ async fn reports_from_rnp_sqop_and_gnupg_reach_each_member_readable_by_their_own
     }
     if installed("rnp", "--version") {
         sides.push(Box::new(Rnp::new(&list_cert)));
+    }
+    if openpgpjs_installed() {
+        sides.push(Box::new(OpenPgpJs::new()));
     }
     for side in &sides {
         let id = side.id();
