@@ -419,17 +419,21 @@ async fn encrypted_attachments_and_footer_wrapped_pgp_mime_are_opened() {
     };
     let poc = format!("#!/bin/sh\necho {}\n", canary());
     let notes = format!("notes {}\n", canary());
+    // The body is inline PGP too (Enigmail's inline mode with attachments).
+    let body_tag = canary();
+    let inline = format!("The body {body_tag}\n");
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     // Inline text, then a binary poc.sh.gpg and an armored notes.txt.asc,
     // each encrypted to the list on its own (per-attachment encryption).
     let attachments = format!(
         "From: <r@example.net>\r\nTo: <{SECURITY}>\r\nSubject: poc\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
-         --m\r\nContent-Type: text/plain\r\n\r\nSee the attachments.\r\n\
+         --m\r\nContent-Type: text/plain\r\n\r\nSee the attachments.\r\n{}\r\n\
          --m\r\nContent-Type: application/octet-stream; name=\"poc.sh.gpg\"\r\n\
          Content-Disposition: attachment; filename=\"poc.sh.gpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
          --m\r\nContent-Type: application/pgp-encrypted; name=\"notes.txt.asc\"\r\n\
          Content-Disposition: attachment; filename=\"notes.txt.asc\"\r\n\r\n{}\r\n--m--\r\n",
+        String::from_utf8_lossy(&encrypt(inline.as_bytes(), true)),
         b64(&encrypt(poc.as_bytes(), false)),
         String::from_utf8_lossy(&encrypt(notes.as_bytes(), true)),
     );
@@ -465,7 +469,7 @@ async fn encrypted_attachments_and_footer_wrapped_pgp_mime_are_opened() {
         .map(|m| {
             let (plaintext, status) = pst.gpg.decrypt(&armored_part(&m.bytes));
             assert!(status.contains("GOODSIG"), "{status}");
-            String::from_utf8_lossy(&plaintext).into_owned()
+            common::readable(&plaintext)
         })
         .collect();
     assert_eq!(copies.len(), 2);
@@ -484,6 +488,18 @@ async fn encrypted_attachments_and_footer_wrapped_pgp_mime_are_opened() {
     );
     assert!(
         with_attachments.contains("filename=\"notes.txt\""),
+        "{with_attachments}"
+    );
+    assert!(
+        with_attachments.contains(&body_tag),
+        "inline body decrypted: {with_attachments}"
+    );
+    assert!(
+        with_attachments.contains("Encryption: PARTLY encrypted"),
+        "{with_attachments}"
+    );
+    assert!(
+        !with_attachments.contains("BEGIN PGP MESSAGE"),
         "{with_attachments}"
     );
     let wrapped = copies.iter().find(|c| c.contains("scanned by")).unwrap();

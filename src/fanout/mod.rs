@@ -367,8 +367,9 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
     let encryption = match unwrapped.encryption {
         Encryption::ToList => "encrypted to the list key",
         Encryption::Partly => {
-            "PARTLY encrypted: the text between \"[The following was encrypted to the list key …]\" \
-             and \"[End of the encrypted text]\" was; the rest crossed the network in plaintext"
+            "PARTLY encrypted: what the Part lines below and the lines \
+             \"[The following was encrypted to the list key …]\" … \"[End of the encrypted text]\" \
+             name was encrypted to the list key; the rest crossed the network in plaintext"
         }
         Encryption::None => "NOT encrypted: it crossed the network in plaintext",
         Encryption::ToOthers => {

@@ -104,9 +104,10 @@ pub enum Encryption {
     None,
     /// Encrypted to the list key and decrypted.
     ToList,
-    /// Plain text with armored blocks encrypted to the list key inside
-    /// (a greeting, then the report): the blocks were decrypted in place
-    /// and are marked as such; the rest crossed the network in plaintext.
+    /// Some of it was encrypted to the list key and is decrypted in place:
+    /// armored blocks in a text (a greeting, then the report), encrypted
+    /// attachments, a wrapped PGP/MIME part, a forwarded message. Each is
+    /// marked as such; the rest crossed the network in plaintext.
     Partly,
     /// Encrypted to other keys: passed on as received, flagged.
     ToOthers,
@@ -220,6 +221,11 @@ pub fn unwrap(
     let (opened, attached) = open_attached(raw, key, signers, limit, time);
     notes.extend(attached);
     let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), key, signers, limit, time)?;
+    if opened.is_some() && unwrapped.encryption == Encryption::None {
+        // Parts of it were encrypted to the list: "NOT encrypted" would
+        // be untrue. The part lines say which.
+        unwrapped.encryption = Encryption::Partly;
+    }
     unwrapped.part_notes.extend(notes);
     Ok(unwrapped)
 }
@@ -305,6 +311,9 @@ fn open_attached(
                 )
             }
             PartType::Multipart(_) => None,
+            PartType::Text(_) if part.attachment_name().is_none() => {
+                open_inline_text(raw, part, key, signers, limit, time)
+            }
             _ => open_encrypted_attachment(part, key, signers, limit, time),
         };
         if let Some(((start, end), replacement, note)) = opened {
@@ -382,6 +391,33 @@ fn open_nested_pgp_mime(
     opened
         .encrypted
         .then(|| (canonical_entity(&opened.plaintext), opened.signatures))
+}
+
+/// A text part (not the whole message) with armored blocks encrypted to
+/// the list key: decrypted in place, as [`inline_blocks`] does for a text
+/// body (Enigmail's inline mode next to attachments).
+fn open_inline_text(
+    raw: &[u8],
+    part: &MessagePart<'_>,
+    key: &Cert,
+    signers: &Signers,
+    limit: usize,
+    time: SystemTime,
+) -> Option<Opened> {
+    let entity = inline_blocks(raw, part, key, signers, limit, time).ok()??;
+    let note = "text part: armored blocks in it were encrypted to the list key and are \
+                decrypted here, between lines that say so"
+        .to_string();
+    let mut entity = entity;
+    // The line end before the next boundary belongs to the boundary.
+    while entity.ends_with(b"\r\n") {
+        entity.truncate(entity.len() - 2);
+    }
+    Some((
+        (part.offset_header as usize, part.offset_end as usize),
+        entity,
+        note,
+    ))
 }
 
 /// Suffixes of attachments that OpenPGP encrypted.
