@@ -291,11 +291,15 @@ fn open_attached(
     }
     let mut replacements: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     let mut notes = Vec::new();
+    // One budget for all payloads together: many small compressed
+    // attachments must not add up to a bomb.
+    let mut budget = limit;
     for part in message.parts.iter().skip(1) {
         let inside = |at: usize| replacements.iter().any(|(s, e, _)| *s <= at && at < *e);
-        if inside(part.offset_header as usize) {
+        if inside(part.offset_header as usize) || budget == 0 {
             continue;
         }
+        let limit = budget;
         let opened = match &part.body {
             PartType::Message(_) => open_attached_message(raw, part, key, signers, limit, time),
             PartType::Multipart(children) if kind(part) == Kind::PgpMimeEncrypted => {
@@ -317,6 +321,7 @@ fn open_attached(
             _ => open_encrypted_attachment(part, key, signers, limit, time),
         };
         if let Some(((start, end), replacement, note)) = opened {
+            budget = budget.saturating_sub(replacement.len());
             notes.push(note);
             replacements.push((start, end, replacement));
         }
@@ -1049,7 +1054,8 @@ fn inline_blocks(
         };
         text.push_str(&decode_text(&rest[..begin], charset.as_deref()));
         let block = &rest[begin..end];
-        match open(key, block, signers, limit, time) {
+        let remaining = limit.saturating_sub(text.len());
+        match open(key, block, signers, remaining, time) {
             Ok(opened) if opened.encrypted => {
                 opened_any = true;
                 let plaintext = decode_text(&opened.plaintext, charset.as_deref());
