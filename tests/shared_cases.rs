@@ -457,6 +457,17 @@ fn pst_copies(case: &Case, daemon: &TestDaemon) -> Vec<String> {
         .collect()
 }
 
+/// Starts `case`'s daemon at `at`, sends its input `name` from `from` to
+/// the security list, and returns the three PST members' copies,
+/// decrypted.
+async fn report_copies(case: &Case, at: &str, name: &str, from: &str) -> (TestDaemon, Vec<String>) {
+    let (daemon, _clock) = case.start(at).await;
+    case.send(&daemon, name, from, SECURITY).await;
+    let copies = pst_copies(case, &daemon);
+    assert_eq!(copies.len(), 3, "alice, bob and carol");
+    (daemon, copies)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cjk_legacy_charsets() {
     let Some(case) = case("intake/cjk-legacy-charsets") else {
@@ -487,11 +498,13 @@ async fn inline_pgp_latin1() {
     let Some(case) = case("intake/inline-pgp-latin1") else {
         return;
     };
-    let (daemon, _clock) = case.start("2026-11-30T13:45:00Z").await;
-    case.send(&daemon, "report.eml", "melder@example.de", SECURITY)
-        .await;
-    let copies = pst_copies(&case, &daemon);
-    assert_eq!(copies.len(), 3);
+    let (daemon, copies) = report_copies(
+        &case,
+        "2026-11-30T13:45:00Z",
+        "report.eml",
+        "melder@example.de",
+    )
+    .await;
     for copy in copies {
         assert!(
             copy.contains("Encryption: encrypted to the list key"),
@@ -531,11 +544,13 @@ async fn exchange_mixed_up() {
     let Some(case) = case("intake/exchange-mixed-up") else {
         return;
     };
-    let (daemon, _clock) = case.start("2026-11-30T13:46:00Z").await;
-    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
-        .await;
-    let copies = pst_copies(&case, &daemon);
-    assert_eq!(copies.len(), 3);
+    let (daemon, copies) = report_copies(
+        &case,
+        "2026-11-30T13:46:00Z",
+        "report.eml",
+        "reporter@example.net",
+    )
+    .await;
     for copy in copies {
         assert!(
             copy.contains("Encryption: encrypted to the list key"),
@@ -551,11 +566,13 @@ async fn inline_pgp_after_text() {
     let Some(case) = case("intake/inline-pgp-after-text") else {
         return;
     };
-    let (daemon, _clock) = case.start("2026-11-30T13:45:00Z").await;
-    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
-        .await;
-    let copies = pst_copies(&case, &daemon);
-    assert_eq!(copies.len(), 3);
+    let (daemon, copies) = report_copies(
+        &case,
+        "2026-11-30T13:45:00Z",
+        "report.eml",
+        "reporter@example.net",
+    )
+    .await;
     for copy in copies {
         assert!(copy.contains("Encryption: PARTLY encrypted"), "{copy}");
         assert!(
@@ -603,22 +620,20 @@ async fn forwarded_encrypted_report() {
     let Some(case) = case("intake/forwarded-encrypted-report") else {
         return;
     };
-    let (daemon, _clock) = case.start("2026-11-30T14:40:00Z").await;
     let name = std::fs::read_dir(&case.input)
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .file_name();
-    case.send(
-        &daemon,
-        name.to_str().unwrap(),
+    let name = name.to_str().unwrap();
+    let (daemon, copies) = report_copies(
+        &case,
+        "2026-11-30T14:40:00Z",
+        name,
         "maintainer@kappital.example",
-        SECURITY,
     )
     .await;
-    let copies = pst_copies(&case, &daemon);
-    assert_eq!(copies.len(), 3);
     for copy in copies {
         assert!(
             copy.contains("Part: attached message report.eml")
@@ -636,11 +651,13 @@ async fn smime_opaque_signed() {
     let Some(case) = case("intake/smime-opaque-signed") else {
         return;
     };
-    let (daemon, _clock) = case.start("2026-11-30T14:40:00Z").await;
-    case.send(&daemon, "report.eml", "reporter@example.net", SECURITY)
-        .await;
-    let copies = pst_copies(&case, &daemon);
-    assert_eq!(copies.len(), 3);
+    let (daemon, copies) = report_copies(
+        &case,
+        "2026-11-30T14:40:00Z",
+        "report.eml",
+        "reporter@example.net",
+    )
+    .await;
     for copy in copies {
         assert!(
             copy.contains(

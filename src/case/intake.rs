@@ -59,22 +59,18 @@ pub fn security(
     }
 }
 
-/// A signed command whose signature may not authorise anything (stale,
-/// replayed, retired key): nothing is done or forwarded; it is held, and
-/// the PST (and the signer, if not on the PST) are told why.
-fn refuse_signed(
+/// A signed command mail that is refused (stale, replayed, retired key,
+/// no case, unknown keyword): nothing is done or forwarded; it is held,
+/// and the PST (and the signer, if not on the PST) are told why.
+fn hold_command(
     ctx: &Context<'_>,
     batch: &mut Batch,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
     member: &str,
-    why: &freshness::Refused,
+    held: Held,
 ) {
-    let held = Held::new(
-        why.kind(),
-        format!("the signature by {member} may not authorise commands: {why}"),
-    );
     hold(
         ctx,
         batch,
@@ -85,6 +81,21 @@ fn refuse_signed(
         Some(member),
         &held,
     );
+}
+
+/// [`hold_command`] for a signature the freshness rule refused.
+fn refuse_signed(
+    ctx: &Context<'_>,
+    batch: &mut Batch,
+    id: u64,
+    incoming: &Incoming,
+    unwrapped: &Unwrapped,
+    member: &str,
+    why: &freshness::Refused,
+) {
+    let detail = format!("the signature by {member} may not authorise commands: {why}");
+    let held = Held::new(why.kind(), detail);
+    hold_command(ctx, batch, id, incoming, unwrapped, member, held);
 }
 
 /// The case a message names in its Subject, or replies to.
@@ -311,16 +322,7 @@ fn command_mail(
             kind,
             format!("commands signed by {signer} refused: {reason}"),
         );
-        hold(
-            ctx,
-            batch,
-            id,
-            incoming,
-            unwrapped,
-            ListName::Security,
-            Some(signer),
-            &held,
-        );
+        hold_command(ctx, batch, id, incoming, unwrapped, signer, held);
     };
     if let Err(reason) = commands::admissible(keywords) {
         return refuse(batch, "unknown keyword", reason);

@@ -248,19 +248,7 @@ fn opaque_smime(raw: &[u8]) -> Option<(Vec<u8>, String)> {
         return None;
     }
     let (entity, note) = super::smime::opaque(root.contents())?;
-    let mut out = Vec::new();
-    for header in message.headers() {
-        if !header
-            .name
-            .as_str()
-            .to_ascii_lowercase()
-            .starts_with("content-")
-        {
-            out.extend_from_slice(&crlf(
-                &raw[header.offset_field as usize..header.offset_end as usize],
-            ));
-        }
-    }
+    let mut out = fields(raw, message.headers(), false);
     out.extend_from_slice(&crlf(&entity));
     Some((out, note))
 }
@@ -961,6 +949,25 @@ fn field_name(line: &[u8]) -> Option<String> {
     )
 }
 
+/// The raw lines (CRLF) of the `Content-*` fields among `headers` when
+/// `content`, of all the others otherwise.
+fn fields(raw: &[u8], headers: &[mail_parser::Header<'_>], content: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for header in headers {
+        let is_content = header
+            .name
+            .as_str()
+            .to_ascii_lowercase()
+            .starts_with("content-");
+        if is_content == content {
+            out.extend_from_slice(&crlf(
+                &raw[header.offset_field as usize..header.offset_end as usize],
+            ));
+        }
+    }
+    out
+}
+
 /// The root entity of a message: its Content-* fields (RFC 2045's
 /// default type made explicit when absent) and its body.
 fn entity_bytes(raw: &[u8], root: &MessagePart<'_>) -> Vec<u8> {
@@ -968,18 +975,7 @@ fn entity_bytes(raw: &[u8], root: &MessagePart<'_>) -> Vec<u8> {
     if root.content_type().is_none() {
         out.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
     }
-    for header in &root.headers {
-        if header
-            .name
-            .as_str()
-            .to_ascii_lowercase()
-            .starts_with("content-")
-        {
-            out.extend_from_slice(&crlf(
-                &raw[header.offset_field as usize..header.offset_end as usize],
-            ));
-        }
-    }
+    out.extend_from_slice(&fields(raw, &root.headers, true));
     out.extend_from_slice(b"\r\n");
     let body = raw
         .get(root.offset_body as usize..root.offset_end as usize)
