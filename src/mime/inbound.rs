@@ -218,9 +218,15 @@ pub fn unwrap(
         None => (None, Vec::new()),
     };
     let raw = smime.as_deref().unwrap_or(raw);
-    let (opened, attached) = open_attached(raw, key, signers, limit, time);
+    let keys = Opener {
+        key,
+        signers,
+        limit,
+        time,
+    };
+    let (opened, attached) = open_attached(raw, keys);
     notes.extend(attached);
-    let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), key, signers, limit, time)?;
+    let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), keys)?;
     if opened.is_some() && unwrapped.encryption == Encryption::None {
         // Parts of it were encrypted to the list: "NOT encrypted" would
         // be untrue. The part lines say which.
@@ -253,6 +259,29 @@ fn opaque_smime(raw: &[u8]) -> Option<(Vec<u8>, String)> {
     Some((out, note))
 }
 
+/// What opening a message's OpenPGP payloads needs: the key to decrypt
+/// with (the list key), the certificates signatures are checked against,
+/// the most plaintext one payload may give (bytes), and the time.
+#[derive(Clone, Copy)]
+struct Opener<'a> {
+    key: &'a Cert,
+    signers: &'a Signers,
+    limit: usize,
+    time: SystemTime,
+}
+
+impl Opener<'_> {
+    /// [`open`] of `data` with these keys.
+    fn open(&self, data: &[u8]) -> Result<crate::pgp::open::Opened, OpenError> {
+        open(self.key, data, self.signers, self.limit, self.time)
+    }
+
+    /// The same, allowing at most `limit` bytes of plaintext.
+    fn limited(&self, limit: usize) -> Self {
+        Opener { limit, ..*self }
+    }
+}
+
 /// OpenPGP payloads inside a message that is not encrypted or signed as a
 /// whole, decrypted in place: attached messages (`message/rfc822`, a
 /// forwarded report), `multipart/encrypted` below the top (PGP/MIME that a
@@ -262,13 +291,7 @@ fn opaque_smime(raw: &[u8]) -> Option<(Vec<u8>, String)> {
 /// encryption). Returns `raw` with each replaced by what it holds, and a
 /// line per payload saying how it arrived; `None` when there is none. One
 /// level deep: what an attached message attaches stays as it is.
-fn open_attached(
-    raw: &[u8],
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> (Option<Vec<u8>>, Vec<String>) {
+fn open_attached(raw: &[u8], keys: Opener<'_>) -> (Option<Vec<u8>>, Vec<String>) {
     let Some(message) = super::parse(raw) else {
         return (None, Vec::new());
     };
@@ -281,32 +304,30 @@ fn open_attached(
     let mut notes = Vec::new();
     // One budget for all payloads together: many small compressed
     // attachments must not add up to a bomb.
-    let mut budget = limit;
+    let mut budget = keys.limit;
     for part in message.parts.iter().skip(1) {
         let inside = |at: usize| replacements.iter().any(|(s, e, _)| *s <= at && at < *e);
         if inside(part.offset_header as usize) || budget == 0 {
             continue;
         }
-        let limit = budget;
+        let keys = keys.limited(budget);
         let opened = match &part.body {
-            PartType::Message(_) => open_attached_message(raw, part, key, signers, limit, time),
+            PartType::Message(_) => open_attached_message(raw, part, keys),
             PartType::Multipart(children) if kind(part) == Kind::PgpMimeEncrypted => {
-                open_nested_pgp_mime(&message, children, key, signers, limit, time).map(
-                    |(entity, signatures)| {
-                        let range = (part.offset_header as usize, part.offset_end as usize);
-                        let note = format!(
-                            "a PGP/MIME part inside the message (wrapped on the way, e.g. with \
+                open_nested_pgp_mime(&message, children, keys).map(|(entity, signatures)| {
+                    let range = (part.offset_header as usize, part.offset_end as usize);
+                    let note = format!(
+                        "a PGP/MIME part inside the message (wrapped on the way, e.g. with \
                              a footer): encrypted to the list key and decrypted here; {signatures}"
-                        );
-                        (range, entity, note)
-                    },
-                )
+                    );
+                    (range, entity, note)
+                })
             }
             PartType::Multipart(_) => None,
             PartType::Text(_) if part.attachment_name().is_none() => {
-                open_inline_text(raw, part, key, signers, limit, time)
+                open_inline_text(raw, part, keys)
             }
-            _ => open_encrypted_attachment(part, key, signers, limit, time),
+            _ => open_encrypted_attachment(part, keys),
         };
         if let Some(((start, end), replacement, note)) = opened {
             budget = budget.saturating_sub(replacement.len());
@@ -331,14 +352,7 @@ type Opened = ((usize, usize), Vec<u8>, String);
 
 /// An attached message encrypted to the list key: its header fields and
 /// decrypted content, in place of its body.
-fn open_attached_message(
-    raw: &[u8],
-    part: &MessagePart<'_>,
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> Option<Opened> {
+fn open_attached_message(raw: &[u8], part: &MessagePart<'_>, keys: Opener<'_>) -> Option<Opened> {
     // Only an attachment as it is (7bit/8bit) can be replaced in place.
     let encoded = part.content_transfer_encoding().is_some_and(|e| {
         !["7bit", "8bit", "binary"]
@@ -347,7 +361,7 @@ fn open_attached_message(
     });
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
     let inner_raw = raw.get(start..end).filter(|_| !encoded)?;
-    let inner = unwrap_one(inner_raw, key, signers, limit, time).ok()?;
+    let inner = unwrap_one(inner_raw, keys).ok()?;
     if !matches!(inner.encryption, Encryption::ToList | Encryption::Partly) {
         return None;
     }
@@ -371,16 +385,13 @@ fn open_attached_message(
 fn open_nested_pgp_mime(
     message: &Message<'_>,
     children: &[u32],
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
+    keys: Opener<'_>,
 ) -> Option<(Vec<u8>, Signatures)> {
     let ciphertext = children
         .iter()
         .filter_map(|&id| message.parts.get(id as usize))
         .find(|part| part.contents().trim_ascii_start().starts_with(ARMOR_BEGIN))?;
-    let opened = open(key, ciphertext.contents(), signers, limit, time).ok()?;
+    let opened = keys.open(ciphertext.contents()).ok()?;
     opened
         .encrypted
         .then(|| (canonical_entity(&opened.plaintext), opened.signatures))
@@ -389,15 +400,8 @@ fn open_nested_pgp_mime(
 /// A text part (not the whole message) with armored blocks encrypted to
 /// the list key: decrypted in place, as [`inline_blocks`] does for a text
 /// body (Enigmail's inline mode next to attachments).
-fn open_inline_text(
-    raw: &[u8],
-    part: &MessagePart<'_>,
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> Option<Opened> {
-    let entity = inline_blocks(raw, part, key, signers, limit, time).ok()??;
+fn open_inline_text(raw: &[u8], part: &MessagePart<'_>, keys: Opener<'_>) -> Option<Opened> {
+    let entity = inline_blocks(raw, part, keys).ok()??;
     let note = "text part: armored blocks in it were encrypted to the list key and are \
                 decrypted here, between lines that say so"
         .to_string();
@@ -418,13 +422,7 @@ const ENCRYPTED_SUFFIXES: &[&str] = &[".pgp", ".gpg", ".asc"];
 
 /// An attachment encrypted to the list key: the decrypted file as an
 /// attachment named without the `.pgp`/`.gpg`/`.asc` suffix.
-fn open_encrypted_attachment(
-    part: &MessagePart<'_>,
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> Option<Opened> {
+fn open_encrypted_attachment(part: &MessagePart<'_>, keys: Opener<'_>) -> Option<Opened> {
     use base64::Engine;
     let name = part.attachment_name().map(super::one_line);
     let suffix = name.as_deref().and_then(|n| {
@@ -443,7 +441,7 @@ fn open_encrypted_attachment(
     if suffix.is_none() && !typed {
         return None;
     }
-    let opened = open(key, part.contents(), signers, limit, time).ok()?;
+    let opened = keys.open(part.contents()).ok()?;
     if !opened.encrypted {
         return None;
     }
@@ -478,13 +476,7 @@ fn open_encrypted_attachment(
 }
 
 /// [`unwrap`] for one message, its attachments as they are.
-fn unwrap_one(
-    raw: &[u8],
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> Result<Unwrapped, UnwrapError> {
+fn unwrap_one(raw: &[u8], keys: Opener<'_>) -> Result<Unwrapped, UnwrapError> {
     let message = super::parse(raw).ok_or(UnwrapError::Unparsable)?;
     let mut headers = carried_headers(&message);
     let sender = message
@@ -520,7 +512,7 @@ fn unwrap_one(
     let (encryption, signatures, content) = match shape {
         Kind::PgpMimeEncrypted => {
             let armored = encrypted_part(&message).ok_or(UnwrapError::NoEncryptedPart)?;
-            match open(key, armored, signers, limit, time) {
+            match keys.open(armored) {
                 Ok(opened) => {
                     let opened_encrypted = opened.encrypted;
                     let mut signatures = opened.signatures;
@@ -540,7 +532,7 @@ fn unwrap_one(
                         }
                         if kind(inner.root_part()) == Kind::PgpMimeSigned {
                             let (checks, signed_entity) =
-                                detached(&inner, &decrypted, signers, time);
+                                detached(&inner, &decrypted, keys.signers, keys.time);
                             if let Some(signed) = signed_protected_headers(&inner) {
                                 headers = merge_headers(&headers, &signed.fields);
                                 subject = signed.subject;
@@ -564,7 +556,7 @@ fn unwrap_one(
         Kind::PgpMimeSigned => {
             // What is acted on and passed on is the signed entity exactly
             // as verified, never a second parse of the whole message.
-            let (signatures, signed_entity) = detached(&message, raw, signers, time);
+            let (signatures, signed_entity) = detached(&message, raw, keys.signers, keys.time);
             if let Some(signed) = signed_protected_headers(&message) {
                 headers = merge_headers(&headers, &signed.fields);
                 subject = signed.subject;
@@ -577,21 +569,19 @@ fn unwrap_one(
             )
         }
         Kind::Text => match inline_pgp(raw, root) {
-            Some(InlinePgp::Encrypted(inline)) => {
-                match open(key, &inline.bytes, signers, limit, time) {
-                    Ok(opened) => (
-                        encrypted(&opened.encrypted),
-                        opened.signatures,
-                        text_entity(&opened.plaintext, inline.charset.as_deref()),
-                    ),
-                    Err(OpenError::NotForList) => (
-                        Encryption::ToOthers,
-                        Signatures::default(),
-                        original_content,
-                    ),
-                    Err(e) => return Err(UnwrapError::Pgp(e)),
-                }
-            }
+            Some(InlinePgp::Encrypted(inline)) => match keys.open(&inline.bytes) {
+                Ok(opened) => (
+                    encrypted(&opened.encrypted),
+                    opened.signatures,
+                    text_entity(&opened.plaintext, inline.charset.as_deref()),
+                ),
+                Err(OpenError::NotForList) => (
+                    Encryption::ToOthers,
+                    Signatures::default(),
+                    original_content,
+                ),
+                Err(e) => return Err(UnwrapError::Pgp(e)),
+            },
             Some(InlinePgp::ClearSigned(inline)) => {
                 // The text Sequoia verified comes out of its armor, as for
                 // PGP/MIME: its keyword lines count, the copies' marks
@@ -599,7 +589,7 @@ fn unwrap_one(
                 // reports this check. Nothing outside what was verified is
                 // ever taken for signed text. The signature is over the
                 // bytes in the part's own charset, so those are checked.
-                match open(key, &inline.bytes, signers, limit, time) {
+                match keys.open(&inline.bytes) {
                     Ok(opened) => (
                         Encryption::None,
                         opened.signatures,
@@ -614,13 +604,13 @@ fn unwrap_one(
                     ),
                 }
             }
-            None => match inline_blocks(raw, root, key, signers, limit, time)? {
+            None => match inline_blocks(raw, root, keys)? {
                 Some(content) => (Encryption::Partly, Signatures::default(), content),
                 None => (Encryption::None, Signatures::default(), original_content),
             },
         },
         Kind::Other => {
-            part_notes = signed_parts(&message, key, signers, limit, time);
+            part_notes = signed_parts(&message, keys);
             part_notes.extend(detached_smime(&message, raw));
             (Encryption::None, Signatures::default(), original_content)
         }
@@ -1028,10 +1018,7 @@ const ARMOR_END: &[u8] = b"-----END PGP MESSAGE-----";
 fn inline_blocks(
     raw: &[u8],
     part: &MessagePart<'_>,
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
+    keys: Opener<'_>,
 ) -> Result<Option<Vec<u8>>, UnwrapError> {
     let Some(body) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
         return Ok(None);
@@ -1050,8 +1037,10 @@ fn inline_blocks(
         };
         text.push_str(&decode_text(&rest[..begin], charset.as_deref()));
         let block = &rest[begin..end];
-        let remaining = limit.saturating_sub(text.len());
-        match open(key, block, signers, remaining, time) {
+        match keys
+            .limited(keys.limit.saturating_sub(text.len()))
+            .open(block)
+        {
             Ok(opened) if opened.encrypted => {
                 opened_any = true;
                 let plaintext = decode_text(&opened.plaintext, charset.as_deref());
@@ -1081,13 +1070,7 @@ fn inline_blocks(
 /// leaf part saying whether an inline signature covers it, and whose —
 /// when at least one does. Verified like any inline signature, over the
 /// bytes in the part's charset.
-fn signed_parts(
-    message: &Message<'_>,
-    key: &Cert,
-    signers: &Signers,
-    limit: usize,
-    time: SystemTime,
-) -> Vec<String> {
+fn signed_parts(message: &Message<'_>, keys: Opener<'_>) -> Vec<String> {
     let raw = message.raw_message.as_ref();
     let mut lines = Vec::new();
     let mut any = false;
@@ -1109,7 +1092,7 @@ fn signed_parts(
         let status = match inline_pgp(raw, part) {
             Some(InlinePgp::ClearSigned(inline)) => {
                 any = true;
-                match open(key, &inline.bytes, signers, limit, time) {
+                match keys.open(&inline.bytes) {
                     Ok(opened) => opened.signatures.to_string(),
                     Err(e) => format!("BAD signature: {e}"),
                 }
