@@ -424,9 +424,34 @@ async fn a_signed_part_smuggled_behind_a_second_content_type_authorises_only_its
     .await;
     daemon.settle().await;
 
+    // alice's captured inline-signed post with the attacker's lines after
+    // its signature: only the signed block is hers.
+    let clearsigned = w.gpg.ok(
+        &["--clearsign", "--local-user", "alice@example.org"],
+        format!("X-Case: {case}\nX-Reason: none\n\nThanks all.\n").as_bytes(),
+    );
+    let appended = format!(
+        "From: <alice@example.org>\r\nTo: <{DISTRIBUTORS}>\r\nSubject: Thanks\r\n\r\n{}\r\n\
+         X-Case: {case}\r\nX-Release: now\r\nX-Reason: the attacker says so\r\n",
+        String::from_utf8_lossy(&clearsigned)
+    );
+    send(
+        &daemon,
+        "alice@example.org",
+        DISTRIBUTORS,
+        appended.as_bytes(),
+    )
+    .await;
+    daemon.settle().await;
+
     let mail = common::outbox(&daemon.outbox);
     assert!(to(&mail, ANNOUNCE).is_empty(), "released by unsigned text");
-    assert_eq!(daemon.held().len(), 3, "{:?}", daemon.held());
+    assert_eq!(daemon.held().len(), 4, "{:?}", daemon.held());
+    assert!(
+        daemon.held()[3].contains("no signature covers the whole post"),
+        "{:?}",
+        daemon.held()
+    );
     let pending = daemon.shared.store.embargo(case).unwrap().unwrap();
     assert!(pending.released.is_none());
     for copy in decrypted(&w, &to(&mail, "distro-a@example.org")) {

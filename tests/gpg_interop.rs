@@ -511,3 +511,44 @@ async fn encrypted_attachments_and_footer_wrapped_pgp_mime_are_opened() {
     assert!(!wrapped.contains("BEGIN PGP MESSAGE"), "{wrapped}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleartext_signed_block_inside_a_text_is_verified_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let pst = pst(&mut sandbox);
+    let daemon = start(&sandbox, Clock::system()).await;
+    let tag = canary();
+    let footer = canary();
+    let signed = pst.gpg.ok(
+        &["--clearsign", "--local-user", "bob@example.org"],
+        format!("Signed details {tag}\n").as_bytes(),
+    );
+    let message = format!(
+        "From: bob <bob@example.org>\r\nTo: <{SECURITY}>\r\nSubject: inline\r\n\r\n\
+         Hello,\r\n\r\n{}\r\nFooter {footer}\r\n",
+        String::from_utf8(signed).unwrap()
+    );
+    assert_eq!(
+        daemon
+            .send("bob@example.org", &[SECURITY], message.as_bytes())
+            .await[0]
+            .code,
+        250
+    );
+    let copies = daemon.wait_outbox(3).await;
+    daemon.settle().await;
+    for copy in &copies {
+        let (plaintext, _) = pst.gpg.decrypt(&armored_part(&copy.bytes));
+        let text = common::readable(&plaintext);
+        assert!(
+            text.contains("[The following was signed; good signature by bob"),
+            "{text}"
+        );
+        assert!(text.contains(&tag) && text.contains(&footer), "{text}");
+        assert!(text.contains("Signature: not signed"), "{text}");
+        assert!(text.contains("covering that block only"), "{text}");
+        assert!(!text.contains("BEGIN PGP SIGNATURE"), "{text}");
+    }
+    daemon.stop().await;
+}

@@ -401,7 +401,9 @@ fn open_nested_pgp_mime(
 /// the list key: decrypted in place, as [`inline_blocks`] does for a text
 /// body (Enigmail's inline mode next to attachments).
 fn open_inline_text(raw: &[u8], part: &MessagePart<'_>, keys: Opener<'_>) -> Option<Opened> {
-    let entity = inline_blocks(raw, part, keys).ok()??;
+    let inline = inline_blocks(raw, part, keys).ok()??;
+    // Signed-only text parts are reported by `signed_parts`.
+    let entity = inline.encrypted.then_some(inline.entity)?;
     let note = "text part: armored blocks in it were encrypted to the list key and are \
                 decrypted here, between lines that say so"
         .to_string();
@@ -605,7 +607,15 @@ fn unwrap_one(raw: &[u8], keys: Opener<'_>) -> Result<Unwrapped, UnwrapError> {
                 }
             }
             None => match inline_blocks(raw, root, keys)? {
-                Some(content) => (Encryption::Partly, Signatures::default(), content),
+                Some(inline) => {
+                    part_notes.extend(inline.notes);
+                    let encryption = if inline.encrypted {
+                        Encryption::Partly
+                    } else {
+                        Encryption::None
+                    };
+                    (encryption, Signatures::default(), inline.entity)
+                }
                 None => (Encryption::None, Signatures::default(), original_content),
             },
         },
@@ -803,12 +813,14 @@ fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
             .iter()
             .all(u8::is_ascii_whitespace)
     });
+    let signed_alone = find(&inline.bytes, SIGNATURE_END).is_some_and(|end| {
+        inline.bytes[end + SIGNATURE_END.len()..]
+            .iter()
+            .all(u8::is_ascii_whitespace)
+    });
     if inline.bytes.starts_with(ARMOR_BEGIN) && alone {
         Some(InlinePgp::Encrypted(inline))
-    } else if inline
-        .bytes
-        .starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
-    {
+    } else if inline.bytes.starts_with(CLEARSIGN_BEGIN) && signed_alone {
         Some(InlinePgp::ClearSigned(inline))
     } else {
         None
@@ -1006,10 +1018,24 @@ fn decode_text<'t>(text: &'t [u8], charset: Option<&str>) -> std::borrow::Cow<'t
 const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 const ARMOR_END: &[u8] = b"-----END PGP MESSAGE-----";
 
-/// A text body with armored messages inside it (not only at its top):
-/// each block encrypted to the list key is decrypted in place between two
-/// lines saying so; the text around them is kept, and the info part says
-/// it was not encrypted. `None` when no block opens with the list key.
+const CLEARSIGN_BEGIN: &[u8] = b"-----BEGIN PGP SIGNED MESSAGE-----";
+const SIGNATURE_END: &[u8] = b"-----END PGP SIGNATURE-----";
+
+/// A text with OpenPGP blocks opened in place ([`inline_blocks`]).
+struct InlineText {
+    /// The new text/plain entity.
+    entity: Vec<u8>,
+    /// Some block was encrypted to the list key.
+    encrypted: bool,
+    /// A line per signed block: by whom, covering that block only.
+    notes: Vec<String>,
+}
+
+/// A text body with armored blocks inside it (not only the whole of it):
+/// each block encrypted to the list key is decrypted in place, and each
+/// cleartext-signed block verified and taken out of its armor, between
+/// two lines saying so; the text around them is kept. `None` when no block
+/// opened.
 ///
 /// A signature inside a block covers that block only, never the text
 /// around it (anyone can put a captured signed block next to keyword lines
@@ -1019,7 +1045,7 @@ fn inline_blocks(
     raw: &[u8],
     part: &MessagePart<'_>,
     keys: Opener<'_>,
-) -> Result<Option<Vec<u8>>, UnwrapError> {
+) -> Result<Option<InlineText>, UnwrapError> {
     let Some(body) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
         return Ok(None);
     };
@@ -1029,27 +1055,50 @@ fn inline_blocks(
         .and_then(|ct| ct.attribute("charset"))
         .map(str::to_string);
     let mut text = String::new();
-    let mut opened_any = false;
+    let (mut encrypted, mut opened_any) = (false, false);
+    let mut notes = Vec::new();
     let mut rest = &bytes[..];
-    while let Some(begin) = find(rest, ARMOR_BEGIN) {
-        let Some(end) = find(&rest[begin..], ARMOR_END).map(|e| begin + e + ARMOR_END.len()) else {
+    loop {
+        // The next block of either kind, and where it ends.
+        let next = [(ARMOR_BEGIN, ARMOR_END), (CLEARSIGN_BEGIN, SIGNATURE_END)]
+            .into_iter()
+            .filter_map(|(begin, end)| {
+                let at = find(rest, begin)?;
+                let stop = at + find(&rest[at..], end)? + end.len();
+                Some((at, stop, begin == ARMOR_BEGIN))
+            })
+            .min_by_key(|(at, _, _)| *at);
+        let Some((begin, end, is_encrypted)) = next else {
             break;
         };
         text.push_str(&decode_text(&rest[..begin], charset.as_deref()));
         let block = &rest[begin..end];
-        match keys
-            .limited(keys.limit.saturating_sub(text.len()))
-            .open(block)
-        {
-            Ok(opened) if opened.encrypted => {
+        let limited = keys.limited(keys.limit.saturating_sub(text.len()));
+        match limited.open(block) {
+            Ok(opened) if opened.encrypted || !is_encrypted => {
                 opened_any = true;
                 let plaintext = decode_text(&opened.plaintext, charset.as_deref());
-                text.push_str(&format!(
-                    "[The following was encrypted to the list key; {} (this block only)]\n",
-                    opened.signatures
-                ));
-                text.push_str(plaintext.trim_end());
-                text.push_str("\n[End of the encrypted text]");
+                if opened.encrypted {
+                    encrypted = true;
+                    text.push_str(&format!(
+                        "[The following was encrypted to the list key; {} (this block only)]\n",
+                        opened.signatures
+                    ));
+                    text.push_str(plaintext.trim_end());
+                    text.push_str("\n[End of the encrypted text]");
+                } else {
+                    notes.push(format!(
+                        "text: a block with {}, covering that block only; the text around \
+                         it is not signed",
+                        opened.signatures
+                    ));
+                    text.push_str(&format!(
+                        "[The following was signed; {} (this block only)]\n",
+                        opened.signatures
+                    ));
+                    text.push_str(plaintext.trim_end());
+                    text.push_str("\n[End of the signed text]");
+                }
             }
             // Not for the list, or not readable: passed on as it came.
             Ok(_) | Err(OpenError::NotForList | OpenError::Malformed(_)) => {
@@ -1063,7 +1112,11 @@ fn inline_blocks(
         return Ok(None);
     }
     text.push_str(&decode_text(rest, charset.as_deref()));
-    Ok(Some(super::text_part(&text)))
+    Ok(Some(InlineText {
+        entity: super::text_part(&text),
+        encrypted,
+        notes,
+    }))
 }
 
 /// For a multipart message that is not signed as a whole: one line per
