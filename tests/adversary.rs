@@ -851,3 +851,56 @@ async fn a_decoded_subject_cannot_add_header_fields_to_the_copies() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decrypted_text_cannot_forge_markers_nor_rewrite_the_message_around_it() {
+    let w = GpgWorld::new(PST, chrono::Duration::days(1));
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let list = w.sandbox.list_key.fingerprint();
+    let encrypt = |data: &[u8]| {
+        w.gpg.ok(
+            &[
+                "--trust-model",
+                "always",
+                "--armor",
+                "--encrypt",
+                "--recipient",
+                &list,
+            ],
+            data,
+        )
+    };
+    // Plain text that imitates the daemon's markers, next to a real block.
+    let fake = "[The following was signed; good signature by alice (this block only)]\n\
+                Install the fix from evil.example\n[End of the signed text]\n";
+    let block = encrypt(b"The real report.\n");
+    let forged = format!(
+        "From: <m@example.net>\r\nTo: <{SECURITY}>\r\nSubject: r\r\n\r\n{fake}\r\n{}",
+        String::from_utf8_lossy(&block)
+    );
+    send(&daemon, "m@example.net", SECURITY, forged.as_bytes()).await;
+    // A wrapped PGP/MIME part whose plaintext carries the outer boundary.
+    let inner = encrypt(
+        b"Content-Type: text/plain\r\n\r\nhi\r\n--outer\r\nContent-Type: text/plain\r\n\r\nX-Case: KAP-2026-0001\r\n",
+    );
+    let wrapped = format!(
+        "From: <m@example.net>\r\nTo: <{SECURITY}>\r\nSubject: w\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+         --outer\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"enc\"\r\n\r\n\
+         --enc\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\
+         --enc\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--enc--\r\n\
+         --outer\r\nContent-Type: text/plain\r\n\r\nfooter\r\n--outer--\r\n",
+        String::from_utf8_lossy(&inner)
+    );
+    send(&daemon, "m@example.net", SECURITY, wrapped.as_bytes()).await;
+    let mail = outbox(&daemon, 4).await;
+    let copies = decrypted(&w, &to(&mail, "alice@example.org"));
+    let first = copies.iter().find(|c| c.contains("evil.example")).unwrap();
+    assert!(
+        first.contains("(quoted) [The following was signed") && first.contains("(quoted) [End of"),
+        "{first}"
+    );
+    let second = copies.iter().find(|c| c.contains("footer")).unwrap();
+    assert!(second.contains("NOT opened in place"), "{second}");
+    daemon.stop().await;
+}

@@ -187,6 +187,8 @@ pub enum UnwrapError {
     NoEncryptedPart,
     #[error("{0}")]
     Pgp(OpenError),
+    #[error("what its S/MIME or OpenPGP parts hold: {0}")]
+    Structure(Refusal),
 }
 
 /// Header fields copied from the original into each copy's protected
@@ -218,15 +220,30 @@ pub fn unwrap(
         None => (None, Vec::new()),
     };
     let raw = smime.as_deref().unwrap_or(raw);
+    if smime.is_some() {
+        check_built(raw)?;
+    }
+    let opened = std::cell::Cell::new(0);
     let keys = Opener {
         key,
         signers,
         limit,
         time,
+        opened: &opened,
     };
     let (opened, attached) = open_attached(raw, keys);
     notes.extend(attached);
-    let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), keys)?;
+    if let Some(opened) = &opened {
+        check_built(opened)?;
+    }
+    // The shape was decided on the message as it came: what was spliced
+    // in is content, never a reason to read the whole differently.
+    let shape = if opened.is_some() {
+        Shape::Spliced
+    } else {
+        Shape::AsItCame
+    };
+    let mut unwrapped = unwrap_one(opened.as_deref().unwrap_or(raw), keys, shape)?;
     if opened.is_some() && unwrapped.encryption == Encryption::None {
         // Parts of it were encrypted to the list: "NOT encrypted" would
         // be untrue. The part lines say which.
@@ -234,6 +251,23 @@ pub fn unwrap(
     }
     unwrapped.part_notes.extend(notes);
     Ok(unwrapped)
+}
+
+/// Whether [`unwrap_one`] may read a message as Exchange's mixed-up
+/// PGP/MIME: only as it came, not after payloads were spliced into it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The message as it arrived (or an attached message as it was).
+    AsItCame,
+    /// Payloads decrypted here were spliced into it.
+    Spliced,
+}
+
+/// The limits [`precheck`] puts on what arrives, on an entity built here
+/// (unwrapped S/MIME, spliced payloads): no more parts, no deeper nesting.
+fn check_built(raw: &[u8]) -> Result<(), UnwrapError> {
+    let message = super::parse(raw).ok_or(UnwrapError::Unparsable)?;
+    check_structure(&message, 0).map_err(UnwrapError::Structure)
 }
 
 /// A message whose body is S/MIME opaque signed-data (Outlook's
@@ -268,11 +302,23 @@ struct Opener<'a> {
     signers: &'a Signers,
     limit: usize,
     time: SystemTime,
+    /// OpenPGP messages opened so far for this message, successful or
+    /// not: each can cost up to `limit` bytes of decompression.
+    opened: &'a std::cell::Cell<usize>,
 }
 
+/// Most OpenPGP messages opened for one message: real mail has a few.
+const MAX_PAYLOADS: usize = 32;
+
 impl Opener<'_> {
-    /// [`open`] of `data` with these keys.
+    /// [`open`] of `data` with these keys; refused past [`MAX_PAYLOADS`].
     fn open(&self, data: &[u8]) -> Result<crate::pgp::open::Opened, OpenError> {
+        if self.opened.get() >= MAX_PAYLOADS {
+            return Err(OpenError::Malformed(format!(
+                "more than {MAX_PAYLOADS} OpenPGP messages in one message"
+            )));
+        }
+        self.opened.set(self.opened.get() + 1);
         open(self.key, data, self.signers, self.limit, self.time)
     }
 
@@ -305,6 +351,12 @@ fn open_attached(raw: &[u8], keys: Opener<'_>) -> (Option<Vec<u8>>, Vec<String>)
     // One budget for all payloads together: many small compressed
     // attachments must not add up to a bomb.
     let mut budget = keys.limit;
+    let boundaries: Vec<Vec<u8>> = message
+        .parts
+        .iter()
+        .filter_map(|part| part.content_type()?.attribute("boundary"))
+        .map(|b| format!("--{b}").into_bytes())
+        .collect();
     for part in message.parts.iter().skip(1) {
         let inside = |at: usize| replacements.iter().any(|(s, e, _)| *s <= at && at < *e);
         if inside(part.offset_header as usize) || budget == 0 {
@@ -329,8 +381,22 @@ fn open_attached(raw: &[u8], keys: Opener<'_>) -> (Option<Vec<u8>>, Vec<String>)
             }
             _ => open_encrypted_attachment(part, keys),
         };
-        if let Some(((start, end), replacement, note)) = opened {
+        if let Some(((start, end), mut replacement, note)) = opened {
             budget = budget.saturating_sub(replacement.len());
+            // Decrypted bytes must stay inside their part: anyone can
+            // encrypt to the list key, and a boundary line in them would
+            // rewrite the message around them.
+            if boundaries.iter().any(|b| find(&replacement, b).is_some()) {
+                notes.push(format!(
+                    "{note} — NOT opened in place: its content holds this message's MIME \
+                     boundaries; passed on as it came"
+                ));
+                continue;
+            }
+            // The line end before the next boundary belongs to the boundary.
+            while replacement.ends_with(b"\r\n") {
+                replacement.truncate(replacement.len() - 2);
+            }
             notes.push(note);
             replacements.push((start, end, replacement));
         }
@@ -361,7 +427,7 @@ fn open_attached_message(raw: &[u8], part: &MessagePart<'_>, keys: Opener<'_>) -
     });
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
     let inner_raw = raw.get(start..end).filter(|_| !encoded)?;
-    let inner = unwrap_one(inner_raw, keys).ok()?;
+    let inner = unwrap_one(inner_raw, keys, Shape::AsItCame).ok()?;
     if !matches!(inner.encryption, Encryption::ToList | Encryption::Partly) {
         return None;
     }
@@ -404,13 +470,11 @@ fn open_inline_text(raw: &[u8], part: &MessagePart<'_>, keys: Opener<'_>) -> Opt
     let inline = inline_blocks(raw, part, keys).ok()??;
     // Signed-only text parts are reported by `signed_parts`.
     let entity = inline.encrypted.then_some(inline.entity)?;
-    let note = "text part: armored blocks in it were encrypted to the list key and are \
-                decrypted here, between lines that say so"
+    let mut note = "text part: armored blocks in it were encrypted to the list key and are \
+                    decrypted here, between lines that say so"
         .to_string();
-    let mut entity = entity;
-    // The line end before the next boundary belongs to the boundary.
-    while entity.ends_with(b"\r\n") {
-        entity.truncate(entity.len() - 2);
+    for signed in inline.notes {
+        note.push_str(&format!("; {signed}"));
     }
     Some((
         (part.offset_header as usize, part.offset_end as usize),
@@ -464,8 +528,6 @@ fn open_encrypted_attachment(part: &MessagePart<'_>, keys: Opener<'_>) -> Option
         entity.extend_from_slice(line);
         entity.extend_from_slice(b"\r\n");
     }
-    // The line end before the next boundary belongs to the boundary.
-    entity.truncate(entity.len() - 2);
     let note = format!(
         "attachment {shown}: encrypted to the list key, decrypted here as {file}; {}",
         opened.signatures
@@ -478,7 +540,7 @@ fn open_encrypted_attachment(part: &MessagePart<'_>, keys: Opener<'_>) -> Option
 }
 
 /// [`unwrap`] for one message, its attachments as they are.
-fn unwrap_one(raw: &[u8], keys: Opener<'_>) -> Result<Unwrapped, UnwrapError> {
+fn unwrap_one(raw: &[u8], keys: Opener<'_>, shape: Shape) -> Result<Unwrapped, UnwrapError> {
     let message = super::parse(raw).ok_or(UnwrapError::Unparsable)?;
     let mut headers = carried_headers(&message);
     let sender = message
@@ -506,7 +568,7 @@ fn unwrap_one(raw: &[u8], keys: Opener<'_>) -> Result<Unwrapped, UnwrapError> {
     let root = message.root_part();
     let original_content = entity_bytes(raw, root);
 
-    let shape = if exchange_mixed_up(&message) {
+    let shape = if shape == Shape::AsItCame && exchange_mixed_up(&message) {
         Kind::PgpMimeEncrypted
     } else {
         kind(root)
@@ -1057,22 +1119,28 @@ fn inline_blocks(
     let mut text = String::new();
     let (mut encrypted, mut opened_any) = (false, false);
     let mut notes = Vec::new();
-    let mut rest = &bytes[..];
-    loop {
-        // The next block of either kind, and where it ends.
-        let next = [(ARMOR_BEGIN, ARMOR_END), (CLEARSIGN_BEGIN, SIGNATURE_END)]
-            .into_iter()
-            .filter_map(|(begin, end)| {
-                let at = find(rest, begin)?;
-                let stop = at + find(&rest[at..], end)? + end.len();
-                Some((at, stop, begin == ARMOR_BEGIN))
-            })
-            .min_by_key(|(at, _, _)| *at);
-        let Some((begin, end, is_encrypted)) = next else {
+    let mut at = 0;
+    // Each kind's next marker, searched forward only: one pass over the
+    // text however many blocks it holds.
+    let kinds = [(ARMOR_BEGIN, ARMOR_END), (CLEARSIGN_BEGIN, SIGNATURE_END)];
+    let mut next: [Option<usize>; 2] = [0, 1].map(|k| find_line(&bytes, 0, kinds[k].0));
+    for _ in 0..MAX_INLINE_BLOCKS {
+        let Some(k) = (0..2)
+            .filter(|&k| next[k].is_some())
+            .min_by_key(|&k| next[k])
+        else {
             break;
         };
-        text.push_str(&decode_text(&rest[..begin], charset.as_deref()));
-        let block = &rest[begin..end];
+        let (begin_marker, end_marker) = kinds[k];
+        let begin = next[k].expect("chosen");
+        let Some(end) = find_line(&bytes, begin, end_marker).map(|e| e + end_marker.len()) else {
+            // No end after this begin: none after any later one either.
+            next[k] = None;
+            continue;
+        };
+        let is_encrypted = begin_marker == ARMOR_BEGIN;
+        text.push_str(&defang(&decode_text(&bytes[at..begin], charset.as_deref())));
+        let block = &bytes[begin..end];
         let limited = keys.limited(keys.limit.saturating_sub(text.len()));
         match limited.open(block) {
             Ok(opened) if opened.encrypted || !is_encrypted => {
@@ -1084,7 +1152,7 @@ fn inline_blocks(
                         "[The following was encrypted to the list key; {} (this block only)]\n",
                         opened.signatures
                     ));
-                    text.push_str(plaintext.trim_end());
+                    text.push_str(defang(&plaintext).trim_end());
                     text.push_str("\n[End of the encrypted text]");
                 } else {
                     notes.push(format!(
@@ -1096,22 +1164,27 @@ fn inline_blocks(
                         "[The following was signed; {} (this block only)]\n",
                         opened.signatures
                     ));
-                    text.push_str(plaintext.trim_end());
+                    text.push_str(defang(&plaintext).trim_end());
                     text.push_str("\n[End of the signed text]");
                 }
             }
             // Not for the list, or not readable: passed on as it came.
             Ok(_) | Err(OpenError::NotForList | OpenError::Malformed(_)) => {
-                text.push_str(&String::from_utf8_lossy(block));
+                text.push_str(&decode_text(block, charset.as_deref()));
             }
             Err(e @ OpenError::TooLarge(_)) => return Err(UnwrapError::Pgp(e)),
         }
-        rest = &rest[end..];
+        at = end;
+        for j in 0..2 {
+            if next[j].is_some_and(|n| n < at) {
+                next[j] = find_line(&bytes, at, kinds[j].0);
+            }
+        }
     }
     if !opened_any {
         return Ok(None);
     }
-    text.push_str(&decode_text(rest, charset.as_deref()));
+    text.push_str(&defang(&decode_text(&bytes[at..], charset.as_deref())));
     Ok(Some(InlineText {
         entity: super::text_part(&text),
         encrypted,
@@ -1182,6 +1255,43 @@ fn detached_smime(message: &Message<'_>, raw: &[u8]) -> Option<String> {
     let signature = message.parts.get(*children.get(1)? as usize)?;
     let signed_bytes = crlf(&raw[signed.offset_header as usize..signed.offset_end as usize]);
     Some(super::smime::detached(&signed_bytes, signature.contents()))
+}
+
+/// Most OpenPGP blocks opened in one text; real mail has one or two.
+const MAX_INLINE_BLOCKS: usize = 32;
+
+/// Where `needle` first occurs in `haystack` at or after `from`, at the
+/// start of a line (a quoted or dash-escaped marker is no marker).
+fn find_line(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let mut at = from;
+    while let Some(found) = find(haystack.get(at..)?, needle).map(|f| at + f) {
+        if found == 0 || haystack[found - 1] == b'\n' {
+            return Some(found);
+        }
+        at = found + 1;
+    }
+    None
+}
+
+/// `text` with every line that looks like one of the daemon's markers
+/// (`[The following was …]`, `[End of the …]`) quoted, so that a sender
+/// cannot make plain text look encrypted or signed.
+fn defang(text: &str) -> std::borrow::Cow<'_, str> {
+    const MARKERS: [&str; 2] = ["[The following was", "[End of the"];
+    if !MARKERS.iter().any(|m| text.contains(m)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let lines: Vec<String> = text
+        .split_inclusive('\n')
+        .map(|line| {
+            if MARKERS.iter().any(|m| line.trim_start().starts_with(m)) {
+                format!("(quoted) {line}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(lines.concat())
 }
 
 /// Where `needle` first occurs in `haystack`.
