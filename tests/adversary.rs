@@ -605,15 +605,7 @@ async fn an_outer_subject_edited_in_transit_is_never_shown_as_signed_nor_publish
                 Subject: Kappital 1.2.5 fix\r\n\r\n\
                 X-Case: KAP-2026-0002\r\nX-Embargo-Until: UNTIL\r\n\r\nUpgrade to 1.2.5.\r\n"
         .replace("UNTIL", &rfc3339(now + chrono::Duration::minutes(10)));
-    let signature = w.gpg.ok(
-        &[
-            "--armor",
-            "--detach-sign",
-            "--local-user",
-            "alice@example.org",
-        ],
-        part.as_bytes(),
-    );
+    let signature = common::detach_sign(&w.gpg, "alice@example.org", &part, None);
     let protected = common::multipart_signed(
         "alice@example.org",
         DISTRIBUTORS,

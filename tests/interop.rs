@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{armored_part, canary, list_public, start, Gpg};
 use embargod::clock::Clock;
@@ -22,21 +22,7 @@ use sequoia_openpgp::Cert;
 
 /// Runs `program` with `args`, feeding `stdin`; stdout and stderr.
 fn run(program: &str, args: &[&str], stdin: &[u8]) -> (Vec<u8>, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = input.write_all(&data);
-    });
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    let output = common::with_stdin(Command::new(program).args(args), stdin);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{program} {args:?}: {stderr}");
     (output.stdout, stderr)
@@ -64,46 +50,78 @@ trait Side {
     fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8>;
 }
 
+/// A Stateless OpenPGP (SOP) command line: Sequoia's `sqop`, or
+/// OpenPGP.js through `tests/interop/openpgpjs.mjs`, which speaks the same
+/// subset.
 struct Sop {
+    /// The program and its leading arguments.
+    program: Vec<String>,
+    id: &'static str,
+    /// RFC 9580: its key is v6, and it writes SEIPDv2 to a list key that
+    /// advertises it (checked).
+    rfc9580: bool,
     dir: tempfile::TempDir,
 }
 
 impl Sop {
-    fn new() -> Sop {
-        let dir = tempfile::tempdir().unwrap();
-        let (key, _) = run("sqop", &["generate-key", "sam <sam@example.org>"], b"");
-        std::fs::write(dir.path().join("sam.key"), key).unwrap();
-        Sop { dir }
+    fn new(program: Vec<String>, id: &'static str, rfc9580: bool) -> Sop {
+        let sop = Sop {
+            program,
+            id,
+            rfc9580,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let uid = format!("{id} <{id}@example.org>");
+        let (key, _) = sop.run(&["generate-key", &uid], b"");
+        std::fs::write(sop.key(), key).unwrap();
+        sop
     }
     fn key(&self) -> String {
-        self.dir.path().join("sam.key").display().to_string()
+        self.dir.path().join("key").display().to_string()
+    }
+    fn run(&self, args: &[&str], stdin: &[u8]) -> (Vec<u8>, String) {
+        let mut all: Vec<&str> = self.program[1..].iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run(&self.program[0], &all, stdin)
     }
 }
 
 impl Side for Sop {
     fn id(&self) -> &'static str {
-        "sam"
+        self.id
     }
     fn cert(&self) -> Cert {
         let key = std::fs::read(self.key()).unwrap();
-        Cert::from_bytes(&run("sqop", &["extract-cert"], &key).0).unwrap()
+        let cert = Cert::from_bytes(&self.run(&["extract-cert"], &key).0).unwrap();
+        if self.rfc9580 {
+            assert_eq!(cert.primary_key().key().version(), 6, "an RFC 9580 v6 key");
+        }
+        cert
     }
     fn encrypt_and_sign(&self, list_cert: &Path, entity: &[u8]) -> Vec<u8> {
         let list = list_cert.display().to_string();
-        run(
-            "sqop",
-            &["encrypt", "--sign-with", &self.key(), &list],
-            entity,
-        )
-        .0
+        let armored = self
+            .run(&["encrypt", "--sign-with", &self.key(), &list], entity)
+            .0;
+        if self.rfc9580 {
+            // RFC 9580 to a key that advertises it: SEIPDv2, AEAD (OCB).
+            let message = sequoia_openpgp::PacketPile::from_bytes(&armored).unwrap();
+            assert!(
+                message
+                    .descendants()
+                    .any(|p| matches!(p, sequoia_openpgp::Packet::SEIP(s) if s.version() == 2)),
+                "{} wrote SEIPDv2",
+                self.id
+            );
+        }
+        armored
     }
     fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8> {
         let verifications = self.dir.path().join("verifications");
         let _ = std::fs::remove_file(&verifications);
         let list = list_cert.display().to_string();
         let out = verifications.display().to_string();
-        let (plaintext, _) = run(
-            "sqop",
+        let (plaintext, _) = self.run(
             &[
                 "decrypt",
                 "--verifications-out",
@@ -115,7 +133,11 @@ impl Side for Sop {
             message,
         );
         let verified = std::fs::read_to_string(&verifications).unwrap();
-        assert!(!verified.trim().is_empty(), "sqop: no good list signature");
+        assert!(
+            !verified.trim().is_empty(),
+            "{}: no good list signature",
+            self.id
+        );
         plaintext
     }
 }
@@ -220,12 +242,6 @@ impl Side for Rnp {
     }
 }
 
-/// OpenPGP.js 6 (npm `openpgp`, under Node) with an RFC 9580 v6 key: it
-/// writes SEIPDv2 with OCB to the list, whose key advertises it.
-struct OpenPgpJs {
-    dir: tempfile::TempDir,
-}
-
 /// The OpenPGP.js command-line face, `tests/interop/openpgpjs.mjs`.
 fn openpgpjs() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -241,61 +257,6 @@ fn openpgpjs_installed() -> bool {
         eprintln!("SKIPPED: OpenPGP.js is not installed (.ci/deps runs npm ci in tests/interop)");
     }
     found
-}
-
-impl OpenPgpJs {
-    fn new() -> OpenPgpJs {
-        let dir = tempfile::tempdir().unwrap();
-        let (key, _) = run(
-            "node",
-            &[&openpgpjs(), "generate-key", "olga <olga@example.org>"],
-            b"",
-        );
-        std::fs::write(dir.path().join("olga.key"), key).unwrap();
-        OpenPgpJs { dir }
-    }
-    fn key(&self) -> String {
-        self.dir.path().join("olga.key").display().to_string()
-    }
-}
-
-impl Side for OpenPgpJs {
-    fn id(&self) -> &'static str {
-        "olga"
-    }
-    fn cert(&self) -> Cert {
-        let key = std::fs::read(self.key()).unwrap();
-        let cert = Cert::from_bytes(&run("node", &[&openpgpjs(), "extract-cert"], &key).0).unwrap();
-        assert_eq!(cert.primary_key().key().version(), 6, "an RFC 9580 v6 key");
-        cert
-    }
-    fn encrypt_and_sign(&self, list_cert: &Path, entity: &[u8]) -> Vec<u8> {
-        let list = list_cert.display().to_string();
-        let armored = run(
-            "node",
-            &[&openpgpjs(), "encrypt", &self.key(), &list],
-            entity,
-        )
-        .0;
-        // RFC 9580 to a key that advertises it: SEIPDv2, AEAD (OCB).
-        let message = sequoia_openpgp::PacketPile::from_bytes(&armored).unwrap();
-        assert!(
-            message
-                .descendants()
-                .any(|p| matches!(p, sequoia_openpgp::Packet::SEIP(s) if s.version() == 2)),
-            "OpenPGP.js wrote SEIPDv2"
-        );
-        armored
-    }
-    fn open(&self, list_cert: &Path, message: &[u8]) -> Vec<u8> {
-        let list = list_cert.display().to_string();
-        run(
-            "node",
-            &[&openpgpjs(), "decrypt", &self.key(), &list],
-            message,
-        )
-        .0
-    }
 }
 
 /// GnuPG 2.2 for the third column.
@@ -358,13 +319,15 @@ async fn reports_from_rnp_sqop_and_gnupg_reach_each_member_readable_by_their_own
     gpg.import(&list_public(&sandbox));
     sides.push(Box::new(GnuPg { gpg }));
     if installed("sqop", "version") {
-        sides.push(Box::new(Sop::new()));
+        sides.push(Box::new(Sop::new(vec!["sqop".into()], "sam", false)));
     }
     if installed("rnp", "--version") {
         sides.push(Box::new(Rnp::new(&list_cert)));
     }
     if openpgpjs_installed() {
-        sides.push(Box::new(OpenPgpJs::new()));
+        // OpenPGP.js 6 (npm `openpgp`, under Node) with an RFC 9580 v6 key.
+        let node = vec!["node".into(), openpgpjs()];
+        sides.push(Box::new(Sop::new(node, "olga", true)));
     }
     for side in &sides {
         let id = side.id();

@@ -229,6 +229,26 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Runs `command`, feeding it `stdin` from a thread of its own (so that
+/// a tool writing much output while reading cannot deadlock); its output.
+pub fn with_stdin(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
 /// GnuPG with its own home folder, removed (agent and all) on drop.
 pub struct Gpg {
     home: tempfile::TempDir,
@@ -263,7 +283,8 @@ impl Gpg {
 
     /// Runs gpg with `args`, feeding `stdin`; returns the raw output.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new("gpg")
+        let mut command = Command::new("gpg");
+        command
             .env("GNUPGHOME", self.home.path())
             .args([
                 "--batch",
@@ -274,21 +295,8 @@ impl Gpg {
                 "--passphrase",
                 "",
             ])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gpg runs (is GnuPG installed?)");
-        let mut input = child.stdin.take().unwrap();
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = input.write_all(&stdin);
-        });
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        output
+            .args(args);
+        with_stdin(&mut command, stdin)
     }
 
     /// Like [`Gpg::run`], panicking with gpg's stderr on failure.
@@ -396,11 +404,27 @@ pub fn signed_post(
          --inner\r\nContent-Type: text/x-diff; name=\"fix.patch\"\r\n\
          Content-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n{patch}\r\n--inner--"
     );
-    let signature = gpg.ok(
-        &["--armor", "--detach-sign", "--local-user", signer],
-        part.as_bytes(),
-    );
+    let signature = detach_sign(gpg, signer, &part, None);
     multipart_signed(signer, to, subject, &part, &signature)
+}
+
+/// `gpg`'s armored detached signature by `signer` over `part`, made at
+/// `time` when given (backdated or post-dated), else now.
+pub fn detach_sign(
+    gpg: &Gpg,
+    signer: &str,
+    part: &str,
+    time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<u8> {
+    let faked = time.map(gpg_time);
+    let mut args = vec!["--armor", "--detach-sign", "--local-user", signer];
+    if let Some(faked) = &faked {
+        args.splice(
+            0..0,
+            ["--ignore-time-conflict", "--faked-system-time", faked],
+        );
+    }
+    gpg.ok(&args, part.as_bytes())
 }
 
 /// An RFC 3156 multipart/signed message of `part` and its armored
@@ -572,15 +596,7 @@ pub fn signed_text(
     time: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Vec<u8> {
     let part = format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{keywords}\r\n{text}\r\n");
-    let faked = time.map(gpg_time);
-    let mut args = vec!["--armor", "--detach-sign", "--local-user", signer];
-    if let Some(faked) = &faked {
-        args.splice(
-            0..0,
-            ["--ignore-time-conflict", "--faked-system-time", faked],
-        );
-    }
-    let signature = gpg.ok(&args, part.as_bytes());
+    let signature = detach_sign(gpg, signer, &part, time);
     multipart_signed(signer, to, subject, &part, &signature)
 }
 

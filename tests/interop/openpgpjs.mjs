@@ -1,19 +1,37 @@
-// A small command-line face for OpenPGP.js, the way the interop tests use
-// GnuPG, RNP and sqop: each command reads stdin and writes stdout.
+// A small command-line face for OpenPGP.js speaking the subset of the
+// Stateless OpenPGP CLI (SOP) the interop tests use with sqop, so both are
+// driven the same way. Each command reads stdin and writes stdout.
 //
-//   node openpgpjs.mjs generate-key "Name <addr>"     -> armored v6 secret key
-//   node openpgpjs.mjs extract-cert < key             -> armored certificate
-//   node openpgpjs.mjs encrypt KEY CERT < text         -> signed, encrypted message
-//   node openpgpjs.mjs decrypt KEY CERT < message      -> text; fails unless CERT signed it
+//   generate-key "Name <addr>"                            -> armored v6 secret key
+//   extract-cert < key                                    -> armored certificate
+//   encrypt --sign-with KEY CERT < text                   -> signed, encrypted message
+//   decrypt --verifications-out OUT --verify-with CERT KEY < message
+//                                                         -> text; OUT names the good
+//                                                            signature; fails unless CERT signed it
 //
 // encrypt follows the recipient's preferences, as a mail client does: to
 // a certificate that advertises SEIPDv2 it writes AEAD (OCB), RFC 9580.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as openpgp from "openpgp";
 
 const stdin = () => readFileSync(0);
 const text = (file) => readFileSync(file, "utf8");
-const [command, ...args] = process.argv.slice(2);
+const [command, ...rest] = process.argv.slice(2);
+
+// `--name value` options, then the positional arguments.
+function parse(argv) {
+  const options = {};
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith("--")) {
+      options[argv[i].slice(2)] = argv[++i];
+    } else {
+      positional.push(argv[i]);
+    }
+  }
+  return { options, positional };
+}
+const { options, positional: args } = parse(rest);
 
 async function main() {
   switch (command) {
@@ -31,14 +49,14 @@ async function main() {
       return key.toPublic().armor();
     }
     case "encrypt": {
-      const signingKeys = await openpgp.readPrivateKey({ armoredKey: text(args[0]) });
-      const encryptionKeys = await openpgp.readKey({ armoredKey: text(args[1]) });
+      const signingKeys = await openpgp.readPrivateKey({ armoredKey: text(options["sign-with"]) });
+      const encryptionKeys = await openpgp.readKey({ armoredKey: text(args[0]) });
       const message = await openpgp.createMessage({ binary: stdin() });
       return openpgp.encrypt({ message, encryptionKeys, signingKeys });
     }
     case "decrypt": {
       const decryptionKeys = await openpgp.readPrivateKey({ armoredKey: text(args[0]) });
-      const verificationKeys = await openpgp.readKey({ armoredKey: text(args[1]) });
+      const verificationKeys = await openpgp.readKey({ armoredKey: text(options["verify-with"]) });
       const message = await openpgp.readMessage({ armoredMessage: stdin().toString() });
       const { data, signatures } = await openpgp.decrypt({
         message,
@@ -48,6 +66,8 @@ async function main() {
         expectSigned: true,
       });
       await signatures[0].verified;
+      const signer = verificationKeys.getFingerprint().toUpperCase();
+      writeFileSync(options["verifications-out"], `${new Date().toISOString()} ${signer}\n`);
       return Buffer.from(data);
     }
     default:
