@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use embargod::mark::trace::trace;
-use embargod::mark::{mark_text, words, MarkSecret};
+use embargod::mark::{mark_text, read, Layout, MarkSecret};
 use embargod::sandbox::index_copies;
 use embargod::store::{Store, StoreKey, KEY_LEN};
 
@@ -105,7 +105,7 @@ fn main() {
     println!(
         "excerpt: {} bytes, {} words",
         excerpt.len(),
-        words(&excerpt).len()
+        read(&excerpt, Layout::Plain).words.len()
     );
 
     let mut indexed = Vec::new();
@@ -122,7 +122,7 @@ fn main() {
     }
 
     // The alternative: every copy's mark checked against the excerpt.
-    let ws = words(&excerpt);
+    let ws = read(&excerpt, Layout::Plain).words;
     let mut scan = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();

@@ -42,6 +42,8 @@ pub struct Sandbox {
     pub delivery: String,
     /// Extra TOML appended to the `[lmtp]` table.
     pub lmtp_extra: String,
+    /// Extra TOML appended to the `[lists.security]` table (`marks = …`).
+    pub security_extra: String,
     /// Extra TOML tables appended at the end (`[embargo]`, say).
     pub extra: String,
 }
@@ -62,6 +64,7 @@ impl Sandbox {
             members: Vec::new(),
             delivery: format!("transport = \"file\"\nfile_dir = \"outbox\"\nfrom = \"{OWNER}\"\n"),
             lmtp_extra: String::new(),
+            security_extra: String::new(),
             extra: String::new(),
         })
     }
@@ -131,12 +134,13 @@ impl Sandbox {
              [delivery]\n{}\n\
              [list_key]\nsecret = \"keys/list.key\"\n\n\
              [control]\nsocket = \"control.sock\"\n\n\
-             [lists.security]\naddress = \"{SECURITY}\"\nmembers = [{}]\n\n\
+             [lists.security]\naddress = \"{SECURITY}\"\nmembers = [{}]\n{}\n\
              [lists.distributors]\naddress = \"{DISTRIBUTORS}\"\nmembers = [{}]\n\n\
              [lists.announce]\naddress = \"{ANNOUNCE}\"\n",
             self.lmtp_extra,
             self.delivery,
             ids(ListName::Security),
+            self.security_extra,
             ids(ListName::Distributors),
         );
         for member in &self.members {
@@ -232,7 +236,10 @@ pub fn index_copies(
     let mut batch = Batch::default();
     batch.shingles.push((
         message,
-        crate::mark::shingles(secret, &crate::mark::words(text)),
+        crate::mark::shingles(
+            secret,
+            &crate::mark::read(text, crate::mark::Layout::Plain).words,
+        ),
     ));
     batch.copy_index.extend((0..copies).map(|i| CopyInfo {
         copy_id: message * copies + i + 1,

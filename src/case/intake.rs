@@ -5,12 +5,12 @@
 //! and the case's Fix Team, encrypted to each.
 
 use crate::config::ListName;
-use crate::fanout::{fan_out, hold, info_text, Context, Held, Outgoing};
+use crate::fanout::{fan_out, hold, info_text, marks_for, Context, Held, Outgoing};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
 use crate::mime::encode_header_value;
-use crate::mime::inbound::{with_header, Encryption, Unwrapped};
+use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
 use crate::store::{Audience, Batch, Incoming, Source};
@@ -206,7 +206,7 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
     let who = ctx
         .store
         .mark_secret()
-        .shingle(&[address.to_ascii_lowercase()]);
+        .pseudonym(&address.to_ascii_lowercase());
     let limits = &ctx.config.limits;
     let counters = [
         (format!("acks/{who:016x}/{hour}"), limits.acks_per_hour),
@@ -272,8 +272,7 @@ fn forward(
         info,
         content,
         case.map(|c| c.id.clone()),
-        // Ciphertext to other keys is passed on untouched.
-        unwrapped.encryption != Encryption::ToOthers,
+        marks_for(config.lists.security.marks, unwrapped),
         config.lists.security.mark_patches,
     );
     fan_out(

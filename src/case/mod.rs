@@ -197,10 +197,7 @@ fn ref_key(ctx: &Context<'_>, message_id: &str) -> String {
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>');
-    format!(
-        "ref/{:016x}",
-        ctx.store.mark_secret().shingle(&[id.to_string()])
-    )
+    format!("ref/{:016x}", ctx.store.mark_secret().pseudonym(id))
 }
 
 fn store_err(e: StoreError) -> String {

@@ -236,8 +236,28 @@ pub struct List {
     pub address: Address,
     /// Member ids, each defined in a `[[member]]` table.
     pub members: Vec<String>,
-    /// Add an `Embargo-Copy:` trailer to `git format-patch` attachments.
+    /// How each member's copy is marked.
+    pub marks: Marks,
+    /// Add an `Embargo-Copy:` trailer to `git format-patch` attachments
+    /// (when `marks` is not `off`).
     pub mark_patches: bool,
+}
+
+/// How each member's copy of a list's mail is marked, so that a leaked
+/// copy names its recipient (`marks = …` on a list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Marks {
+    /// The copy header field, the visible line, and the invisible marks in
+    /// the prose (look-alike letters, sentence spacing): a leaked excerpt
+    /// is traced. Commands, code and identifiers are never changed, but
+    /// the prose is not byte-identical between copies.
+    Invisible,
+    /// The copy header field and the visible line only: every copy's text
+    /// is byte-identical; a leak that drops the line is not traced.
+    Visible,
+    /// Nothing per recipient but the encryption.
+    Off,
 }
 
 /// The lists: two embargod serves over LMTP, and the public one.

@@ -281,6 +281,8 @@ struct RawList {
     address: String,
     #[serde(default)]
     members: Vec<String>,
+    /// Default: invisible on distributors, visible on security.
+    marks: Option<super::Marks>,
     #[serde(default)]
     mark_patches: bool,
 }
@@ -407,6 +409,13 @@ impl Checker<'_> {
             name,
             address,
             members: raw.members.clone(),
+            // Distributors get embargoed patches and advisories: a leak
+            // there must be traceable. The security list carries reports
+            // the PST must read exactly as sent.
+            marks: raw.marks.unwrap_or(match name {
+                ListName::Distributors => super::Marks::Invisible,
+                _ => super::Marks::Visible,
+            }),
             mark_patches: raw.mark_patches,
         })
     }

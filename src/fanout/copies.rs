@@ -9,9 +9,13 @@ use rayon::prelude::*;
 use tracing::warn;
 
 use crate::clock::to_millis;
-use crate::config::{ListName, Member};
+use crate::config::{ListName, Marks, Member};
 use crate::keys::Keys;
-use crate::mark::{copy_id_hex, mark_text, patch::add_trailer, visible_line, MarkSecret};
+use crate::mark::html::MarkableHtml;
+use crate::mark::{
+    apply, copy_id_hex, edits, patch::add_trailer, read, visible_line, CopyKey, Layout, MarkSecret,
+    Reading,
+};
 use crate::mime::edit::{splice, TextSlot};
 use crate::mime::outbound::{inner_entity, outer_message, Envelope, ListIdentity};
 use crate::pgp::seal::{seal, SealError};
@@ -30,38 +34,99 @@ pub struct Outgoing {
     pub content: Vec<u8>,
     /// The case it belongs to, when known.
     pub case: Option<String>,
-    /// The prose that carries each copy's invisible mark (the first text
-    /// part); `None` for what is not embargoed content (notices) or cannot
-    /// be read (encrypted to others).
-    pub prose: Option<TextSlot>,
+    /// How each copy is marked.
+    pub marks: Marks,
+    /// The text parts that carry each copy's invisible marks: every part a
+    /// mail client shows, plain and HTML. Empty unless marks are
+    /// invisible.
+    pub prose: Vec<ProsePart>,
     /// `git format-patch` attachments that get an `Embargo-Copy:` trailer.
     pub patches: Vec<TextSlot>,
 }
 
+/// A text part read once, to be marked for each copy.
+#[derive(Debug, Clone)]
+pub struct ProsePart {
+    slot: TextSlot,
+    text: ProseText,
+}
+
+#[derive(Debug, Clone)]
+enum ProseText {
+    Plain(Reading),
+    Html(MarkableHtml),
+}
+
+impl ProsePart {
+    fn new(slot: TextSlot) -> Option<ProsePart> {
+        let text = if slot.html {
+            ProseText::Html(MarkableHtml::new(&slot.text)?)
+        } else {
+            ProseText::Plain(read(&slot.text, Layout::Plain))
+        };
+        Some(ProsePart { slot, text })
+    }
+
+    /// The prose words, as [`crate::mark::trace`] reads them back.
+    pub fn words(&self) -> &[crate::mark::Word] {
+        match &self.text {
+            ProseText::Plain(reading) => &reading.words,
+            ProseText::Html(html) => html.words(),
+        }
+    }
+
+    /// The part's text with the marks of `key` (`None`: left as it is).
+    fn marked(&self, key: &CopyKey) -> Option<String> {
+        match &self.text {
+            ProseText::Plain(reading) => Some(apply(
+                &self.slot.text,
+                &edits(&self.slot.text, reading, key, Layout::Plain),
+            )),
+            ProseText::Html(html) => html.mark(key),
+        }
+    }
+}
+
+/// The marks a list's copies of `unwrapped` get: ciphertext to other keys
+/// is passed on untouched, so it gets no invisible marks.
+pub fn marks_for(list: Marks, unwrapped: &crate::mime::inbound::Unwrapped) -> Marks {
+    match (list, &unwrapped.encryption) {
+        (Marks::Invisible, crate::mime::inbound::Encryption::ToOthers) => Marks::Visible,
+        (marks, _) => marks,
+    }
+}
+
 impl Outgoing {
-    /// What goes to every recipient. `marked`: the prose carries each
-    /// copy's marks (everything embargoed); `mark_patches`: patches get
-    /// the copy's trailer too.
+    /// What goes to every recipient, marked as `marks` says;
+    /// `mark_patches`: with invisible marks, patches get the copy's
+    /// trailer too.
     pub fn new(
         headers: Vec<u8>,
         info: String,
         content: Vec<u8>,
         case: Option<String>,
-        marked: bool,
+        marks: Marks,
         mark_patches: bool,
     ) -> Outgoing {
+        let invisible = marks == Marks::Invisible;
         // Marks change the signed text, so a sender's signature would no
         // longer verify in the copy; the daemon checked it, and the info
-        // part says what it found.
-        let content = if marked {
+        // part says what it found. Without them the signature stays, for
+        // members to check themselves.
+        let content = if invisible {
             crate::mime::edit::unsigned(&content)
         } else {
             content
         };
-        let prose = marked
-            .then(|| crate::mime::edit::first_text(&content))
-            .flatten();
-        let patches = if marked && mark_patches {
+        let prose = if invisible {
+            crate::mime::edit::body_texts(&content)
+                .into_iter()
+                .filter_map(ProsePart::new)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let patches = if invisible && mark_patches {
             crate::mime::edit::text_parts(&content, crate::mark::patch::is_format_patch)
         } else {
             Vec::new()
@@ -71,9 +136,44 @@ impl Outgoing {
             info,
             content,
             case,
+            marks,
             prose,
             patches,
         }
+    }
+
+    /// The content entity of copy `copy_id`: every prose part with the
+    /// copy's invisible marks, every patch with its trailer (only with
+    /// invisible marks; otherwise the content as it is).
+    pub fn marked_content(&self, secret: &MarkSecret, copy_id: u64) -> Vec<u8> {
+        let key = secret.copy_key(copy_id);
+        let hex = copy_id_hex(copy_id);
+        let mut edits: Vec<(&TextSlot, String)> = self
+            .prose
+            .iter()
+            .filter_map(|part| Some((&part.slot, part.marked(&key)?)))
+            .collect();
+        edits.extend(
+            self.patches
+                .iter()
+                .map(|slot| (slot, add_trailer(&slot.text, &hex))),
+        );
+        if edits.is_empty() {
+            return self.content.clone();
+        }
+        splice(&self.content, &edits)
+    }
+
+    /// The keyed shingles of every marked part, for the trace index.
+    pub fn shingles(&self, secret: &MarkSecret) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .prose
+            .iter()
+            .flat_map(|part| crate::mark::shingles(secret, part.words()))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 }
 
@@ -240,20 +340,21 @@ pub fn seal_entity(
 }
 
 /// The marks of one copy: its id in a header field, a visible line naming
-/// the recipient, the invisible mark in the prose, trailers in patches.
+/// the recipient, the invisible marks in every prose part, trailers in
+/// patches — as far as the list's `marks` setting goes.
 fn mark(
     marks: &MarkSecret,
     member: &Member,
     copy_id: u64,
     outgoing: &Outgoing,
 ) -> (Vec<u8>, String, Vec<u8>) {
-    let Some(prose) = &outgoing.prose else {
+    if outgoing.marks == Marks::Off {
         return (
             outgoing.headers.clone(),
             outgoing.info.clone(),
             outgoing.content.clone(),
         );
-    };
+    }
     let hex = copy_id_hex(copy_id);
     let mut headers = outgoing.headers.clone();
     headers.extend_from_slice(format!("X-Embargod-Copy: {hex}\r\n").as_bytes());
@@ -262,14 +363,7 @@ fn mark(
         outgoing.info,
         visible_line(&member.id, member.email.as_ref(), copy_id)
     );
-    let mut edits = vec![(prose, mark_text(&prose.text, &marks.copy_key(copy_id)))];
-    edits.extend(
-        outgoing
-            .patches
-            .iter()
-            .map(|slot| (slot, add_trailer(&slot.text, &hex))),
-    );
-    (headers, info, splice(&outgoing.content, &edits))
+    (headers, info, outgoing.marked_content(marks, copy_id))
 }
 
 /// Lower-case hex SHA-256.

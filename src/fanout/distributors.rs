@@ -187,7 +187,7 @@ pub(super) fn post(
                 info,
                 content.clone(),
                 pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
-                unwrapped.encryption != crate::mime::inbound::Encryption::ToOthers,
+                super::marks_for(list.marks, unwrapped),
                 list.mark_patches,
             );
             let members = recipients(ctx);

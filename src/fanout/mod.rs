@@ -27,7 +27,7 @@ use crate::mime::inbound::{unwrap, Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::store::{Audience, Batch, Incoming, IncomingMeta, QuarantineMeta, Source, Store};
 
-pub use copies::{seal_copies, sha256_hex, Outgoing};
+pub use copies::{marks_for, seal_copies, sha256_hex, Outgoing};
 
 /// What processing reads: configuration, keys, the store (for embargoes)
 /// and the time.
@@ -124,7 +124,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
                 info,
                 unwrapped.content.clone(),
                 None,
-                false,
+                crate::config::Marks::Off,
                 false,
             );
             fan_out(
@@ -190,9 +190,8 @@ pub(crate) fn fan_out(
     let sealed = seal_copies(
         ctx.keys, marks, identity, list, members, outgoing, id, notice, ctx.now,
     );
-    if let Some(prose) = &outgoing.prose {
-        let shingles = crate::mark::shingles(marks, &crate::mark::words(&prose.text));
-        batch.shingles.push((id, shingles));
+    if !outgoing.prose.is_empty() {
+        batch.shingles.push((id, outgoing.shingles(marks)));
     }
     batch.copy_index.extend(sealed.index);
     info!(

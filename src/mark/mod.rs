@@ -1,28 +1,40 @@
 //! Marking each copy so that a leaked one can be traced to its recipient.
 //!
-//! Three marks, from the easiest to strip to the hardest:
+//! Four marks, from the easiest to strip to the hardest:
 //! 1. an `X-Embargod-Copy` header field in the encrypted entity;
 //! 2. a visible line naming the recipient (a deterrent);
-//! 3. an invisible mark spread through the prose of the first text part:
-//!    in each word, a keyed pseudo-random bit decides whether one letter is
-//!    swapped for its Cyrillic look-alike (`a` → `а`). The bit depends on
-//!    the copy and on the word and the word before it, never on a position
-//!    in the text, so the mark survives what a leak does: quoting,
-//!    re-wrapping, whitespace changes, HTML and back, cutting to an
-//!    excerpt. Every word of the excerpt is a vote; [`trace`] counts them.
+//! 3. look-alike letters: in each prose word, a keyed pseudo-random bit
+//!    decides whether one letter is swapped for its Cyrillic look-alike
+//!    (`a` → `а`);
+//! 4. sentence spacing: between two sentences on one line, a second keyed
+//!    bit decides between one space and two (in HTML, a space and a
+//!    no-break space). Both forms are ordinary typing, and a Unicode
+//!    confusables pass (UTS #39 skeleton) leaves both alone, so this mark
+//!    survives a leaker who strips the look-alikes. It carries one bit per
+//!    sentence, far fewer than (3), so it names a recipient from a longer
+//!    text.
 //!
-//! Patches (from the first line of a diff on) and attachments are never
-//! touched, so a patch still applies.
+//! Marks (3) and (4) go only into prose ([`prose`] decides, and when unsure
+//! nothing is prose): commands, code, identifiers, fingerprints, URLs,
+//! armor and patches are never changed. Their bits depend on the copy and
+//! on the words around them, never on a position in the text, so they
+//! survive what a leak does: quoting, re-wrapping, HTML and back, cutting
+//! to an excerpt. Every mark of the excerpt is a vote; [`trace`] counts
+//! them. Attachments are never touched, so a patch still applies.
 
+pub mod html;
 pub mod patch;
+pub mod prose;
 pub mod trace;
+
+use std::ops::Range;
 
 use sequoia_openpgp::types::HashAlgorithm;
 
+pub use prose::Layout;
+
 /// Words shorter than this carry no mark.
 const MIN_WORD: usize = 2;
-/// What may surround a word without making it something else.
-const PUNCTUATION: &str = "\"'`()[]{}<>.,;:!?*_";
 /// Words per shingle: the unit by which a leak is matched to a message.
 pub const SHINGLE: usize = 4;
 
@@ -74,6 +86,13 @@ pub fn canonical(text: &str) -> String {
     text.chars().map(|c| latin(c).unwrap_or(c)).collect()
 }
 
+/// A word as every version of it reads the same after a Unicode
+/// confusables pass (UTS #39 skeleton), look-alikes or not.
+fn skeleton(word: &str) -> String {
+    let once: String = unicode_security::skeleton(word).collect();
+    unicode_security::skeleton(&once.to_lowercase()).collect()
+}
+
 /// The secret all marks of one installation derive from (itself derived
 /// from the store key, so it is as private as the spool).
 #[derive(Clone)]
@@ -90,26 +109,59 @@ impl MarkSecret {
         MarkSecret(digest(&[b"embargod-mark-v1", store_key]))
     }
 
-    /// The key of one copy's invisible mark.
+    /// The key of one copy's marks.
     pub fn copy_key(&self, copy_id: u64) -> CopyKey {
         CopyKey(digest(&[b"copy", &self.0, &copy_id.to_be_bytes()]))
     }
 
-    /// The keyed hash of a shingle (SHINGLE canonical words).
-    pub fn shingle(&self, words: &[String]) -> u64 {
+    /// The keyed hash of a shingle of [`Word::skeleton`]s: what the trace
+    /// index holds for each message.
+    pub fn shingle(&self, skeletons: &[&str]) -> u64 {
+        self.keyed(b"shingle-v2", skeletons)
+    }
+
+    /// The same over [`Word::canonical`]s: the index of messages marked
+    /// before the skeleton shingles (read by [`trace`] only).
+    pub fn legacy_shingle(&self, canonicals: &[&str]) -> u64 {
+        self.keyed(b"shingle", canonicals)
+    }
+
+    /// A keyed 64-bit name for `value` (an address, a Message-ID) in store
+    /// keys, so the store never holds it in clear. The same function as
+    /// [`MarkSecret::legacy_shingle`], so keys written before stay valid.
+    pub fn pseudonym(&self, value: &str) -> u64 {
+        self.keyed(b"shingle", &[value])
+    }
+
+    fn keyed(&self, label: &[u8], words: &[&str]) -> u64 {
         let joined = words.join(" ");
-        let d = digest(&[b"shingle", &self.0, joined.as_bytes()]);
+        let d = digest(&[label, &self.0, joined.as_bytes()]);
         u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
     }
 }
 
-/// The key of one copy's mark.
+/// The key of one copy's marks.
 pub struct CopyKey([u8; 32]);
 
 impl CopyKey {
-    /// The mark bit of `word` after `prev` (both canonical).
+    /// The look-alike bit of `word` after `prev` ([`Word::canonical`]s).
     pub fn bit(&self, prev: &str, word: &str) -> bool {
         digest(&[&self.0, prev.as_bytes(), b"\0", word.as_bytes()])[0] & 1 == 1
+    }
+
+    /// The spacing bit between the sentence that ends with `before` and the
+    /// one that starts with `after` ([`Word::skeleton`]s): two spaces when
+    /// set.
+    pub fn space_bit(&self, before: &str, after: &str) -> bool {
+        digest(&[
+            b"space",
+            &self.0,
+            before.as_bytes(),
+            b"\0",
+            after.as_bytes(),
+        ])[0]
+            & 1
+            == 1
     }
 }
 
@@ -127,105 +179,139 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
         .expect("32 bytes")
 }
 
-/// A word of prose: where it is, its canonical form, and whether it
+/// A word of prose: where it is, its canonical forms, and whether it
 /// carries a look-alike letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
     pub start: usize,
     pub end: usize,
-    /// Lower case, look-alikes mapped back to Latin.
+    /// Lower case, look-alikes mapped back to Latin: what the look-alike
+    /// bits are keyed on.
     pub canonical: String,
+    /// Lower case after a confusables pass: what shingles and spacing
+    /// bits are keyed on, so they survive one.
+    pub skeleton: String,
     pub marked: bool,
     /// Has a letter that can take a look-alike.
     pub markable: bool,
 }
 
-/// The words of `text` that can carry the mark: whitespace-separated
-/// chunks whose core (without surrounding punctuation) is letters only.
-/// URLs, addresses, identifiers and numbers are left out. Reading stops at
-/// the first line of a diff, so patches are never part of it.
-pub fn words(text: &str) -> Vec<Word> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start_matches(['>', ' ', '\t']);
-        if ["diff --git ", "--- a/", "+++ b/", "Index: ", "@@ "]
-            .iter()
-            .any(|start| trimmed.starts_with(start))
-        {
-            break;
-        }
-        let mut pos = 0;
-        for chunk in line.split(|c: char| c.is_whitespace()) {
-            let chunk_start = offset + pos;
-            pos += chunk.len()
-                + line[pos + chunk.len()..]
-                    .chars()
-                    .next()
-                    .map_or(0, char::len_utf8);
-            let core = chunk.trim_matches(|c: char| PUNCTUATION.contains(c));
-            if core.chars().count() < MIN_WORD
-                || !core
-                    .chars()
-                    .all(|c| c.is_ascii_alphabetic() || latin(c).is_some())
-            {
-                continue;
-            }
-            let lead = chunk.len()
-                - chunk
-                    .trim_start_matches(|c: char| PUNCTUATION.contains(c))
-                    .len();
-            let canonical: String = core
-                .chars()
-                .map(|c| latin(c).unwrap_or(c).to_ascii_lowercase())
-                .collect();
-            out.push(Word {
-                start: chunk_start + lead,
-                end: chunk_start + lead + core.len(),
+/// The space between two sentences on one line: where it is, whether it
+/// shows as two spaces, and the words on either side (indices into
+/// [`Reading::words`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub start: usize,
+    pub end: usize,
+    pub doubled: bool,
+    pub before: usize,
+    pub after: usize,
+}
+
+/// The places of a text that can carry marks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reading {
+    pub words: Vec<Word>,
+    pub gaps: Vec<Gap>,
+}
+
+/// Reads the prose of `text` (see [`prose`]).
+pub fn read(text: &str, layout: Layout) -> Reading {
+    let prose = prose::read(text, layout);
+    let words = prose
+        .words
+        .iter()
+        .map(|range| {
+            let core = &text[range.clone()];
+            Word {
+                start: range.start,
+                end: range.end,
+                canonical: canonical(core).to_ascii_lowercase(),
+                skeleton: skeleton(core),
                 marked: core.chars().any(|c| latin(c).is_some()),
                 markable: core
                     .chars()
                     .any(|c| look_alike(c).is_some() || latin(c).is_some()),
-                canonical,
-            });
+            }
+        })
+        .collect();
+    let gaps = prose
+        .gaps
+        .into_iter()
+        .map(|(range, before, after)| Gap {
+            doubled: text[range.clone()].chars().count() > 1,
+            start: range.start,
+            end: range.end,
+            before,
+            after,
+        })
+        .collect();
+    Reading { words, gaps }
+}
+
+/// One copy's changes to a text: (byte range, what replaces it), in order
+/// and never overlapping.
+pub fn edits(
+    text: &str,
+    reading: &Reading,
+    key: &CopyKey,
+    layout: Layout,
+) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    let mut gaps = reading.gaps.iter().peekable();
+    let mut prev = "";
+    for word in &reading.words {
+        while let Some(gap) = gaps.next_if(|g| g.end <= word.start) {
+            let doubled = key.space_bit(
+                &reading.words[gap.before].skeleton,
+                &reading.words[gap.after].skeleton,
+            );
+            let space = match (doubled, layout) {
+                (false, _) => " ",
+                (true, Layout::Plain) => "  ",
+                (true, Layout::Html) => " \u{a0}",
+            };
+            if &text[gap.start..gap.end] != space {
+                out.push((gap.start..gap.end, space.to_string()));
+            }
         }
-        offset += line.len();
+        if word.markable && key.bit(prev, &word.canonical) {
+            let letter = text[word.start..word.end]
+                .char_indices()
+                .find_map(|(i, c)| look_alike(c).map(|cyr| (i, c, cyr)));
+            if let Some((i, c, cyr)) = letter {
+                let at = word.start + i;
+                out.push((at..at + c.len_utf8(), cyr.to_string()));
+            }
+        }
+        prev = &word.canonical;
     }
     out
 }
 
-/// `text` with the invisible mark of `key`: in each markable word whose
-/// bit is set, its first markable letter swapped for the look-alike.
-pub fn mark_text(text: &str, key: &CopyKey) -> String {
-    let words = words(text);
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
+/// `text` with `edits` made.
+pub fn apply(text: &str, edits: &[(Range<usize>, String)]) -> String {
+    let mut out = String::with_capacity(text.len() + edits.len() * 2);
     let mut copied = 0;
-    let mut prev = String::new();
-    for word in &words {
-        if word.markable && key.bit(&prev, &word.canonical) {
-            out.push_str(&text[copied..word.start]);
-            let mut swapped = false;
-            for c in text[word.start..word.end].chars() {
-                match look_alike(c).filter(|_| !swapped) {
-                    Some(cyr) => {
-                        out.push(cyr);
-                        swapped = true;
-                    }
-                    None => out.push(c),
-                }
-            }
-            copied = word.end;
-        }
-        prev.clone_from(&word.canonical);
+    for (range, replacement) in edits {
+        out.push_str(&text[copied..range.start]);
+        out.push_str(replacement);
+        copied = range.end;
     }
     out.push_str(&text[copied..]);
     out
 }
 
+/// Plain `text` with the marks of `key`.
+pub fn mark_text(text: &str, key: &CopyKey) -> String {
+    let reading = read(text, Layout::Plain);
+    apply(text, &edits(text, &reading, key, Layout::Plain))
+}
+
 /// The keyed shingles of a text's words, for the trace index.
 pub fn shingles(secret: &MarkSecret, words: &[Word]) -> Vec<u64> {
-    let canonical: Vec<String> = words.iter().map(|w| w.canonical.clone()).collect();
-    let mut out: Vec<u64> = canonical
+    let skeletons: Vec<&str> = words.iter().map(|w| w.skeleton.as_str()).collect();
+    let mut out: Vec<u64> = skeletons
         .windows(SHINGLE)
         .map(|w| secret.shingle(w))
         .collect();
@@ -262,11 +348,12 @@ the fix is released; see https://example.org/x and KAP-2026-0001 for details.\n"
         let a = mark_text(PROSE, &secret.copy_key(1));
         let b = mark_text(PROSE, &secret.copy_key(2));
         assert_ne!(a, b);
-        assert_eq!(canonical(&a), PROSE);
+        assert_eq!(canonical(&a).replace("  ", " "), PROSE);
         // URLs and identifiers are left alone.
         assert!(a.contains("https://example.org/x") && a.contains("KAP-2026-0001"));
-        let marked = words(&a).iter().filter(|w| w.marked).count();
-        let all = words(&a).iter().filter(|w| w.markable).count();
+        let words = read(&a, Layout::Plain).words;
+        let marked = words.iter().filter(|w| w.marked).count();
+        let all = words.iter().filter(|w| w.markable).count();
         assert!(
             marked * 3 > all && marked * 3 < all * 2,
             "about half: {marked} of {all}"
@@ -281,5 +368,37 @@ the fix is released; see https://example.org/x and KAP-2026-0001 for details.\n"
             let marked = mark_text(text, &secret.copy_key(id));
             assert!(marked.ends_with("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old code here\n+new code here\n"));
         }
+    }
+
+    #[test]
+    fn sentence_spacing_survives_a_confusables_pass() {
+        let secret = MarkSecret::derive(&[9; 32]);
+        let text = "The tool fails. It writes outside the tree. We have a fix. Please test it. \
+Release is next week. Tell nobody yet.\n";
+        let spacings: Vec<Vec<bool>> = (0..8)
+            .map(|id| {
+                let marked = mark_text(text, &secret.copy_key(id));
+                // What a leaker's confusables pass leaves.
+                let stripped: String = marked
+                    .chars()
+                    .flat_map(|c| {
+                        if c.is_ascii() {
+                            vec![c]
+                        } else {
+                            unicode_security::skeleton(&c.to_string()).collect()
+                        }
+                    })
+                    .collect();
+                assert!(stripped.is_ascii());
+                read(&stripped, Layout::Plain)
+                    .gaps
+                    .iter()
+                    .map(|g| g.doubled)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(spacings[0].len(), 5);
+        let distinct: std::collections::HashSet<_> = spacings.iter().collect();
+        assert!(distinct.len() >= 6, "{spacings:?}");
     }
 }

@@ -1,19 +1,28 @@
 //! Tracing a leak: from a suspected leaked text (a whole message, a
-//! forwarded copy, a pasted excerpt) back to the copy it came from.
+//! forwarded copy, a digest, an HTML view, a pasted excerpt) back to the
+//! copy it came from.
 //!
-//! The excerpt's words are matched to a message through the keyed shingle
-//! index (no content is stored, only keyed hashes of word 4-grams). For
-//! each copy of that message, every marked-or-not word is a vote: the copy
+//! Every text the leak holds is read: each text and HTML part, attached
+//! messages and digest entries at any depth, and copy header fields and
+//! visible lines wherever they appear. The excerpt's words are matched to
+//! a message through the keyed shingle index (no content is stored, only
+//! keyed hashes of word 4-grams). For each copy of that message, each
+//! place that can carry a mark is a vote: a prose word (look-alike letter
+//! or not) and a space between two sentences (one space or two). The copy
 //! the leak came from agrees with all of them, any other copy with about
 //! half. A copy is named only when it alone agrees with nearly all votes,
 //! and there are enough of them; two copies that together explain the
 //! excerpt (and neither alone) are named as candidates — a collusion, or
 //! an excerpt pasted from two sources.
+//!
+//! A leak with no look-alike letter at all where a copy would have about
+//! one in two was stripped (or never marked): only its sentence spacing
+//! votes then, which a confusables pass leaves alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::{words, CopyKey, MarkSecret, Word, SHINGLE};
+use super::{read, CopyKey, Layout, MarkSecret, Reading, SHINGLE};
 use crate::store::{CopyInfo, Store, StoreError};
 
 /// Fewest votes that can name anyone.
@@ -77,22 +86,13 @@ impl fmt::Display for Verdict {
 
 /// Traces `leak` against the copies recorded in `store`.
 pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict, StoreError> {
-    let (text, header) = leak_text(leak);
+    let leak = Leak::read(leak);
     let mut evidence = Vec::new();
     let mut direct: Vec<CopyInfo> = Vec::new();
-    if let Some(id) = header {
+    let mut named = |id: u64, what: &str, direct: &mut Vec<CopyInfo>| -> Result<(), StoreError> {
         if let Some(copy) = store.copy(id)? {
             evidence.push(format!(
-                "header X-Embargod-Copy names copy {}",
-                super::copy_id_hex(id)
-            ));
-            direct.push(copy);
-        }
-    }
-    if let Some(id) = visible_copy_id(&text) {
-        if let Some(copy) = store.copy(id)? {
-            evidence.push(format!(
-                "visible line names copy {} ({})",
+                "{what} names copy {} ({})",
                 super::copy_id_hex(id),
                 copy.member
             ));
@@ -100,17 +100,25 @@ pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict,
                 direct.push(copy);
             }
         }
+        Ok(())
+    };
+    for id in &leak.headers {
+        named(*id, "header X-Embargod-Copy", &mut direct)?;
+    }
+    for id in visible_copy_ids(&leak.text) {
+        named(id, "visible line", &mut direct)?;
     }
 
-    let words = words(&text);
-    let invisible = invisible_mark(store, secret, &words)?;
+    let reading = read(&leak.text, Layout::Plain);
+    let invisible = invisible_mark(store, secret, &reading)?;
     match invisible {
         Mark::One(copy, note) => {
             evidence.push(note);
             if direct.iter().any(|c| c.copy_id != copy.copy_id) {
                 let mut copies = direct;
-                copies.push(copy);
-                copies.dedup_by_key(|c| c.copy_id);
+                if !copies.iter().any(|c| c.copy_id == copy.copy_id) {
+                    copies.push(copy);
+                }
                 evidence.push(
                     "the marks disagree; someone may have planted a copy's header or line".into(),
                 );
@@ -154,40 +162,109 @@ enum Mark {
     None(String),
 }
 
-/// The votes of `words` for the copies of the messages they come from.
-fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<Mark, StoreError> {
+/// One place of the leak that can carry a mark.
+enum Vote {
+    /// A prose word (index into the reading's words): look-alike or not.
+    Letter(usize),
+    /// A space between sentences (index into the reading's gaps).
+    Spacing(usize),
+}
+
+/// The votes of `reading` for the copies of the message it comes from.
+fn invisible_mark(
+    store: &Store,
+    secret: &MarkSecret,
+    reading: &Reading,
+) -> Result<Mark, StoreError> {
+    let words = &reading.words;
     if words.len() < SHINGLE {
-        return Ok(Mark::None("too little text".into()));
+        return Ok(Mark::None("too little prose".into()));
     }
-    // Which message does each position's shingle come from?
-    let canonical: Vec<String> = words.iter().map(|w| w.canonical.clone()).collect();
-    let mut positions: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    // Which message does each position's shingle come from? Shingles of
+    // skeletons (what the index holds), and of canonical words for
+    // messages marked before those.
+    let skeletons: Vec<&str> = words.iter().map(|w| w.skeleton.as_str()).collect();
+    let canonicals: Vec<&str> = words.iter().map(|w| w.canonical.as_str()).collect();
+    // message → (shingle ends, matched by a skeleton shingle)
+    let mut positions: BTreeMap<u64, (Vec<usize>, bool)> = BTreeMap::new();
     let mut cache: HashMap<u64, Vec<u64>> = HashMap::new();
     for end in SHINGLE - 1..words.len() {
-        let shingle = secret.shingle(&canonical[end + 1 - SHINGLE..=end]);
-        let messages = match cache.get(&shingle) {
-            Some(m) => m.clone(),
-            None => {
-                let m = store.messages_with_shingle(shingle)?;
-                cache.insert(shingle, m.clone());
-                m
+        let span = end + 1 - SHINGLE..=end;
+        for (shingle, modern) in [
+            (secret.shingle(&skeletons[span.clone()]), true),
+            (secret.legacy_shingle(&canonicals[span]), false),
+        ] {
+            let messages = match cache.get(&shingle) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = store.messages_with_shingle(shingle)?;
+                    cache.insert(shingle, m.clone());
+                    m
+                }
+            };
+            for message in messages {
+                let entry = positions.entry(message).or_default();
+                if entry.0.last() != Some(&end) {
+                    entry.0.push(end);
+                }
+                entry.1 |= modern;
             }
-        };
-        for message in messages {
-            positions.entry(message).or_default().push(end);
         }
     }
-    let Some((&message, sites)) = positions.iter().max_by_key(|(_, sites)| sites.len()) else {
+    let Some((&message, (ends, modern))) = positions.iter().max_by_key(|(_, (ends, _))| ends.len())
+    else {
         return Ok(Mark::None("the text matches no marked message".into()));
     };
-    let sites: Vec<usize> = sites
-        .iter()
-        .copied()
-        .filter(|&i| words[i].markable)
+    // The words inside matched shingles vote (each needs its word before).
+    let mut covered = vec![false; words.len()];
+    for &end in ends {
+        covered[end + 1 - SHINGLE..=end]
+            .iter_mut()
+            .for_each(|c| *c = true);
+    }
+    let letters: Vec<(usize, Vote)> = (1..words.len())
+        .filter(|&i| covered[i] && words[i].markable)
+        .map(|i| (words[i].start, Vote::Letter(i)))
         .collect();
+    // Messages marked before sentence spacing have none to read.
+    let spacings: Vec<(usize, Vote)> = reading
+        .gaps
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| *modern && covered[g.before] && covered[g.after])
+        .map(|(i, g)| (g.start, Vote::Spacing(i)))
+        .collect();
+    // A channel with only one form in the whole leak was stripped, or the
+    // text was never marked: its votes say nothing of any copy.
+    let both = |votes: &[(usize, Vote)], shows: &dyn Fn(&Vote) -> bool| {
+        votes.iter().any(|(_, v)| shows(v)) && votes.iter().any(|(_, v)| !shows(v))
+    };
+    let shows = |vote: &Vote| match vote {
+        Vote::Letter(i) => words[*i].marked,
+        Vote::Spacing(g) => reading.gaps[*g].doubled,
+    };
+    let letters_read = both(&letters, &shows);
+    let spacing_read = both(&spacings, &shows);
+    let mut channels = Vec::new();
+    let mut sites: Vec<(usize, Vote)> = Vec::new();
+    if letters_read {
+        channels.push(format!("{} words", letters.len()));
+        sites.extend(letters);
+    } else if letters.len() >= MIN_VOTES {
+        channels.push(format!(
+            "no look-alike letter in {} words that would carry about half: stripped, or never marked",
+            letters.len()
+        ));
+    }
+    if spacing_read {
+        channels.push(format!("{} sentence spaces", spacings.len()));
+        sites.extend(spacings);
+    }
+    sites.sort_by_key(|(at, _)| *at);
+    let channels = channels.join("; ");
     if sites.len() < MIN_VOTES {
         return Ok(Mark::None(format!(
-            "only {} marked words match message {message}; at least {MIN_VOTES} are needed to name anyone",
+            "only {} marks match message {message} ({channels}); at least {MIN_VOTES} are needed to name anyone",
             sites.len()
         )));
     }
@@ -199,7 +276,16 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
             let key: CopyKey = secret.copy_key(copy.copy_id);
             sites
                 .iter()
-                .map(|&i| key.bit(&words[i - 1].canonical, &words[i].canonical) == words[i].marked)
+                .map(|(_, vote)| {
+                    let expected = match vote {
+                        Vote::Letter(i) => key.bit(&words[i - 1].canonical, &words[*i].canonical),
+                        Vote::Spacing(g) => {
+                            let gap = &reading.gaps[*g];
+                            key.space_bit(&words[gap.before].skeleton, &words[gap.after].skeleton)
+                        }
+                    };
+                    expected == shows(vote)
+                })
                 .collect()
         })
         .collect();
@@ -210,7 +296,7 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
         .filter(|&c| score(&agree[c]) >= needed)
         .collect();
     strong.sort_by_key(|&c| std::cmp::Reverse(score(&agree[c])));
-    let summary = |c: usize| format!("{} of {} marked words agree", score(&agree[c]), n);
+    let summary = |c: usize| format!("{} of {n} marks agree ({channels})", score(&agree[c]));
     match strong.as_slice() {
         [one] => {
             return Ok(Mark::One(
@@ -233,7 +319,7 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
             return Ok(Mark::Several(
                 several.iter().map(|&c| copies[c].clone()).collect(),
                 format!(
-                    "invisible mark: {} copies agree with {needed} or more of {n} marked words",
+                    "invisible mark: {} copies agree with {needed} or more of {n} marks",
                     several.len()
                 ),
             ))
@@ -294,7 +380,7 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
             Ok(Mark::Several(
                 vec![copies[first].clone(), copies[second].clone()],
                 format!(
-                    "invisible mark: no single copy explains the text, but its first {split} marked words \
+                    "invisible mark: no single copy explains the text, but its first {split} marks \
                      agree with one copy ({head} of them) and the other {} with another ({tail}): \
                      an excerpt from two copies",
                     n - split
@@ -302,143 +388,113 @@ fn invisible_mark(store: &Store, secret: &MarkSecret, words: &[Word]) -> Result<
             ))
         }
         None => Ok(Mark::None(format!(
-            "{n} marked words match message {message}, but no copy agrees with enough of them"
+            "{n} marks match message {message} ({channels}), but no copy agrees with enough of them"
         ))),
     }
 }
 
-/// The text of a leak and any copy id in its header: a whole message is
-/// read part by part (HTML turned into text); anything else as text.
-fn leak_text(leak: &[u8]) -> (String, Option<u64>) {
-    use mail_parser::{MimeHeaders, PartType};
-    if let Some(message) = crate::mime::parse(leak)
-        .filter(|m| m.header("From").is_some() || m.content_type().is_some())
-    {
-        let mut header = None;
-        let mut text = String::new();
+/// Nested messages read at most this deep.
+const MAX_DEPTH: usize = 8;
+
+/// What a leak holds: all its text, and the copy ids of any header fields.
+#[derive(Debug, Default)]
+struct Leak {
+    text: String,
+    headers: Vec<u64>,
+}
+
+impl Leak {
+    /// Reads `bytes` as a message (every part, attached messages and digest
+    /// entries too; HTML as shown) or else as text (or HTML) on its own.
+    /// No-break spaces read as spaces, as a copy from a browser gives them.
+    fn read(bytes: &[u8]) -> Leak {
+        use mail_parser::MimeHeaders;
+        let mut leak = Leak::default();
+        if let Some(message) = crate::mime::parse(bytes)
+            .filter(|m| m.header("From").is_some() || m.content_type().is_some())
+        {
+            leak.message(&message, 0);
+        }
+        if leak.text.trim().is_empty() {
+            let text = String::from_utf8_lossy(bytes);
+            match looks_like_html(&text)
+                .then(|| super::html::render(&text))
+                .flatten()
+            {
+                Some(rendered) => leak.text = rendered,
+                None => leak.text = text.into_owned(),
+            }
+        }
+        // A copy's header forwarded inline is text.
+        let inline: Vec<u64> = leak
+            .text
+            .lines()
+            .filter_map(|line| {
+                let value = line
+                    .trim_start_matches(['>', ' '])
+                    .strip_prefix("X-Embargod-Copy:")?;
+                u64::from_str_radix(value.trim(), 16).ok()
+            })
+            .collect();
+        leak.headers.extend(inline);
+        leak.text = leak.text.replace('\u{a0}', " ");
+        leak
+    }
+
+    fn message(&mut self, message: &mail_parser::Message<'_>, depth: usize) {
+        use mail_parser::PartType;
         for part in &message.parts {
-            if let Some(value) = part
+            if let Some(id) = part
                 .headers
                 .iter()
                 .find(|h| h.name.as_str().eq_ignore_ascii_case("X-Embargod-Copy"))
                 .and_then(|h| h.value.as_text())
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             {
-                header = u64::from_str_radix(value.trim(), 16).ok();
+                self.headers.push(id);
             }
             match &part.body {
-                PartType::Text(t) => {
-                    text.push_str(t);
-                    text.push('\n');
-                }
-                PartType::Html(h) => {
-                    text.push_str(&html_to_text(h));
-                    text.push('\n');
-                }
+                PartType::Text(text) => self.push(text),
+                PartType::Html(html) => match super::html::render(html) {
+                    Some(rendered) => self.push(&rendered),
+                    None => self.push(html),
+                },
+                PartType::Message(inner) if depth < MAX_DEPTH => self.message(inner, depth + 1),
                 _ => {}
             }
         }
-        if !text.trim().is_empty() {
-            return (text, header);
-        }
     }
-    let text = String::from_utf8_lossy(leak).into_owned();
-    if text.contains("</") || text.contains("<br") || text.contains("<p") {
-        (html_to_text(&text), None)
-    } else {
-        (text, None)
+
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+        self.text.push('\n');
     }
 }
 
-/// The copy id in a visible "This copy was prepared for …, copy X" line.
-fn visible_copy_id(text: &str) -> Option<u64> {
-    let at = text.find("This copy was prepared for ")?;
-    let rest = &text[at..];
-    let copy = rest.find(", copy ")?;
-    let hex: String = rest[copy + 7..]
-        .chars()
-        .take_while(|c| c.is_ascii_hexdigit())
-        .collect();
-    (hex.len() == 16)
-        .then(|| u64::from_str_radix(&hex, 16).ok())
-        .flatten()
-}
-
-/// Text from HTML: tags dropped (block tags become line ends), entities
-/// decoded.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('>') else {
-            rest = &rest[open..];
-            break;
-        };
-        let tag = rest[open + 1..open + close]
-            .trim_start_matches('/')
-            .to_ascii_lowercase();
-        if [
-            "p",
-            "br",
-            "div",
-            "li",
-            "tr",
-            "h1",
-            "h2",
-            "h3",
-            "blockquote",
-            "pre",
-        ]
+fn looks_like_html(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["</", "<br", "<p", "<div", "<html"]
         .iter()
-        .any(|t| {
-            tag == *t || tag.starts_with(&format!("{t} ")) || tag.starts_with(&format!("{t}/"))
-        }) {
-            out.push('\n');
-        }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    decode_entities(&out)
+        .any(|tag| lower.contains(tag))
 }
 
-fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let end = after.find(';').filter(|&e| e <= 10);
-        let decoded = end.and_then(|e| {
-            let name = &after[..e];
-            let c = match name {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                "nbsp" => Some(' '),
-                _ => name
-                    .strip_prefix("#x")
-                    .or_else(|| name.strip_prefix("#X"))
-                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
-                    .and_then(char::from_u32),
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
-            Some((c, e)) => {
-                out.push(c);
-                rest = &after[e + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+/// The copy ids in visible "This copy was prepared for …, copy X" lines.
+fn visible_copy_ids(text: &str) -> Vec<u64> {
+    text.match_indices("This copy was prepared for ")
+        .filter_map(|(at, _)| {
+            // The line may be re-wrapped: read on to the next sentence end.
+            let rest = &text[at..];
+            let rest = &rest[..rest.find(". ").unwrap_or(rest.len()).min(400)];
+            let copy = rest.rfind("copy ")?;
+            let hex: String = rest[copy + 5..]
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit())
+                .collect();
+            (hex.len() == 16)
+                .then(|| u64::from_str_radix(&hex, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -446,16 +502,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn html_becomes_text() {
-        assert_eq!(
-            html_to_text("<p>Fix &amp; test &#1072;&#x430;</p><p>next<br/>line</p>"),
-            "\nFix & test аа\n\nnext\nline\n"
-        );
+    fn the_visible_line_gives_its_copy_id_even_re_wrapped() {
+        let line = super::super::visible_line("distro-a", "d@example.org", 0xfeed);
+        assert_eq!(visible_copy_ids(&format!("> {line}")), [0xfeed]);
+        let wrapped = line.replace(", copy ", ",\n> copy ");
+        assert_eq!(visible_copy_ids(&wrapped), [0xfeed]);
     }
 
     #[test]
-    fn the_visible_line_gives_its_copy_id() {
-        let line = super::super::visible_line("distro-a", "d@example.org", 0xfeed);
-        assert_eq!(visible_copy_id(&format!("> {line}")), Some(0xfeed));
+    fn attached_messages_and_html_are_read() {
+        let leak = b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\n\
+From: list@example.org\r\nX-Embargod-Copy: 00000000000000ff\r\nContent-Type: text/html\r\n\r\n\
+<p>The inner&nbsp;text.</p>\r\n--b--\r\n";
+        let read = Leak::read(leak);
+        assert_eq!(read.headers, [0xff]);
+        assert!(
+            read.text.contains("See attached.") && read.text.contains("The inner text."),
+            "{}",
+            read.text
+        );
     }
 }

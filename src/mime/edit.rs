@@ -15,6 +15,8 @@ pub struct TextSlot {
     /// UTF-8), disposition and description.
     headers: String,
     pub text: String,
+    /// text/html rather than text/plain (or another text type).
+    pub html: bool,
 }
 
 impl TextSlot {
@@ -47,6 +49,7 @@ impl TextSlot {
             end: part.offset_end as usize,
             headers,
             text,
+            html: matches!(part.body, PartType::Html(_)),
         })
     }
 }
@@ -59,11 +62,35 @@ pub fn first_text(entity: &[u8]) -> Option<TextSlot> {
             && part
                 .content_type()
                 .is_none_or(|ct| ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")))
-            && !part
-                .content_disposition()
-                .is_some_and(|cd| cd.ctype().eq_ignore_ascii_case("attachment"))
+            && !is_attachment(part)
     })?;
     TextSlot::new(entity, part)
+}
+
+/// Every text/plain and text/html part that is not an attachment, depth
+/// first: what a mail client shows (iPhone and Apple Mail split a body
+/// at each inline image, so a report may be its third text part).
+pub fn body_texts(entity: &[u8]) -> Vec<TextSlot> {
+    let Some(message) = super::parse(entity) else {
+        return Vec::new();
+    };
+    leaves(&message)
+        .filter(|part| {
+            matches!(part.body, PartType::Text(_) | PartType::Html(_))
+                && part.content_type().is_none_or(|ct| {
+                    ct.subtype().is_none_or(|s| {
+                        s.eq_ignore_ascii_case("plain") || s.eq_ignore_ascii_case("html")
+                    })
+                })
+                && !is_attachment(part)
+        })
+        .filter_map(|part| TextSlot::new(entity, part))
+        .collect()
+}
+
+fn is_attachment(part: &MessagePart<'_>) -> bool {
+    part.content_disposition()
+        .is_some_and(|cd| cd.ctype().eq_ignore_ascii_case("attachment"))
 }
 
 /// Every text part (attachments included) whose text `wanted` accepts.

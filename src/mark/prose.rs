@@ -1,0 +1,673 @@
+//! Which text is natural-language prose: the only text a copy's marks may
+//! change.
+//!
+//! A security team copies commands, code, settings, fingerprints, hashes
+//! and URLs out of what it reads; a mark in any of them breaks the copy
+//! (`ѕudo` is "command not found", `fаlse` a setting silently not
+//! applied). So the rule is the other way round: a line is prose only when
+//! nothing about it looks like anything else, and within a prose line a
+//! word is marked only when it is plainly a word. When unsure, not prose.
+//!
+//! The same reading runs when a copy is marked and when a leak is traced,
+//! so both see the same words.
+
+use std::ops::Range;
+
+/// What one line is, for marking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    Prose,
+    Blank,
+    /// Not prose, and the rule that said so.
+    Other(&'static str),
+}
+
+/// How the text is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// text/plain: line ends and indentation mean something.
+    Plain,
+    /// The text of HTML blocks, one block a line: a run of white space
+    /// shows as one space, a no-break space as one more.
+    Html,
+}
+
+/// The prose of a text: where its words are and the places between two
+/// sentences, as byte ranges into the text.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Prose {
+    /// The letters of each prose word, in order.
+    pub words: Vec<Range<usize>>,
+    /// The white space between a sentence's last word and the next
+    /// sentence's first, on one prose line: (the space, index of the word
+    /// before it, index of the word after it).
+    pub gaps: Vec<(Range<usize>, usize, usize)>,
+}
+
+/// First lines of a patch: from there on nothing is prose.
+const PATCH: [&str; 6] = [
+    "diff --git ",
+    "diff -",
+    "--- a/",
+    "+++ b/",
+    "Index: ",
+    "@@ -",
+];
+
+/// Words that begin a command or a statement and never an English
+/// sentence. (English words that also start code — `for`, `if`, `use`,
+/// `make` — are left to the punctuation and short-line rules, or every
+/// wrapped line starting with them would lose its marks.)
+const COMMANDS: &[&str] = &[
+    "apt",
+    "apt-get",
+    "awk",
+    "bash",
+    "brew",
+    "cargo",
+    "cd",
+    "chmod",
+    "chown",
+    "clang",
+    "cp",
+    "curl",
+    "def",
+    "dnf",
+    "docker",
+    "echo",
+    "elif",
+    "env",
+    "export",
+    "fn",
+    "func",
+    "gcc",
+    "git",
+    "gpg",
+    "grep",
+    "helm",
+    "import",
+    "journalctl",
+    "kubectl",
+    "ls",
+    "mkdir",
+    "mv",
+    "npm",
+    "npx",
+    "openssl",
+    "pacman",
+    "perl",
+    "pip",
+    "pip3",
+    "printf",
+    "python",
+    "python3",
+    "rm",
+    "rsync",
+    "scp",
+    "sed",
+    "sh",
+    "ssh",
+    "sudo",
+    "systemctl",
+    "tar",
+    "unset",
+    "wget",
+    "yarn",
+    "yum",
+];
+
+/// Header field names that start a quoted or forwarded header line.
+const HEADER_FIELDS: &[&str] = &[
+    "bcc", "cc", "date", "from", "received", "sent", "subject", "to",
+];
+
+/// Reads the prose of `text` laid out as `layout`.
+pub fn read(text: &str, layout: Layout) -> Prose {
+    let mut reader = Reader::default();
+    let mut prose = Prose::default();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let (kind, body, continues_url) = reader.line(line);
+        if kind == Line::Prose {
+            // `body` is a slice of `line`.
+            let at = offset + (body.as_ptr() as usize - line.as_ptr() as usize);
+            reader.words(body, at, continues_url, layout, &mut prose);
+        }
+        offset += line.len();
+    }
+    prose
+}
+
+/// What the lines before this one opened.
+#[derive(Default)]
+struct Reader {
+    /// Inside a fenced code block opened by this fence.
+    fence: Option<&'static str>,
+    /// Inside an armored OpenPGP block.
+    armor: bool,
+    /// Everything from here on is not prose (a patch, a signature).
+    rest: Option<&'static str>,
+    /// Inside a URL in angle brackets that runs over the line end.
+    open_url: bool,
+    /// The line before ended with a URL: this line's first token may be
+    /// its wrapped continuation.
+    url_tail: bool,
+}
+
+impl Reader {
+    /// The kind of `line`, its body without quote marks and line end, and
+    /// whether its first token may continue a URL from the line before.
+    fn line<'l>(&mut self, line: &'l str) -> (Line, &'l str, bool) {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let body = unquote(content);
+        let code_spans_out = outside_code_spans(body);
+        let kind = self.kind(body, &code_spans_out);
+        let continues_url = std::mem::take(&mut self.url_tail);
+        self.url_state(body);
+        (kind, body, continues_url)
+    }
+
+    /// `visible`: the body with its `code spans` blanked out.
+    fn kind(&mut self, body: &str, visible: &str) -> Line {
+        let trimmed = body.trim();
+        if let Some(rule) = self.rest {
+            return Line::Other(rule);
+        }
+        if self.armor {
+            self.armor = !trimmed.starts_with("-----END ");
+            return Line::Other("armor");
+        }
+        if trimmed.starts_with("-----BEGIN ") {
+            self.armor = true;
+            return Line::Other("armor");
+        }
+        if let Some(fence) = self.fence {
+            if trimmed.starts_with(fence) {
+                self.fence = None;
+            }
+            return Line::Other("fenced code");
+        }
+        if let Some(fence) = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f)) {
+            self.fence = Some(fence);
+            return Line::Other("fenced code");
+        }
+        if PATCH.iter().any(|p| trimmed.starts_with(p)) {
+            self.rest = Some("patch");
+            return Line::Other("patch");
+        }
+        if body.trim_end_matches(' ') == "--" {
+            self.rest = Some("signature");
+            return Line::Other("signature");
+        }
+        if trimmed.is_empty() {
+            return Line::Blank;
+        }
+        if self.open_url {
+            return Line::Other("wrapped URL");
+        }
+        if body.starts_with("    ") || body.starts_with('\t') {
+            return Line::Other("indented");
+        }
+        let visible = visible.trim();
+        let tokens: Vec<&str> = visible.split_whitespace().collect();
+        if let Some(rule) = other_line(visible, &tokens) {
+            return Line::Other(rule);
+        }
+        Line::Prose
+    }
+
+    fn url_state(&mut self, body: &str) {
+        if let Some(close) = self.open_url.then(|| body.find('>')).flatten() {
+            self.open_url = false;
+            self.url_state(&body[close + 1..]);
+            return;
+        }
+        if self.open_url {
+            return;
+        }
+        if let Some(open) = body.rfind("<http").or_else(|| body.rfind("<www.")) {
+            self.open_url = !body[open..].contains('>');
+        }
+        self.url_tail = body
+            .split_whitespace()
+            .last()
+            .is_some_and(|t| t.contains("://") || t.starts_with("www."))
+            && !ends_sentence(body);
+    }
+
+    /// The prose words and sentence gaps of a prose line whose body starts
+    /// at byte `at` of the text.
+    fn words(&self, body: &str, at: usize, continues_url: bool, layout: Layout, prose: &mut Prose) {
+        let mut in_code = false; // inside `backticks`
+        let mut in_literal = false; // inside 'single quotes'
+        let mut skip_first = continues_url;
+        // (token, its range in body, index of its word in prose.words)
+        let mut before: Option<(&str, usize)> = None;
+        let mut end_of_last = 0;
+        for (start, token) in tokens(body) {
+            let gap = end_of_last..start;
+            end_of_last = start + token.len();
+            let word = if std::mem::take(&mut skip_first) {
+                None
+            } else {
+                Self::word(token, &mut in_code, &mut in_literal)
+            };
+            let Some(core) = word else {
+                before = None;
+                continue;
+            };
+            prose
+                .words
+                .push(at + start + core.start..at + start + core.end);
+            let index = prose.words.len() - 1;
+            if let Some((previous, previous_index)) = before {
+                // A capital starts the next sentence; `l` is what a
+                // confusables pass makes of `I`.
+                let sentence = ends_sentence(previous)
+                    && token[core.clone()]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_uppercase() || c == 'l');
+                if sentence && is_sentence_space(&body[gap.clone()], layout) {
+                    prose
+                        .gaps
+                        .push((at + gap.start..at + gap.end, previous_index, index));
+                }
+            }
+            before = Some((token, index));
+        }
+    }
+
+    /// The range of a token's letters when it is a prose word.
+    fn word(token: &str, in_code: &mut bool, in_literal: &mut bool) -> Option<Range<usize>> {
+        if token.contains('`') {
+            if token.matches('`').count() % 2 == 1 {
+                *in_code = !*in_code;
+            }
+            return None;
+        }
+        if *in_code {
+            return None;
+        }
+        let lead = token.len() - token.trim_start_matches(['(', '[', '*', '"']).len();
+        let opened = token[lead..].starts_with('\'');
+        let closes = token
+            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '*', '"'])
+            .ends_with('\'');
+        if *in_literal || opened {
+            *in_literal = !closes || (opened && token.len() == 1);
+            return None;
+        }
+        if token.starts_with('"')
+            && token
+                .trim_end_matches(['.', ',', ';', ':', '!', '?', ')'])
+                .ends_with('"')
+        {
+            return None; // a one-word "literal"
+        }
+        let core_start = token.len() - token.trim_start_matches(['(', '[', '*', '"', '\'']).len();
+        let core_end = token
+            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '*', '"', '\''])
+            .len();
+        if core_start >= core_end {
+            return None;
+        }
+        is_word(&token[core_start..core_end]).then_some(core_start..core_end)
+    }
+}
+
+/// The rule that makes a non-blank line something other than prose.
+fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
+    let first = tokens.first().copied().unwrap_or_default();
+    if first.starts_with('[') || trimmed.starts_with("(quoted) [") {
+        return Some("marker");
+    }
+    if is_header_line(first) {
+        return Some("header field");
+    }
+    if ["$", "#", ">>>", "%", "PS>", "...", "C:\\>"].contains(&first)
+        || first.starts_with("C:\\")
+        || ((first.ends_with('$') || first.ends_with('#') || first.ends_with('>'))
+            && (first.contains('@') || first.contains(':')))
+    {
+        return Some("prompt");
+    }
+    if has_code_punctuation(trimmed, tokens) {
+        return Some("code punctuation");
+    }
+    if COMMANDS.contains(&first) {
+        return Some("command");
+    }
+    if tokens.len() < 4 && !ends_sentence(trimmed) {
+        return Some("short line without a sentence end");
+    }
+    let hex = tokens.iter().filter(|t| is_hex_group(t)).count();
+    if hex * 2 >= tokens.len() {
+        return Some("hex groups");
+    }
+    let (latin, other) = trimmed
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .fold((0, 0), |(l, o), c| {
+            if c.is_ascii_alphabetic() || super::latin(c).is_some() {
+                (l + 1, o)
+            } else {
+                (l, o + 1)
+            }
+        });
+    if other > latin {
+        return Some("non-Latin script");
+    }
+    None
+}
+
+/// `Subject:`, `X-Case:`, `Content-Type:`, `Embargo-Copy:` … as the first
+/// token of a line.
+fn is_header_line(first: &str) -> bool {
+    let Some(name) = first.strip_suffix(':') else {
+        return false;
+    };
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && (name.contains('-') || HEADER_FIELDS.contains(&name.to_ascii_lowercase().as_str()))
+}
+
+fn has_code_punctuation(line: &str, tokens: &[&str]) -> bool {
+    const ANYWHERE: [&str; 14] = [
+        "=", "{", "}", "|", "$", "\\", "&&", "->", "::", "()", "#include", "<<", ">>", "!=",
+    ];
+    if ANYWHERE.iter().any(|p| line.contains(p)) {
+        return true;
+    }
+    // A semicolon ends a statement unless a word follows it.
+    let statement_end = line.match_indices(';').any(|(i, _)| {
+        let after = &line[i + 1..];
+        !(after.starts_with(' ') && after[1..].starts_with(|c: char| c.is_alphabetic()))
+    });
+    // A call: a name directly followed by a parenthesis.
+    let call = line
+        .match_indices('(')
+        .any(|(i, _)| line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+    let code_token = tokens.iter().any(|t| {
+        ["/", "./", "../", "~/", "<", ">", "<=", ">="]
+            .iter()
+            .any(|p| t.starts_with(p) && (p.len() > 1 || t.len() == 1 || *p == "/"))
+            || (t.starts_with('-') && t[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
+            || (t.starts_with("--") && t.len() > 2)
+    });
+    statement_end || call || code_token
+}
+
+/// Letters only (Latin, or the look-alikes a mark puts in), at least two,
+/// neither an identifier (CamelCase, ALL CAPS) nor a hex group.
+fn is_word(core: &str) -> bool {
+    let latin = |c: char| c.is_ascii_alphabetic() || super::latin(c).is_some();
+    if core.chars().count() < super::MIN_WORD || !core.chars().all(latin) {
+        return false;
+    }
+    let plain: String = super::canonical(core);
+    let upper = plain.chars().filter(char::is_ascii_uppercase).count();
+    let all_caps = upper >= 2 && upper == plain.len();
+    let camel = plain.chars().skip(1).any(|c| c.is_ascii_uppercase());
+    !all_caps && !camel && !is_hex_group(&plain)
+}
+
+/// Four or more hex digits and nothing else (`deadbeef`, `ACDC`).
+fn is_hex_group(token: &str) -> bool {
+    let plain = super::canonical(token);
+    plain.len() >= 4 && plain.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Ends like a sentence or a clause: `.`, `!`, `?`, `:`, `,`, `;`, maybe
+/// followed by closing quotes or brackets.
+fn ends_sentence(text: &str) -> bool {
+    text.trim_end()
+        .trim_end_matches(['"', '\'', ')', ']', '*'])
+        .ends_with(['.', '!', '?', ':', ',', ';'])
+}
+
+/// White space that shows as one or two spaces: the room a copy's
+/// sentence mark may set. In HTML, a run of white space shows as one
+/// space and each no-break space as one more.
+fn is_sentence_space(space: &str, layout: Layout) -> bool {
+    match layout {
+        Layout::Plain => space == " " || space == "  ",
+        Layout::Html => {
+            let nbsp = space.chars().filter(|&c| c == '\u{a0}').count();
+            let collapsible = space.chars().any(|c| c != '\u{a0}');
+            (1..=2).contains(&(nbsp + usize::from(collapsible)))
+        }
+    }
+}
+
+/// `line` with the text between backticks blanked out: what line rules
+/// judge (a `--flag` in a code span does not make a sentence code).
+fn outside_code_spans(line: &str) -> String {
+    let mut inside = false;
+    line.chars()
+        .filter_map(|c| {
+            if c == '`' {
+                inside = !inside;
+                Some(' ')
+            } else {
+                (!inside).then_some(c)
+            }
+        })
+        .collect()
+}
+
+/// The body of a line without its quote marks (`> > text` → `text`).
+fn unquote(line: &str) -> &str {
+    let mut rest = line;
+    loop {
+        let stripped = rest.trim_start_matches(' ');
+        match stripped.strip_prefix('>') {
+            Some(after) if !after.starts_with(">>") && rest.len() - stripped.len() <= 3 => {
+                rest = after.strip_prefix(' ').unwrap_or(after);
+            }
+            _ => return rest,
+        }
+    }
+}
+
+/// The whitespace-separated tokens of a line with their byte offsets.
+fn tokens(body: &str) -> impl Iterator<Item = (usize, &str)> {
+    body.split(char::is_whitespace)
+        .scan(0, |at, token| {
+            let start = *at;
+            *at += token.len();
+            *at += body[*at..].chars().next().map_or(0, char::len_utf8);
+            Some((start, token))
+        })
+        .filter(|(_, t)| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (line, prose?) — one line each, read on its own.
+    const TABLE: &[(&str, bool)] = &[
+        (
+            "We found that the parser copies the input into a fixed buffer.",
+            true,
+        ),
+        (
+            "An attacker who controls the file can overwrite the heap and, with",
+            true,
+        ),
+        ("effort, run code as the service user (see below).", true),
+        (
+            "Please keep this private until the fix is released; see the notes.",
+            true,
+        ),
+        ("> Thanks, we will look at it this week.", true),
+        ("Hi all,", true),
+        ("Note: the fix also covers the older branch.", true),
+        ("Thanks.", true),
+        ("curl -sSL https://get.example.sh | sudo bash", false),
+        ("systemctl restart kappital", false),
+        ("sudo systemctl restart kappital now please", false),
+        (
+            "for example through the upload feature, can use this to take over",
+            true,
+        ),
+        (
+            "if the attacker controls the name of the file, the server writes",
+            true,
+        ),
+        ("    if (len > max) return error;", false),
+        ("\tmemcpy(buf, input, len);", false),
+        ("import os", false),
+        ("export PATH", false),
+        ("allow_upload = false", false),
+        (
+            "Set allow_upload = false in the configuration file to disable it.",
+            false,
+        ),
+        (
+            "Run gpg --verify on the tarball before you install it.",
+            false,
+        ),
+        ("if (len > size) goto fail;", false),
+        ("$ ./configure --prefix /usr", false),
+        ("# make install", false),
+        (">>> import kappital", false),
+        ("root@host:~# kappital --version", false),
+        ("ABCD EFAB CDEF ACDC BEEF CAFE FACE DEAD BEAD FADE", false),
+        ("deadbeef", false),
+        ("/etc/passwd", false),
+        ("Edit /etc/kappital.conf and restart the service.", false),
+        ("https://example.com/login?user=admin", false),
+        ("paypal.com", false),
+        ("alice.secure@example.org", false),
+        ("-----BEGIN PGP SIGNATURE-----", false),
+        ("diff --git a/src/x.c b/src/x.c", false),
+        ("Subject: [KAP-2026-0001] archive extraction", false),
+        ("> From: Rita Reporter <rita@example.net>", false),
+        ("X-Case: KAP-2026-0001", false),
+        ("Embargo-Copy: 0011223344556677", false),
+        (
+            "[The following was signed; good signature (this block only)]",
+            false,
+        ),
+        ("(quoted) [End of the signed text]", false),
+        ("```", false),
+        ("脆弱性の詳細は以下の通りです。", false),
+        ("Уязвимость позволяет выполнить код на сервере.", false),
+        ("-- ", false),
+        ("SELECT * FROM users WHERE name = 'admin';", false),
+        ("fn main() {", false),
+        ("let x = vec![1, 2, 3];", false),
+    ];
+
+    /// The kind of each line of a plain text.
+    fn lines(text: &str) -> Vec<Line> {
+        let mut reader = Reader::default();
+        text.lines().map(|line| reader.line(line).0).collect()
+    }
+
+    #[test]
+    fn lines_from_the_table() {
+        let wrong: Vec<String> = TABLE
+            .iter()
+            .filter(|(line, prose)| (lines(line)[0] == Line::Prose) != *prose)
+            .map(|(line, prose)| {
+                format!("{line:?}: expected prose={prose}, got {:?}", lines(line)[0])
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    fn words(text: &str) -> Vec<&str> {
+        read(text, Layout::Plain)
+            .words
+            .into_iter()
+            .map(|r| &text[r])
+            .collect()
+    }
+
+    #[test]
+    fn words_in_prose_lines_leave_out_identifiers_literals_and_code_spans() {
+        assert_eq!(
+            words(
+                "Set the `strict` option and the 'admin' user, as OpenSSL and NIST say (really).\n"
+            ),
+            ["Set", "the", "option", "and", "the", "user", "as", "and", "say", "really"]
+        );
+        assert_eq!(
+            words("Use `git log --all` to list the faced commits, then decide.\n"),
+            ["Use", "to", "list", "the", "commits", "then", "decide"]
+        );
+        assert_eq!(
+            words("It is \"unsafe\" to call it, don't do it twice now.\n"),
+            ["It", "is", "to", "call", "it", "do", "it", "twice", "now"]
+        );
+    }
+
+    #[test]
+    fn blocks_that_span_lines_are_not_prose() {
+        let text = "Steps to see it:\n\n```\nrun the tool here\n```\n\
+-----BEGIN PGP MESSAGE-----\n\nhQEMA some armor text\n-----END PGP MESSAGE-----\n\
+See the notes at <https://kappital.example/very/long/path/\nadvisory> for the whole story.\n\
+Read it at https://kappital.example/a/very/long/\npath and then tell us what you think.\n\
+Here is the fix for everyone to test.\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n\
+-old text here\n+new text here\n\nAnd some more prose after the patch.\n";
+        let kinds = lines(text);
+        let prose: Vec<&str> = text
+            .lines()
+            .zip(&kinds)
+            .filter(|(_, k)| **k == Line::Prose)
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(
+            prose,
+            [
+                "Steps to see it:",
+                "See the notes at <https://kappital.example/very/long/path/",
+                "Read it at https://kappital.example/a/very/long/",
+                "path and then tell us what you think.",
+                "Here is the fix for everyone to test."
+            ]
+        );
+        let all = words(text);
+        assert!(
+            !all.contains(&"advisory") && !all.contains(&"path"),
+            "{all:?}"
+        );
+        assert!(all.contains(&"tell"), "{all:?}");
+    }
+
+    #[test]
+    fn a_signature_ends_the_prose() {
+        let kinds =
+            lines("Thanks for the quick fix, all.\n-- \nRita Reporter, who writes prose here.\n");
+        assert_eq!(kinds[0], Line::Prose);
+        assert_eq!(kinds[2], Line::Other("signature"));
+    }
+
+    #[test]
+    fn sentence_gaps_are_between_sentences_on_one_line() {
+        let text = "The parser is broken.  We found it today. It is bad, really bad.\nNext line. e.g. Not this.\n";
+        let prose = read(text, Layout::Plain);
+        let gaps: Vec<(&str, &str, &str)> = prose
+            .gaps
+            .iter()
+            .map(|(r, a, b)| {
+                (
+                    &text[r.clone()],
+                    &text[prose.words[*a].clone()],
+                    &text[prose.words[*b].clone()],
+                )
+            })
+            .collect();
+        assert_eq!(gaps, [("  ", "broken", "We"), (" ", "today", "It")]);
+    }
+
+    #[test]
+    fn html_spacing_counts_what_shows() {
+        let text = "It broke.\u{a0} Then it ran. Then\n";
+        assert_eq!(read(text, Layout::Html).gaps.len(), 2);
+        assert_eq!(read(text, Layout::Plain).gaps.len(), 1);
+    }
+}
