@@ -67,6 +67,15 @@ struct Case {
 fn case(name: &str) -> Option<Case> {
     let from = cases_dir()?.join(name);
     let dir = tempfile::tempdir().unwrap();
+    // A case may come with the store of the installation it happened on.
+    if from.join("state").is_dir() {
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        for entry in std::fs::read_dir(from.join("state")).unwrap() {
+            let path = entry.unwrap().path();
+            let to = dir.path().join("state").join(path.file_name().unwrap());
+            std::fs::write(&to, std::fs::read(&path).unwrap()).unwrap();
+        }
+    }
     std::fs::create_dir(dir.path().join("keys")).unwrap();
     for entry in std::fs::read_dir(from.join("keys")).unwrap() {
         let path = entry.unwrap().path();
@@ -670,6 +679,89 @@ async fn smime_opaque_signed() {
             !copy.contains("smime.p7m\"") && !copy.contains("pkcs7-mime"),
             "{copy}"
         );
+    }
+    daemon.stop().await;
+}
+
+/// The decoded text of every text part of a decrypted copy, as the member's
+/// mail client shows it (no look-alike letters read back).
+fn shown_texts(entity: &str) -> Vec<String> {
+    let Some(message) = embargod::mime::parse(entity.as_bytes()) else {
+        return Vec::new();
+    };
+    message
+        .parts
+        .iter()
+        .filter_map(|p| p.text_contents().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn homoglyph_marks_code() {
+    for marks in ["", "marks = \"invisible\"\n"] {
+        let Some(case) = case("marks/homoglyph-marks-code") else {
+            return;
+        };
+        // As the case comes (the security list's default), and with the
+        // invisible marks the kind is about.
+        let config = case.dir.path().join("embargod.toml");
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "members = [\"m0\", \"m1\", \"m2\", \"m3\", \"m4\", \"m5\"]\n",
+            &format!("members = [\"m0\", \"m1\", \"m2\", \"m3\", \"m4\", \"m5\"]\n{marks}"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let (daemon, _clock) = case.start("2026-11-30T14:00:00Z").await;
+        case.send(&daemon, "report.eml", "rita@example.net", "security@kappital.example")
+            .await;
+        let input = String::from_utf8(case.input("report.eml")).unwrap();
+        let body = &input[input.find("\r\n\r\n").or(input.find("\n\n")).unwrap()..];
+        let exact: Vec<&str> = body
+            .lines()
+            .filter(|l| !l.is_empty() && !["Steps:", "Thanks."].contains(l))
+            .collect();
+        assert_eq!(exact.len(), 15);
+        let copies: Vec<String> = all(&daemon)
+            .iter()
+            .filter(|m| m.to[0].starts_with('m'))
+            .map(|m| {
+                let (plaintext, status) = case.gpg.decrypt(&armored_part(&m.bytes));
+                assert!(status.contains("GOODSIG"), "{status}");
+                String::from_utf8(plaintext).unwrap()
+            })
+            .collect();
+        assert_eq!(copies.len(), 6, "{marks}");
+        for copy in &copies {
+            let report = shown_texts(copy)
+                .into_iter()
+                .find(|t| embargod::mark::canonical(t).contains("Steps"))
+                .expect("the report part");
+            for line in &exact {
+                assert!(
+                    report.lines().any(|l| l == *line),
+                    "{marks}: {line:?} is not byte-identical in:\n{report}"
+                );
+            }
+        }
+        daemon.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_forwarded_as_attachment() {
+    let Some(case) = case("marks/trace-forwarded-as-attachment") else {
+        return;
+    };
+    let (daemon, _clock) = case.start("2026-11-30T15:00:00Z").await;
+    let store = &daemon.shared.store;
+    for name in ["leak-unwrapped.eml", "leak.eml", "leak-with-headers.eml"] {
+        let verdict = embargod::mark::trace::trace(store, store.mark_secret(), &case.input(name))
+            .unwrap();
+        match &verdict {
+            embargod::mark::trace::Verdict::Attributed { copy, .. } => {
+                assert_eq!(copy.member, "distro-a", "{name}: {verdict}")
+            }
+            other => panic!("{name}: {other}"),
+        }
     }
     daemon.stop().await;
 }
