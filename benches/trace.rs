@@ -93,7 +93,13 @@ fn main() {
     );
     let started = Instant::now();
     for message in 0..MESSAGES {
-        index_copies(&store, message, &prose(message), COPIES).expect("index");
+        index_copies(
+            &store,
+            message,
+            embargod::mark::text_shingles(store.mark_secret(), &prose(message)),
+            COPIES,
+        )
+        .expect("index");
     }
     println!("built in {:.1} s", started.elapsed().as_secs_f64());
 

@@ -221,7 +221,8 @@ pub fn open_copy(
     unwrap(copy, member_secret, &signers, 1 << 30, SystemTime::now())
 }
 
-/// Records in `store` what tracing knows of `message` (prose `text`) sent
+/// Records in `store` what tracing knows of `message` (the keyed shingles
+/// of its prose, see [`crate::mark::text_shingles`]) sent
 /// as `copies` marked copies to `member000`, `member001`, …: copy ids
 /// `message * copies + 1` onward, case `KAP-2026-<message + 1>`. Nothing is
 /// sealed or sent; the trace benchmark and fuzz target build their
@@ -229,18 +230,11 @@ pub fn open_copy(
 pub fn index_copies(
     store: &Store,
     message: u64,
-    text: &str,
+    shingles: Vec<u64>,
     copies: u64,
 ) -> Result<(), StoreError> {
-    let secret = store.mark_secret();
     let mut batch = Batch::default();
-    batch.shingles.push((
-        message,
-        crate::mark::shingles(
-            secret,
-            &crate::mark::read(text, crate::mark::Layout::Plain).words,
-        ),
-    ));
+    batch.shingles.push((message, shingles));
     batch.copy_index.extend((0..copies).map(|i| CopyInfo {
         copy_id: message * copies + i + 1,
         message,

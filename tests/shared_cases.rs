@@ -711,8 +711,13 @@ async fn homoglyph_marks_code() {
         );
         std::fs::write(&config, text).unwrap();
         let (daemon, _clock) = case.start("2026-11-30T14:00:00Z").await;
-        case.send(&daemon, "report.eml", "rita@example.net", "security@kappital.example")
-            .await;
+        case.send(
+            &daemon,
+            "report.eml",
+            "rita@example.net",
+            "security@kappital.example",
+        )
+        .await;
         let input = String::from_utf8(case.input("report.eml")).unwrap();
         let body = &input[input.find("\r\n\r\n").or(input.find("\n\n")).unwrap()..];
         let exact: Vec<&str> = body
@@ -754,8 +759,8 @@ async fn trace_forwarded_as_attachment() {
     let (daemon, _clock) = case.start("2026-11-30T15:00:00Z").await;
     let store = &daemon.shared.store;
     for name in ["leak-unwrapped.eml", "leak.eml", "leak-with-headers.eml"] {
-        let verdict = embargod::mark::trace::trace(store, store.mark_secret(), &case.input(name))
-            .unwrap();
+        let verdict =
+            embargod::mark::trace::trace(store, store.mark_secret(), &case.input(name)).unwrap();
         match &verdict {
             embargod::mark::trace::Verdict::Attributed { copy, .. } => {
                 assert_eq!(copy.member, "distro-a", "{name}: {verdict}")

@@ -43,7 +43,12 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     .expect("store");
     let secret = store.mark_secret().clone();
     for (message, text) in (0u64..).zip(PROSE) {
-        index_copies(&store, message, text, COPIES).expect("index");
+        index_copies(
+            &store,
+            message,
+            embargod::mark::text_shingles(store.mark_secret(), text),
+            COPIES,
+        ).expect("index");
     }
     Setup {
         store,

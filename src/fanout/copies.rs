@@ -53,7 +53,7 @@ pub struct ProsePart {
 
 #[derive(Debug, Clone)]
 enum ProseText {
-    Plain(Reading),
+    Plain(Reading, Layout),
     Html(MarkableHtml),
 }
 
@@ -62,7 +62,7 @@ impl ProsePart {
         let text = if slot.html {
             ProseText::Html(MarkableHtml::new(&slot.text)?)
         } else {
-            ProseText::Plain(read(&slot.text, Layout::Plain))
+            ProseText::Plain(read(&slot.text, slot.layout()), slot.layout())
         };
         Some(ProsePart { slot, text })
     }
@@ -70,7 +70,7 @@ impl ProsePart {
     /// The prose words, as [`crate::mark::trace`] reads them back.
     pub fn words(&self) -> &[crate::mark::Word] {
         match &self.text {
-            ProseText::Plain(reading) => &reading.words,
+            ProseText::Plain(reading, _) => &reading.words,
             ProseText::Html(html) => html.words(),
         }
     }
@@ -78,9 +78,9 @@ impl ProsePart {
     /// The part's text with the marks of `key` (`None`: left as it is).
     fn marked(&self, key: &CopyKey) -> Option<String> {
         match &self.text {
-            ProseText::Plain(reading) => Some(apply(
+            ProseText::Plain(reading, layout) => Some(apply(
                 &self.slot.text,
-                &edits(&self.slot.text, reading, key, Layout::Plain),
+                &edits(&self.slot.text, reading, key, *layout),
             )),
             ProseText::Html(html) => html.mark(key),
         }

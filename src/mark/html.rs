@@ -299,7 +299,7 @@ impl MarkableHtml {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mark::MarkSecret;
+    use crate::mark::{MarkSecret, Spacing};
 
     const HTML: &str = "<html><head><style>p { color: red; }</style>\
 <title>Advisory for everyone here</title></head><body>\n\
@@ -341,14 +341,17 @@ the site</a> for the whole story.</p>\n\
                 }
                 prev = &word.canonical;
             }
-            for gap in &reading.gaps {
+            // Rendered lines end without a space: the line-end mark is not
+            // in HTML (and the trace reads it as absent).
+            for gap in reading.gaps.iter().filter(|g| g.kind == Spacing::Sentence) {
                 let (before, after) = (&reading.words[gap.before], &reading.words[gap.after]);
                 assert_eq!(
-                    key.space_bit(&before.skeleton, &after.skeleton),
-                    gap.doubled
+                    key.space_bit(gap.kind, &before.skeleton, &after.skeleton),
+                    gap.set
                 );
             }
-            assert_eq!(reading.gaps.len(), 3, "{rendered}");
+            let sentences = reading.gaps.iter().filter(|g| g.kind == Spacing::Sentence);
+            assert_eq!(sentences.count(), 3, "{rendered}");
         }
     }
 

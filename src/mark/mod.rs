@@ -149,19 +149,15 @@ impl CopyKey {
         digest(&[&self.0, prev.as_bytes(), b"\0", word.as_bytes()])[0] & 1 == 1
     }
 
-    /// The spacing bit between the sentence that ends with `before` and the
-    /// one that starts with `after` ([`Word::skeleton`]s): two spaces when
-    /// set.
-    pub fn space_bit(&self, before: &str, after: &str) -> bool {
-        digest(&[
-            b"space",
-            &self.0,
-            before.as_bytes(),
-            b"\0",
-            after.as_bytes(),
-        ])[0]
-            & 1
-            == 1
+    /// The spacing bit of a gap between `before` and `after`
+    /// ([`Word::skeleton`]s): two spaces between sentences, or a space at
+    /// the line end, when set.
+    pub fn space_bit(&self, kind: Spacing, before: &str, after: &str) -> bool {
+        let label: &[u8] = match kind {
+            Spacing::Sentence => b"space",
+            Spacing::LineEnd => b"line-end",
+        };
+        digest(&[label, &self.0, before.as_bytes(), b"\0", after.as_bytes()])[0] & 1 == 1
     }
 }
 
@@ -196,14 +192,25 @@ pub struct Word {
     pub markable: bool,
 }
 
-/// The space between two sentences on one line: where it is, whether it
-/// shows as two spaces, and the words on either side (indices into
-/// [`Reading::words`]).
+/// The kinds of white space that carry a mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spacing {
+    /// Between two sentences on one line: one space or two.
+    Sentence,
+    /// At the end of a wrapped prose line: nothing or one space (not in
+    /// HTML, nor in format=flowed text, where it means a soft break).
+    LineEnd,
+}
+
+/// White space that carries a mark: where it is, whether it shows the
+/// set form (two spaces; a space at the line end), and the words on either
+/// side (indices into [`Reading::words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
+    pub kind: Spacing,
     pub start: usize,
     pub end: usize,
-    pub doubled: bool,
+    pub set: bool,
     pub before: usize,
     pub after: usize,
 }
@@ -235,17 +242,27 @@ pub fn read(text: &str, layout: Layout) -> Reading {
             }
         })
         .collect();
-    let gaps = prose
-        .gaps
+    let sentences = prose.gaps.into_iter().map(|(range, before, after)| Gap {
+        kind: Spacing::Sentence,
+        set: text[range.clone()].chars().count() > 1,
+        start: range.start,
+        end: range.end,
+        before,
+        after,
+    });
+    let line_ends = prose
+        .line_ends
         .into_iter()
         .map(|(range, before, after)| Gap {
-            doubled: text[range.clone()].chars().count() > 1,
+            kind: Spacing::LineEnd,
+            set: !range.is_empty(),
             start: range.start,
             end: range.end,
             before,
             after,
-        })
-        .collect();
+        });
+    let mut gaps: Vec<Gap> = sentences.chain(line_ends).collect();
+    gaps.sort_by_key(|g| g.start);
     Reading { words, gaps }
 }
 
@@ -262,14 +279,17 @@ pub fn edits(
     let mut prev = "";
     for word in &reading.words {
         while let Some(gap) = gaps.next_if(|g| g.end <= word.start) {
-            let doubled = key.space_bit(
+            let set = key.space_bit(
+                gap.kind,
                 &reading.words[gap.before].skeleton,
                 &reading.words[gap.after].skeleton,
             );
-            let space = match (doubled, layout) {
-                (false, _) => " ",
-                (true, Layout::Plain) => "  ",
-                (true, Layout::Html) => " \u{a0}",
+            let space = match (gap.kind, set, layout) {
+                (Spacing::LineEnd, false, _) => "",
+                (Spacing::LineEnd, true, _) => " ",
+                (Spacing::Sentence, false, _) => " ",
+                (Spacing::Sentence, true, Layout::Html) => " \u{a0}",
+                (Spacing::Sentence, true, _) => "  ",
             };
             if &text[gap.start..gap.end] != space {
                 out.push((gap.start..gap.end, space.to_string()));
@@ -318,6 +338,11 @@ pub fn shingles(secret: &MarkSecret, words: &[Word]) -> Vec<u64> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The keyed shingles of a plain text's prose.
+pub fn text_shingles(secret: &MarkSecret, text: &str) -> Vec<u64> {
+    shingles(secret, &read(text, Layout::Plain).words)
 }
 
 /// The visible line that names the recipient of a copy.
@@ -393,7 +418,7 @@ Release is next week. Tell nobody yet.\n";
                 read(&stripped, Layout::Plain)
                     .gaps
                     .iter()
-                    .map(|g| g.doubled)
+                    .map(|g| g.set)
                     .collect()
             })
             .collect();

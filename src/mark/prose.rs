@@ -27,6 +27,9 @@ pub enum Line {
 pub enum Layout {
     /// text/plain: line ends and indentation mean something.
     Plain,
+    /// text/plain; format=flowed (RFC 3676): as plain, but a space at a
+    /// line end is a soft line break, so line ends carry no mark.
+    Flowed,
     /// The text of HTML blocks, one block a line: a run of white space
     /// shows as one space, a no-break space as one more.
     Html,
@@ -42,7 +45,16 @@ pub struct Prose {
     /// sentence's first, on one prose line: (the space, index of the word
     /// before it, index of the word after it).
     pub gaps: Vec<(Range<usize>, usize, usize)>,
+    /// The white space at the end of a prose line that ends with a word
+    /// and goes on with a word on the next prose line (plain layout
+    /// only): (the white space, maybe empty; the word before; the word
+    /// after).
+    pub line_ends: Vec<(Range<usize>, usize, usize)>,
 }
+
+/// Most tokens in a run of lines without a sentence end that is taken
+/// for headings rather than prose (a cut excerpt of a paragraph has more).
+const HEADING_TOKENS: usize = 16;
 
 /// First lines of a patch: from there on nothing is prose.
 const PATCH: [&str; 6] = [
@@ -124,16 +136,56 @@ const HEADER_FIELDS: &[&str] = &[
 /// Reads the prose of `text` laid out as `layout`.
 pub fn read(text: &str, layout: Layout) -> Prose {
     let mut reader = Reader::default();
-    let mut prose = Prose::default();
+    // Each line: where it starts, its kind, its body, whether it may
+    // continue a URL.
+    let mut lines = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let (kind, body, continues_url) = reader.line(line);
-        if kind == Line::Prose {
-            // `body` is a slice of `line`.
-            let at = offset + (body.as_ptr() as usize - line.as_ptr() as usize);
-            reader.words(body, at, continues_url, layout, &mut prose);
-        }
+        // `body` is a slice of `line`.
+        let at = offset + (body.as_ptr() as usize - line.as_ptr() as usize);
+        lines.push((at, kind, body, continues_url));
         offset += line.len();
+    }
+    // A short run of prose lines that ends no sentence is headings, a
+    // title block or commands, not prose.
+    let mut heading = vec![false; lines.len()];
+    let mut i = 0;
+    while i < lines.len() {
+        let run = lines[i..]
+            .iter()
+            .take_while(|(_, kind, _, _)| *kind == Line::Prose)
+            .count();
+        let tokens: usize = lines[i..i + run]
+            .iter()
+            .map(|(_, _, body, _)| body.split_whitespace().count())
+            .sum();
+        if run > 0
+            && tokens <= HEADING_TOKENS
+            && !lines[i..i + run]
+                .iter()
+                .any(|(_, _, body, _)| ends_sentence(body))
+        {
+            heading[i..i + run].iter_mut().for_each(|h| *h = true);
+        }
+        i += run.max(1);
+    }
+    let mut prose = Prose::default();
+    // The previous line's end, when it was prose ending with a word.
+    let mut open_end: Option<(Range<usize>, usize)> = None;
+    for (i, &(at, kind, body, continues_url)) in lines.iter().enumerate() {
+        if kind != Line::Prose || heading[i] {
+            open_end = None;
+            continue;
+        }
+        let (first, last) = reader.words(body, at, continues_url, layout, &mut prose);
+        if let (Some((end, before)), Some(after)) = (open_end.take(), first) {
+            prose.line_ends.push((end, before, after));
+        }
+        let content = body.trim_end_matches([' ', '\t']);
+        open_end = last
+            .filter(|_| layout == Layout::Plain)
+            .map(|last| (at + content.len()..at + body.len(), last));
     }
     prose
 }
@@ -236,8 +288,18 @@ impl Reader {
     }
 
     /// The prose words and sentence gaps of a prose line whose body starts
-    /// at byte `at` of the text.
-    fn words(&self, body: &str, at: usize, continues_url: bool, layout: Layout, prose: &mut Prose) {
+    /// at byte `at` of the text; the indices of its first and last words
+    /// when the line starts and ends with one.
+    fn words(
+        &self,
+        body: &str,
+        at: usize,
+        continues_url: bool,
+        layout: Layout,
+        prose: &mut Prose,
+    ) -> (Option<usize>, Option<usize>) {
+        let mut first = None;
+        let mut tokens_seen = 0;
         let mut in_code = false; // inside `backticks`
         let mut in_literal = false; // inside 'single quotes'
         let mut skip_first = continues_url;
@@ -245,6 +307,7 @@ impl Reader {
         let mut before: Option<(&str, usize)> = None;
         let mut end_of_last = 0;
         for (start, token) in tokens(body) {
+            tokens_seen += 1;
             let gap = end_of_last..start;
             end_of_last = start + token.len();
             let word = if std::mem::take(&mut skip_first) {
@@ -260,6 +323,9 @@ impl Reader {
                 .words
                 .push(at + start + core.start..at + start + core.end);
             let index = prose.words.len() - 1;
+            if tokens_seen == 1 {
+                first = Some(index);
+            }
             if let Some((previous, previous_index)) = before {
                 // A capital starts the next sentence; `l` is what a
                 // confusables pass makes of `I`.
@@ -276,6 +342,8 @@ impl Reader {
             }
             before = Some((token, index));
         }
+        // `before` is the last token when that was a word.
+        (first, before.map(|(_, index)| index))
     }
 
     /// The range of a token's letters when it is a prose word.
@@ -325,6 +393,12 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     if is_header_line(first) {
         return Some("header field");
     }
+    if ["wrote:", "écrit :", "écrit:", "schrieb:", "escribió:"]
+        .iter()
+        .any(|end| trimmed.ends_with(end))
+    {
+        return Some("attribution line");
+    }
     if ["$", "#", ">>>", "%", "PS>", "...", "C:\\>"].contains(&first)
         || first.starts_with("C:\\")
         || ((first.ends_with('$') || first.ends_with('#') || first.ends_with('>'))
@@ -334,6 +408,20 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     }
     if has_code_punctuation(trimmed, tokens) {
         return Some("code punctuation");
+    }
+    if is_log_line(tokens) {
+        return Some("log or dump");
+    }
+    if trimmed.contains("   ") {
+        return Some("table columns");
+    }
+    if !ends_sentence(trimmed)
+        && tokens
+            .iter()
+            .filter(|t| t.len() > 3)
+            .all(|t| t.starts_with(|c: char| c.is_uppercase() || c.is_ascii_digit()))
+    {
+        return Some("title");
     }
     if COMMANDS.contains(&first) {
         return Some("command");
@@ -398,6 +486,45 @@ fn has_code_punctuation(line: &str, tokens: &[&str]) -> bool {
     statement_end || call || code_token
 }
 
+/// Log output and memory dumps: a hex literal (`0x7f3a…`), a `prog[pid]:`
+/// tag, a log level, or a timestamp among the first tokens.
+fn is_log_line(tokens: &[&str]) -> bool {
+    const LEVELS: [&str; 8] = [
+        "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "TRACE", "FATAL", "CRITICAL",
+    ];
+    let bare = |t: &str| t.trim_matches(|c: char| "[](),;".contains(c)).to_string();
+    let hex_literal = |t: &str| {
+        let t = bare(t);
+        t.strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .is_some_and(|h| h.len() >= 2 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    let tag = |t: &str| {
+        t.strip_suffix("]:")
+            .and_then(|t| t.split_once('['))
+            .is_some_and(|(name, pid)| !name.is_empty() && pid.chars().all(|c| c.is_ascii_digit()))
+    };
+    let level = |t: &str| LEVELS.contains(&bare(t).trim_end_matches(':'));
+    // 09:40:52, 14:39, 2026-03-11T09:40:52Z, 2026-03-11
+    let timestamp = |t: &str| {
+        let t = bare(t);
+        let digits_and = |s: &str, sep: char| {
+            s.split(sep).count() >= 2
+                && s.split(sep)
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        };
+        let clock = t.trim_end_matches('Z');
+        let clock = clock.split('.').next().unwrap_or_default();
+        digits_and(clock, ':')
+            || t.split(['T', ' '])
+                .next()
+                .is_some_and(|d| d.len() == 10 && digits_and(d, '-'))
+    };
+    tokens.iter().any(|t| hex_literal(t) || tag(t))
+        || tokens.first().is_some_and(|t| level(t))
+        || tokens.iter().take(3).any(|t| timestamp(t))
+}
+
 /// Letters only (Latin, or the look-alikes a mark puts in), at least two,
 /// neither an identifier (CamelCase, ALL CAPS) nor a hex group.
 fn is_word(core: &str) -> bool {
@@ -431,7 +558,7 @@ fn ends_sentence(text: &str) -> bool {
 /// space and each no-break space as one more.
 fn is_sentence_space(space: &str, layout: Layout) -> bool {
     match layout {
-        Layout::Plain => space == " " || space == "  ",
+        Layout::Plain | Layout::Flowed => space == " " || space == "  ",
         Layout::Html => {
             let nbsp = space.chars().filter(|&c| c == '\u{a0}').count();
             let collapsible = space.chars().any(|c| c != '\u{a0}');
@@ -440,20 +567,23 @@ fn is_sentence_space(space: &str, layout: Layout) -> bool {
     }
 }
 
-/// `line` with the text between backticks blanked out: what line rules
-/// judge (a `--flag` in a code span does not make a sentence code).
+/// `line` with each code span (backticks and all) as one `code` token:
+/// what line rules judge (a `--flag` in a code span does not make a
+/// sentence code).
 fn outside_code_spans(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
     let mut inside = false;
-    line.chars()
-        .filter_map(|c| {
-            if c == '`' {
-                inside = !inside;
-                Some(' ')
-            } else {
-                (!inside).then_some(c)
+    for c in line.chars() {
+        if c == '`' {
+            if !inside {
+                out.push_str("`code`");
             }
-        })
-        .collect()
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The body of a line without its quote marks (`> > text` → `text`).
@@ -559,6 +689,34 @@ mod tests {
         ("SELECT * FROM users WHERE name = 'admin';", false),
         ("fn main() {", false),
         ("let x = vec![1, 2, 3];", false),
+        ("WRITE of size 65536 at 0x7f3a2c810800 thread T3", false),
+        (
+            "Mar 11 09:40:52 lab kappitald[2210]: worker 3 killed by signal 11 while",
+            false,
+        ),
+        (
+            "2026-03-11T09:40:52Z worker started the upload of the archive",
+            false,
+        ),
+        (
+            "ERROR: the upload of the archive failed for every user",
+            false,
+        ),
+        (
+            "The embargo ends on the fifth of December, at four in the afternoon.",
+            true,
+        ),
+        ("  2.9 LTS   2.9.3 to 2.9.14    2.9.15", false),
+        (
+            "Title:      Share token check bypass in kappital-sync",
+            false,
+        ),
+        ("Kappital Security Advisory KSA-2026-007", false),
+        ("Impact and Affected Versions", false),
+        (
+            "On Tue, 26 May 2026 10:15:00 +0000, the fix lead wrote:",
+            false,
+        ),
     ];
 
     /// The kind of each line of a plain text.
@@ -639,6 +797,22 @@ Here is the fix for everyone to test.\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@
     }
 
     #[test]
+    fn a_paragraph_of_one_line_without_a_sentence_end_is_not_prose() {
+        let text = "LDAP filter injection in web login\n\nThe login form passes the name on \
+to the directory as it is.\n\nsystemctl restart the kappital service now\n\nThanks,\n";
+        let words: Vec<&str> = read(text, Layout::Plain)
+            .words
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(words.first(), Some(&"The"));
+        assert_eq!(words.last(), Some(&"Thanks"));
+        for heading in ["filter", "injection", "systemctl", "service"] {
+            assert!(!words.contains(&heading), "{words:?}");
+        }
+    }
+
+    #[test]
     fn a_signature_ends_the_prose() {
         let kinds =
             lines("Thanks for the quick fix, all.\n-- \nRita Reporter, who writes prose here.\n");
@@ -666,7 +840,7 @@ Here is the fix for everyone to test.\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@
 
     #[test]
     fn html_spacing_counts_what_shows() {
-        let text = "It broke.\u{a0} Then it ran. Then\n";
+        let text = "It broke.\u{a0} Then it ran. Then it stopped.\n";
         assert_eq!(read(text, Layout::Html).gaps.len(), 2);
         assert_eq!(read(text, Layout::Plain).gaps.len(), 1);
     }

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::{read, CopyKey, Layout, MarkSecret, Reading, SHINGLE};
+use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, SHINGLE};
 use crate::store::{CopyInfo, Store, StoreError};
 
 /// Fewest votes that can name anyone.
@@ -166,7 +166,8 @@ enum Mark {
 enum Vote {
     /// A prose word (index into the reading's words): look-alike or not.
     Letter(usize),
-    /// A space between sentences (index into the reading's gaps).
+    /// White space between sentences or at a line end (index into the
+    /// reading's gaps).
     Spacing(usize),
 }
 
@@ -226,28 +227,29 @@ fn invisible_mark(
         .filter(|&i| covered[i] && words[i].markable)
         .map(|i| (words[i].start, Vote::Letter(i)))
         .collect();
-    // Messages marked before sentence spacing have none to read.
-    let spacings: Vec<(usize, Vote)> = reading
-        .gaps
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| *modern && covered[g.before] && covered[g.after])
-        .map(|(i, g)| (g.start, Vote::Spacing(i)))
-        .collect();
-    // A channel with only one form in the whole leak was stripped, or the
-    // text was never marked: its votes say nothing of any copy.
-    let both = |votes: &[(usize, Vote)], shows: &dyn Fn(&Vote) -> bool| {
-        votes.iter().any(|(_, v)| shows(v)) && votes.iter().any(|(_, v)| !shows(v))
+    // Messages marked before the spacing marks have none to read.
+    let spacing = |kind: Spacing| -> Vec<(usize, Vote)> {
+        reading
+            .gaps
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.kind == kind && *modern && covered[g.before] && covered[g.after])
+            .map(|(i, g)| (g.start, Vote::Spacing(i)))
+            .collect()
     };
     let shows = |vote: &Vote| match vote {
         Vote::Letter(i) => words[*i].marked,
-        Vote::Spacing(g) => reading.gaps[*g].doubled,
+        Vote::Spacing(g) => reading.gaps[*g].set,
     };
-    let letters_read = both(&letters, &shows);
-    let spacing_read = both(&spacings, &shows);
+    // A channel with only one form in the whole leak was stripped (or the
+    // lines re-wrapped), or the text was never marked: its votes say
+    // nothing of any copy.
+    let both = |votes: &[(usize, Vote)]| {
+        votes.iter().any(|(_, v)| shows(v)) && votes.iter().any(|(_, v)| !shows(v))
+    };
     let mut channels = Vec::new();
     let mut sites: Vec<(usize, Vote)> = Vec::new();
-    if letters_read {
+    if both(&letters) {
         channels.push(format!("{} words", letters.len()));
         sites.extend(letters);
     } else if letters.len() >= MIN_VOTES {
@@ -256,9 +258,18 @@ fn invisible_mark(
             letters.len()
         ));
     }
-    if spacing_read {
-        channels.push(format!("{} sentence spaces", spacings.len()));
-        sites.extend(spacings);
+    let sentences = spacing(Spacing::Sentence);
+    if both(&sentences) {
+        channels.push(format!("{} sentence spaces", sentences.len()));
+        sites.extend(sentences);
+    }
+    // Line ends of format=flowed text nearly all end in a space (its soft
+    // breaks); a copy's marks set about half.
+    let line_ends = spacing(Spacing::LineEnd);
+    let set = line_ends.iter().filter(|(_, v)| shows(v)).count();
+    if both(&line_ends) && set * 100 < line_ends.len() * 85 {
+        channels.push(format!("{} line ends", line_ends.len()));
+        sites.extend(line_ends);
     }
     sites.sort_by_key(|(at, _)| *at);
     let channels = channels.join("; ");
@@ -281,7 +292,11 @@ fn invisible_mark(
                         Vote::Letter(i) => key.bit(&words[i - 1].canonical, &words[*i].canonical),
                         Vote::Spacing(g) => {
                             let gap = &reading.gaps[*g];
-                            key.space_bit(&words[gap.before].skeleton, &words[gap.after].skeleton)
+                            key.space_bit(
+                                gap.kind,
+                                &words[gap.before].skeleton,
+                                &words[gap.after].skeleton,
+                            )
                         }
                     };
                     expected == shows(vote)

@@ -17,9 +17,23 @@ pub struct TextSlot {
     pub text: String,
     /// text/html rather than text/plain (or another text type).
     pub html: bool,
+    /// text/plain; format=flowed.
+    flowed: bool,
 }
 
 impl TextSlot {
+    /// How the part's text is laid out, for marks: format=flowed text
+    /// (RFC 3676) ends its soft-broken lines with a space.
+    pub fn layout(&self) -> crate::mark::Layout {
+        if self.html {
+            crate::mark::Layout::Html
+        } else if self.flowed {
+            crate::mark::Layout::Flowed
+        } else {
+            crate::mark::Layout::Plain
+        }
+    }
+
     fn new(entity: &[u8], part: &MessagePart<'_>) -> Option<TextSlot> {
         let text = part.text_contents()?.to_string();
         let ct = part.content_type();
@@ -50,6 +64,9 @@ impl TextSlot {
             headers,
             text,
             html: matches!(part.body, PartType::Html(_)),
+            flowed: ct
+                .and_then(|ct| ct.attribute("format"))
+                .is_some_and(|f| f.eq_ignore_ascii_case("flowed")),
         })
     }
 }
