@@ -428,8 +428,8 @@ Someone sent me this, is it real?\r\n\r\n{}\r\n--dig--\r\n",
                     rewrap(&fold(&excerpt), 60).into_bytes(),
                 ),
                 (
-                    "all prose, confusables pass",
-                    as_message("leaker@example.org", "x", &fold(&whole_prose)),
+                    "whole text, confusables pass",
+                    as_message("leaker@example.org", "x", &fold(&plain)),
                 ),
                 (
                     "all prose, confusables pass and re-wrapped",

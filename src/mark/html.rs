@@ -346,8 +346,8 @@ the site</a> for the whole story.</p>\n\
             for gap in reading.gaps.iter().filter(|g| g.kind == Spacing::Sentence) {
                 let (before, after) = (&reading.words[gap.before], &reading.words[gap.after]);
                 assert_eq!(
-                    key.space_bit(gap.kind, &before.skeleton, &after.skeleton),
-                    gap.set
+                    key.spacing(gap.kind, &before.skeleton, &after.skeleton),
+                    gap.spacing
                 );
             }
             let sentences = reading.gaps.iter().filter(|g| g.kind == Spacing::Sentence);

@@ -149,17 +149,21 @@ impl CopyKey {
         digest(&[&self.0, prev.as_bytes(), b"\0", word.as_bytes()])[0] & 1 == 1
     }
 
-    /// The spacing bit of a gap between `before` and `after`
-    /// ([`Word::skeleton`]s): two spaces between sentences, or a space at
-    /// the line end, when set.
-    pub fn space_bit(&self, kind: Spacing, before: &str, after: &str) -> bool {
-        let label: &[u8] = match kind {
-            Spacing::Sentence => b"space",
-            Spacing::LineEnd => b"line-end",
+    /// The spacing of a gap between `before` and `after`
+    /// ([`Word::skeleton`]s): between sentences 0 (one space) or 1 (two);
+    /// at a line end, how many spaces trail it, 0 to [`LINE_END_MAX`].
+    pub fn spacing(&self, kind: Spacing, before: &str, after: &str) -> u8 {
+        let (label, mask): (&[u8], u8) = match kind {
+            Spacing::Sentence => (b"space", 1),
+            Spacing::LineEnd => (b"line-end", LINE_END_MAX),
         };
-        digest(&[label, &self.0, before.as_bytes(), b"\0", after.as_bytes()])[0] & 1 == 1
+        digest(&[label, &self.0, before.as_bytes(), b"\0", after.as_bytes()])[0] & mask
     }
 }
+
+/// Most spaces a line-end mark leaves after a line's last word: three
+/// bits per wrapped line, invisible in every mail client.
+pub const LINE_END_MAX: u8 = 7;
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = HashAlgorithm::SHA256
@@ -197,20 +201,20 @@ pub struct Word {
 pub enum Spacing {
     /// Between two sentences on one line: one space or two.
     Sentence,
-    /// At the end of a wrapped prose line: nothing or one space (not in
-    /// HTML, nor in format=flowed text, where it means a soft break).
+    /// At the end of a wrapped prose line: 0 to 7 trailing spaces (not in
+    /// HTML, nor in format=flowed text, where a space is a soft break).
     LineEnd,
 }
 
-/// White space that carries a mark: where it is, whether it shows the
-/// set form (two spaces; a space at the line end), and the words on either
-/// side (indices into [`Reading::words`]).
+/// White space that carries a mark: where it is, the spacing it shows
+/// (see [`CopyKey::spacing`]), and the words on either side (indices into
+/// [`Reading::words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     pub kind: Spacing,
     pub start: usize,
     pub end: usize,
-    pub set: bool,
+    pub spacing: u8,
     pub before: usize,
     pub after: usize,
 }
@@ -244,7 +248,7 @@ pub fn read(text: &str, layout: Layout) -> Reading {
         .collect();
     let sentences = prose.gaps.into_iter().map(|(range, before, after)| Gap {
         kind: Spacing::Sentence,
-        set: text[range.clone()].chars().count() > 1,
+        spacing: u8::from(text[range.clone()].chars().count() > 1),
         start: range.start,
         end: range.end,
         before,
@@ -255,7 +259,7 @@ pub fn read(text: &str, layout: Layout) -> Reading {
         .into_iter()
         .map(|(range, before, after)| Gap {
             kind: Spacing::LineEnd,
-            set: !range.is_empty(),
+            spacing: range.len().min(usize::from(LINE_END_MAX)) as u8,
             start: range.start,
             end: range.end,
             before,
@@ -279,20 +283,19 @@ pub fn edits(
     let mut prev = "";
     for word in &reading.words {
         while let Some(gap) = gaps.next_if(|g| g.end <= word.start) {
-            let set = key.space_bit(
+            let spacing = key.spacing(
                 gap.kind,
                 &reading.words[gap.before].skeleton,
                 &reading.words[gap.after].skeleton,
             );
-            let space = match (gap.kind, set, layout) {
-                (Spacing::LineEnd, false, _) => "",
-                (Spacing::LineEnd, true, _) => " ",
-                (Spacing::Sentence, false, _) => " ",
-                (Spacing::Sentence, true, Layout::Html) => " \u{a0}",
-                (Spacing::Sentence, true, _) => "  ",
+            let space = match (gap.kind, spacing, layout) {
+                (Spacing::LineEnd, n, _) => " ".repeat(usize::from(n)),
+                (Spacing::Sentence, 0, _) => " ".to_string(),
+                (Spacing::Sentence, _, Layout::Html) => " \u{a0}".to_string(),
+                (Spacing::Sentence, _, _) => "  ".to_string(),
             };
-            if &text[gap.start..gap.end] != space {
-                out.push((gap.start..gap.end, space.to_string()));
+            if text[gap.start..gap.end] != space {
+                out.push((gap.start..gap.end, space));
             }
         }
         if word.markable && key.bit(prev, &word.canonical) {
@@ -396,11 +399,11 @@ the fix is released; see https://example.org/x and KAP-2026-0001 for details.\n"
     }
 
     #[test]
-    fn sentence_spacing_survives_a_confusables_pass() {
+    fn spacing_marks_survive_a_confusables_pass() {
         let secret = MarkSecret::derive(&[9; 32]);
-        let text = "The tool fails. It writes outside the tree. We have a fix. Please test it. \
-Release is next week. Tell nobody yet.\n";
-        let spacings: Vec<Vec<bool>> = (0..8)
+        let text = "The tool fails. It writes outside the tree. We have a fix.\n\
+Please test it. Release is next week. Tell nobody yet.\n";
+        let spacings: Vec<Vec<u8>> = (0..8)
             .map(|id| {
                 let marked = mark_text(text, &secret.copy_key(id));
                 // What a leaker's confusables pass leaves.
@@ -418,7 +421,7 @@ Release is next week. Tell nobody yet.\n";
                 read(&stripped, Layout::Plain)
                     .gaps
                     .iter()
-                    .map(|g| g.set)
+                    .map(|g| g.spacing)
                     .collect()
             })
             .collect();

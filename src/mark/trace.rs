@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, SHINGLE};
+use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, LINE_END_MAX, SHINGLE};
 use crate::store::{CopyInfo, Store, StoreError};
 
 /// Fewest votes that can name anyone.
@@ -166,9 +166,9 @@ enum Mark {
 enum Vote {
     /// A prose word (index into the reading's words): look-alike or not.
     Letter(usize),
-    /// White space between sentences or at a line end (index into the
-    /// reading's gaps).
-    Spacing(usize),
+    /// One bit of the white space between sentences or at a line end
+    /// (index into the reading's gaps, bit of its spacing).
+    Spacing(usize, u8),
 }
 
 /// The votes of `reading` for the copies of the message it comes from.
@@ -228,28 +228,25 @@ fn invisible_mark(
         .map(|i| (words[i].start, Vote::Letter(i)))
         .collect();
     // Messages marked before the spacing marks have none to read.
-    let spacing = |kind: Spacing| -> Vec<(usize, Vote)> {
+    let gaps = |kind: Spacing| -> Vec<usize> {
         reading
             .gaps
             .iter()
             .enumerate()
             .filter(|(_, g)| g.kind == kind && *modern && covered[g.before] && covered[g.after])
-            .map(|(i, g)| (g.start, Vote::Spacing(i)))
+            .map(|(i, _)| i)
             .collect()
     };
     let shows = |vote: &Vote| match vote {
         Vote::Letter(i) => words[*i].marked,
-        Vote::Spacing(g) => reading.gaps[*g].set,
+        Vote::Spacing(g, bit) => reading.gaps[*g].spacing >> bit & 1 == 1,
     };
-    // A channel with only one form in the whole leak was stripped (or the
-    // lines re-wrapped), or the text was never marked: its votes say
+    // A mark that shows one form only in the whole leak was stripped (or
+    // the lines re-wrapped), or the text was never marked: its votes say
     // nothing of any copy.
-    let both = |votes: &[(usize, Vote)]| {
-        votes.iter().any(|(_, v)| shows(v)) && votes.iter().any(|(_, v)| !shows(v))
-    };
     let mut channels = Vec::new();
     let mut sites: Vec<(usize, Vote)> = Vec::new();
-    if both(&letters) {
+    if letters.iter().any(|(_, v)| shows(v)) {
         channels.push(format!("{} words", letters.len()));
         sites.extend(letters);
     } else if letters.len() >= MIN_VOTES {
@@ -258,18 +255,32 @@ fn invisible_mark(
             letters.len()
         ));
     }
-    let sentences = spacing(Spacing::Sentence);
-    if both(&sentences) {
+    let varied = |gaps: &[usize]| {
+        gaps.iter()
+            .any(|&g| reading.gaps[g].spacing != reading.gaps[gaps[0]].spacing)
+    };
+    let sentences = gaps(Spacing::Sentence);
+    if varied(&sentences) {
         channels.push(format!("{} sentence spaces", sentences.len()));
-        sites.extend(sentences);
+        sites.extend(
+            sentences
+                .iter()
+                .map(|&g| (reading.gaps[g].start, Vote::Spacing(g, 0))),
+        );
     }
-    // Line ends of format=flowed text nearly all end in a space (its soft
-    // breaks); a copy's marks set about half.
-    let line_ends = spacing(Spacing::LineEnd);
-    let set = line_ends.iter().filter(|(_, v)| shows(v)).count();
-    if both(&line_ends) && set * 100 < line_ends.len() * 85 {
+    // Line ends of format=flowed text nearly all end in one space (its
+    // soft breaks); a copy's marks leave one space at one in eight.
+    let line_ends = gaps(Spacing::LineEnd);
+    let flowed = line_ends
+        .iter()
+        .filter(|&&g| reading.gaps[g].spacing == 1)
+        .count();
+    if varied(&line_ends) && flowed * 100 < line_ends.len() * 85 {
         channels.push(format!("{} line ends", line_ends.len()));
-        sites.extend(line_ends);
+        for &g in &line_ends {
+            let bits = (0..LINE_END_MAX.count_ones() as u8).map(|bit| Vote::Spacing(g, bit));
+            sites.extend(bits.map(|vote| (reading.gaps[g].start, vote)));
+        }
     }
     sites.sort_by_key(|(at, _)| *at);
     let channels = channels.join("; ");
@@ -290,13 +301,14 @@ fn invisible_mark(
                 .map(|(_, vote)| {
                     let expected = match vote {
                         Vote::Letter(i) => key.bit(&words[i - 1].canonical, &words[*i].canonical),
-                        Vote::Spacing(g) => {
+                        Vote::Spacing(g, bit) => {
                             let gap = &reading.gaps[*g];
-                            key.space_bit(
+                            let spacing = key.spacing(
                                 gap.kind,
                                 &words[gap.before].skeleton,
                                 &words[gap.after].skeleton,
-                            )
+                            );
+                            spacing >> bit & 1 == 1
                         }
                     };
                     expected == shows(vote)
