@@ -6,20 +6,23 @@
 //! 3. look-alike letters: in each prose word, a keyed pseudo-random bit
 //!    decides whether one letter is swapped for its Cyrillic look-alike
 //!    (`a` → `а`);
-//! 4. sentence spacing: between two sentences on one line, a second keyed
-//!    bit decides between one space and two (in HTML, a space and a
-//!    no-break space). Both forms are ordinary typing, and a Unicode
-//!    confusables pass (UTS #39 skeleton) leaves both alone, so this mark
-//!    survives a leaker who strips the look-alikes. It carries one bit per
-//!    sentence, far fewer than (3), so it names a recipient from a longer
-//!    text.
+//! 4. spacing: between two sentences on one line, a second keyed bit
+//!    decides between one space and two (in HTML, a space and a no-break
+//!    space); at the end of a wrapped prose line, three keyed bits decide
+//!    how many spaces trail it (none to seven; not in format=flowed text,
+//!    where a trailing space is a soft break). All of these are ordinary
+//!    typing or invisible, and a Unicode confusables pass (UTS #39
+//!    skeleton) leaves them alone, so this mark survives a leaker who
+//!    strips the look-alikes. It carries a few bits per sentence and line,
+//!    far fewer than (3), so it names a recipient from a longer text, and
+//!    re-wrapping loses the line ends.
 //!
 //! Marks (3) and (4) go only into prose ([`prose`] decides, and when unsure
 //! nothing is prose): commands, code, identifiers, fingerprints, URLs,
 //! armor and patches are never changed. Their bits depend on the copy and
-//! on the words around them, never on a position in the text, so they
-//! survive what a leak does: quoting, re-wrapping, HTML and back, cutting
-//! to an excerpt. Every mark of the excerpt is a vote; [`trace`] counts
+//! on the words around them, never on a position in the text, so the
+//! look-alikes survive what a leak does: quoting, re-wrapping, HTML and
+//! back, cutting to an excerpt. Every mark of the excerpt is a vote; [`trace`] counts
 //! them. Attachments are never touched, so a patch still applies.
 
 pub mod html;
