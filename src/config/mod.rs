@@ -245,8 +245,7 @@ pub struct List {
 
 /// How each member's copy of a list's mail is marked, so that a leaked
 /// copy names its recipient (`marks = …` on a list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marks {
     /// The copy header field, the visible line, and the invisible marks in
     /// the prose (look-alike letters, sentence spacing): a leaked excerpt
@@ -464,6 +463,21 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
         let msg = problem(&text);
         assert!(msg.contains("lists.security.members"), "{msg}");
         assert!(msg.contains("mallory"), "{msg}");
+    }
+
+    #[test]
+    fn marks_default_per_list_and_bad_ones_are_named() {
+        let (_dir, file) = write(MINIMAL);
+        let config = Config::load_with_env(&file, Some(HashMap::new())).unwrap();
+        assert_eq!(config.lists.security.marks, Marks::Visible);
+        let msg = problem(&MINIMAL.replace(
+            r#"members = ["alice"]"#,
+            "members = [\"alice\"]\nmarks = \"loud\"",
+        ));
+        assert!(
+            msg.contains("lists.security.marks") && msg.contains("\"off\""),
+            "{msg}"
+        );
     }
 
     #[test]

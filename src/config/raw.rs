@@ -281,8 +281,9 @@ struct RawList {
     address: String,
     #[serde(default)]
     members: Vec<String>,
-    /// Default: invisible on distributors, visible on security.
-    marks: Option<super::Marks>,
+    /// `invisible`, `visible` or `off`; default: invisible on distributors,
+    /// visible on security.
+    marks: Option<String>,
     #[serde(default)]
     mark_patches: bool,
 }
@@ -391,6 +392,22 @@ impl Checker<'_> {
     ) -> Result<List, ConfigError> {
         let key = format!("lists.{name}");
         let address = self.address(&format!("{key}.address"), &raw.address)?;
+        let marks = match raw.marks.as_deref() {
+            Some("invisible") => super::Marks::Invisible,
+            Some("visible") => super::Marks::Visible,
+            Some("off") => super::Marks::Off,
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{key}.marks"),
+                    format!("{other:?} is not one of \"invisible\", \"visible\", \"off\""),
+                ))
+            }
+            // Distributors get embargoed patches and advisories: a leak
+            // there must be traceable. The security list carries reports
+            // the PST must read exactly as sent.
+            None if name == ListName::Distributors => super::Marks::Invisible,
+            None => super::Marks::Visible,
+        };
         let mut seen = HashSet::new();
         for id in &raw.members {
             if !known.contains_key(id) {
@@ -409,13 +426,7 @@ impl Checker<'_> {
             name,
             address,
             members: raw.members.clone(),
-            // Distributors get embargoed patches and advisories: a leak
-            // there must be traceable. The security list carries reports
-            // the PST must read exactly as sent.
-            marks: raw.marks.unwrap_or(match name {
-                ListName::Distributors => super::Marks::Invisible,
-                _ => super::Marks::Visible,
-            }),
+            marks,
             mark_patches: raw.mark_patches,
         })
     }
