@@ -266,6 +266,53 @@ async fn an_excerpt_from_two_copies_names_both_as_candidates() {
     t.daemon.stop().await;
 }
 
+/// A leaker strips their own copy's look-alikes and adds the visible line
+/// of a colleague's copy (quoted in a reply, say): the line alone names a
+/// candidate, never a culprit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_visible_line_does_not_name_its_member() {
+    let t = traced().await;
+    let store = &t.daemon.shared.store;
+    let (_, leaker, _) = &t.copies[3];
+    let (victim, _, victim_entity) = &t.copies[7];
+    let victim_copy = String::from_utf8_lossy(victim_entity)
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Embargod-Copy: ").map(str::to_string))
+        .unwrap();
+    let stripped = embargod::mark::canonical(&excerpt(leaker, 400));
+    let leak = format!(
+        "{stripped}\n\n> This copy was prepared for {victim} <{victim}@example.org>, copy {}.\n",
+        victim_copy.trim()
+    );
+    let verdict = trace(store, store.mark_secret(), leak.as_bytes()).unwrap();
+    assert_eq!(attributed_to(&verdict), None, "{verdict}");
+    assert!(format!("{verdict}").contains(victim.as_str()), "{verdict}");
+    t.daemon.stop().await;
+}
+
+/// A leaker scrambles which words carry look-alikes and repeats the
+/// excerpt to make up votes: a scrambled pattern names nobody, and
+/// repeats add no votes.
+#[tokio::test(flavor = "multi_thread")]
+async fn scrambled_and_repeated_marks_name_nobody() {
+    let t = traced().await;
+    let store = &t.daemon.shared.store;
+    let (_, prose, _) = &t.copies[5];
+    // About ten words: few enough that some copy of twenty matches a random
+    // pattern by chance, if each repeat counted.
+    let piece = embargod::mark::canonical(&excerpt(prose, 64));
+    for seed in 0..20u8 {
+        let scrambled = embargod::mark::mark_text(
+            &piece,
+            &embargod::mark::MarkSecret::derive(&[seed; 32]).copy_key(1),
+        );
+        let leak = [scrambled.as_str(); 4].join("\n\n");
+        let verdict = trace(store, store.mark_secret(), leak.as_bytes()).unwrap();
+        assert_eq!(attributed_to(&verdict), None, "{verdict}");
+    }
+    t.daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_traces_and_the_ledger_shows_tampering() {
     let t = traced().await;

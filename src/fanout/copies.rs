@@ -118,9 +118,12 @@ impl Outgoing {
         } else {
             content
         };
+        // An inline `git send-email` patch is a patch, not prose: it gets
+        // the trailer (below), never look-alikes in its commit message.
         let prose = if invisible {
             crate::mime::edit::body_texts(&content)
                 .into_iter()
+                .filter(|slot| !crate::mark::patch::is_format_patch(&slot.text))
                 .filter_map(ProsePart::new)
                 .collect()
         } else {

@@ -27,8 +27,12 @@ use super::{edits, read, CopyKey, Layout, Reading};
 const BLOCKS: &str = "address, article, aside, blockquote, br, center, dd, div, dl, dt, \
 figcaption, figure, footer, form, h1, h2, h3, h4, h5, h6, header, hr, li, main, nav, ol, p, \
 pre, section, table, td, th, tr, ul";
-/// Elements whose text is code: never marked.
-const CODE: &str = "code, kbd, samp, tt, var";
+/// Elements whose text is code: never marked. Besides the tags, what
+/// mail clients write for monospace: Gmail's `<font face=monospace>`,
+/// Outlook's Courier New and Consolas, Apple Mail's Menlo.
+const CODE: &str = "code, kbd, samp, tt, var, font[face*=mono i], font[face*=courier i], \
+[style*=monospace i], [style*=courier i], [style*=consolas i], [style*=menlo i], \
+[style*=\"white-space:pre\" i], [style*=\"white-space: pre\" i]";
 /// Elements whose text is a block of code.
 const PRE: &str = "pre, listing, xmp, plaintext";
 /// Elements whose text is not shown.
@@ -48,7 +52,9 @@ enum Kind {
 enum Piece {
     /// A text node (as decoded text) and its index among all text nodes.
     Text(usize, String, Kind),
-    Break,
+    /// The end of a line: of a paragraph (`true`: `<p>`, `<div>`, `<li>` …)
+    /// or only of a line (`<br>`).
+    Break(bool),
 }
 
 #[derive(Default)]
@@ -86,11 +92,12 @@ fn walk(
     let breaks = {
         let state = state.clone();
         move |el: &mut lol_html::html_content::Element<'_, '_>| {
-            state.borrow_mut().pieces.push(Piece::Break);
+            let paragraph = !el.tag_name().eq_ignore_ascii_case("br");
+            state.borrow_mut().pieces.push(Piece::Break(paragraph));
             let state = state.clone();
             if let Some(handlers) = el.end_tag_handlers() {
                 handlers.push(Box::new(move |_| {
-                    state.borrow_mut().pieces.push(Piece::Break);
+                    state.borrow_mut().pieces.push(Piece::Break(paragraph));
                     Ok(())
                 }));
             }
@@ -137,12 +144,14 @@ fn walk(
     Some((output, pieces))
 }
 
-/// One line of an HTML document's text: its text as read for marks, and
-/// where each prose text node's text lies in it.
+/// One line of an HTML document's text: its text as read for marks, where
+/// each prose text node's text lies in it, and whether a paragraph ends
+/// before it (it then follows a blank line, as in plain text).
 #[derive(Debug, Default)]
 struct Block {
     text: String,
     nodes: Vec<(usize, Range<usize>)>,
+    paragraph: bool,
 }
 
 /// The lines of text of a walked document. `<pre>` text is indented as a
@@ -151,7 +160,20 @@ fn blocks(pieces: &[Piece]) -> Vec<Block> {
     let mut out = vec![Block::default()];
     for piece in pieces {
         match piece {
-            Piece::Break => out.push(Block::default()),
+            Piece::Break(paragraph) => {
+                let last = out.last_mut().expect("never empty");
+                if last.text.trim().is_empty() {
+                    // An empty line (`<div><br></div>`) adds to the break.
+                    last.paragraph |= paragraph;
+                    last.text.clear();
+                    last.nodes.clear();
+                } else {
+                    out.push(Block {
+                        paragraph: *paragraph,
+                        ..Block::default()
+                    });
+                }
+            }
             Piece::Text(_, _, Kind::Hidden) => {}
             Piece::Text(index, text, Kind::Prose) => {
                 let block = out.last_mut().expect("never empty");
@@ -206,6 +228,9 @@ pub fn render(html: &str) -> Option<String> {
     let (_, pieces) = walk(html, |_, _, _| None)?;
     let mut out = String::new();
     for block in blocks(&pieces) {
+        if block.paragraph && !out.is_empty() {
+            out.push('\n');
+        }
         if block.text.starts_with("    ") {
             out.push_str(&block.text);
         } else {
@@ -226,8 +251,10 @@ pub struct MarkableHtml {
     /// (a fence, an armor block) and the words before a line hold over the
     /// next, as when the rendered text is traced.
     text: String,
-    /// Where each prose text node's text lies in `text`.
-    nodes: Vec<(usize, Range<usize>)>,
+    /// Each prose text node: its index, where its text lies in `text`
+    /// (in order), and how many bytes of its text come before that (the
+    /// white space a block starts with).
+    nodes: Vec<(usize, Range<usize>, usize)>,
     reading: Reading,
 }
 
@@ -238,6 +265,9 @@ impl MarkableHtml {
         let mut text = String::new();
         let mut nodes = Vec::new();
         for block in blocks(&pieces) {
+            if block.paragraph && !text.is_empty() {
+                text.push('\n');
+            }
             if block.text.starts_with("    ") {
                 text.push_str(&block.text);
                 continue;
@@ -250,6 +280,7 @@ impl MarkableHtml {
                 (
                     node,
                     base + span.start.saturating_sub(lead)..base + span.end.saturating_sub(lead),
+                    lead.saturating_sub(span.start),
                 )
             }));
         }
@@ -274,17 +305,21 @@ impl MarkableHtml {
         for (range, replacement) in edits(&self.text, &self.reading, key, Layout::Html) {
             // An edit lands in the one node that holds all of it; a space
             // that spans two nodes is left as it is.
-            let Some((node, span)) = self
+            let at = self
                 .nodes
-                .iter()
-                .find(|(_, span)| span.start <= range.start && range.end <= span.end)
+                .partition_point(|(_, span, _)| span.end <= range.start);
+            let Some((node, span, skipped)) = self
+                .nodes
+                .get(at)
+                .filter(|(_, span, _)| span.start <= range.start && range.end <= span.end)
             else {
                 continue;
             };
-            per_node.entry(*node).or_default().push((
-                range.start - span.start..range.end - span.start,
-                replacement,
-            ));
+            let local = range.start - span.start + skipped;
+            per_node
+                .entry(*node)
+                .or_default()
+                .push((local..local + range.len(), replacement));
         }
         let (marked, _) = walk(&self.html, |index, raw, _| {
             let edits = per_node.get(&index)?;
@@ -356,11 +391,31 @@ the site</a> for the whole story.</p>\n\
     }
 
     #[test]
+    fn blocks_with_leading_white_space_are_marked_in_place() {
+        let html = "<p>\n  We met at the café after the release, and everyone was happy. \
+Then we went home.</p><div>\n   <span>Run</span> <font face=\"monospace\">kappital serve now</font> \
+after that, as the notes say.</div>";
+        let markable = MarkableHtml::new(html).unwrap();
+        let secret = MarkSecret::derive(&[7; 32]);
+        for id in 0..16 {
+            let marked = markable.mark(&secret.copy_key(id)).unwrap();
+            let squeeze = |s: &str| {
+                crate::mark::canonical(&render(s).unwrap())
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            assert_eq!(squeeze(&marked), squeeze(html), "{marked}");
+            assert!(marked.contains(">kappital serve now</font>"), "{marked}");
+        }
+    }
+
+    #[test]
     fn render_reads_as_a_mail_client_shows() {
         assert_eq!(
             render("<p>Fix &amp; test &#1072;&#x430;</p><p>next<br>line&nbsp; two</p><pre>a  b\nc</pre>")
                 .unwrap(),
-            "Fix & test аа\nnext\nline  two\n    a  b\n    c\n"
+            "Fix & test аа\n\nnext\nline  two\n\n    a  b\n    c\n"
         );
     }
 }

@@ -8,9 +8,9 @@
 //!    (`a` → `а`);
 //! 4. spacing: between two sentences on one line, a second keyed bit
 //!    decides between one space and two (in HTML, a space and a no-break
-//!    space); at the end of a wrapped prose line, three keyed bits decide
-//!    how many spaces trail it (none to seven; not in format=flowed text,
-//!    where a trailing space is a soft break). All of these are ordinary
+//!    space); at the end of a wrapped prose line, a third decides whether
+//!    a space trails it (not in format=flowed text, where a trailing space
+//!    is a soft break). All of these are ordinary
 //!    typing or invisible, and a Unicode confusables pass (UTS #39
 //!    skeleton) leaves them alone, so this mark survives a leaker who
 //!    strips the look-alikes. It carries a few bits per sentence and line,
@@ -154,7 +154,7 @@ impl CopyKey {
 
     /// The spacing of a gap between `before` and `after`
     /// ([`Word::skeleton`]s): between sentences 0 (one space) or 1 (two);
-    /// at a line end, how many spaces trail it, 0 to [`LINE_END_MAX`].
+    /// at a line end, how many spaces trail it, up to [`LINE_END_MAX`].
     pub fn spacing(&self, kind: Spacing, before: &str, after: &str) -> u8 {
         let (label, mask): (&[u8], u8) = match kind {
             Spacing::Sentence => (b"space", 1),
@@ -164,9 +164,10 @@ impl CopyKey {
     }
 }
 
-/// Most spaces a line-end mark leaves after a line's last word: three
-/// bits per wrapped line, invisible in every mail client.
-pub const LINE_END_MAX: u8 = 7;
+/// Most spaces a line-end mark leaves after a line's last word: one bit
+/// per wrapped line. (Two or more trailing spaces are a hard line break in
+/// Markdown, where an advisory's text often ends up.)
+pub const LINE_END_MAX: u8 = 1;
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = HashAlgorithm::SHA256
@@ -204,8 +205,8 @@ pub struct Word {
 pub enum Spacing {
     /// Between two sentences on one line: one space or two.
     Sentence,
-    /// At the end of a wrapped prose line: 0 to 7 trailing spaces (not in
-    /// HTML, nor in format=flowed text, where a space is a soft break).
+    /// At the end of a wrapped prose line: no trailing space or one (not
+    /// in HTML, nor in format=flowed text, where a space is a soft break).
     LineEnd,
 }
 
@@ -227,6 +228,10 @@ pub struct Gap {
 pub struct Reading {
     pub words: Vec<Word>,
     pub gaps: Vec<Gap>,
+    /// When read from several texts (the parts of a leak): the index of
+    /// each one's first word. A word's look-alike bit is keyed on the word
+    /// before it in its own text.
+    pub part_starts: Vec<usize>,
 }
 
 /// Reads the prose of `text` (see [`prose`]).
@@ -270,7 +275,11 @@ pub fn read(text: &str, layout: Layout) -> Reading {
         });
     let mut gaps: Vec<Gap> = sentences.chain(line_ends).collect();
     gaps.sort_by_key(|g| g.start);
-    Reading { words, gaps }
+    Reading {
+        words,
+        gaps,
+        part_starts: vec![0],
+    }
 }
 
 /// One copy's changes to a text: (byte range, what replaces it), in order
@@ -301,13 +310,23 @@ pub fn edits(
                 out.push((gap.start..gap.end, space));
             }
         }
-        if word.markable && key.bit(prev, &word.canonical) {
-            let letter = text[word.start..word.end]
-                .char_indices()
-                .find_map(|(i, c)| look_alike(c).map(|cyr| (i, c, cyr)));
-            if let Some((i, c, cyr)) = letter {
+        // Look-alikes already in the word (a member quoting their own
+        // copy) are set back to Latin, so one copy's marks never pass into
+        // another's; then the copy's own, one letter at most. One edit per
+        // letter, so an edit never spans two HTML text nodes.
+        let mut swap = word.markable && key.bit(prev, &word.canonical);
+        for (i, c) in text[word.start..word.end].char_indices() {
+            let plain = latin(c).unwrap_or(c);
+            let wanted = match look_alike(plain).filter(|_| swap) {
+                Some(cyr) => {
+                    swap = false;
+                    cyr
+                }
+                None => plain,
+            };
+            if wanted != c {
                 let at = word.start + i;
-                out.push((at..at + c.len_utf8(), cyr.to_string()));
+                out.push((at..at + c.len_utf8(), wanted.to_string()));
             }
         }
         prev = &word.canonical;
@@ -399,6 +418,14 @@ the fix is released; see https://example.org/x and KAP-2026-0001 for details.\n"
             let marked = mark_text(text, &secret.copy_key(id));
             assert!(marked.ends_with("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old code here\n+new code here\n"));
         }
+    }
+
+    #[test]
+    fn look_alikes_that_came_in_are_replaced_by_the_copy_own() {
+        let secret = MarkSecret::derive(&[9; 32]);
+        let quoted = mark_text(PROSE, &secret.copy_key(1));
+        let again = mark_text(&quoted, &secret.copy_key(2));
+        assert_eq!(again, mark_text(PROSE, &secret.copy_key(2)));
     }
 
     #[test]

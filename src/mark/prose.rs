@@ -52,6 +52,10 @@ pub struct Prose {
     pub line_ends: Vec<(Range<usize>, usize, usize)>,
 }
 
+/// More tokens than this make a line a paragraph, judged sentence by
+/// sentence.
+const LONG_LINE: usize = 24;
+
 /// Most tokens in a run of lines without a sentence end that is taken
 /// for headings rather than prose (a cut excerpt of a paragraph has more).
 const HEADING_TOKENS: usize = 16;
@@ -140,11 +144,13 @@ pub fn read(text: &str, layout: Layout) -> Prose {
     // continue a URL.
     let mut lines = Vec::new();
     let mut offset = 0;
+    let mut skips = Vec::new();
     for line in text.split_inclusive('\n') {
         let (kind, body, continues_url) = reader.line(line);
         // `body` is a slice of `line`.
         let at = offset + (body.as_ptr() as usize - line.as_ptr() as usize);
         lines.push((at, kind, body, continues_url));
+        skips.push(std::mem::take(&mut reader.skip));
         offset += line.len();
     }
     // A short run of prose lines that ends no sentence is headings, a
@@ -174,11 +180,13 @@ pub fn read(text: &str, layout: Layout) -> Prose {
     // The previous line's end, when it was prose ending with a word.
     let mut open_end: Option<(Range<usize>, usize)> = None;
     for (i, &(at, kind, body, continues_url)) in lines.iter().enumerate() {
-        if kind != Line::Prose || heading[i] {
+        // After "Run this:", a line that ends no sentence is what to run.
+        let after_colon = i > 0 && lines[i - 1].2.trim_end().ends_with(':') && !ends_sentence(body);
+        if kind != Line::Prose || heading[i] || after_colon {
             open_end = None;
             continue;
         }
-        let (first, last) = reader.words(body, at, continues_url, layout, &mut prose);
+        let (first, last) = reader.words(body, at, continues_url, &skips[i], layout, &mut prose);
         if let (Some((end, before)), Some(after)) = (open_end.take(), first) {
             prose.line_ends.push((end, before, after));
         }
@@ -199,6 +207,11 @@ struct Reader {
     armor: bool,
     /// Everything from here on is not prose (a patch, a signature).
     rest: Option<&'static str>,
+    /// Everything up to the next blank line is not prose (a traceback).
+    until_blank: Option<&'static str>,
+    /// The sentences of the last long line that are not prose (byte
+    /// ranges of its body).
+    skip: Vec<Range<usize>>,
     /// Inside a URL in angle brackets that runs over the line end.
     open_url: bool,
     /// The line before ended with a URL: this line's first token may be
@@ -212,9 +225,10 @@ impl Reader {
     fn line<'l>(&mut self, line: &'l str) -> (Line, &'l str, bool) {
         let content = line.trim_end_matches(['\n', '\r']);
         let body = unquote(content);
+        self.skip.clear();
         let code_spans_out = outside_code_spans(body);
         let kind = self.kind(body, &code_spans_out);
-        let continues_url = std::mem::take(&mut self.url_tail);
+        let continues_url = self.url_tail;
         self.url_state(body);
         (kind, body, continues_url)
     }
@@ -252,7 +266,14 @@ impl Reader {
             return Line::Other("signature");
         }
         if trimmed.is_empty() {
+            self.until_blank = None;
             return Line::Blank;
+        }
+        if trimmed.starts_with("Traceback (most recent call last)") {
+            self.until_blank = Some("log or dump");
+        }
+        if let Some(rule) = self.until_blank {
+            return Line::Other(rule);
         }
         if self.open_url {
             return Line::Other("wrapped URL");
@@ -262,10 +283,33 @@ impl Reader {
         }
         let visible = visible.trim();
         let tokens: Vec<&str> = visible.split_whitespace().collect();
-        if let Some(rule) = other_line(visible, &tokens) {
-            return Line::Other(rule);
+        if is_config_line(body, &tokens) {
+            return Line::Other("config key");
         }
-        Line::Prose
+        if tokens.len() <= LONG_LINE {
+            return other_line(visible, &tokens).map_or(Line::Prose, Line::Other);
+        }
+        // A long line is a paragraph (HTML, format=flowed, pasted text):
+        // each sentence is judged on its own, so one command in it does not
+        // take the marks out of the rest.
+        let mut any = None;
+        for sentence in sentences(body) {
+            let text = outside_code_spans(&body[sentence.clone()]);
+            let text = text.trim();
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            match other_line(text, &tokens) {
+                Some(rule) => {
+                    any.get_or_insert(Line::Other(rule));
+                    self.skip.push(sentence);
+                }
+                None => any = Some(Line::Prose),
+            }
+        }
+        let kind = any.unwrap_or(Line::Blank);
+        if kind != Line::Prose {
+            self.skip.clear();
+        }
+        kind
     }
 
     fn url_state(&mut self, body: &str) {
@@ -280,11 +324,15 @@ impl Reader {
         if let Some(open) = body.rfind("<http").or_else(|| body.rfind("<www.")) {
             self.open_url = !body[open..].contains('>');
         }
-        self.url_tail = body
-            .split_whitespace()
-            .last()
-            .is_some_and(|t| t.contains("://") || t.starts_with("www."))
-            && !ends_sentence(body);
+        // A line that is one token and continues a URL goes on continuing
+        // it.
+        let single = body.split_whitespace().count() == 1;
+        self.url_tail = (self.url_tail && single)
+            || body
+                .split_whitespace()
+                .last()
+                .is_some_and(|t| t.contains("://") || t.starts_with("www."))
+                && !ends_sentence(body);
     }
 
     /// The prose words and sentence gaps of a prose line whose body starts
@@ -295,13 +343,13 @@ impl Reader {
         body: &str,
         at: usize,
         continues_url: bool,
+        skip: &[Range<usize>],
         layout: Layout,
         prose: &mut Prose,
     ) -> (Option<usize>, Option<usize>) {
         let mut first = None;
         let mut tokens_seen = 0;
-        let mut in_code = false; // inside `backticks`
-        let mut in_literal = false; // inside 'single quotes'
+        let mut spans = Spans::default();
         let mut skip_first = continues_url;
         // (token, its range in body, index of its word in prose.words)
         let mut before: Option<(&str, usize)> = None;
@@ -310,10 +358,11 @@ impl Reader {
             tokens_seen += 1;
             let gap = end_of_last..start;
             end_of_last = start + token.len();
-            let word = if std::mem::take(&mut skip_first) {
+            let skipped = skip.iter().any(|r| r.contains(&start));
+            let word = if std::mem::take(&mut skip_first) || skipped {
                 None
             } else {
-                Self::word(token, &mut in_code, &mut in_literal)
+                Self::word(token, &mut spans)
             };
             let Some(core) = word else {
                 before = None;
@@ -347,41 +396,84 @@ impl Reader {
     }
 
     /// The range of a token's letters when it is a prose word.
-    fn word(token: &str, in_code: &mut bool, in_literal: &mut bool) -> Option<Range<usize>> {
+    fn word(token: &str, state: &mut Spans) -> Option<Range<usize>> {
         if token.contains('`') {
             if token.matches('`').count() % 2 == 1 {
-                *in_code = !*in_code;
+                state.code = !state.code;
             }
             return None;
         }
-        if *in_code {
+        if state.code {
             return None;
         }
-        let lead = token.len() - token.trim_start_matches(['(', '[', '*', '"']).len();
-        let opened = token[lead..].starts_with('\'');
-        let closes = token
-            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '*', '"'])
-            .ends_with('\'');
-        if *in_literal || opened {
-            *in_literal = !closes || (opened && token.len() == 1);
+        // 'single' and "double" quoted literals, over one token or more.
+        let lead = token.len() - token.trim_start_matches(['(', '[', '*']).len();
+        let tail = token.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '*']);
+        for (quote, inside) in [('\'', &mut state.single), ('"', &mut state.double)] {
+            let opens = token[lead..].starts_with(quote);
+            let closes = tail.ends_with(quote) && (!opens || tail.len() > lead + 1);
+            if *inside || opens {
+                *inside = !closes;
+                return None;
+            }
+        }
+        // The value after a setting's name (`PermitRootLogin no`,
+        // `verify_ssl: false`), and words that are usually values.
+        let after_identifier = std::mem::replace(&mut state.after_identifier, is_identifier(token));
+        let core_start = token.len() - token.trim_start_matches(['(', '[', '*']).len();
+        let core_end = tail.len();
+        if core_start >= core_end || after_identifier {
             return None;
         }
-        if token.starts_with('"')
-            && token
-                .trim_end_matches(['.', ',', ';', ':', '!', '?', ')'])
-                .ends_with('"')
-        {
-            return None; // a one-word "literal"
-        }
-        let core_start = token.len() - token.trim_start_matches(['(', '[', '*', '"', '\'']).len();
-        let core_end = token
-            .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '*', '"', '\''])
-            .len();
-        if core_start >= core_end {
-            return None;
-        }
-        is_word(&token[core_start..core_end]).then_some(core_start..core_end)
+        let core = &token[core_start..core_end];
+        let value = VALUES.contains(&super::canonical(core).to_ascii_lowercase().as_str());
+        (is_word(core) && !value).then_some(core_start..core_end)
     }
+}
+
+/// What the tokens before this one on the line opened.
+#[derive(Default)]
+struct Spans {
+    /// Inside `backticks`.
+    code: bool,
+    /// Inside 'single quotes'.
+    single: bool,
+    /// Inside "double quotes".
+    double: bool,
+    /// The token before was a setting's name.
+    after_identifier: bool,
+}
+
+/// Words that are more often a setting's value than prose.
+/// (`no`, `on`, `off` are too common in sentences: the word after a
+/// setting's name is left alone instead.)
+const VALUES: &[&str] = &[
+    "admin", "changeme", "disabled", "enabled", "false", "guest", "nil", "none", "null", "root",
+    "true", "yes",
+];
+
+/// A setting's name: `snake_case`, `dotted.name`, `CamelCase`, `ALL_CAPS`,
+/// or a name followed by `:` or `=`.
+fn is_identifier(token: &str) -> bool {
+    // As it was before any marks (the trace reads marked text).
+    let token = super::canonical(token);
+    let core = token.trim_matches(|c: char| "\"'()[],".contains(c));
+    let name = core.trim_end_matches([':', '=']);
+    let inner = name.trim_end_matches('.');
+    let camel = inner.chars().skip(1).any(|c| c.is_ascii_uppercase())
+        && inner.chars().any(|c| c.is_ascii_lowercase());
+    let caps = inner.len() >= 2
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+    !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && (inner.contains(['_', '.'])
+            || camel
+            || (caps && inner.contains('_'))
+            || name.len() < core.len())
 }
 
 /// The rule that makes a non-blank line something other than prose.
@@ -409,7 +501,9 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     if has_code_punctuation(trimmed, tokens) {
         return Some("code punctuation");
     }
-    if is_log_line(tokens) {
+    if is_log_line(tokens)
+        || (first == "File" && tokens.get(1).is_some_and(|t| t.starts_with("\"/")))
+    {
         return Some("log or dump");
     }
     if trimmed.contains("   ") {
@@ -423,7 +517,13 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     {
         return Some("title");
     }
-    if COMMANDS.contains(&first) {
+    // A command name anywhere: "run git bisect start", "pip install …".
+    // (`import` and `export` are English words too: only at the start.)
+    if ["import", "export"].contains(&first)
+        || tokens
+            .iter()
+            .any(|t| COMMANDS.contains(&t.trim_matches(|c: char| "\"'(),.;:".contains(c))))
+    {
         return Some("command");
     }
     if tokens.len() < 4 && !ends_sentence(trimmed) {
@@ -433,20 +533,44 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     if hex * 2 >= tokens.len() {
         return Some("hex groups");
     }
-    let (latin, other) = trimmed
+    // Look-alikes count as what they are: Cyrillic text made of letters
+    // that look Latin is still not Latin (a marked Latin line has one in
+    // about five letters).
+    let (ascii, other) = trimmed
         .chars()
         .filter(|c| c.is_alphabetic())
-        .fold((0, 0), |(l, o), c| {
-            if c.is_ascii_alphabetic() || super::latin(c).is_some() {
-                (l + 1, o)
+        .fold((0, 0), |(a, o), c| {
+            if c.is_ascii_alphabetic() {
+                (a + 1, o)
             } else {
-                (l, o + 1)
+                (a, o + 1)
             }
         });
-    if other > latin {
+    if other > ascii {
         return Some("non-Latin script");
     }
     None
+}
+
+/// A YAML, JSON or INI-like `key: value` line, or a label on its own line:
+/// `  description: the upload …`, `"note": "…"`, `max_size: 10`,
+/// `uploads:`.
+fn is_config_line(body: &str, tokens: &[&str]) -> bool {
+    let Some(first) = tokens.first() else {
+        return false;
+    };
+    let first = super::canonical(first);
+    let Some(key) = first.trim_start_matches('-').strip_suffix(':') else {
+        return false;
+    };
+    let quoted = key.starts_with('"') || key.starts_with('\'');
+    let key = key.trim_matches(['"', '\'']);
+    let identifier = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    let indented = body.starts_with(' ') || body.starts_with('\t');
+    identifier && (indented || quoted || tokens.len() == 1 || key.contains(['_', '.']))
 }
 
 /// `Subject:`, `X-Case:`, `Content-Type:`, `Embargo-Copy:` … as the first
@@ -547,7 +671,7 @@ fn is_hex_group(token: &str) -> bool {
 
 /// Ends like a sentence or a clause: `.`, `!`, `?`, `:`, `,`, `;`, maybe
 /// followed by closing quotes or brackets.
-fn ends_sentence(text: &str) -> bool {
+pub(super) fn ends_sentence(text: &str) -> bool {
     text.trim_end()
         .trim_end_matches(['"', '\'', ')', ']', '*'])
         .ends_with(['.', '!', '?', ':', ',', ';'])
@@ -598,6 +722,27 @@ fn unquote(line: &str) -> &str {
             _ => return rest,
         }
     }
+}
+
+/// The sentences of a long line: byte ranges that end after a token ending
+/// in `.`, `!` or `?` when a capital follows.
+fn sentences(body: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut previous_end: Option<usize> = None;
+    for (at, token) in tokens(body) {
+        if let Some(end) = previous_end.take() {
+            if token.starts_with(|c: char| c.is_uppercase()) {
+                out.push(start..end);
+                start = at;
+            }
+        }
+        if ends_sentence(token) && !token.ends_with([',', ';', ':']) {
+            previous_end = Some(at + token.len());
+        }
+    }
+    out.push(start..body.len());
+    out
 }
 
 /// The whitespace-separated tokens of a line with their byte offsets.
@@ -689,6 +834,31 @@ mod tests {
         ("SELECT * FROM users WHERE name = 'admin';", false),
         ("fn main() {", false),
         ("let x = vec![1, 2, 3];", false),
+        (
+            "Please run git bisect start and git bisect bad on the branch.",
+            false,
+        ),
+        (
+            "Run pip install kappital and then start the server as usual.",
+            false,
+        ),
+        (
+            "  description: the upload feature for all of the users here",
+            false,
+        ),
+        (
+            "  \"note\": \"this is the admin account of the whole site\",",
+            false,
+        ),
+        ("uploads:", false),
+        (
+            "  File \"/usr/lib/kappital/sync.py\", line 42, in handle_upload",
+            false,
+        ),
+        (
+            "Серверу ее хорошо, ох уж эти расчеты, ересь и сор на сервере.",
+            false,
+        ),
         ("WRITE of size 65536 at 0x7f3a2c810800 thread T3", false),
         (
             "Mar 11 09:40:52 lab kappitald[2210]: worker 3 killed by signal 11 while",
@@ -751,7 +921,8 @@ mod tests {
             words(
                 "Set the `strict` option and the 'admin' user, as OpenSSL and NIST say (really).\n"
             ),
-            ["Set", "the", "option", "and", "the", "user", "as", "and", "say", "really"]
+            // (the word after an identifier may be its value: not marked)
+            ["Set", "the", "option", "and", "the", "user", "as", "say", "really"]
         );
         assert_eq!(
             words("Use `git log --all` to list the faced commits, then decide.\n"),
@@ -760,6 +931,14 @@ mod tests {
         assert_eq!(
             words("It is \"unsafe\" to call it, don't do it twice now.\n"),
             ["It", "is", "to", "call", "it", "do", "it", "twice", "now"]
+        );
+        assert_eq!(
+            words("The log says \"permission denied while opening\" and stops here.\n"),
+            ["The", "log", "says", "and", "stops", "here"]
+        );
+        assert_eq!(
+            words("Set PermitRootLogin no and verify_ssl: false, and the login is admin here.\n"),
+            ["Set", "and", "and", "the", "login", "is", "here"]
         );
     }
 
@@ -810,6 +989,41 @@ to the directory as it is.\n\nsystemctl restart the kappital service now\n\nThan
         for heading in ["filter", "injection", "systemctl", "service"] {
             assert!(!words.contains(&heading), "{words:?}");
         }
+    }
+
+    #[test]
+    fn a_line_after_a_colon_that_ends_no_sentence_is_not_prose() {
+        let text = "To reproduce, run this in a fresh checkout of the tree:\n\
+kappital import the evil archive now\nand then watch the log for a while.\n";
+        let words: Vec<&str> = read(text, Layout::Plain)
+            .words
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert!(
+            !words.contains(&"evil") && words.contains(&"watch"),
+            "{words:?}"
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_judged_sentence_by_sentence() {
+        let text = "The server copies the name of the file into a buffer on the stack \
+without a check. Run sudo systemctl restart kappital after the update. Every release since \
+the rewrite is affected, and we have seen it in the wild.\n";
+        let words: Vec<&str> = read(text, Layout::Plain)
+            .words
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert!(
+            words.contains(&"buffer") && words.contains(&"affected"),
+            "{words:?}"
+        );
+        assert!(
+            !words.contains(&"restart") && !words.contains(&"update"),
+            "{words:?}"
+        );
     }
 
     #[test]

@@ -29,6 +29,27 @@ use crate::store::{CopyInfo, Store, StoreError};
 pub const MIN_VOTES: usize = 16;
 /// Share of the votes a copy must agree with to be named.
 pub const AGREEMENT: f64 = 0.9;
+/// Most expected number of copies of the message that would agree as well
+/// by chance, for a copy to be named: at the limit, one trace in 100,000
+/// could name someone by chance (21 votes all agreeing, with 20 copies).
+pub const SIGNIFICANCE: f64 = 1e-5;
+
+/// P(X ≥ k) for X ~ Binomial(n, ½): the chance that a copy the leak did not
+/// come from agrees with `k` of `n` votes.
+fn tail(n: usize, k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    // C(n, i) / 2^n from i = n down to k; 2^-n underflows to 0 for very
+    // long leaks, which are significant anyway.
+    let mut term = 0.5f64.powi(i32::try_from(n).unwrap_or(i32::MAX));
+    let mut sum = 0.0;
+    for i in (k..=n).rev() {
+        sum += term;
+        term *= i as f64 / (n - i + 1) as f64;
+    }
+    sum.min(1.0)
+}
 
 /// What the tracer concluded.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +130,8 @@ pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict,
         named(id, "visible line", &mut direct)?;
     }
 
-    let reading = read(&leak.text, Layout::Plain);
-    let invisible = invisible_mark(store, secret, &reading)?;
+    let (reading, cut) = leak.reading();
+    let invisible = invisible_mark(store, secret, &leak.text, &reading, &cut)?;
     match invisible {
         Mark::One(copy, note) => {
             evidence.push(note);
@@ -139,20 +160,22 @@ pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict,
                 evidence,
             })
         }
-        Mark::None(reason) => match direct.len() {
-            0 => Ok(Verdict::NoMatch { reason }),
-            1 => {
-                evidence.push(format!("invisible mark: {reason}"));
-                Ok(Verdict::Attributed {
-                    copy: direct.remove(0),
-                    evidence,
-                })
-            }
-            _ => Ok(Verdict::Candidates {
+        // A header field or a visible line is text anyone can copy into a
+        // leak (a member quoting their own copy's line, say): on its own it
+        // names a candidate, never the culprit.
+        Mark::None(reason) if direct.is_empty() => Ok(Verdict::NoMatch { reason }),
+        Mark::None(reason) => {
+            evidence.push(format!("invisible mark: {reason}"));
+            evidence.push(
+                "only plain text names this copy, and anyone can copy a header field or a \
+                 visible line into a leak"
+                    .into(),
+            );
+            Ok(Verdict::Candidates {
                 copies: direct,
                 evidence,
-            }),
-        },
+            })
+        }
     }
 }
 
@@ -175,7 +198,9 @@ enum Vote {
 fn invisible_mark(
     store: &Store,
     secret: &MarkSecret,
+    text: &str,
     reading: &Reading,
+    cut: &[bool],
 ) -> Result<Mark, StoreError> {
     let words = &reading.words;
     if words.len() < SHINGLE {
@@ -224,7 +249,22 @@ fn invisible_mark(
             .for_each(|c| *c = true);
     }
     let letters: Vec<(usize, Vote)> = (1..words.len())
-        .filter(|&i| covered[i] && words[i].markable)
+        .filter(|&i| {
+            // The first word of a paragraph: a leak often puts other text
+            // before it, so the word its bit is keyed on is not there.
+            let paragraph_start = text[words[i - 1].end..words[i].start]
+                .split('\n')
+                .skip(1)
+                .any(|line| {
+                    line.trim_matches(|c: char| c.is_whitespace() || c == '>')
+                        .is_empty()
+                });
+            covered[i]
+                && words[i].markable
+                && !cut[i]
+                && !paragraph_start
+                && !reading.part_starts.contains(&i)
+        })
         .map(|i| (words[i].start, Vote::Letter(i)))
         .collect();
     // Messages marked before the spacing marks have none to read.
@@ -233,7 +273,14 @@ fn invisible_mark(
             .gaps
             .iter()
             .enumerate()
-            .filter(|(_, g)| g.kind == kind && *modern && covered[g.before] && covered[g.after])
+            .filter(|(_, g)| {
+                g.kind == kind
+                    && *modern
+                    && covered[g.before]
+                    && covered[g.after]
+                    && !cut[g.before]
+                    && !cut[g.after]
+            })
             .map(|(i, _)| i)
             .collect()
     };
@@ -259,8 +306,19 @@ fn invisible_mark(
         gaps.iter()
             .any(|&g| reading.gaps[g].spacing != reading.gaps[gaps[0]].spacing)
     };
+    // Line ends of format=flowed text nearly all end in one space (its
+    // soft breaks); a copy's marks leave one at about half of them.
+    let line_ends = gaps(Spacing::LineEnd);
+    let flowed = line_ends
+        .iter()
+        .filter(|&&g| reading.gaps[g].spacing == 1)
+        .count();
+    let line_ends_read = varied(&line_ends) && flowed * 100 < line_ends.len() * 85;
+    // Sentence spacing is read when it varies, or when the line ends show
+    // that the leak's white space was left as it came (a copy may well have
+    // one spacing at its few sentence ends).
     let sentences = gaps(Spacing::Sentence);
-    if varied(&sentences) {
+    if varied(&sentences) || line_ends_read {
         channels.push(format!("{} sentence spaces", sentences.len()));
         sites.extend(
             sentences
@@ -268,21 +326,45 @@ fn invisible_mark(
                 .map(|&g| (reading.gaps[g].start, Vote::Spacing(g, 0))),
         );
     }
-    // Line ends of format=flowed text nearly all end in one space (its
-    // soft breaks); a copy's marks leave one space at one in eight.
-    let line_ends = gaps(Spacing::LineEnd);
-    let flowed = line_ends
-        .iter()
-        .filter(|&&g| reading.gaps[g].spacing == 1)
-        .count();
-    if varied(&line_ends) && flowed * 100 < line_ends.len() * 85 {
+    if line_ends_read {
         channels.push(format!("{} line ends", line_ends.len()));
         for &g in &line_ends {
             let bits = (0..LINE_END_MAX.count_ones() as u8).map(|bit| Vote::Spacing(g, bit));
             sites.extend(bits.map(|vote| (reading.gaps[g].start, vote)));
         }
     }
+    // Each keyed input votes once, however often the leak repeats it (an
+    // excerpt pasted twice, the same text in a plain and an HTML part);
+    // one that shows both ways votes not at all.
+    let input = |vote: &Vote| match vote {
+        Vote::Letter(i) => (
+            0,
+            0,
+            words[i - 1].canonical.as_str(),
+            words[*i].canonical.as_str(),
+        ),
+        Vote::Spacing(g, bit) => {
+            let gap = &reading.gaps[*g];
+            let kind = 1 + u8::from(gap.kind == Spacing::LineEnd);
+            (
+                kind,
+                *bit,
+                words[gap.before].skeleton.as_str(),
+                words[gap.after].skeleton.as_str(),
+            )
+        }
+    };
+    let mut seen: HashMap<(u8, u8, &str, &str), (bool, bool)> = HashMap::new();
+    for (_, vote) in &sites {
+        let entry = seen.entry(input(vote)).or_insert((shows(vote), false));
+        entry.1 |= entry.0 != shows(vote);
+    }
     sites.sort_by_key(|(at, _)| *at);
+    let mut kept = std::collections::HashSet::new();
+    sites.retain(|(_, vote)| {
+        let key = input(vote);
+        !seen[&key].1 && kept.insert(key)
+    });
     let channels = channels.join("; ");
     if sites.len() < MIN_VOTES {
         return Ok(Mark::None(format!(
@@ -319,8 +401,12 @@ fn invisible_mark(
     let n = sites.len();
     let needed = (n as f64 * AGREEMENT).ceil() as usize;
     let score = |votes: &[bool]| votes.iter().filter(|&&v| v).count();
+    // Strong: agrees with nearly all votes, and no copy of this many would
+    // agree as well by chance (a copy that is not the source agrees with
+    // each vote at even odds).
+    let chance = |agreed: usize, votes: usize| copies.len() as f64 * tail(votes, agreed);
     let mut strong: Vec<usize> = (0..copies.len())
-        .filter(|&c| score(&agree[c]) >= needed)
+        .filter(|&c| score(&agree[c]) >= needed && chance(score(&agree[c]), n) <= SIGNIFICANCE)
         .collect();
     strong.sort_by_key(|&c| std::cmp::Reverse(score(&agree[c])));
     let summary = |c: usize| format!("{} of {n} marks agree ({channels})", score(&agree[c]));
@@ -368,7 +454,9 @@ fn invisible_mark(
         })
         .collect();
     let enough = |agreed: usize, votes: usize| {
-        votes >= MIN_VOTES && agreed as f64 >= votes as f64 * AGREEMENT
+        votes >= MIN_VOTES
+            && agreed as f64 >= votes as f64 * AGREEMENT
+            && chance(agreed, votes) * copies.len() as f64 <= SIGNIFICANCE
     };
     // The two copies that agree most with a span, best first.
     let top_two = |agreed: &dyn Fn(usize) -> usize| {
@@ -423,10 +511,12 @@ fn invisible_mark(
 /// Nested messages read at most this deep.
 const MAX_DEPTH: usize = 8;
 
-/// What a leak holds: all its text, and the copy ids of any header fields.
+/// What a leak holds: all its text, each part with how it is laid out,
+/// and the copy ids of any header fields.
 #[derive(Debug, Default)]
 struct Leak {
     text: String,
+    parts: Vec<(String, Layout)>,
     headers: Vec<u64>,
 }
 
@@ -443,13 +533,15 @@ impl Leak {
             leak.message(&message, 0);
         }
         if leak.text.trim().is_empty() {
+            leak.text.clear();
+            leak.parts.clear();
             let text = String::from_utf8_lossy(bytes);
             match looks_like_html(&text)
                 .then(|| super::html::render(&text))
                 .flatten()
             {
-                Some(rendered) => leak.text = rendered,
-                None => leak.text = text.into_owned(),
+                Some(rendered) => leak.push(&rendered, Layout::Flowed),
+                None => leak.push(&text, Layout::Plain),
             }
         }
         // A copy's header forwarded inline is text.
@@ -464,12 +556,45 @@ impl Leak {
             })
             .collect();
         leak.headers.extend(inline);
-        leak.text = leak.text.replace('\u{a0}', " ");
         leak
     }
 
+    /// Every part read on its own (what one part opens, a fence or a
+    /// signature, does not hold over the next), as one reading; and for
+    /// each word whether it is in a sentence the leak cut (its first when
+    /// the part starts inside one, its last when it stops inside one).
+    /// Whether a sentence is prose can hang on the part cut away, so
+    /// those words do not vote.
+    fn reading(&self) -> (Reading, Vec<bool>) {
+        let mut out = Reading::default();
+        let mut cut = Vec::new();
+        let mut base = 0;
+        for (text, layout) in &self.parts {
+            let words = out.words.len();
+            let part = read(text, *layout);
+            let (head, tail) = cut_sentences(text);
+            cut.extend(part.words.iter().map(|w| w.start < head || w.start >= tail));
+            out.words
+                .extend(part.words.into_iter().map(|w| super::Word {
+                    start: w.start + base,
+                    end: w.end + base,
+                    ..w
+                }));
+            out.gaps.extend(part.gaps.into_iter().map(|g| super::Gap {
+                start: g.start + base,
+                end: g.end + base,
+                before: g.before + words,
+                after: g.after + words,
+                ..g
+            }));
+            out.part_starts.push(words);
+            base += text.len() + 1;
+        }
+        (out, cut)
+    }
+
     fn message(&mut self, message: &mail_parser::Message<'_>, depth: usize) {
-        use mail_parser::PartType;
+        use mail_parser::{MimeHeaders, PartType};
         for part in &message.parts {
             if let Some(id) = part
                 .headers
@@ -481,10 +606,24 @@ impl Leak {
                 self.headers.push(id);
             }
             match &part.body {
-                PartType::Text(text) => self.push(text),
+                PartType::Text(text) => {
+                    let flowed = part
+                        .content_type()
+                        .and_then(|ct| ct.attribute("format"))
+                        .is_some_and(|f| f.eq_ignore_ascii_case("flowed"));
+                    self.push(
+                        text,
+                        if flowed {
+                            Layout::Flowed
+                        } else {
+                            Layout::Plain
+                        },
+                    );
+                }
+                // Rendered lines end with nothing: no line-end marks.
                 PartType::Html(html) => match super::html::render(html) {
-                    Some(rendered) => self.push(&rendered),
-                    None => self.push(html),
+                    Some(rendered) => self.push(&rendered, Layout::Flowed),
+                    None => self.push(html, Layout::Plain),
                 },
                 PartType::Message(inner) if depth < MAX_DEPTH => self.message(inner, depth + 1),
                 _ => {}
@@ -492,10 +631,41 @@ impl Leak {
         }
     }
 
-    fn push(&mut self, text: &str) {
-        self.text.push_str(text);
+    /// Adds a part; no-break spaces read as spaces, as a copy from a
+    /// browser gives them.
+    fn push(&mut self, text: &str, layout: Layout) {
+        let text = text.replace('\u{a0}', " ");
+        self.text.push_str(&text);
         self.text.push('\n');
+        self.parts.push((text, layout));
     }
+}
+
+/// Where the whole lines and sentences of `text` start and end (byte
+/// offsets). When the text starts inside a sentence (with a small letter),
+/// the first line or sentence, whichever ends first, is cut; when it stops
+/// inside one, the last line or sentence, whichever starts last.
+fn cut_sentences(text: &str) -> (usize, usize) {
+    let body = text.trim_start_matches(|c: char| c.is_whitespace() || c == '>');
+    let ends: Vec<usize> = text
+        .match_indices(['.', '!', '?'])
+        .map(|(at, _)| at + 1)
+        .filter(|&at| text[at..].starts_with(char::is_whitespace) || at == text.len())
+        .collect();
+    let trimmed = text.trim_end();
+    let head = if body.starts_with(|c: char| c.is_lowercase()) {
+        let first_line = text.len() - body.len() + body.find('\n').unwrap_or(body.len());
+        ends.first().copied().unwrap_or(text.len()).min(first_line)
+    } else {
+        0
+    };
+    let tail = if super::prose::ends_sentence(trimmed) {
+        text.len()
+    } else {
+        let last_line = trimmed.rfind('\n').map_or(0, |n| n + 1);
+        ends.last().copied().unwrap_or(0).max(last_line).max(head)
+    };
+    (head, tail)
 }
 
 fn looks_like_html(text: &str) -> bool {
@@ -509,9 +679,15 @@ fn looks_like_html(text: &str) -> bool {
 fn visible_copy_ids(text: &str) -> Vec<u64> {
     text.match_indices("This copy was prepared for ")
         .filter_map(|(at, _)| {
-            // The line may be re-wrapped: read on to the next sentence end.
+            // The line may be re-wrapped: read on to the next sentence end,
+            // within a window.
             let rest = &text[at..];
-            let rest = &rest[..rest.find(". ").unwrap_or(rest.len()).min(400)];
+            let mut window = rest.len().min(400);
+            while !rest.is_char_boundary(window) {
+                window -= 1;
+            }
+            let rest = &rest[..window];
+            let rest = &rest[..rest.find(". ").unwrap_or(rest.len())];
             let copy = rest.rfind("copy ")?;
             let hex: String = rest[copy + 5..]
                 .chars()
@@ -534,6 +710,16 @@ mod tests {
         assert_eq!(visible_copy_ids(&format!("> {line}")), [0xfeed]);
         let wrapped = line.replace(", copy ", ",\n> copy ");
         assert_eq!(visible_copy_ids(&wrapped), [0xfeed]);
+        let long = format!("This copy was prepared for {}", "é".repeat(300));
+        assert!(visible_copy_ids(&long).is_empty());
+    }
+
+    #[test]
+    fn binomial_tail() {
+        assert!((tail(16, 16) - 1.0 / 65536.0).abs() < 1e-12);
+        assert!((tail(16, 15) - 17.0 / 65536.0).abs() < 1e-12);
+        assert!((tail(4, 0) - 1.0).abs() < 1e-12);
+        assert!(tail(2000, 1900) < 1e-300);
     }
 
     #[test]
