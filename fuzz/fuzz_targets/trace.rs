@@ -48,7 +48,8 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
             message,
             embargod::mark::text_shingles(store.mark_secret(), text),
             COPIES,
-        ).expect("index");
+        )
+        .expect("index");
     }
     Setup {
         store,
