@@ -3,9 +3,9 @@
 //! every copy of untrusted mail goes through.
 //!
 //! Nothing may panic; a marked plain text reads back as the original
-//! (look-alikes mapped to Latin, one space where marks set two); marking
-//! HTML either fails cleanly or adds no tag; and rendering HTML for
-//! the trace never panics.
+//! (look-alikes in both mapped to Latin, one space where marks set two);
+//! marking HTML either fails cleanly or adds no tag; and rendering HTML
+//! for the trace never panics.
 
 #![no_main]
 
@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
         let reading = read(text, layout);
         let marked = apply(text, &edits(text, &reading, &key, layout));
         let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(squeeze(&canonical(&marked)), squeeze(text));
+        // Look-alikes that came in may be set back to Latin.
+        assert_eq!(squeeze(&canonical(&marked)), squeeze(&canonical(text)));
         if layout == Layout::Plain {
             assert_eq!(marked.lines().count(), text.lines().count());
         }
