@@ -468,3 +468,68 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
     daemon.wait_outbox(before + 2).await;
     daemon.stop().await;
 }
+
+/// Text that many messages share (a template's paragraph) matches none of
+/// them, and costs no more than that; what is each message's own still
+/// names the copy.
+#[test]
+fn boilerplate_shared_by_many_messages_names_nobody() {
+    const BOILERPLATE: &str = "This information must not be made public, shared, nor even \
+hinted at beyond the need to know within your team until then, except with the explicit \
+approval of the list; whoever you share it with must agree to the same terms.\n";
+    const WORDS: [&str; 16] = [
+        "parser",
+        "buffer",
+        "upload",
+        "archive",
+        "server",
+        "session",
+        "token",
+        "cookie",
+        "template",
+        "folder",
+        "account",
+        "backup",
+        "preview",
+        "thumbnail",
+        "import",
+        "export",
+    ];
+    let own = |message: u64| -> String {
+        let mut state = message.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut out = String::from("The problem is that the");
+        for _ in 0..60 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.push(' ');
+            out.push_str(WORDS[(state % 16) as usize]);
+        }
+        out.push_str(" is not checked.\n");
+        out
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = embargod::store::Store::open(
+        &dir.path().join("state"),
+        embargod::store::StoreKey::from_bytes(&[5; embargod::store::KEY_LEN]),
+    )
+    .unwrap();
+    let secret = store.mark_secret().clone();
+    for message in 0..100 {
+        let text = format!("{BOILERPLATE}\n{}", own(message));
+        let shingles = embargod::mark::text_shingles(&secret, &text);
+        embargod::sandbox::index_copies(&store, message, shingles, 3).unwrap();
+    }
+    let copy_id = 42 * 3 + 2;
+    let marked = embargod::mark::mark_text(
+        &format!("{BOILERPLATE}\n{}", own(42)),
+        &secret.copy_key(copy_id),
+    );
+    match trace(&store, &secret, marked.as_bytes()).unwrap() {
+        Verdict::Attributed { copy, .. } => assert_eq!(copy.copy_id, copy_id),
+        other => panic!("{other}"),
+    }
+    let shared = embargod::mark::mark_text(BOILERPLATE, &secret.copy_key(copy_id));
+    let verdict = trace(&store, &secret, shared.as_bytes()).unwrap();
+    assert!(matches!(verdict, Verdict::NoMatch { .. }), "{verdict}");
+}

@@ -519,10 +519,12 @@ fn other_line(trimmed: &str, tokens: &[&str]) -> Option<&'static str> {
     }
     // A command name anywhere: "run git bisect start", "pip install …".
     // (`import` and `export` are English words too: only at the start.)
-    if ["import", "export"].contains(&first)
-        || tokens
-            .iter()
-            .any(|t| COMMANDS.contains(&t.trim_matches(|c: char| "\"'(),.;:".contains(c))))
+    let english = ["import", "export"];
+    if english.contains(&first)
+        || tokens.iter().any(|t| {
+            let t = t.trim_matches(|c: char| "\"'(),.;:".contains(c));
+            COMMANDS.contains(&t) && !english.contains(&t)
+        })
     {
         return Some("command");
     }

@@ -29,6 +29,9 @@ use crate::store::{CopyInfo, Store, StoreError};
 pub const MIN_VOTES: usize = 16;
 /// Share of the votes a copy must agree with to be named.
 pub const AGREEMENT: f64 = 0.9;
+/// Shingles found in more messages than this are boilerplate: they match
+/// no message.
+const BOILERPLATE: usize = 64;
 /// Most expected number of copies of the message that would agree as well
 /// by chance, for a copy to be named: at the limit, one trace in 100,000
 /// could name someone by chance (21 votes all agreeing, with 20 copies).
@@ -223,7 +226,13 @@ fn invisible_mark(
             let messages = match cache.get(&shingle) {
                 Some(m) => m.clone(),
                 None => {
-                    let m = store.messages_with_shingle(shingle)?;
+                    // Boilerplate that many messages share (a template's
+                    // greeting, a standard paragraph) says nothing of which
+                    // message the leak is; it would only cost time.
+                    let mut m = store.messages_with_shingle(shingle, BOILERPLATE)?;
+                    if m.len() > BOILERPLATE {
+                        m.clear();
+                    }
                     cache.insert(shingle, m.clone());
                     m
                 }

@@ -570,11 +570,17 @@ impl Store {
             .collect()
     }
 
-    /// The messages whose marked prose holds this shingle.
-    pub fn messages_with_shingle(&self, shingle: u64) -> Result<Vec<u64>, StoreError> {
+    /// The messages whose marked prose holds this shingle, at most `limit`
+    /// of them (more than that: `limit + 1`, so the caller can tell).
+    pub fn messages_with_shingle(
+        &self,
+        shingle: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
         self.shingles
             .scan_prefix(shingle.to_be_bytes())
             .keys()
+            .take(limit + 1)
             .map(|key| be_u64(&key?[8..]))
             .collect()
     }
