@@ -981,11 +981,7 @@ Here is the fix for everyone to test.\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@
     fn a_paragraph_of_one_line_without_a_sentence_end_is_not_prose() {
         let text = "LDAP filter injection in web login\n\nThe login form passes the name on \
 to the directory as it is.\n\nsystemctl restart the kappital service now\n\nThanks,\n";
-        let words: Vec<&str> = read(text, Layout::Plain)
-            .words
-            .into_iter()
-            .map(|r| &text[r])
-            .collect();
+        let words = words(text);
         assert_eq!(words.first(), Some(&"The"));
         assert_eq!(words.last(), Some(&"Thanks"));
         for heading in ["filter", "injection", "systemctl", "service"] {
@@ -997,11 +993,7 @@ to the directory as it is.\n\nsystemctl restart the kappital service now\n\nThan
     fn a_line_after_a_colon_that_ends_no_sentence_is_not_prose() {
         let text = "To reproduce, run this in a fresh checkout of the tree:\n\
 kappital import the evil archive now\nand then watch the log for a while.\n";
-        let words: Vec<&str> = read(text, Layout::Plain)
-            .words
-            .into_iter()
-            .map(|r| &text[r])
-            .collect();
+        let words = words(text);
         assert!(
             !words.contains(&"evil") && words.contains(&"watch"),
             "{words:?}"
@@ -1013,11 +1005,7 @@ kappital import the evil archive now\nand then watch the log for a while.\n";
         let text = "The server copies the name of the file into a buffer on the stack \
 without a check. Run sudo systemctl restart kappital after the update. Every release since \
 the rewrite is affected, and we have seen it in the wild.\n";
-        let words: Vec<&str> = read(text, Layout::Plain)
-            .words
-            .into_iter()
-            .map(|r| &text[r])
-            .collect();
+        let words = words(text);
         assert!(
             words.contains(&"buffer") && words.contains(&"affected"),
             "{words:?}"

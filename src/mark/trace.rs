@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, LINE_END_MAX, SHINGLE};
+use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, SHINGLE};
 use crate::store::{CopyInfo, Store, StoreError};
 
 /// Fewest votes that can name anyone.
@@ -192,9 +192,9 @@ enum Mark {
 enum Vote {
     /// A prose word (index into the reading's words): look-alike or not.
     Letter(usize),
-    /// One bit of the white space between sentences or at a line end
-    /// (index into the reading's gaps, bit of its spacing).
-    Spacing(usize, u8),
+    /// The white space between sentences or at a line end (index into the
+    /// reading's gaps).
+    Spacing(usize),
 }
 
 /// The votes of `reading` for the copies of the message it comes from.
@@ -295,7 +295,7 @@ fn invisible_mark(
     };
     let shows = |vote: &Vote| match vote {
         Vote::Letter(i) => words[*i].marked,
-        Vote::Spacing(g, bit) => reading.gaps[*g].spacing >> bit & 1 == 1,
+        Vote::Spacing(g) => reading.gaps[*g].spacing == 1,
     };
     // A mark that shows one form only in the whole leak was stripped (or
     // the lines re-wrapped), or the text was never marked: its votes say
@@ -332,15 +332,16 @@ fn invisible_mark(
         sites.extend(
             sentences
                 .iter()
-                .map(|&g| (reading.gaps[g].start, Vote::Spacing(g, 0))),
+                .map(|&g| (reading.gaps[g].start, Vote::Spacing(g))),
         );
     }
     if line_ends_read {
         channels.push(format!("{} line ends", line_ends.len()));
-        for &g in &line_ends {
-            let bits = (0..LINE_END_MAX.count_ones() as u8).map(|bit| Vote::Spacing(g, bit));
-            sites.extend(bits.map(|vote| (reading.gaps[g].start, vote)));
-        }
+        sites.extend(
+            line_ends
+                .iter()
+                .map(|&g| (reading.gaps[g].start, Vote::Spacing(g))),
+        );
     }
     // Each keyed input votes once, however often the leak repeats it (an
     // excerpt pasted twice, the same text in a plain and an HTML part);
@@ -348,22 +349,20 @@ fn invisible_mark(
     let input = |vote: &Vote| match vote {
         Vote::Letter(i) => (
             0,
-            0,
             words[i - 1].canonical.as_str(),
             words[*i].canonical.as_str(),
         ),
-        Vote::Spacing(g, bit) => {
+        Vote::Spacing(g) => {
             let gap = &reading.gaps[*g];
             let kind = 1 + u8::from(gap.kind == Spacing::LineEnd);
             (
                 kind,
-                *bit,
                 words[gap.before].skeleton.as_str(),
                 words[gap.after].skeleton.as_str(),
             )
         }
     };
-    let mut seen: HashMap<(u8, u8, &str, &str), (bool, bool)> = HashMap::new();
+    let mut seen: HashMap<(u8, &str, &str), (bool, bool)> = HashMap::new();
     for (_, vote) in &sites {
         let entry = seen.entry(input(vote)).or_insert((shows(vote), false));
         entry.1 |= entry.0 != shows(vote);
@@ -392,14 +391,13 @@ fn invisible_mark(
                 .map(|(_, vote)| {
                     let expected = match vote {
                         Vote::Letter(i) => key.bit(&words[i - 1].canonical, &words[*i].canonical),
-                        Vote::Spacing(g, bit) => {
+                        Vote::Spacing(g) => {
                             let gap = &reading.gaps[*g];
-                            let spacing = key.spacing(
+                            key.spacing(
                                 gap.kind,
                                 &words[gap.before].skeleton,
                                 &words[gap.after].skeleton,
-                            );
-                            spacing >> bit & 1 == 1
+                            ) == 1
                         }
                     };
                     expected == shows(vote)
