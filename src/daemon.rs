@@ -380,19 +380,56 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
                 continue;
             }
         };
-        let _embargoes = shared.embargo_lock.lock().await;
         let meta = incoming.meta.clone();
         let received = meta.received;
-        let batch = match shared
-            .try_in_context(move |ctx| crate::fanout::process(ctx, id, incoming))
+        // Counted before the work, so a message that kills the daemon
+        // (out of memory, a crash) is not taken up for ever.
+        let starts = match shared
+            .store
+            .begin_attempt(crate::store::Attempt::Spool, id)
             .await
         {
-            Ok(batch) => batch,
-            Err(_) => {
-                // A bug, not the sender's fault; keep the message where
-                // the PST can see it rather than retrying it forever.
-                error!(msg = id, "processing panicked; quarantining");
-                panicked(shared, id, meta).await
+            Ok(starts) => starts,
+            Err(e) => {
+                error!(msg = id, error = %e, "cannot count a start on a spooled message");
+                return false;
+            }
+        };
+        let _embargoes = shared.embargo_lock.lock().await;
+        let batch = if starts > MAX_SPOOL_STARTS {
+            error!(
+                msg = id,
+                starts, "processing stopped the daemon; quarantining"
+            );
+            quarantined(
+                shared,
+                id,
+                meta,
+                format!(
+                    "the daemon stopped {} times while processing it (out of memory? a bug?)",
+                    starts - 1
+                ),
+            )
+            .await
+        } else {
+            match shared
+                .try_in_context(move |ctx| crate::fanout::process(ctx, id, incoming))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(_) => {
+                    // A bug, not the sender's fault; keep the message where
+                    // the PST can see it rather than retrying it forever.
+                    error!(msg = id, "processing panicked; quarantining");
+                    quarantined(
+                        shared,
+                        id,
+                        meta,
+                        "internal error while processing (the daemon's fault; please report it)"
+                            .to_string(),
+                    )
+                    .await
+                }
             }
         };
         if let Err(e) = shared.commit(batch).await {
@@ -404,9 +441,18 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
     }
 }
 
-/// The batch for a message whose processing panicked: into quarantine,
-/// with a notice.
-async fn panicked(shared: &Arc<Shared>, id: u64, meta: crate::store::IncomingMeta) -> Batch {
+/// Starts on one spool entry after which a fourth is refused: the first,
+/// and two retries after a restart.
+pub const MAX_SPOOL_STARTS: u32 = 3;
+
+/// The batch for a message that could not be processed (a panic, or it
+/// kept stopping the daemon): into quarantine, with a notice.
+async fn quarantined(
+    shared: &Arc<Shared>,
+    id: u64,
+    meta: crate::store::IncomingMeta,
+    reason: String,
+) -> Batch {
     let store = shared.store.clone();
     let raw = crate::blocking(move || store.next_spooled(id))
         .await
@@ -418,8 +464,6 @@ async fn panicked(shared: &Arc<Shared>, id: u64, meta: crate::store::IncomingMet
         .unwrap_or_default();
     let config = shared.config();
     let now = shared.clock.now();
-    let reason =
-        "internal error while processing (the daemon's fault; please report it)".to_string();
     let notice = (!matches!(meta.source, crate::store::Source::Notice { .. })).then(|| {
         crate::notice::to_pst(
             &config,

@@ -812,7 +812,7 @@ async fn each_copy_goes_to_the_newest_encryption_subkey_alone() {
         .store
         .records()
         .map(Result::unwrap)
-        .find(|r| r.member == "bob")
+        .find(|r| r.member == "bob" && r.outcome.label() == "sent")
         .unwrap();
     assert_eq!(record.encryption_subkey.as_deref(), Some(newest.as_str()));
     daemon.stop().await;

@@ -223,3 +223,164 @@ async fn twenty_sigkills_lose_nothing_and_release_once() {
     );
     assert!(out.contains("ledger intact"), "{out}");
 }
+
+/// A report of about `size` bytes of prose, carrying `tag`.
+fn long_report(tag: &str, size: usize) -> Vec<u8> {
+    let mut text =
+        String::from(std::str::from_utf8(&common::report("a long report", tag)).unwrap());
+    let sentences = [
+        "The parser trusts the length field of the header and copies that many bytes. ",
+        "When the field is larger than the buffer, the copy runs past its end. ",
+        "We found it while fuzzing the configuration loader over the weekend. ",
+        "A remote client can reach it before any authentication takes place. ",
+    ];
+    let mut i = 0;
+    while text.len() < size {
+        text.push_str(sentences[i % sentences.len()]);
+        if i % 5 == 4 {
+            text.push_str("\r\n");
+        }
+        i += 1;
+    }
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+/// Messages in the outbox to members (cheap: the envelope files only).
+fn to_members(sandbox: &Sandbox) -> usize {
+    std::fs::read_dir(sandbox.outbox_dir())
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path()).is_ok_and(|json| json.contains("\"m"))
+        })
+        .count()
+}
+
+/// The copies of the message tagged `tag` in the outbox, by recipient
+/// index.
+fn copies_of(sandbox: &Sandbox, secrets: &[Cert], tag: &str) -> BTreeSet<usize> {
+    let mut found = BTreeSet::new();
+    for mail in read_outbox(&sandbox.outbox_dir()).unwrap() {
+        let Some(index) = mail.to[0]
+            .strip_prefix('m')
+            .and_then(|r| r.strip_suffix("@example.org"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let opened = open_copy(&mail.bytes, &secrets[index], &sandbox.list_key).unwrap();
+        if common::readable(&opened.content).contains(tag) {
+            found.insert(index);
+        }
+    }
+    found
+}
+
+/// A message whose copies are being made each time the daemon dies (an
+/// out-of-memory kill, say) is made at most three times: at the fourth
+/// start its remaining copies fail, it goes to the quarantine, the PST is
+/// told, and the list goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_keeps_killing_the_daemon_is_quarantined_and_the_list_serves_on() {
+    const PST: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let secrets: Vec<Cert> = (0..PST)
+        .map(|i| {
+            sandbox
+                .generate_member(&format!("m{i:02}"), ListName::Security)
+                .unwrap()
+        })
+        .collect();
+    // One copy in flight at a time: each start makes a few before the kill.
+    sandbox.delivery.push_str("concurrency = 1\n");
+    let (config, addr) = common::config_on_fixed_port(&sandbox);
+    let poison = format!("poison-{}", embargod::random::token());
+    let mut daemon = common::spawn_binary(&config, "info");
+    common::send_until_accepted(
+        &addr,
+        "rita@reporter.example",
+        SECURITY,
+        &long_report(&poison, 4 << 20),
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Three times: once a copy more went out, SIGKILL, start again.
+    for kill in 1..=3 {
+        let before = to_members(&sandbox);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while to_members(&sandbox) == before {
+            assert!(Instant::now() < deadline, "no copy before kill {kill}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        daemon = common::spawn_binary(&config, "info");
+    }
+    let delivered = copies_of(&sandbox, &secrets, &poison);
+    assert!(delivered.len() < PST, "the fan-out finished: {delivered:?}");
+
+    // The fourth start: the list works again.
+    let after = format!("after-{}", embargod::random::token());
+    common::send_until_accepted(
+        &addr,
+        "rita@reporter.example",
+        SECURITY,
+        &common::report("next report", &after),
+        Duration::from_secs(60),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let told = loop {
+        let told = read_outbox(&sandbox.outbox_dir())
+            .unwrap()
+            .into_iter()
+            .filter(|mail| mail.to[0] == "m00@example.org")
+            .filter_map(|mail| open_copy(&mail.bytes, &secrets[0], &sandbox.list_key).ok())
+            .any(|opened| common::readable(&opened.content).contains("daemon stopped, 3 times"));
+        if told && copies_of(&sandbox, &secrets, &after).len() == PST {
+            break told;
+        }
+        if Instant::now() > deadline {
+            let log =
+                std::fs::read_to_string(config.with_file_name("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "the next report or the notice did not arrive; the log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(told);
+    drop(daemon);
+    assert_eq!(
+        copies_of(&sandbox, &secrets, &poison),
+        delivered,
+        "no copy of it after the third kill"
+    );
+
+    let loaded = embargod::config::Config::load(&config).unwrap();
+    let store = embargod::store::Store::open(
+        &loaded.store.path,
+        embargod::store::StoreKey::load(&loaded.store.key).unwrap(),
+    )
+    .unwrap();
+    let quarantined = store.quarantined().unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        quarantined[0].1.reason.contains("stopped 3 times"),
+        "{}",
+        quarantined[0].1.reason
+    );
+    let failed = store
+        .records()
+        .map(Result::unwrap)
+        .filter(|r| r.outcome.label() == "failed")
+        .count();
+    assert_eq!(failed, PST - delivered.len(), "the rest recorded as failed");
+    assert_eq!(store.queue_len(), 0);
+}

@@ -350,7 +350,7 @@ fn marks_keep_code_exact_and_name_the_recipient() {
         for r in 0..RECIPIENTS {
             let copy_id = message * RECIPIENTS + r + 1;
             let member = format!("member{r:03}");
-            let content = outgoing.marked_content(&secret, copy_id);
+            let content = outgoing.marked_content(&secret, copy_id).concat();
             let (plain, html) = parts(&content);
             for fault in exactness_faults(advisory, &plain)
                 .into_iter()

@@ -361,7 +361,7 @@ async fn all_encryption_subkeys() {
         .store
         .records()
         .map(Result::unwrap)
-        .find(|r| r.member == "zoe")
+        .find(|r| r.member == "zoe" && r.outcome.label() == "sent")
         .unwrap();
     assert_eq!(
         record.encryption_subkey.as_deref(),

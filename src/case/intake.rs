@@ -282,7 +282,7 @@ fn forward(
         ListName::Security,
         &identity,
         &members,
-        &outgoing,
+        outgoing,
         false,
     );
 }

@@ -198,7 +198,7 @@ pub fn send(
                 sealed.bytes,
                 sealed.fingerprint,
                 Some(sealed.subkey),
-                Some(sha256_hex(&sealed.plaintext)),
+                Some(sealed.plaintext_sha256),
                 sealed.message_id,
             )
         }
@@ -258,6 +258,7 @@ pub fn send(
             queued: now,
             attempts: 0,
             last_error: None,
+            job: None,
             bytes,
         },
     ));

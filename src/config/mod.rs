@@ -245,7 +245,8 @@ pub struct List {
 
 /// How each member's copy of a list's mail is marked, so that a leaked
 /// copy names its recipient (`marks = …` on a list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Marks {
     /// The copy header field, the visible line, and the invisible marks in
     /// the prose (look-alike letters, sentence spacing): a leaked excerpt

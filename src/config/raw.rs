@@ -240,8 +240,10 @@ fn default_retry_max_delay() -> Duration {
 fn default_retry_max_age() -> Duration {
     Duration::from_secs(5 * 24 * 3600)
 }
+/// Two copies in flight per core: one being sealed (CPU) while the other
+/// waits on the relay (network).
 fn default_concurrency() -> usize {
-    4
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]

@@ -1,15 +1,31 @@
-//! The delivery worker: sends queued copies through the transport, in due
-//! order, and records each outcome.
+//! The delivery worker: makes and sends queued copies through the
+//! transport, in due order, and records the outcomes.
+//!
+//! A member's copy is sealed here, from its job, just before it is sent
+//! ([`crate::fanout::copies::seal_copy`]): at most `delivery.concurrency`
+//! copies are in flight, and fewer when the message is large (their
+//! estimated size stays under [`IN_FLIGHT_BYTES`]), so memory goes with
+//! the message, not with the number of members. Outcomes are recorded in
+//! batches: every send that finished while the last batch committed goes
+//! into the next, one transaction and one flush (group commit).
 //!
 //! A temporary failure puts the copy back with an exponential backoff; a
 //! permanent one, or a copy still undelivered after `retry_max_age`, fails
-//! for good and the PST gets a notice. A restart resumes from the queue.
-//! The only window for a duplicate is between the transport's success and
-//! the commit of its record.
+//! for good and the PST gets a notice. A copy whose key became unusable
+//! since the fan-out was decided is not sent: a "no key" record and a
+//! notice. A restart resumes from the queue and makes the same copies
+//! (same ids, marks and Message-IDs). The only window for a duplicate is
+//! between the transport's success and the commit of its record.
+//!
+//! A job whose sealing was under way three times when the daemon died
+//! (an out-of-memory kill, a panic) is not tried a fourth time: its
+//! remaining copies fail, its message goes to the quarantine and the PST
+//! is told, so one message cannot keep every list down.
 
+mod smtp;
 pub mod transport;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,52 +36,100 @@ use tracing::{error, info, warn};
 
 use crate::clock::{from_millis, to_millis};
 use crate::daemon::Shared;
-use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+use crate::fanout::copies::{seal_copy, Outgoing};
+use crate::mime::outbound::ListIdentity;
+use crate::store::{
+    Attempt, Batch, DeliveryRecord, IncomingMeta, JobMeta, Outcome, QuarantineMeta, QueueKey,
+    QueuedCopy, Source,
+};
 pub use transport::{SendError, Transport};
+
+/// Estimated bytes of sealed copies in flight at once, unless a single
+/// copy is larger (it then goes alone).
+pub const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// Starts on one job's sealing after which a fourth is refused.
+pub const MAX_JOB_STARTS: u32 = 3;
+
+/// A job read back from the store, shared by the copies in flight.
+struct Loaded {
+    meta: JobMeta,
+    outgoing: Outgoing,
+    /// Estimated size of one sealed copy, bytes.
+    copy_size: usize,
+}
+
+/// What became of one copy.
+struct Attempted {
+    key: QueueKey,
+    copy: QueuedCopy,
+    /// Size it was counted at in the in-flight budget.
+    size: usize,
+    result: Result<Sent, Unsent>,
+}
+
+/// Details of a copy the transport took.
+struct Sent {
+    subkey: Option<String>,
+    plaintext_sha256: Option<String>,
+    ciphertext_sha256: String,
+}
+
+enum Unsent {
+    /// The member's key cannot be used now: no copy, never plaintext.
+    NoKey(String),
+    Send(SendError),
+}
+
+/// The worker's own state.
+#[derive(Default)]
+struct Worker {
+    /// Jobs read back, by id.
+    jobs: HashMap<u64, Arc<Loaded>>,
+    /// Copies in flight per job.
+    per_job: HashMap<u64, usize>,
+    /// Jobs whose start this process counted.
+    started: HashSet<u64>,
+    busy: HashSet<u64>,
+    in_flight_bytes: usize,
+}
 
 /// Runs until `shutdown`, then lets sends in progress finish.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut sending: JoinSet<(QueueKey, QueuedCopy, Result<(), SendError>)> = JoinSet::new();
-    let mut busy: HashSet<u64> = HashSet::new();
+    let mut sending: JoinSet<Attempted> = JoinSet::new();
+    let mut worker = Worker::default();
+    remove_finished_jobs(&shared).await;
     loop {
         let config = shared.config();
         let free = config.delivery.concurrency.saturating_sub(sending.len());
         let now = shared.clock.now();
         if free > 0 {
             let store = shared.store.clone();
-            let skip = busy.clone();
+            let skip = worker.busy.clone();
             match crate::blocking(move || store.due_copies(to_millis(now), free, &skip)).await {
                 Ok(due) => {
                     for (key, copy) in due {
-                        busy.insert(key.id);
-                        let transport = shared.transport();
-                        let from = config.delivery.from.clone();
-                        sending.spawn(async move {
-                            let result = match copy.to.parse() {
-                                Ok(to) => transport.send(&from, &to, &copy.bytes).await,
-                                Err(e) => {
-                                    Err(SendError::Permanent(format!("recipient {}: {e}", copy.to)))
-                                }
-                            };
-                            (key, copy, result)
-                        });
+                        if !start(&shared, &mut worker, &mut sending, key, copy).await {
+                            break;
+                        }
                     }
                 }
                 Err(e) => error!(error = %e, "cannot read the queue"),
             }
         }
         let next_due = match shared.store.first_queued() {
-            Ok(Some(key)) if !busy.contains(&key.id) => Some(from_millis(key.due)),
+            Ok(Some(key)) if !worker.busy.contains(&key.id) => Some(from_millis(key.due)),
             // The first is in flight: its result wakes us.
             _ => None,
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(joined) = sending.join_next() => {
-                if let Ok((key, copy, result)) = joined {
-                    busy.remove(&key.id);
-                    settle(&shared, key, copy, result).await;
+                let mut done: Vec<Attempted> = joined.into_iter().collect();
+                while let Some(joined) = sending.try_join_next() {
+                    done.extend(joined);
                 }
+                settle(&shared, &mut worker, done).await;
             }
             _ = shared.wake_delivery.notified() => {}
             _ = sleep_until(&shared, next_due) => {}
@@ -73,11 +137,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
     // Finish what the transport already has; the caller bounds this with
     // the grace period.
+    let mut done = Vec::new();
     while let Some(joined) = sending.join_next().await {
-        if let Ok((key, copy, result)) = joined {
-            settle(&shared, key, copy, result).await;
-        }
+        done.extend(joined);
     }
+    settle(&shared, &mut worker, done).await;
 }
 
 async fn sleep_until(shared: &Shared, due: Option<DateTime<Utc>>) {
@@ -87,20 +151,243 @@ async fn sleep_until(shared: &Shared, due: Option<DateTime<Utc>>) {
     }
 }
 
-/// Records the outcome of one send and moves the copy on.
-async fn settle(
+/// Starts sealing and sending `copy`; false when the in-flight budget is
+/// spent (it waits for the next round).
+async fn start(
     shared: &Arc<Shared>,
+    worker: &mut Worker,
+    sending: &mut JoinSet<Attempted>,
     key: QueueKey,
     copy: QueuedCopy,
-    result: Result<(), SendError>,
-) {
+) -> bool {
+    let job = match copy.job {
+        Some(id) => match load(shared, worker, id).await {
+            Ok(Some(job)) => Some(job),
+            // Quarantined with its copies.
+            Ok(None) => return true,
+            Err(unsent) => {
+                worker.busy.insert(key.id);
+                sending.spawn(async move {
+                    Attempted {
+                        key,
+                        copy,
+                        size: 0,
+                        result: Err(unsent),
+                    }
+                });
+                return true;
+            }
+        },
+        None => None,
+    };
+    let size = job.as_ref().map_or(copy.bytes.len(), |job| job.copy_size);
+    if worker.in_flight_bytes > 0 && worker.in_flight_bytes + size > IN_FLIGHT_BYTES {
+        return false;
+    }
+    worker.in_flight_bytes += size;
+    worker.busy.insert(key.id);
+    if let Some(id) = copy.job {
+        *worker.per_job.entry(id).or_default() += 1;
+    }
+    let shared = shared.clone();
+    sending.spawn(async move {
+        let result = attempt(&shared, job, &copy).await;
+        Attempted {
+            key,
+            copy,
+            size,
+            result,
+        }
+    });
+    true
+}
+
+/// Seals `copy` (when it has a job) and hands it to the transport.
+async fn attempt(
+    shared: &Arc<Shared>,
+    job: Option<Arc<Loaded>>,
+    copy: &QueuedCopy,
+) -> Result<Sent, Unsent> {
+    let (bytes, sent) = match job {
+        Some(job) => {
+            let (keys, config, secret) = (
+                shared.keys(),
+                shared.config(),
+                shared.store.mark_secret().clone(),
+            );
+            let copy = copy.clone();
+            let sealed = tokio::task::spawn_blocking(move || {
+                let list = config.list(job.meta.list).unwrap_or(&config.lists.security);
+                let identity = ListIdentity::new(&config, list);
+                let sealed = seal_copy(&keys, &secret, &identity, &job.meta, &job.outgoing, &copy)?;
+                let ciphertext_sha256 = crate::fanout::sha256_hex(&sealed.bytes);
+                Ok::<_, crate::pgp::seal::SealError>((sealed, ciphertext_sha256))
+            })
+            .await
+            .map_err(|e| Unsent::NoKey(format!("sealing failed: {e}")))?
+            .map_err(|e| Unsent::NoKey(e.to_string()))?;
+            let (sealed, ciphertext_sha256) = sealed;
+            let sent = Sent {
+                subkey: Some(sealed.subkey),
+                plaintext_sha256: Some(sealed.plaintext_sha256),
+                ciphertext_sha256,
+            };
+            (sealed.bytes, sent)
+        }
+        None => (
+            copy.bytes.clone(),
+            Sent {
+                subkey: None,
+                plaintext_sha256: None,
+                ciphertext_sha256: crate::fanout::sha256_hex(&copy.bytes),
+            },
+        ),
+    };
+    let transport = shared.transport();
+    let from = shared.config().delivery.from.clone();
+    let to = copy
+        .to
+        .parse()
+        .map_err(|e| Unsent::Send(SendError::Permanent(format!("recipient {}: {e}", copy.to))))?;
+    transport
+        .send(&from, &to, &bytes)
+        .await
+        .map_err(Unsent::Send)?;
+    Ok(sent)
+}
+
+/// Job `id`, from the worker's cache or the store. The first time this
+/// process makes its copies counts as a start (made durable first); a job
+/// started more than [`MAX_JOB_STARTS`] times is quarantined instead and
+/// `Ok(None)` returned.
+async fn load(
+    shared: &Arc<Shared>,
+    worker: &mut Worker,
+    id: u64,
+) -> Result<Option<Arc<Loaded>>, Unsent> {
+    if let Some(job) = worker.jobs.get(&id) {
+        return Ok(Some(job.clone()));
+    }
+    let store_error = |e: crate::store::StoreError| {
+        Unsent::Send(SendError::Temporary(format!(
+            "cannot read its fan-out: {e}"
+        )))
+    };
+    if worker.started.insert(id) {
+        let starts = shared
+            .store
+            .begin_attempt(Attempt::Job, id)
+            .await
+            .map_err(store_error)?;
+        if starts > MAX_JOB_STARTS {
+            poison(shared, id, starts - 1).await;
+            return Ok(None);
+        }
+    }
+    let store = shared.store.clone();
+    let job = crate::blocking(move || store.job(id).map(|job| job.map(Outgoing::from_job)))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            Unsent::Send(SendError::Permanent(
+                "the message it is a copy of is gone from the store".into(),
+            ))
+        })?;
+    let (meta, outgoing) = job;
+    let size = outgoing.headers.len() + outgoing.info.len() + outgoing.content.len();
+    let job = Arc::new(Loaded {
+        meta,
+        outgoing,
+        // Armor: 4/3, line ends, packet headers.
+        copy_size: size * 4 / 3 + size / 32 + 8192,
+    });
+    worker.jobs.insert(id, job.clone());
+    Ok(Some(job))
+}
+
+/// Job `id` stopped the daemon `crashes` times while its copies were
+/// made: its remaining copies fail, its message goes to the quarantine,
+/// the PST is told.
+async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
+    let store = shared.store.clone();
+    let found = crate::blocking(move || {
+        let job = store.job(id)?;
+        let copies: Vec<(QueueKey, QueuedCopy)> = store
+            .queued()?
+            .into_iter()
+            .filter(|(_, copy)| copy.job == Some(id))
+            .collect();
+        Ok::<_, crate::store::StoreError>((job, copies))
+    })
+    .await;
+    let (job, copies) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            error!(job = id, error = %e, "cannot read a job that keeps stopping the daemon");
+            return;
+        }
+    };
     let config = shared.config();
     let now = shared.clock.now();
+    let reason = format!(
+        "the daemon stopped {crashes} times while making the copies of this message \
+         (out of memory? a bug?); not tried again"
+    );
+    error!(
+        job = id,
+        crashes, "fan-out quarantined: it keeps stopping the daemon"
+    );
     let mut batch = Batch {
-        remove_queue: vec![key],
+        remove_jobs: vec![id],
         ..Batch::default()
     };
-    let record = |outcome| DeliveryRecord {
+    for (key, copy) in &copies {
+        batch.remove_queue.push(*key);
+        batch.job_copies_done.push((id, copy.id));
+        batch.records.push(record(
+            &copy_record(copy, now),
+            Outcome::Failed(reason.clone()),
+        ));
+    }
+    if let Some(job) = job {
+        let message = job.meta.message;
+        if !job.meta.notice {
+            batch.add_spool.push(crate::notice::to_pst(
+                &config,
+                now,
+                &format!("message {message} quarantined"),
+                &format!(
+                    "The copies of message {message} to the {} list were being made when the\n\
+                     daemon stopped, {crashes} times. Its {} remaining copies were not sent; the\n\
+                     message is held in the quarantine so the lists keep working.\n",
+                    job.meta.list,
+                    copies.len()
+                ),
+            ));
+        }
+        batch.quarantine.push((
+            QuarantineMeta {
+                time: to_millis(now),
+                reason,
+                incoming: IncomingMeta {
+                    received: job.meta.date,
+                    source: Source::Lmtp {
+                        mail_from: String::new(),
+                        lists: vec![job.meta.list],
+                    },
+                },
+            },
+            [job.headers, job.content].concat(),
+        ));
+    }
+    if let Err(e) = shared.commit(batch).await {
+        error!(job = id, error = %e, "cannot quarantine a fan-out");
+    }
+}
+
+/// A delivery record about `copy`, as of `now`, to be given its outcome.
+fn copy_record(copy: &QueuedCopy, now: DateTime<Utc>) -> DeliveryRecord {
+    DeliveryRecord {
         time: to_millis(now),
         message: copy.message,
         case: copy.case.clone(),
@@ -112,17 +399,117 @@ async fn settle(
         message_id: Some(copy.message_id.clone()),
         plaintext_sha256: None,
         ciphertext_sha256: None,
+        outcome: Outcome::Queued,
+    }
+}
+
+fn record(base: &DeliveryRecord, outcome: Outcome) -> DeliveryRecord {
+    DeliveryRecord {
         outcome,
+        ..base.clone()
+    }
+}
+
+/// Records the outcomes of `done` in one transaction and one flush, and
+/// moves each copy on: sent, back into the queue for later, or failed
+/// (with a notice). Jobs left with no copy to make are removed.
+async fn settle(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>) {
+    if done.is_empty() {
+        return;
+    }
+    let config = shared.config();
+    let now = shared.clock.now();
+    let mut batch = Batch::default();
+    let mut jobs = HashSet::new();
+    for attempted in done {
+        worker.busy.remove(&attempted.key.id);
+        worker.in_flight_bytes = worker.in_flight_bytes.saturating_sub(attempted.size);
+        if let Some(job) = attempted.copy.job {
+            if let Some(n) = worker.per_job.get_mut(&job) {
+                *n = n.saturating_sub(1);
+            }
+            jobs.insert(job);
+        }
+        outcome(shared, &config, now, &mut batch, attempted);
+    }
+    let notice = !batch.add_spool.is_empty();
+    // Flushed before the next round: an outcome lost to a crash means the
+    // copy goes out again on restart.
+    let store = shared.store.clone();
+    let recorded = match crate::blocking(move || store.apply(batch)).await {
+        Ok(()) => shared.store.flush().await,
+        Err(e) => Err(e),
     };
+    if let Err(e) = recorded {
+        // The copies stay queued under their old keys and are tried again.
+        error!(error = %e, "cannot record delivery outcomes");
+    }
+    if notice {
+        shared.wake_fanout.notify_one();
+    }
+    for job in jobs {
+        if worker.per_job.get(&job).is_some_and(|n| *n > 0) {
+            continue;
+        }
+        let store = shared.store.clone();
+        let now = to_millis(now);
+        let due = crate::blocking(move || store.job_due(job, now)).await;
+        if due.unwrap_or(true) {
+            continue;
+        }
+        // Nothing of it in flight or due: this start is over (its
+        // deferred copies, if any, read it again when they are due).
+        worker.per_job.remove(&job);
+        worker.jobs.remove(&job);
+        worker.started.remove(&job);
+        let store = shared.store.clone();
+        let finished = crate::blocking(move || {
+            store.clear_attempt(Attempt::Job, job)?;
+            if store.job_pending(job)? {
+                return Ok(false);
+            }
+            store.apply(Batch {
+                remove_jobs: vec![job],
+                ..Batch::default()
+            })?;
+            Ok::<_, crate::store::StoreError>(true)
+        })
+        .await;
+        match finished {
+            Ok(true) => info!(job, "fan-out finished"),
+            Ok(false) => {}
+            Err(e) => warn!(job, error = %e, "cannot close a fan-out; retried at the next start"),
+        }
+    }
+}
+
+/// Adds what became of one copy to `batch`.
+fn outcome(
+    shared: &Shared,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+    batch: &mut Batch,
+    attempted: Attempted,
+) {
+    let Attempted {
+        key, copy, result, ..
+    } = attempted;
+    batch.remove_queue.push(key);
+    let base = copy_record(&copy, now);
     let age = Duration::from_millis(to_millis(now).saturating_sub(copy.queued));
     let failure = match result {
-        Ok(()) => {
+        Ok(sent) => {
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
             shared.metrics.copy("sent", 1);
-            batch.records.push(record(Outcome::Sent));
+            batch.records.push(DeliveryRecord {
+                encryption_subkey: sent.subkey,
+                plaintext_sha256: sent.plaintext_sha256,
+                ciphertext_sha256: Some(sent.ciphertext_sha256),
+                ..record(&base, Outcome::Sent)
+            });
             None
         }
-        Err(SendError::Temporary(reason)) if age < config.delivery.retry_max_age => {
+        Err(Unsent::Send(SendError::Temporary(reason))) if age < config.delivery.retry_max_age => {
             let delay = backoff(
                 config.delivery.retry_initial,
                 config.delivery.retry_max_delay,
@@ -132,7 +519,7 @@ async fn settle(
             warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, retry_in = ?delay, "deferred");
             batch
                 .records
-                .push(record(Outcome::Deferred(reason.clone())));
+                .push(record(&base, Outcome::Deferred(reason.clone())));
             shared.metrics.copy("deferred", 1);
             batch.add_queue.push((
                 QueueKey {
@@ -142,24 +529,48 @@ async fn settle(
                 QueuedCopy {
                     attempts: copy.attempts + 1,
                     last_error: Some(reason),
-                    ..copy.clone()
+                    ..copy
                 },
             ));
-            None
+            return;
         }
-        Err(SendError::Temporary(reason)) => Some(format!(
+        Err(Unsent::Send(SendError::Temporary(reason))) => Some(format!(
             "still failing after {}: {reason}",
             humantime::format_duration(config.delivery.retry_max_age)
         )),
-        Err(SendError::Permanent(reason)) => Some(reason),
+        Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason),
+        Err(Unsent::NoKey(reason)) => {
+            warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "no copy: key unusable");
+            batch.records.push(DeliveryRecord {
+                fingerprint: None,
+                ..record(&base, Outcome::NoKey(reason.clone()))
+            });
+            shared.metrics.copy("failed", 1);
+            if !copy.notice {
+                batch.add_spool.push(crate::notice::to_pst(
+                    config,
+                    now,
+                    &format!("{} got no copy", copy.member),
+                    &format!(
+                        "The copy of message {} for {} was not made, because their key\n\
+                         cannot be used now: {reason}\n\nNothing was sent to them in plaintext. \
+                         Fix the key file (see `embargod check`) and reload.\n",
+                        copy.message, copy.member
+                    ),
+                ));
+            }
+            None
+        }
     };
     if let Some(reason) = failure {
         error!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "delivery failed");
-        batch.records.push(record(Outcome::Failed(reason.clone())));
+        batch
+            .records
+            .push(record(&base, Outcome::Failed(reason.clone())));
         shared.metrics.copy("failed", 1);
         if !copy.notice {
             batch.add_spool.push(crate::notice::to_pst(
-                &config,
+                config,
                 now,
                 &format!("delivery to {} failed", copy.member),
                 &format!(
@@ -170,20 +581,27 @@ async fn settle(
             ));
         }
     }
-    let notice = !batch.add_spool.is_empty();
-    // Flushed before the next send: an outcome lost to a crash means the
-    // copy goes out again on restart.
-    let store = shared.store.clone();
-    let recorded = match crate::blocking(move || store.apply(batch)).await {
-        Ok(()) => shared.store.flush().await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = recorded {
-        // The copy stays queued under its old key and is tried again.
-        error!(error = %e, copy = copy.id, "cannot record a delivery outcome");
+    if let Some(job) = copy.job {
+        batch.job_copies_done.push((job, copy.id));
     }
-    if notice {
-        shared.wake_fanout.notify_one();
+}
+
+/// Removes jobs a crash left with every copy recorded.
+async fn remove_finished_jobs(shared: &Arc<Shared>) {
+    let store = shared.store.clone();
+    let result = crate::blocking(move || {
+        let done = store.finished_jobs()?;
+        if !done.is_empty() {
+            store.apply(Batch {
+                remove_jobs: done,
+                ..Batch::default()
+            })?;
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await;
+    if let Err(e) = result {
+        warn!(error = %e, "cannot remove finished fan-outs");
     }
 }
 

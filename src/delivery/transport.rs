@@ -5,13 +5,10 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{
-    Address, AsyncFileTransport, AsyncSendmailTransport, AsyncSmtpTransport, AsyncTransport,
-    Tokio1Executor,
-};
+use lettre::{Address, AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Tokio1Executor};
 
-use crate::config::{SmtpTls, Transport as TransportConfig};
+use super::smtp::SmtpRelay;
+use crate::config::Transport as TransportConfig;
 
 /// A transport ready to send.
 pub enum Transport {
@@ -23,7 +20,8 @@ pub enum Transport {
         staging_dir: PathBuf,
         dir: PathBuf,
     },
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// A relay, over connections kept open (see [`super::smtp`]).
+    Smtp(SmtpRelay),
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
 }
 
@@ -64,23 +62,14 @@ impl Transport {
                 tls,
                 credentials,
             } => {
-                let tls_parameters = || {
-                    TlsParameters::new(host.clone())
-                        .map_err(|e| TransportError(format!("TLS for {host}: {e}")))
-                };
-                let mut builder =
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                        .port(*port)
-                        .timeout(Some(Duration::from_secs(60)));
-                builder = match tls {
-                    SmtpTls::None => builder.tls(Tls::None),
-                    SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters()?)),
-                    SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters()?)),
-                };
-                if let Some(file) = credentials {
-                    builder = builder.credentials(read_credentials(file)?);
-                }
-                Transport::Smtp(builder.build())
+                let credentials = credentials.as_deref().map(read_credentials).transpose()?;
+                Transport::Smtp(SmtpRelay::new(
+                    host,
+                    *port,
+                    *tls,
+                    credentials,
+                    Duration::from_secs(60),
+                ))
             }
             TransportConfig::Sendmail { command } => Transport::Sendmail(match command {
                 Some(command) => AsyncSendmailTransport::new_with_command(command.as_os_str()),
@@ -119,13 +108,7 @@ impl Transport {
                 }
                 Ok(())
             }
-            Transport::Smtp(t) => t.send_raw(&envelope, message).await.map(drop).map_err(|e| {
-                if e.is_permanent() {
-                    SendError::Permanent(format!("SMTP: {e}"))
-                } else {
-                    SendError::Temporary(format!("SMTP: {e}"))
-                }
-            }),
+            Transport::Smtp(relay) => relay.send(&envelope, message).await,
             Transport::Sendmail(t) => t
                 .send_raw(&envelope, message)
                 .await

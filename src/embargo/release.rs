@@ -112,6 +112,7 @@ pub fn release(
             queued: now,
             attempts: 0,
             last_error: None,
+            job: None,
             bytes,
         },
     ));

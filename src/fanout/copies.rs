@@ -1,25 +1,36 @@
-//! Sealing the copies of one message: one inner entity per recipient,
-//! marked for that recipient, signed and encrypted to them alone, on every
-//! core at once.
+//! The copies of one message: one inner entity per recipient, marked for
+//! that recipient, signed and encrypted to them alone.
+//!
+//! A fan-out is decided once ([`Outgoing::into_job`], stored sealed with
+//! the store key) and each copy is sealed only when the delivery worker
+//! sends it ([`seal_copy`]), streamed from the job's shared content into
+//! the transport's buffer: memory goes with the copies in flight, never
+//! with the number of members, and no copy is stored as ciphertext. Copy
+//! ids are keyed hashes of message, list and member, so a copy made again
+//! after a crash carries the same marks and Message-ID.
 
+use std::borrow::Cow;
+use std::io::Write;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use rayon::prelude::*;
-use tracing::warn;
+use openssl::sha::Sha256;
 
-use crate::clock::to_millis;
-use crate::config::{ListName, Marks, Member};
+use crate::clock::{from_millis, to_millis};
+use crate::config::{ListName, Marks};
 use crate::keys::Keys;
 use crate::mark::html::MarkableHtml;
 use crate::mark::{
     apply, copy_id_hex, edits, patch::add_trailer, read, visible_line, CopyKey, Layout, MarkSecret,
     Reading,
 };
-use crate::mime::edit::{splice, TextSlot};
-use crate::mime::outbound::{inner_entity, outer_message, Envelope, ListIdentity};
-use crate::pgp::seal::{seal, SealError};
-use crate::store::{CopyInfo, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+use crate::mime::edit::{splice_pieces, TextSlot, Transfer};
+use crate::mime::outbound::{
+    inner_entity, inner_entity_around, outer_head, outer_message, outer_tail, Envelope,
+    ListIdentity,
+};
+use crate::pgp::seal::{seal, seal_into, SealError};
+use crate::store::{Job, JobMeta, QueuedCopy};
 
 /// What every copy of one message carries; each recipient's copy adds its
 /// marks and its own outer header fields.
@@ -36,6 +47,9 @@ pub struct Outgoing {
     pub case: Option<String>,
     /// How each copy is marked.
     pub marks: Marks,
+    /// With invisible marks, `git format-patch` attachments get the
+    /// copy's trailer too.
+    pub mark_patches: bool,
     /// The text parts that carry each copy's invisible marks: every part a
     /// mail client shows, plain and HTML. Empty unless marks are
     /// invisible.
@@ -108,16 +122,29 @@ impl Outgoing {
         marks: Marks,
         mark_patches: bool,
     ) -> Outgoing {
-        let invisible = marks == Marks::Invisible;
         // Marks change the signed text, so a sender's signature would no
         // longer verify in the copy; the daemon checked it, and the info
         // part says what it found. Without them the signature stays, for
         // members to check themselves.
-        let content = if invisible {
+        let content = if marks == Marks::Invisible {
             crate::mime::edit::unsigned(&content)
         } else {
             content
         };
+        Outgoing::prepared(headers, info, content, case, marks, mark_patches)
+    }
+
+    /// Reads the parts that get marks out of a content already made
+    /// ready by [`Outgoing::new`].
+    fn prepared(
+        headers: Vec<u8>,
+        info: String,
+        content: Vec<u8>,
+        case: Option<String>,
+        marks: Marks,
+        mark_patches: bool,
+    ) -> Outgoing {
+        let invisible = marks == Marks::Invisible;
         // An inline `git send-email` patch is a patch, not prose: it gets
         // the trailer (below), never look-alikes in its commit message.
         let prose = if invisible {
@@ -140,15 +167,54 @@ impl Outgoing {
             content,
             case,
             marks,
+            mark_patches,
             prose,
             patches,
         }
     }
 
-    /// The content entity of copy `copy_id`: every prose part with the
-    /// copy's invisible marks, every patch with its trailer (only with
-    /// invisible marks; otherwise the content as it is).
-    pub fn marked_content(&self, secret: &MarkSecret, copy_id: u64) -> Vec<u8> {
+    /// The job that makes this message's copies to `list` when they are
+    /// sent: spool entry `message`, decided at `date`.
+    pub fn into_job(self, message: u64, list: ListName, notice: bool, date: DateTime<Utc>) -> Job {
+        Job {
+            meta: JobMeta {
+                message,
+                list,
+                info: self.info,
+                case: self.case,
+                marks: self.marks,
+                mark_patches: self.mark_patches,
+                notice,
+                date: to_millis(date),
+                headers_len: 0,
+            },
+            headers: self.headers,
+            content: self.content,
+        }
+    }
+
+    /// The message of a stored job, read again for its copies.
+    pub fn from_job(job: Job) -> (JobMeta, Outgoing) {
+        let meta = job.meta;
+        let outgoing = Outgoing::prepared(
+            job.headers,
+            meta.info.clone(),
+            job.content,
+            meta.case.clone(),
+            meta.marks,
+            meta.mark_patches,
+        );
+        (meta, outgoing)
+    }
+
+    /// The content entity of copy `copy_id`, in pieces: every prose part
+    /// with the copy's invisible marks, every patch with its trailer
+    /// (only with invisible marks; otherwise the content as it is). The
+    /// rest is borrowed from the shared content.
+    pub fn marked_content(&self, secret: &MarkSecret, copy_id: u64) -> Vec<Cow<'_, [u8]>> {
+        if self.prose.is_empty() && self.patches.is_empty() {
+            return vec![Cow::Borrowed(&self.content)];
+        }
         let key = secret.copy_key(copy_id);
         let hex = copy_id_hex(copy_id);
         let mut edits: Vec<(&TextSlot, String)> = self
@@ -161,10 +227,7 @@ impl Outgoing {
                 .iter()
                 .map(|slot| (slot, add_trailer(&slot.text, &hex))),
         );
-        if edits.is_empty() {
-            return self.content.clone();
-        }
-        splice(&self.content, &edits)
+        splice_pieces(&self.content, &edits, Transfer::Encrypted)
     }
 
     /// The keyed shingles of every marked part, for the trace index.
@@ -180,107 +243,12 @@ impl Outgoing {
     }
 }
 
-/// What sealing produced: queue entries with their records and index
-/// entries, and the recipients who got nothing, with the reason.
-#[derive(Debug, Default)]
-pub struct Sealed {
-    pub copies: Vec<(QueueKey, QueuedCopy)>,
-    pub records: Vec<DeliveryRecord>,
-    pub index: Vec<CopyInfo>,
-    pub problems: Vec<(String, String)>,
-}
-
-/// Seals one copy for each of `members`.
-#[allow(clippy::too_many_arguments)]
-pub fn seal_copies(
-    keys: &Keys,
-    marks: &MarkSecret,
-    identity: &ListIdentity,
-    list: ListName,
-    members: &[&Member],
-    outgoing: &Outgoing,
-    message: u64,
-    notice: bool,
-    now: DateTime<Utc>,
-) -> Sealed {
-    let results: Vec<(&Member, u64, Result<SealedCopy, SealError>)> = members
-        .par_iter()
-        .map(|member| {
-            // 64 random bits: unique per (message, recipient), and not
-            // guessable from any other copy's.
-            let copy_id = crate::random::u64();
-            (
-                *member,
-                copy_id,
-                seal_one(keys, marks, identity, member, copy_id, outgoing, now),
-            )
-        })
-        .collect();
-
-    let mut out = Sealed::default();
-    let queued = to_millis(now);
-    for (member, id, result) in results {
-        let mut record = DeliveryRecord::new(
-            queued,
-            message,
-            outgoing.case.clone(),
-            list,
-            &member.id,
-            Outcome::Queued,
-        );
-        match result {
-            Ok(copy) => {
-                record.copy_id = Some(id);
-                record.fingerprint = Some(copy.fingerprint.clone());
-                record.encryption_subkey = Some(copy.subkey.clone());
-                record.message_id = Some(copy.message_id.clone());
-                record.plaintext_sha256 = Some(sha256_hex(&copy.plaintext));
-                record.ciphertext_sha256 = Some(sha256_hex(&copy.bytes));
-                out.records.push(record);
-                out.index.push(CopyInfo {
-                    copy_id: id,
-                    message,
-                    member: member.id.clone(),
-                    email: member.email.to_string(),
-                    list,
-                    case: outgoing.case.clone(),
-                });
-                out.copies.push((
-                    QueueKey { due: queued, id },
-                    QueuedCopy {
-                        id,
-                        message,
-                        case: outgoing.case.clone(),
-                        list,
-                        member: member.id.clone(),
-                        to: member.email.to_string(),
-                        fingerprint: copy.fingerprint,
-                        message_id: copy.message_id,
-                        notice,
-                        queued,
-                        attempts: 0,
-                        last_error: None,
-                        bytes: copy.bytes,
-                    },
-                ));
-            }
-            Err(error) => {
-                warn!(msg = message, member = %member.id, %error, "no copy: key unusable");
-                record.outcome = Outcome::NoKey(error.to_string());
-                out.records.push(record);
-                out.problems.push((member.id.clone(), error.to_string()));
-            }
-        }
-    }
-    out
-}
-
 /// One recipient's sealed copy.
 pub struct SealedCopy {
-    /// The signed inner entity.
-    pub plaintext: Vec<u8>,
-    /// The whole outgoing message.
+    /// The whole outgoing message (RFC 5322, PGP/MIME).
     pub bytes: Vec<u8>,
+    /// SHA-256 of the signed inner entity, hex.
+    pub plaintext_sha256: String,
     pub message_id: String,
     /// The recipient's certificate.
     pub fingerprint: String,
@@ -288,31 +256,104 @@ pub struct SealedCopy {
     pub subkey: String,
 }
 
-fn seal_one(
+/// Seals `copy` of a job's message (`meta`, `outgoing`) for its member:
+/// marked for them, signed by the list key, encrypted to their key alone.
+/// The plaintext is streamed from the shared content through the
+/// encryption, and the armor straight into the message: only the finished
+/// message (about 4/3 of the content) is held.
+///
+/// Errors: the member's key is missing or unusable now
+/// ([`SealError::Key`]); OpenPGP failed.
+pub fn seal_copy(
     keys: &Keys,
-    marks: &MarkSecret,
+    secret: &MarkSecret,
     identity: &ListIdentity,
-    member: &Member,
-    copy_id: u64,
+    meta: &JobMeta,
     outgoing: &Outgoing,
-    now: DateTime<Utc>,
+    copy: &QueuedCopy,
 ) -> Result<SealedCopy, SealError> {
-    let cert = keys.member(&member.id)?;
-    let (headers, info, content) = mark(marks, member, copy_id, outgoing);
-    seal_entity(
-        keys,
-        identity,
-        member.email.as_ref(),
-        cert,
+    let cert = keys.member(&copy.member)?;
+    let date = from_millis(meta.date);
+    let envelope = Envelope {
+        list: identity,
+        to: &copy.to,
+        message_id: &copy.message_id,
+        date,
+    };
+    let (headers, info) = copy_header_and_info(outgoing, &copy.member, &copy.to, copy.id);
+    let content = match outgoing.marks {
+        Marks::Off => vec![Cow::Borrowed(&outgoing.content[..])],
+        _ => outgoing.marked_content(secret, copy.id),
+    };
+    let ends_in_crlf = content
+        .iter()
+        .rev()
+        .find(|piece| !piece.is_empty())
+        .is_some_and(|piece| piece.ends_with(b"\r\n"));
+    let (head, tail) = inner_entity_around(
+        &envelope,
         &headers,
         &info,
-        &content,
-        now,
-    )
+        Transfer::Encrypted,
+        ends_in_crlf,
+    );
+    let size: usize = content.iter().map(|piece| piece.len()).sum::<usize>() + head.len();
+    let (mut bytes, boundary) = outer_head(&envelope);
+    // Base64 adds a third, line ends a little more.
+    bytes.reserve(size * 4 / 3 + size / 32 + 4096);
+    let mut plaintext_hash = Sha256::new();
+    let subkey = seal_into(
+        &keys.list_key,
+        cert,
+        SystemTime::from(date),
+        CrlfWriter(&mut bytes),
+        |literal| {
+            for piece in std::iter::once(&head[..])
+                .chain(content.iter().map(|piece| &piece[..]))
+                .chain(std::iter::once(&tail[..]))
+            {
+                plaintext_hash.update(piece);
+                literal.write_all(piece)?;
+            }
+            Ok(())
+        },
+    )?;
+    outer_tail(&mut bytes, &boundary);
+    Ok(SealedCopy {
+        bytes,
+        plaintext_sha256: hex(&plaintext_hash.finish()),
+        message_id: copy.message_id.clone(),
+        fingerprint: cert.fingerprint().to_hex(),
+        subkey,
+    })
+}
+
+/// Writes ASCII armor (LF line ends) with CRLF line ends, as a MIME part
+/// has them on the wire.
+struct CrlfWriter<'a>(&'a mut Vec<u8>);
+
+impl Write for CrlfWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut lines = buf.split(|&b| b == b'\n');
+        if let Some(first) = lines.next() {
+            self.0.extend_from_slice(first);
+        }
+        for line in lines {
+            self.0.extend_from_slice(b"\r\n");
+            self.0.extend_from_slice(line);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A PGP/MIME message to `to`, signed by the list key and encrypted to
-/// `cert` alone: the inner entity of `headers`, `info` and `content`.
+/// `cert` alone: the inner entity of `headers`, `info` and `content`,
+/// with a new Message-ID. For single messages (an answer to a reporter);
+/// members' copies are [`seal_copy`]'s.
 #[allow(clippy::too_many_arguments)]
 pub fn seal_entity(
     keys: &Keys,
@@ -335,28 +376,24 @@ pub fn seal_entity(
     let sealed = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
         bytes: outer_message(&envelope, &sealed.armored),
-        plaintext,
+        plaintext_sha256: sha256_hex(&plaintext),
         message_id,
         fingerprint: cert.fingerprint().to_hex(),
         subkey: sealed.subkey,
     })
 }
 
-/// The marks of one copy: its id in a header field, a visible line naming
-/// the recipient, the invisible marks in every prose part, trailers in
-/// patches — as far as the list's `marks` setting goes.
-fn mark(
-    marks: &MarkSecret,
-    member: &Member,
-    copy_id: u64,
+/// The copy's own header field and info part: its id in a header field
+/// and a visible line naming the recipient, unless the list's marks are
+/// off.
+fn copy_header_and_info(
     outgoing: &Outgoing,
-) -> (Vec<u8>, String, Vec<u8>) {
+    member: &str,
+    email: &str,
+    copy_id: u64,
+) -> (Vec<u8>, String) {
     if outgoing.marks == Marks::Off {
-        return (
-            outgoing.headers.clone(),
-            outgoing.info.clone(),
-            outgoing.content.clone(),
-        );
+        return (outgoing.headers.clone(), outgoing.info.clone());
     }
     let hex = copy_id_hex(copy_id);
     let mut headers = outgoing.headers.clone();
@@ -364,19 +401,16 @@ fn mark(
     let info = format!(
         "{}\n{}",
         outgoing.info,
-        visible_line(&member.id, member.email.as_ref(), copy_id)
+        visible_line(member, email, copy_id)
     );
-    (headers, info, outgoing.marked_content(marks, copy_id))
+    (headers, info)
 }
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sequoia_openpgp::types::HashAlgorithm;
-    let mut ctx = HashAlgorithm::SHA256
-        .context()
-        .expect("SHA-256 is supported")
-        .for_digest();
-    ctx.update(bytes);
-    let digest = ctx.into_digest().expect("digest");
-    sequoia_openpgp::fmt::hex::encode(digest).to_ascii_lowercase()
+    hex(&openssl::sha::sha256(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

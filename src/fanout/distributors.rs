@@ -198,7 +198,7 @@ pub(super) fn post(
                 ListName::Distributors,
                 &identity,
                 &members,
-                &outgoing,
+                outgoing,
                 false,
             );
             if let Some(mut embargo) = embargo {

@@ -25,9 +25,12 @@ use crate::config::{Config, ListName, Member};
 use crate::keys::Keys;
 use crate::mime::inbound::{unwrap, Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
-use crate::store::{Audience, Batch, Incoming, IncomingMeta, QuarantineMeta, Source, Store};
+use crate::store::{
+    Audience, Batch, CopyInfo, Incoming, IncomingMeta, QuarantineMeta, QueueKey, QueuedCopy,
+    Source, Store,
+};
 
-pub use copies::{marks_for, seal_copies, sha256_hex, Outgoing};
+pub use copies::{marks_for, seal_copy, sha256_hex, Outgoing};
 
 /// What processing reads: configuration, keys, the store (for embargoes)
 /// and the time.
@@ -134,7 +137,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
                 ListName::Security,
                 &identity,
                 &members,
-                &outgoing,
+                outgoing,
                 true,
             );
         }
@@ -156,8 +159,11 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {
     batch
 }
 
-/// Seals a copy of `outgoing` for each of `members` and adds the copies,
-/// records and (for members without a usable key) a notice to `batch`.
+/// Decides a copy of `outgoing` for each of `members`: one job holding
+/// the message once, and a queue entry, a ledger record and a trace index
+/// entry per member with a usable key (each copy is sealed when it is
+/// sent); for members without one, a record and a notice. Returns how many
+/// copies will go.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fan_out(
     ctx: &Context<'_>,
@@ -166,44 +172,111 @@ pub(crate) fn fan_out(
     list: ListName,
     identity: &ListIdentity,
     members: &[&Member],
-    outgoing: &Outgoing,
+    outgoing: Outgoing,
     notice: bool,
 ) -> usize {
-    // Suspended for leaking: no copies, only a record.
-    let (suspended, members): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|m| {
-        ctx.store
-            .member_state(&m.id)
-            .is_ok_and(|state| state.suspended.is_some())
-    });
-    for member in suspended {
-        batch.records.push(crate::ledger::DeliveryRecord::new(
-            to_millis(ctx.now),
-            id,
-            outgoing.case.clone(),
-            list,
-            &member.id,
-            crate::ledger::Outcome::Suspended,
-        ));
-    }
-    let members = members.as_slice();
+    let now = to_millis(ctx.now);
+    let record = |member: &str, outcome| {
+        crate::ledger::DeliveryRecord::new(now, id, outgoing.case.clone(), list, member, outcome)
+    };
     let marks = ctx.store.mark_secret();
-    let sealed = seal_copies(
-        ctx.keys, marks, identity, list, members, outgoing, id, notice, ctx.now,
-    );
+    let job = match ctx.store.next_id() {
+        Ok(job) => job,
+        Err(e) => {
+            // No copies without a place to record them; the message is
+            // held where the PST sees it.
+            warn!(msg = id, %list, error = %e, "no job id: fan-out not decided");
+            return 0;
+        }
+    };
+    let mut copies = 0;
+    let mut problems = Vec::new();
+    for member in members {
+        // Suspended for leaking: no copies, only a record.
+        if ctx
+            .store
+            .member_state(&member.id)
+            .is_ok_and(|state| state.suspended.is_some())
+        {
+            batch
+                .records
+                .push(record(&member.id, crate::ledger::Outcome::Suspended));
+            continue;
+        }
+        // A key that cannot be used now gets no copy, never a plaintext
+        // one; sealing checks again when the copy goes.
+        let fingerprint = match ctx.keys.member(&member.id).and_then(|cert| {
+            crate::pgp::usable_for_encryption(cert, SystemTime::from(ctx.now))?;
+            Ok(cert.fingerprint().to_hex())
+        }) {
+            Ok(fingerprint) => fingerprint,
+            Err(problem) => {
+                warn!(msg = id, member = %member.id, %problem, "no copy: key unusable");
+                let mut no_key = record(
+                    &member.id,
+                    crate::ledger::Outcome::NoKey(problem.to_string()),
+                );
+                no_key.fingerprint = None;
+                batch.records.push(no_key);
+                problems.push((member.id.clone(), problem.to_string()));
+                continue;
+            }
+        };
+        let copy_id = marks.copy_id(id, &list.to_string(), &member.id);
+        let message_id = identity.message_id_with(&marks.message_id_local(copy_id));
+        let mut queued = record(&member.id, crate::ledger::Outcome::Queued);
+        queued.copy_id = Some(copy_id);
+        queued.fingerprint = Some(fingerprint.clone());
+        queued.message_id = Some(message_id.clone());
+        batch.records.push(queued);
+        batch.copy_index.push(CopyInfo {
+            copy_id,
+            message: id,
+            member: member.id.clone(),
+            email: member.email.to_string(),
+            list,
+            case: outgoing.case.clone(),
+        });
+        if let Some(case) = &outgoing.case {
+            // Replies to any copy join the case.
+            crate::case::put_reference(ctx, batch, &message_id, case);
+        }
+        batch.add_queue.push((
+            QueueKey {
+                due: now,
+                id: copy_id,
+            },
+            QueuedCopy {
+                id: copy_id,
+                message: id,
+                case: outgoing.case.clone(),
+                list,
+                member: member.id.clone(),
+                to: member.email.to_string(),
+                fingerprint,
+                message_id,
+                notice,
+                queued: now,
+                attempts: 0,
+                last_error: None,
+                job: Some(job),
+                bytes: Vec::new(),
+            },
+        ));
+        copies += 1;
+    }
     if !outgoing.prose.is_empty() {
         batch.shingles.push((id, outgoing.shingles(marks)));
     }
-    batch.copy_index.extend(sealed.index);
     info!(
         msg = id,
         %list,
-        copies = sealed.copies.len(),
-        without_key = sealed.problems.len(),
+        copies,
+        without_key = problems.len(),
         "fanned out"
     );
-    if !sealed.problems.is_empty() {
-        let lines: String = sealed
-            .problems
+    if !problems.is_empty() {
+        let lines: String = problems
             .iter()
             .map(|(member, problem)| format!("- {member}: {problem}\n"))
             .collect();
@@ -212,7 +285,7 @@ pub(crate) fn fan_out(
             Audience::Pst,
             &format!(
                 "{} member(s) of the {list} list got no copy",
-                sealed.problems.len()
+                problems.len()
             ),
             &format!(
                 "Message {id} to {} was not sent to these members, because their\n\
@@ -222,15 +295,11 @@ pub(crate) fn fan_out(
             ),
         ));
     }
-    let copies = sealed.copies.len();
-    if let Some(case) = &outgoing.case {
-        // Replies to any copy join the case.
-        for (_, copy) in &sealed.copies {
-            crate::case::put_reference(ctx, batch, &copy.message_id, case);
-        }
+    if copies > 0 {
+        batch
+            .add_jobs
+            .push((job, outgoing.into_job(id, list, notice, ctx.now)));
     }
-    batch.add_queue.extend(sealed.copies);
-    batch.records.extend(sealed.records);
     copies
 }
 

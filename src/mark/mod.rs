@@ -32,7 +32,9 @@ pub mod trace;
 
 use std::ops::Range;
 
-use sequoia_openpgp::types::HashAlgorithm;
+// OpenSSL's SHA-256 (SHA-NI where the CPU has it); a context is cheap to clone,
+// so each copy absorbs its key once and every word hashes on from there.
+use openssl::sha::Sha256;
 
 pub use prose::Layout;
 
@@ -114,7 +116,7 @@ impl MarkSecret {
 
     /// The key of one copy's marks.
     pub fn copy_key(&self, copy_id: u64) -> CopyKey {
-        CopyKey(digest(&[b"copy", &self.0, &copy_id.to_be_bytes()]))
+        CopyKey::new(digest(&[b"copy", &self.0, &copy_id.to_be_bytes()]))
     }
 
     /// The keyed hash of a shingle of [`Word::skeleton`]s: what the trace
@@ -136,6 +138,30 @@ impl MarkSecret {
         self.keyed(b"shingle", &[value])
     }
 
+    /// The id of `member`'s copy of spool entry `message` on `list`: a
+    /// keyed hash, so a fan-out re-run after a crash makes the same copy
+    /// with the same marks, and nobody without the store key can tell
+    /// one member's id from another's.
+    pub fn copy_id(&self, message: u64, list: &str, member: &str) -> u64 {
+        let d = digest(&[
+            b"copy-id",
+            &self.0,
+            &message.to_be_bytes(),
+            list.as_bytes(),
+            b"\0",
+            member.as_bytes(),
+        ]);
+        u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+
+    /// The local part of copy `copy_id`'s Message-ID (32 hex digits):
+    /// the same for every attempt, so a recipient's client folds a
+    /// duplicate into one, and unlinkable to the copy id.
+    pub fn message_id_local(&self, copy_id: u64) -> String {
+        let d = digest(&[b"message-id", &self.0, &copy_id.to_be_bytes()]);
+        d[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn keyed(&self, label: &[u8], words: &[&str]) -> u64 {
         let joined = words.join(" ");
         let d = digest(&[label, &self.0, joined.as_bytes()]);
@@ -144,23 +170,52 @@ impl MarkSecret {
 }
 
 /// The key of one copy's marks.
-pub struct CopyKey([u8; 32]);
+pub struct CopyKey {
+    /// SHA-256 with the key absorbed: a look-alike bit hashes on from a
+    /// clone of it (no new context per word).
+    bit: Sha256,
+    /// The same after the spacing labels and the key.
+    sentence: Sha256,
+    line_end: Sha256,
+}
 
 impl CopyKey {
-    /// The look-alike bit of `word` after `prev` ([`Word::canonical`]s).
+    fn new(key: [u8; 32]) -> CopyKey {
+        let after = |label: &[u8]| {
+            let mut state = Sha256::new();
+            state.update(label);
+            state.update(&key);
+            state
+        };
+        CopyKey {
+            bit: after(b""),
+            sentence: after(b"space"),
+            line_end: after(b"line-end"),
+        }
+    }
+
+    /// The look-alike bit of `word` after `prev` ([`Word::canonical`]s):
+    /// the low bit of SHA-256(key ‖ prev ‖ 0 ‖ word).
     pub fn bit(&self, prev: &str, word: &str) -> bool {
-        digest(&[&self.0, prev.as_bytes(), b"\0", word.as_bytes()])[0] & 1 == 1
+        let mut state = self.bit.clone();
+        state.update(prev.as_bytes());
+        state.update(b"\0");
+        state.update(word.as_bytes());
+        state.finish()[0] & 1 == 1
     }
 
     /// The spacing of a gap between `before` and `after`
     /// ([`Word::skeleton`]s): between sentences 0 (one space) or 1 (two);
     /// at a line end, how many spaces trail it, up to [`LINE_END_MAX`].
     pub fn spacing(&self, kind: Spacing, before: &str, after: &str) -> u8 {
-        let (label, mask): (&[u8], u8) = match kind {
-            Spacing::Sentence => (b"space", 1),
-            Spacing::LineEnd => (b"line-end", LINE_END_MAX),
+        let (mut state, mask) = match kind {
+            Spacing::Sentence => (self.sentence.clone(), 1),
+            Spacing::LineEnd => (self.line_end.clone(), LINE_END_MAX),
         };
-        digest(&[label, &self.0, before.as_bytes(), b"\0", after.as_bytes()])[0] & mask
+        state.update(before.as_bytes());
+        state.update(b"\0");
+        state.update(after.as_bytes());
+        state.finish()[0] & mask
     }
 }
 
@@ -170,17 +225,11 @@ impl CopyKey {
 pub const LINE_END_MAX: u8 = 1;
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = HashAlgorithm::SHA256
-        .context()
-        .expect("SHA-256 is supported")
-        .for_digest();
+    let mut state = Sha256::new();
     for part in parts {
-        ctx.update(part);
+        state.update(part);
     }
-    ctx.into_digest()
-        .expect("digest")
-        .try_into()
-        .expect("32 bytes")
+    state.finish()
 }
 
 /// A word of prose: where it is, its canonical forms, and whether it

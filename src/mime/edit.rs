@@ -124,16 +124,38 @@ pub fn text_parts(entity: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<TextSlot>
 /// `entity` with each slot's part replaced by its new text (UTF-8, 7bit
 /// or quoted-printable).
 pub fn splice(entity: &[u8], edits: &[(&TextSlot, String)]) -> Vec<u8> {
+    splice_pieces(entity, edits, Transfer::Transport).concat()
+}
+
+/// How a rewritten text part will travel: where its 8-bit UTF-8 is kept
+/// as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Inside an OpenPGP message: relays see only the armor, so text is
+    /// `8bit` (quoted-printable only for lines over 998 octets).
+    Encrypted,
+    /// As it is through relays: `7bit` or quoted-printable.
+    Transport,
+}
+
+/// [`splice`] as pieces: the unchanged stretches of `entity` borrowed,
+/// the new parts owned, so a large attachment is never copied per copy.
+pub fn splice_pieces<'e>(
+    entity: &'e [u8],
+    edits: &[(&TextSlot, String)],
+    transfer: Transfer,
+) -> Vec<std::borrow::Cow<'e, [u8]>> {
+    use std::borrow::Cow;
     let mut edits: Vec<&(&TextSlot, String)> = edits.iter().collect();
     edits.sort_by_key(|(slot, _)| slot.start);
-    let mut out = Vec::with_capacity(entity.len() + 256);
+    let mut out = Vec::with_capacity(2 * edits.len() + 1);
     let mut copied = 0;
     for (slot, text) in edits {
         if slot.start < copied {
             continue; // overlapping slots cannot happen for leaves; stay safe
         }
-        out.extend_from_slice(&entity[copied..slot.start]);
-        let mut part = super::text_part(text);
+        out.push(Cow::Borrowed(&entity[copied..slot.start]));
+        let mut part = super::text_part_for(text, transfer);
         // text_part's own type line is replaced by the slot's.
         let body_at = part
             .windows(4)
@@ -153,10 +175,10 @@ pub fn splice(entity: &[u8], edits: &[(&TextSlot, String)]) -> Vec<u8> {
         if new_part.ends_with(b"\r\n") && slot.end < entity.len() {
             new_part.truncate(new_part.len() - 2);
         }
-        out.extend_from_slice(&new_part);
+        out.push(Cow::Owned(new_part));
         copied = slot.end;
     }
-    out.extend_from_slice(&entity[copied..]);
+    out.push(Cow::Borrowed(&entity[copied..]));
     out
 }
 

@@ -52,11 +52,21 @@ pub fn encode_header_value(text: &str) -> String {
 /// quoted-printable — readable, and safe through any transport, which a
 /// signed part must be (RFC 3156 §3).
 pub fn text_part(text: &str) -> Vec<u8> {
+    text_part_for(text, edit::Transfer::Transport)
+}
+
+/// [`text_part`] for the way it travels: inside encryption, UTF-8 text is
+/// sent as `8bit` (RFC 2045 §2.8) instead of doubling through
+/// quoted-printable.
+pub fn text_part_for(text: &str, transfer: edit::Transfer) -> Vec<u8> {
     let normalized = String::from_utf8(inbound::crlf(text.as_bytes())).expect("still UTF-8");
-    let seven_bit = normalized.is_ascii() && normalized.split("\r\n").all(|line| line.len() <= 998);
+    let short_lines = normalized.split("\r\n").all(|line| line.len() <= 998);
     let mut out = String::from("Content-Type: text/plain; charset=utf-8\r\n");
-    if seven_bit {
+    if short_lines && normalized.is_ascii() {
         out.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
+        out.push_str(&normalized);
+    } else if short_lines && transfer == edit::Transfer::Encrypted {
+        out.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
         out.push_str(&normalized);
     } else {
         out.push_str("Content-Transfer-Encoding: quoted-printable\r\n\r\n");

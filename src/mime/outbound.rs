@@ -38,12 +38,17 @@ impl ListIdentity {
 
     /// A new, unique Message-ID in the list's domain.
     pub fn message_id(&self) -> String {
+        self.message_id_with(&crate::random::token())
+    }
+
+    /// The Message-ID `<local@domain>` in the list's domain.
+    pub fn message_id_with(&self, local: &str) -> String {
         let domain = self
             .address
             .rsplit_once('@')
             .map(|(_, d)| d)
             .unwrap_or("localhost");
-        format!("<{}@{domain}>", crate::random::token())
+        format!("<{local}@{domain}>")
     }
 
     /// `List-Id: Kappital security list <security.kappital.example>`.
@@ -87,6 +92,26 @@ pub fn inner_entity(
     info: &str,
     content: &[u8],
 ) -> Vec<u8> {
+    let (head, tail) = inner_entity_around(
+        envelope,
+        carried_headers,
+        info,
+        crate::mime::edit::Transfer::Transport,
+        content.ends_with(b"\r\n"),
+    );
+    [&head[..], content, &tail[..]].concat()
+}
+
+/// [`inner_entity`] in the two pieces that go before and after the
+/// content, so a large content is written straight from where it is;
+/// `content_ends_in_crlf`: whether the content ends with a line end.
+pub fn inner_entity_around(
+    envelope: &Envelope<'_>,
+    carried_headers: &[u8],
+    info: &str,
+    transfer: crate::mime::edit::Transfer,
+    content_ends_in_crlf: bool,
+) -> (Vec<u8>, Vec<u8>) {
     let boundary = format!("embargod-{}", crate::random::token());
     let mut head = String::new();
     let _ = write!(
@@ -103,19 +128,28 @@ pub fn inner_entity(
     }
     let _ = write!(tail, "\r\n--{boundary}\r\n");
     out.extend_from_slice(tail.as_bytes());
-    out.extend_from_slice(&super::text_part(info));
+    out.extend_from_slice(&super::text_part_for(info, transfer));
     out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-    out.extend_from_slice(content);
-    if !content.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+    let mut tail = Vec::new();
+    if !content_ends_in_crlf {
+        tail.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    out
+    tail.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (out, tail)
 }
 
 /// The message as it travels: RFC 3156 multipart/encrypted around the
 /// armored ciphertext, with list header fields (RFC 2369, RFC 2919).
 pub fn outer_message(envelope: &Envelope<'_>, armored: &[u8]) -> Vec<u8> {
+    let (mut bytes, boundary) = outer_head(envelope);
+    bytes.extend_from_slice(&super::inbound::crlf(armored));
+    outer_tail(&mut bytes, &boundary);
+    bytes
+}
+
+/// The header section and parts of [`outer_message`] up to where the
+/// armored ciphertext goes, and the boundary [`outer_tail`] closes.
+pub fn outer_head(envelope: &Envelope<'_>) -> (Vec<u8>, String) {
     let boundary = format!("embargod-{}", crate::random::token());
     let list = envelope.list;
     let mut out = String::with_capacity(1024);
@@ -141,13 +175,15 @@ pub fn outer_message(envelope: &Envelope<'_>, armored: &[u8]) -> Vec<u8> {
     out.push_str("Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n");
     out.push_str("Content-Description: OpenPGP encrypted message\r\n");
     out.push_str("Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&super::inbound::crlf(armored));
+    (out.into_bytes(), boundary)
+}
+
+/// Closes an [`outer_head`] after the ciphertext.
+pub fn outer_tail(bytes: &mut Vec<u8>, boundary: &str) {
     if !bytes.ends_with(b"\r\n") {
         bytes.extend_from_slice(b"\r\n");
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    bytes
 }
 
 /// A plain RFC 5322 message the daemon writes to the PST (a notice). It

@@ -45,6 +45,25 @@ pub fn seal(
     plaintext: &[u8],
     time: SystemTime,
 ) -> Result<SealedMessage, SealError> {
+    // Armor adds a third; headers and packets a little more.
+    let mut armored = Vec::with_capacity(plaintext.len() * 4 / 3 + 4096);
+    let subkey = seal_into(list_key, recipient, time, &mut armored, |literal| {
+        literal.write_all(plaintext)
+    })?;
+    Ok(SealedMessage { armored, subkey })
+}
+
+/// [`seal`], streaming: what `plaintext` writes is signed and encrypted
+/// as it is written, and the ASCII armor (RFC 9580 §6.2, LF line ends)
+/// goes to `sink`, so neither whole is ever held here. Returns the
+/// fingerprint (hex) of the subkey it was encrypted to.
+pub fn seal_into<W: Write + Send + Sync>(
+    list_key: &ListKey,
+    recipient: &Cert,
+    time: SystemTime,
+    sink: W,
+    plaintext: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<String, SealError> {
     usable_for_encryption(recipient, time)?;
     let valid = recipient
         .with_policy(&POLICY, time)
@@ -55,9 +74,7 @@ pub fn seal(
     })?;
     let subkey_fingerprint = subkey.key().fingerprint().to_hex();
 
-    // Armor adds a third; headers and packets a little more.
-    let mut sink = Vec::with_capacity(plaintext.len() * 4 / 3 + 4096);
-    let message = Message::new(&mut sink);
+    let message = Message::new(sink);
     let message = Armorer::new(message).build().map_err(crypto)?;
     let message = Encryptor::for_recipients(message, [subkey])
         .build()
@@ -68,14 +85,9 @@ pub fn seal(
         .build()
         .map_err(crypto)?;
     let mut literal = LiteralWriter::new(message).build().map_err(crypto)?;
-    literal
-        .write_all(plaintext)
-        .map_err(|e| SealError::Crypto(e.to_string()))?;
+    plaintext(&mut literal).map_err(|e| SealError::Crypto(e.to_string()))?;
     literal.finalize().map_err(crypto)?;
-    Ok(SealedMessage {
-        armored: sink,
-        subkey: subkey_fingerprint,
-    })
+    Ok(subkey_fingerprint)
 }
 
 /// An armored detached signature by the list key over `data`, SHA-512

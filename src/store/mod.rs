@@ -5,9 +5,19 @@
 //!   by id, sealed with the store key. An entry stays until its fan-out
 //!   commits, so a crash at any point re-runs the fan-out instead of
 //!   losing the message.
-//! - `queue`: per-member copies waiting for the transport, keyed by
-//!   big-endian `(due, id)` so the next due copy is the first key. The
-//!   copies are already OpenPGP-encrypted to their member.
+//! - `jobs`: a message's fan-out to one list, decided: the entity every
+//!   member's copy is made of, sealed with the store key. It replaces the
+//!   spool entry in the same transaction and stays until every copy is
+//!   recorded; `job_copies` (job ++ copy id) says which copies are still
+//!   to go.
+//! - `queue`: copies waiting for the transport, keyed by big-endian
+//!   `(due, id)` so the next due copy is the first key. A member's copy
+//!   names its job and is sealed only when it is sent, never stored as
+//!   ciphertext; a single message (to a reporter, an announcement) is
+//!   stored whole.
+//! - `attempts`: how many times the daemon started on a spool entry or a
+//!   job without finishing it (a crash, an out-of-memory kill), so one
+//!   message can never keep it in a crash loop.
 //! - `records`: the ledger, an append-only hash chain of who got what
 //!   (see [`crate::ledger`]), keyed by sequence number; `ledger_meta`
 //!   holds its head.
@@ -116,9 +126,43 @@ pub struct QueuedCopy {
     pub queued: u64,
     pub attempts: u32,
     pub last_error: Option<String>,
-    /// The whole RFC 5322 message, PGP/MIME-encrypted.
+    /// The job it is made from when it is sent (a member's copy); `None`
+    /// when [`QueuedCopy::bytes`] is the message.
+    #[serde(default)]
+    pub job: Option<u64>,
+    /// The whole RFC 5322 message, for a copy without a job.
     #[serde(skip)]
     pub bytes: Vec<u8>,
+}
+
+/// A message's fan-out to one list, decided: what each member's copy is
+/// made of when it is sent (see [`crate::fanout::copies`]).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub meta: JobMeta,
+    /// Header fields carried into each copy's protected headers.
+    pub headers: Vec<u8>,
+    /// The content entity, before each copy's marks.
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// Spool id of the message.
+    pub message: u64,
+    pub list: ListName,
+    /// The info part at the top of each copy.
+    pub info: String,
+    pub case: Option<String>,
+    pub marks: crate::config::Marks,
+    pub mark_patches: bool,
+    /// A notice's copies: failures are logged, not noticed again.
+    pub notice: bool,
+    /// The copies' Date, in ms: the same in every attempt.
+    pub date: u64,
+    /// Length of [`Job::headers`] in the stored value.
+    #[serde(default)]
+    pub headers_len: usize,
 }
 
 /// A queue slot: when the copy is due, in ms, and its id.
@@ -185,6 +229,12 @@ pub struct Batch {
     pub cases: Vec<(String, Vec<u8>)>,
     /// Keys of the cases tree to remove.
     pub cases_remove: Vec<String>,
+    /// Fan-outs decided, by job id (from [`Store::next_id`]).
+    pub add_jobs: Vec<(u64, Job)>,
+    /// Jobs whose every copy is recorded.
+    pub remove_jobs: Vec<u64>,
+    /// Copies of a job recorded for good: `(job, copy id)`.
+    pub job_copies_done: Vec<(u64, u64)>,
 }
 
 impl Batch {
@@ -205,6 +255,9 @@ impl Batch {
         self.member_states.extend(other.member_states);
         self.cases.extend(other.cases);
         self.cases_remove.extend(other.cases_remove);
+        self.add_jobs.extend(other.add_jobs);
+        self.remove_jobs.extend(other.remove_jobs);
+        self.job_copies_done.extend(other.job_copies_done);
     }
 }
 
@@ -230,6 +283,11 @@ pub struct Store {
     members: sled::Tree,
     /// Cases, their references, counters, seen signatures, requests.
     cases: sled::Tree,
+    jobs: sled::Tree,
+    /// job ++ copy id: the copies of a job still to be recorded.
+    job_copies: sled::Tree,
+    /// b"s" or b"j" ++ id → attempts (u32 BE).
+    attempts: sled::Tree,
     key: StoreKey,
     /// Spooled messages and their sealed bytes, kept up to date so the
     /// LMTP sessions can check the limits cheaply.
@@ -274,6 +332,9 @@ impl Store {
             shingles: db.open_tree("shingles")?,
             members: db.open_tree("members")?,
             cases: db.open_tree("cases")?,
+            jobs: db.open_tree("jobs")?,
+            job_copies: db.open_tree("job_copies")?,
+            attempts: db.open_tree("attempts")?,
             flusher: io::GroupFlush::start(db.clone(), io_lock.clone()),
             io: io_lock,
             db,
@@ -424,7 +485,7 @@ impl Store {
         let incoming = self
             .key
             .open(&slot(b"spool/", &key), &sealed)
-            .and_then(|framed| unframe(&framed))
+            .and_then(unframe)
             .map(|(meta, raw)| Incoming { meta, raw });
         Ok(Some((id, incoming)))
     }
@@ -468,7 +529,7 @@ impl Store {
             if busy.contains(&key.id) {
                 continue;
             }
-            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(&self.open_queued(key.id, &value)?)?;
+            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
             out.push((key, QueuedCopy { bytes, ..meta }));
             if out.len() == limit {
                 break;
@@ -484,7 +545,7 @@ impl Store {
             .map(|item| {
                 let (key, value) = item?;
                 let key = QueueKey::from_bytes(&key)?;
-                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(&self.open_queued(key.id, &value)?)?;
+                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
                 Ok((key, meta))
             })
             .collect()
@@ -516,6 +577,95 @@ impl Store {
 
     pub fn queue_len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Job `id`, opened; `None` once it is done.
+    pub fn job(&self, id: u64) -> Result<Option<Job>, StoreError> {
+        let key = id.to_be_bytes();
+        let Some(sealed) = self.jobs.get(key)? else {
+            return Ok(None);
+        };
+        let framed = self.key.open(&slot(b"job/", &key), &sealed)?;
+        drop(sealed);
+        let (meta, mut content): (JobMeta, Vec<u8>) = unframe(framed)?;
+        if meta.headers_len > content.len() {
+            return Err(StoreError::Corrupt(format!("job {id}: headers cut short")));
+        }
+        let headers = content.drain(..meta.headers_len).collect();
+        Ok(Some(Job {
+            meta,
+            headers,
+            content,
+        }))
+    }
+
+    /// Whether job `id` still has copies to record.
+    pub fn job_pending(&self, id: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .job_copies
+            .scan_prefix(id.to_be_bytes())
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    /// Whether a copy of job `id` is due at `now` (ms).
+    pub fn job_due(&self, id: u64, now: u64) -> Result<bool, StoreError> {
+        for item in self.queue.range(
+            ..QueueKey {
+                due: now + 1,
+                id: 0,
+            }
+            .to_bytes(),
+        ) {
+            let (key, value) = item?;
+            let key = QueueKey::from_bytes(&key)?;
+            let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
+            if meta.job == Some(id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Jobs whose every copy is recorded (left by a crash between the
+    /// last record and the job's removal).
+    pub fn finished_jobs(&self) -> Result<Vec<u64>, StoreError> {
+        let mut done = Vec::new();
+        for key in self.jobs.iter().keys() {
+            let id = be_u64(&key?)?;
+            if !self.job_pending(id)? {
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Forgets the starts counted on `id`: the work ended normally.
+    pub fn clear_attempt(&self, kind: Attempt, id: u64) -> Result<(), StoreError> {
+        let _writes = self.io.write();
+        self.attempts.remove(attempt_key(kind, id))?;
+        Ok(())
+    }
+
+    /// Counts one more start on spool entry or job `id` and makes it
+    /// durable before the work begins; returns the count, this start
+    /// included. The count goes with the entry.
+    pub async fn begin_attempt(&self, kind: Attempt, id: u64) -> Result<u32, StoreError> {
+        let key = attempt_key(kind, id);
+        let count = {
+            let _writes = self.io.write();
+            let before = self
+                .attempts
+                .get(key)?
+                .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
+                .map_or(0, u32::from_be_bytes);
+            let count = before.saturating_add(1);
+            self.attempts.insert(key, &count.to_be_bytes())?;
+            count
+        };
+        self.flush().await?;
+        Ok(count)
     }
 
     /// Every delivery record, oldest first.
@@ -656,7 +806,7 @@ impl Store {
             .map(|item| {
                 let (key, sealed) = item?;
                 let framed = self.key.open(&slot(b"quarantine/", &key), &sealed)?;
-                let (meta, _raw): (QuarantineMeta, Vec<u8>) = unframe(&framed)?;
+                let (meta, _raw): (QuarantineMeta, Vec<u8>) = unframe(framed)?;
                 Ok((be_u64(&key)?, meta))
             })
             .collect()
@@ -702,7 +852,7 @@ impl Store {
         let framed = self
             .key
             .open(&slot(b"advisory/", case.as_bytes()), &sealed)?;
-        let (subject, content): (String, Vec<u8>) = unframe(&framed)?;
+        let (subject, content): (String, Vec<u8>) = unframe(framed)?;
         Ok(Some(Advisory { subject, content }))
     }
 
@@ -813,6 +963,24 @@ impl Store {
                 (key.to_bytes(), sealed)
             })
             .collect();
+        let jobs_new: Vec<([u8; 8], Vec<u8>)> = batch
+            .add_jobs
+            .iter()
+            .map(|(id, job)| {
+                let key = id.to_be_bytes();
+                let meta = JobMeta {
+                    headers_len: job.headers.len(),
+                    ..job.meta.clone()
+                };
+                let framed = frame_parts(&meta, &[&job.headers, &job.content]);
+                (key, self.key.seal(&slot(b"job/", &key), &framed))
+            })
+            .collect();
+        let job_copies_new: Vec<[u8; 16]> = batch
+            .add_queue
+            .iter()
+            .filter_map(|(key, copy)| Some(pair_key(copy.job?, key.id)))
+            .collect();
         let cases_new: Vec<(&str, Vec<u8>)> = batch
             .cases
             .iter()
@@ -836,6 +1004,9 @@ impl Store {
             &self.shingles,
             &self.members,
             &self.cases,
+            &self.jobs,
+            &self.job_copies,
+            &self.attempts,
         ];
         let removed_bytes: u64 = batch
             .remove_spool
@@ -852,13 +1023,27 @@ impl Store {
         let result = trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members, cases] =
+                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members, cases, jobs, job_copies, attempts] =
                     trees.as_slice()
                 else {
-                    unreachable!("thirteen trees");
+                    unreachable!("sixteen trees");
                 };
                 for id in &batch.remove_spool {
                     spool.remove(&id.to_be_bytes())?;
+                    attempts.remove(&attempt_key(Attempt::Spool, *id)[..])?;
+                }
+                for (key, value) in &jobs_new {
+                    jobs.insert(&key[..], value.as_slice())?;
+                }
+                for key in &job_copies_new {
+                    job_copies.insert(&key[..], &[][..])?;
+                }
+                for (job, copy) in &batch.job_copies_done {
+                    job_copies.remove(&pair_key(*job, *copy)[..])?;
+                }
+                for id in &batch.remove_jobs {
+                    jobs.remove(&id.to_be_bytes())?;
+                    attempts.remove(&attempt_key(Attempt::Job, *id)[..])?;
                 }
                 for (key, value) in &spool_new {
                     spool.insert(key, value.as_slice())?;
@@ -992,15 +1177,25 @@ fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 /// `[json length: u32 BE][json meta][body]`: metadata readable without
 /// copying the (possibly large) body through JSON.
 fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
+    frame_parts(meta, &[body])
+}
+
+/// [`frame`] of a body in several pieces.
+fn frame_parts<M: Serialize>(meta: &M, body: &[&[u8]]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("metadata serializes");
-    let mut out = Vec::with_capacity(4 + json.len() + body.len());
+    let size: usize = body.iter().map(|piece| piece.len()).sum();
+    let mut out = Vec::with_capacity(4 + json.len() + size);
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(&json);
-    out.extend_from_slice(body);
+    for piece in body {
+        out.extend_from_slice(piece);
+    }
     out
 }
 
-fn unframe<M: DeserializeOwned>(bytes: &[u8]) -> Result<(M, Vec<u8>), StoreError> {
+/// The metadata and body of a [`frame`]; the body is `bytes` itself with
+/// the head cut off, so a large body is not copied.
+fn unframe<M: DeserializeOwned>(mut bytes: Vec<u8>) -> Result<(M, Vec<u8>), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
     let len = bytes.get(..4).ok_or_else(|| corrupt("frame too short"))?;
     let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
@@ -1009,7 +1204,27 @@ fn unframe<M: DeserializeOwned>(bytes: &[u8]) -> Result<(M, Vec<u8>), StoreError
         .ok_or_else(|| corrupt("frame metadata cut short"))?;
     let meta =
         serde_json::from_slice(json).map_err(|e| corrupt(&format!("frame metadata: {e}")))?;
-    Ok((meta, bytes[4 + len..].to_vec()))
+    bytes.drain(..4 + len);
+    Ok((meta, bytes))
+}
+
+/// What an attempt counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Processing a spool entry (the fan-out decision).
+    Spool,
+    /// Sealing and sending a job's copies.
+    Job,
+}
+
+fn attempt_key(kind: Attempt, id: u64) -> [u8; 9] {
+    let mut key = [0; 9];
+    key[0] = match kind {
+        Attempt::Spool => b's',
+        Attempt::Job => b'j',
+    };
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
 }
 
 #[cfg(test)]
@@ -1090,6 +1305,7 @@ mod tests {
                     queued: 0,
                     attempts: 0,
                     last_error: None,
+                    job: None,
                     bytes: vec![b'c'; 10],
                 },
             )
