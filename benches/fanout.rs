@@ -166,7 +166,10 @@ fn main() {
     };
     let mut rows = Vec::new();
     let mut accept = None;
-    for case in &CASES {
+    for case in CASES
+        .iter()
+        .filter(|c| std::env::var("ONLY").map_or(true, |o| o == c.label))
+    {
         let raw = report(case.body, Utc::now());
         eprintln!("{}: {} bytes, {MEMBERS} members ...", case.label, raw.len());
         let mut daemon = Daemon::start(&config, &lmtp, &runtime);
@@ -257,7 +260,11 @@ struct Daemon(Child);
 impl Daemon {
     fn start(config: &Path, lmtp: &ListenAddr, runtime: &tokio::runtime::Runtime) -> Daemon {
         let log = std::fs::File::create(config.with_file_name("daemon.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_embargod"))
+        let wrap = std::env::var("WRAP").unwrap_or_default();
+        let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+        words.push(env!("CARGO_BIN_EXE_embargod").into());
+        let child = Command::new(&words[0])
+            .args(&words[1..])
             .env("RUST_LOG", "warn")
             .arg("--config")
             .arg(config)

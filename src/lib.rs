@@ -13,7 +13,7 @@
 //! - [`commands`]: `init`, `check` and `demo`.
 //! - [`clock`]: wall-clock time that tests can advance.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod case;
 pub mod clock;

@@ -165,6 +165,7 @@ enum MemberCommand {
 }
 
 fn main() -> ExitCode {
+    return_large_buffers();
     let cli = Cli::parse();
     // The demo narrates on stdout; its daemon only speaks up for problems.
     let default_level = match cli.command {
@@ -422,3 +423,22 @@ async fn signals(shared: std::sync::Arc<embargod::daemon::Shared>) {
         }
     }
 }
+
+/// glibc raises its mmap threshold to the size of any large block freed
+/// (up to 32 MiB), after which buffers below that come from arenas that
+/// keep their memory, one arena per thread up to 8 per core. After one
+/// large report the daemon would hold several of its size for good. A
+/// fixed 1 MiB threshold hands every large buffer back when it is freed,
+/// and two arenas bound what small ones keep.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_buffers() {
+    // SAFETY: mallopt only sets allocator parameters, and runs first
+    // thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_buffers() {}

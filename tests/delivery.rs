@@ -233,39 +233,52 @@ async fn a_restart_resumes_the_queue() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    const MEMBERS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    sandbox
+    let alice = sandbox
         .generate_member("alice", ListName::Security)
         .unwrap();
+    for i in 1..MEMBERS {
+        sandbox
+            .generate_member(&format!("m{i:02}"), ListName::Security)
+            .unwrap();
+    }
     sandbox.delivery = format!(
         "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\nfrom = \"{}\"\nretry_initial = \"1h\"\n",
         embargod::sandbox::OWNER
     );
     let clock = Clock::manual(chrono::Utc::now());
     let daemon = start(&sandbox, clock.clone()).await;
+    let state = dir.path().join("state");
+    let before = folder_size(&state);
+    // A 1 MiB report: twenty copies staged as ciphertext would be 27 MiB.
+    let mut report = member_report("restart", "r2");
+    while report.len() < 1 << 20 {
+        report.extend_from_slice(
+            b"The header parser copies the field without checking its length.\r\n",
+        );
+    }
     assert_eq!(
-        daemon
-            .send(
-                "alice@example.org",
-                &[SECURITY],
-                &member_report("restart", "r2")
-            )
-            .await[0]
-            .code,
+        daemon.send("alice@example.org", &[SECURITY], &report).await[0].code,
         250
     );
-    eventually("the copy is deferred", || {
-        daemon
-            .shared
-            .store
-            .queued()
-            .unwrap()
-            .first()
-            .is_some_and(|(_, c)| c.attempts == 1)
+    eventually("every copy is deferred", || {
+        let queued = daemon.shared.store.queued().unwrap();
+        queued.len() == MEMBERS && queued.iter().all(|(_, c)| c.attempts == 1)
     })
     .await;
+    let queued = daemon.shared.store.queued().unwrap();
     daemon.stop().await;
+    // The copies wait as what they are made of, not as ciphertext: the
+    // store grew by the message (spool, then its job), not by the members.
+    let grown = folder_size(&state).saturating_sub(before);
+    assert!(
+        grown < 6 * report.len() as u64,
+        "the store grew by {grown} bytes for a {} byte report to {MEMBERS}",
+        report.len()
+    );
+    assert!(queued.iter().all(|(_, c)| c.job.is_some()));
 
     // Second run: the relay is up on that port; an hour later the copy goes.
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -284,11 +297,54 @@ async fn a_restart_resumes_the_queue() {
     });
     let clock = Clock::manual(clock.now() + chrono::Duration::hours(1));
     let daemon = start(&sandbox, clock).await;
-    eventually("the copy is delivered after the restart", || {
-        seen.lock().unwrap().accepted.len() == 1
+    eventually("the copies are delivered after the restart", || {
+        seen.lock().unwrap().accepted.len() == MEMBERS
     })
     .await;
     daemon.settle().await;
-    assert_eq!(seen.lock().unwrap().accepted[0].0, ["alice@example.org"]);
+    // Made after the restart, alice's copy is the one the first run
+    // decided: the same copy id (and so the same marks), the same
+    // Message-ID, as the ledger says.
+    let accepted = seen.lock().unwrap().accepted.clone();
+    let (_, bytes) = accepted
+        .iter()
+        .find(|(to, _)| to == &["alice@example.org"])
+        .unwrap();
+    let decided = queued
+        .iter()
+        .find(|(_, c)| c.member == "alice")
+        .map(|(_, c)| c.clone())
+        .unwrap();
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        text.contains(&format!("Message-ID: {}\r\n", decided.message_id)),
+        "{}",
+        &text[..400]
+    );
+    let opened = embargod::sandbox::open_copy(bytes, &alice, &sandbox.list_key).unwrap();
+    let inner = String::from_utf8_lossy(&opened.content);
+    assert!(
+        inner.contains(&format!(
+            "X-Embargod-Copy: {}",
+            embargod::mark::copy_id_hex(decided.id)
+        )),
+        "{inner}"
+    );
     daemon.stop().await;
+}
+
+/// Bytes in the files under `dir`.
+fn folder_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                folder_size(&path)
+            } else {
+                entry.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
 }

@@ -27,8 +27,8 @@ pub fn security(
     unwrapped: &Unwrapped,
 ) {
     let config = ctx.config;
-    let content = unwrapped.content.clone();
-    let text = edit::first_text(&content)
+    let content = &unwrapped.content;
+    let text = edit::first_text(content)
         .map(|slot| slot.text)
         .unwrap_or_default();
     let (keywords, rest) = keywords::split(&text);
@@ -47,7 +47,8 @@ pub fn security(
     let pst = &config.lists.security.members;
     match freshness::authorise(ctx, batch, &unwrapped.signatures, pst) {
         Authority::Signed(sig) => {
-            let stripped = edit::replace_first_text(&content, &rest).unwrap_or(content);
+            let stripped = edit::replace_first_text(content, &rest)
+                .unwrap_or_else(|| unwrapped.content.clone());
             command_mail(
                 ctx, batch, id, incoming, unwrapped, sig, &keywords, &rest, stripped,
             )

@@ -22,6 +22,7 @@
 //! remaining copies fail, its message goes to the quarantine and the PST
 //! is told, so one message cannot keep every list down.
 
+mod sealers;
 mod smtp;
 pub mod transport;
 
@@ -82,8 +83,9 @@ enum Unsent {
 }
 
 /// The worker's own state.
-#[derive(Default)]
 struct Worker {
+    /// One thread per core: sealing is CPU work, sending is waiting.
+    sealers: Arc<sealers::Sealers>,
     /// Jobs read back, by id.
     jobs: HashMap<u64, Arc<Loaded>>,
     /// Copies in flight per job.
@@ -97,7 +99,20 @@ struct Worker {
 /// Runs until `shutdown`, then lets sends in progress finish.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut sending: JoinSet<Attempted> = JoinSet::new();
-    let mut worker = Worker::default();
+    let mut worker = Worker {
+        sealers: Arc::new(sealers::Sealers::start(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
+        jobs: HashMap::new(),
+        per_job: HashMap::new(),
+        started: HashSet::new(),
+        busy: HashSet::new(),
+        in_flight_bytes: 0,
+    };
+    // Outcomes waiting for the next commit, and the commit under way:
+    // copies go on being sealed and sent while outcomes are flushed.
+    let mut finished: Vec<Attempted> = Vec::new();
+    let mut committing: Option<tokio::task::JoinHandle<Vec<Attempted>>> = None;
     remove_finished_jobs(&shared).await;
     loop {
         let config = shared.config();
@@ -117,6 +132,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 Err(e) => error!(error = %e, "cannot read the queue"),
             }
         }
+        if committing.is_none() && !finished.is_empty() {
+            committing = Some(tokio::spawn(commit(
+                shared.clone(),
+                std::mem::take(&mut finished),
+            )));
+        }
         let next_due = match shared.store.first_queued() {
             Ok(Some(key)) if !worker.busy.contains(&key.id) => Some(from_millis(key.due)),
             // The first is in flight: its result wakes us.
@@ -125,23 +146,33 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(joined) = sending.join_next() => {
-                let mut done: Vec<Attempted> = joined.into_iter().collect();
+                finished.extend(joined);
                 while let Some(joined) = sending.try_join_next() {
-                    done.extend(joined);
+                    finished.extend(joined);
                 }
-                settle(&shared, &mut worker, done).await;
+                for attempted in &finished {
+                    worker.sent(attempted);
+                }
+            }
+            committed = async { committing.as_mut().expect("a commit").await }, if committing.is_some() => {
+                committing = None;
+                if let Ok(committed) = committed {
+                    closed(&shared, &mut worker, committed).await;
+                }
             }
             _ = shared.wake_delivery.notified() => {}
             _ = sleep_until(&shared, next_due) => {}
         }
     }
-    // Finish what the transport already has; the caller bounds this with
-    // the grace period.
-    let mut done = Vec::new();
-    while let Some(joined) = sending.join_next().await {
-        done.extend(joined);
+    // Finish what the transport already has and record it; the caller
+    // bounds this with the grace period.
+    if let Some(committing) = committing {
+        let _ = committing.await;
     }
-    settle(&shared, &mut worker, done).await;
+    while let Some(joined) = sending.join_next().await {
+        finished.extend(joined);
+    }
+    commit(shared.clone(), finished).await;
 }
 
 async fn sleep_until(shared: &Shared, due: Option<DateTime<Utc>>) {
@@ -189,9 +220,9 @@ async fn start(
     if let Some(id) = copy.job {
         *worker.per_job.entry(id).or_default() += 1;
     }
-    let shared = shared.clone();
+    let (shared, sealers) = (shared.clone(), worker.sealers.clone());
     sending.spawn(async move {
-        let result = attempt(&shared, job, &copy).await;
+        let result = attempt(&shared, &sealers, job, &copy).await;
         Attempted {
             key,
             copy,
@@ -205,6 +236,7 @@ async fn start(
 /// Seals `copy` (when it has a job) and hands it to the transport.
 async fn attempt(
     shared: &Arc<Shared>,
+    sealers: &sealers::Sealers,
     job: Option<Arc<Loaded>>,
     copy: &QueuedCopy,
 ) -> Result<Sent, Unsent> {
@@ -216,16 +248,20 @@ async fn attempt(
                 shared.store.mark_secret().clone(),
             );
             let copy = copy.clone();
-            let sealed = tokio::task::spawn_blocking(move || {
-                let list = config.list(job.meta.list).unwrap_or(&config.lists.security);
-                let identity = ListIdentity::new(&config, list);
-                let sealed = seal_copy(&keys, &secret, &identity, &job.meta, &job.outgoing, &copy)?;
-                let ciphertext_sha256 = crate::fanout::sha256_hex(&sealed.bytes);
-                Ok::<_, crate::pgp::seal::SealError>((sealed, ciphertext_sha256))
-            })
-            .await
-            .map_err(|e| Unsent::NoKey(format!("sealing failed: {e}")))?
-            .map_err(|e| Unsent::NoKey(e.to_string()))?;
+            let sealed = sealers
+                .run(move || {
+                    let list = config.list(job.meta.list).unwrap_or(&config.lists.security);
+                    let identity = ListIdentity::new(&config, list);
+                    let sealed =
+                        seal_copy(&keys, &secret, &identity, &job.meta, &job.outgoing, &copy)?;
+                    let ciphertext_sha256 = crate::fanout::sha256_hex(&sealed.bytes);
+                    Ok::<_, crate::pgp::seal::SealError>((sealed, ciphertext_sha256))
+                })
+                .await
+                .map_err(|_| {
+                    Unsent::NoKey("sealing failed (the daemon's fault; please report it)".into())
+                })?
+                .map_err(|e| Unsent::NoKey(e.to_string()))?;
             let (sealed, ciphertext_sha256) = sealed;
             let sent = Sent {
                 subkey: Some(sealed.subkey),
@@ -412,29 +448,20 @@ fn record(base: &DeliveryRecord, outcome: Outcome) -> DeliveryRecord {
 
 /// Records the outcomes of `done` in one transaction and one flush, and
 /// moves each copy on: sent, back into the queue for later, or failed
-/// (with a notice). Jobs left with no copy to make are removed.
-async fn settle(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>) {
+/// (with a notice). Returns `done` for the worker's books.
+async fn commit(shared: Arc<Shared>, done: Vec<Attempted>) -> Vec<Attempted> {
     if done.is_empty() {
-        return;
+        return done;
     }
     let config = shared.config();
     let now = shared.clock.now();
     let mut batch = Batch::default();
-    let mut jobs = HashSet::new();
-    for attempted in done {
-        worker.busy.remove(&attempted.key.id);
-        worker.in_flight_bytes = worker.in_flight_bytes.saturating_sub(attempted.size);
-        if let Some(job) = attempted.copy.job {
-            if let Some(n) = worker.per_job.get_mut(&job) {
-                *n = n.saturating_sub(1);
-            }
-            jobs.insert(job);
-        }
-        outcome(shared, &config, now, &mut batch, attempted);
+    for attempted in &done {
+        outcome(&shared, &config, now, &mut batch, attempted);
     }
     let notice = !batch.add_spool.is_empty();
-    // Flushed before the next round: an outcome lost to a crash means the
-    // copy goes out again on restart.
+    // Flushed before the copies count as done: an outcome lost to a crash
+    // means the copy goes out again on restart.
     let store = shared.store.clone();
     let recorded = match crate::blocking(move || store.apply(batch)).await {
         Ok(()) => shared.store.flush().await,
@@ -447,12 +474,36 @@ async fn settle(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>)
     if notice {
         shared.wake_fanout.notify_one();
     }
+    done
+}
+
+impl Worker {
+    /// `attempted` is back from the transport: its memory is free.
+    fn sent(&mut self, attempted: &Attempted) {
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(attempted.size);
+        if let Some(job) = attempted.copy.job {
+            if let Some(n) = self.per_job.get_mut(&job) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// After `done` was recorded: its copies may be taken up again (the
+/// deferred ones), and a job with nothing in flight or due is put down,
+/// and removed once every copy is recorded.
+async fn closed(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>) {
+    let mut jobs = HashSet::new();
+    for attempted in &done {
+        worker.busy.remove(&attempted.key.id);
+        jobs.extend(attempted.copy.job);
+    }
+    let now = to_millis(shared.clock.now());
     for job in jobs {
         if worker.per_job.get(&job).is_some_and(|n| *n > 0) {
             continue;
         }
         let store = shared.store.clone();
-        let now = to_millis(now);
         let due = crate::blocking(move || store.job_due(job, now)).await;
         if due.unwrap_or(true) {
             continue;
@@ -489,22 +540,22 @@ fn outcome(
     config: &crate::config::Config,
     now: DateTime<Utc>,
     batch: &mut Batch,
-    attempted: Attempted,
+    attempted: &Attempted,
 ) {
     let Attempted {
         key, copy, result, ..
     } = attempted;
-    batch.remove_queue.push(key);
-    let base = copy_record(&copy, now);
+    batch.remove_queue.push(*key);
+    let base = copy_record(copy, now);
     let age = Duration::from_millis(to_millis(now).saturating_sub(copy.queued));
     let failure = match result {
         Ok(sent) => {
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
             shared.metrics.copy("sent", 1);
             batch.records.push(DeliveryRecord {
-                encryption_subkey: sent.subkey,
-                plaintext_sha256: sent.plaintext_sha256,
-                ciphertext_sha256: Some(sent.ciphertext_sha256),
+                encryption_subkey: sent.subkey.clone(),
+                plaintext_sha256: sent.plaintext_sha256.clone(),
+                ciphertext_sha256: Some(sent.ciphertext_sha256.clone()),
                 ..record(&base, Outcome::Sent)
             });
             None
@@ -528,8 +579,8 @@ fn outcome(
                 },
                 QueuedCopy {
                     attempts: copy.attempts + 1,
-                    last_error: Some(reason),
-                    ..copy
+                    last_error: Some(reason.clone()),
+                    ..copy.clone()
                 },
             ));
             return;
@@ -538,7 +589,7 @@ fn outcome(
             "still failing after {}: {reason}",
             humantime::format_duration(config.delivery.retry_max_age)
         )),
-        Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason),
+        Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason.clone()),
         Err(Unsent::NoKey(reason)) => {
             warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "no copy: key unusable");
             batch.records.push(DeliveryRecord {

@@ -297,10 +297,10 @@ pub fn seal_copy(
         Transfer::Encrypted,
         ends_in_crlf,
     );
-    let size: usize = content.iter().map(|piece| piece.len()).sum::<usize>() + head.len();
+    let size: usize =
+        content.iter().map(|piece| piece.len()).sum::<usize>() + head.len() + tail.len();
     let (mut bytes, boundary) = outer_head(&envelope);
-    // Base64 adds a third, line ends a little more.
-    bytes.reserve(size * 4 / 3 + size / 32 + 4096);
+    bytes.reserve(armored_size(size));
     let mut plaintext_hash = Sha256::new();
     let subkey = seal_into(
         &keys.list_key,
@@ -326,6 +326,16 @@ pub fn seal_copy(
         fingerprint: cert.fingerprint().to_hex(),
         subkey,
     })
+}
+
+/// An upper bound of the armored size of a sealed `plaintext` bytes: the
+/// OpenPGP packets add at most 1 in 1024 and a few KiB (signature,
+/// PKESK, chunk tags), base64 4 in 3, and each 64-character armor line
+/// its CRLF. Reserved at once, so a large copy is never copied to grow.
+fn armored_size(plaintext: usize) -> usize {
+    let packets = plaintext + plaintext / 1024 + 4096;
+    let base64 = packets.div_ceil(3) * 4;
+    base64 + base64.div_ceil(64) * 2 + 1024
 }
 
 /// Writes ASCII armor (LF line ends) with CRLF line ends, as a MIME part

@@ -478,6 +478,53 @@ the fix is released; see https://example.org/x and KAP-2026-0001 for details.\n"
     }
 
     #[test]
+    fn copy_keys_hash_as_one_sha256_over_key_and_words() {
+        // The cloned-context bits equal one SHA-256 over the whole input:
+        // copies marked before read back the same.
+        let secret = MarkSecret::derive(b"store key");
+        let key = digest(&[b"copy", &secret.0, &42u64.to_be_bytes()]);
+        let copy = secret.copy_key(42);
+        for (prev, word) in [("", "the"), ("the", "parser"), ("parser", "copies")] {
+            let whole = digest(&[&key, prev.as_bytes(), b"\0", word.as_bytes()]);
+            assert_eq!(copy.bit(prev, word), whole[0] & 1 == 1);
+            let space = digest(&[b"space", &key, prev.as_bytes(), b"\0", word.as_bytes()]);
+            assert_eq!(copy.spacing(Spacing::Sentence, prev, word), space[0] & 1);
+            let end = digest(&[b"line-end", &key, prev.as_bytes(), b"\0", word.as_bytes()]);
+            assert_eq!(
+                copy.spacing(Spacing::LineEnd, prev, word),
+                end[0] & LINE_END_MAX
+            );
+        }
+    }
+
+    #[test]
+    fn copy_ids_are_stable_keyed_and_unambiguous() {
+        let secret = MarkSecret::derive(b"store key");
+        let id = secret.copy_id(7, "security", "alice");
+        assert_eq!(
+            id,
+            secret.copy_id(7, "security", "alice"),
+            "a re-run makes the same copy"
+        );
+        let others = [
+            secret.copy_id(7, "security", "bob"),
+            secret.copy_id(8, "security", "alice"),
+            secret.copy_id(7, "distributors", "alice"),
+            MarkSecret::derive(b"another store").copy_id(7, "security", "alice"),
+        ];
+        assert!(others.iter().all(|other| *other != id), "{others:?}");
+        assert_ne!(secret.copy_id(7, "ab", "c"), secret.copy_id(7, "a", "bc"));
+        let local = secret.message_id_local(id);
+        assert_eq!(local.len(), 32);
+        assert_eq!(local, secret.message_id_local(id));
+        assert!(
+            !local.contains(&copy_id_hex(id)),
+            "the Message-ID does not show the copy id"
+        );
+        assert_ne!(local, secret.message_id_local(others[0]));
+    }
+
+    #[test]
     fn spacing_marks_survive_a_confusables_pass() {
         let secret = MarkSecret::derive(&[9; 32]);
         let text = "The tool fails. It writes outside the tree. We have a fix.\n\

@@ -860,6 +860,16 @@ struct Inline {
 /// A text/plain body that is an inline PGP message (`part` of `raw`).
 fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
     let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
+    // A large attachment is not decoded whole only to learn that it is
+    // not armor: its first bytes tell.
+    let head = transfer_decoded(encoded_head(body), part.content_transfer_encoding());
+    let head = &head[head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len())..];
+    if body.len() > HEAD && !(head.is_empty() || head.starts_with(b"-----BEGIN PGP ")) {
+        return None;
+    }
     let bytes = transfer_decoded(body, part.content_transfer_encoding());
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
     let bytes = bytes[start..].to_vec();
@@ -887,6 +897,22 @@ fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
     } else {
         None
     }
+}
+
+/// Bytes of a body enough to see how it begins.
+const HEAD: usize = 4096;
+
+/// The first [`HEAD`] bytes of an encoded `body`, cut where base64 and
+/// quoted-printable decode whole: at a line end.
+fn encoded_head(body: &[u8]) -> &[u8] {
+    if body.len() <= HEAD {
+        return body;
+    }
+    let cut = body[..HEAD]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(HEAD, |at| at + 1);
+    &body[..cut]
 }
 
 /// `body` with its Content-Transfer-Encoding (RFC 2045 §6) undone:
@@ -1044,7 +1070,7 @@ fn entity_bytes(raw: &[u8], root: &MessagePart<'_>) -> Vec<u8> {
     let body = raw
         .get(root.offset_body as usize..root.offset_end as usize)
         .unwrap_or_default();
-    out.extend_from_slice(&crlf(body));
+    crlf_into(&mut out, body);
     out
 }
 
@@ -1306,21 +1332,28 @@ pub fn crlf_str(text: &str) -> String {
 
 /// Converts bare LF (and bare CR) line ends to CRLF.
 pub fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            other => out.push(other),
-        }
-        i += 1;
-    }
+    let mut out = Vec::new();
+    crlf_into(&mut out, bytes);
     out
+}
+
+/// [`crlf`], appended to `out`.
+pub fn crlf_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    // A bare line end gains a byte: room for one per 32 bytes, reserved
+    // once, so a large body is not copied to grow.
+    out.reserve(bytes.len() + bytes.len() / 32);
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"\r\n");
+        let skip = if rest[at..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[at + skip..];
+    }
+    out.extend_from_slice(rest);
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //!   by id, sealed with the store key. An entry stays until its fan-out
 //!   commits, so a crash at any point re-runs the fan-out instead of
 //!   losing the message.
-//! - `jobs`: a message's fan-out to one list, decided: the entity every
-//!   member's copy is made of, sealed with the store key. It replaces the
-//!   spool entry in the same transaction and stays until every copy is
-//!   recorded; `job_copies` (job ++ copy id) says which copies are still
-//!   to go.
+//! - `jobs`: a message's fan-out to one list, decided. Its content (the
+//!   entity every member's copy is made of) is a file in `jobs/`, sealed
+//!   with the store key and synced before the transaction that names it,
+//!   so a large report is written once and never held in sled's cache.
+//!   It replaces the spool entry in one transaction and stays until every
+//!   copy is recorded; `job_copies` (job ++ copy id) says which copies
+//!   are still to go.
 //! - `queue`: copies waiting for the transport, keyed by big-endian
 //!   `(due, id)` so the next due copy is the first key. A member's copy
 //!   names its job and is sealed only when it is sent, never stored as
@@ -289,6 +291,8 @@ pub struct Store {
     /// b"s" or b"j" ++ id → attempts (u32 BE).
     attempts: sled::Tree,
     key: StoreKey,
+    /// The sealed contents of jobs, one file each.
+    jobs_dir: std::path::PathBuf,
     /// Spooled messages and their sealed bytes, kept up to date so the
     /// LMTP sessions can check the limits cheaply.
     spooled: Arc<SpoolGauge>,
@@ -317,6 +321,8 @@ impl Store {
             reason: format!("the store must be the service user's alone: {reason}"),
         })?;
         let db = open_db(path)?;
+        let jobs_dir = path.join("jobs");
+        std::fs::create_dir_all(&jobs_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let io_lock = io::IoLock::default();
         let store = Store {
             spool: db.open_tree("spool")?,
@@ -339,6 +345,7 @@ impl Store {
             io: io_lock,
             db,
             key,
+            jobs_dir,
             spooled: Arc::default(),
         };
         // sled switches every later operation to its transaction lock the
@@ -360,6 +367,7 @@ impl Store {
                 .fetch_add(value?.len() as u64, Ordering::Relaxed);
         }
         store.check_key()?;
+        store.remove_orphan_job_files()?;
         store.seal_legacy_values()?;
         Ok(store)
     }
@@ -466,8 +474,9 @@ impl Store {
     }
 
     fn seal_incoming(&self, key: &[u8; 8], incoming: &Incoming) -> Vec<u8> {
-        self.key
-            .seal(&slot(b"spool/", key), &frame(&incoming.meta, &incoming.raw))
+        let mut framed = frame(&incoming.meta, &incoming.raw);
+        self.key.seal_in_place(&slot(b"spool/", key), &mut framed);
+        framed
     }
 
     /// The oldest spooled message at or after `from`: its id, and the
@@ -582,11 +591,12 @@ impl Store {
     /// Job `id`, opened; `None` once it is done.
     pub fn job(&self, id: u64) -> Result<Option<Job>, StoreError> {
         let key = id.to_be_bytes();
-        let Some(sealed) = self.jobs.get(key)? else {
+        if !self.jobs.contains_key(key)? {
             return Ok(None);
-        };
-        let framed = self.key.open(&slot(b"job/", &key), &sealed)?;
-        drop(sealed);
+        }
+        let sealed = std::fs::read(self.job_file(id))
+            .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
+        let framed = self.key.open_in_place(&slot(b"job/", &key), sealed)?;
         let (meta, mut content): (JobMeta, Vec<u8>) = unframe(framed)?;
         if meta.headers_len > content.len() {
             return Err(StoreError::Corrupt(format!("job {id}: headers cut short")));
@@ -597,6 +607,60 @@ impl Store {
             headers,
             content,
         }))
+    }
+
+    fn job_file(&self, id: u64) -> std::path::PathBuf {
+        self.jobs_dir.join(format!("{id:016x}"))
+    }
+
+    /// Writes job `id`'s content to its file, sealed, and syncs it: before
+    /// the transaction that names it.
+    fn write_job(&self, id: u64, job: Job) -> Result<(), StoreError> {
+        use std::io::Write;
+        let io = |e: std::io::Error| StoreError::Sled(e.into());
+        let meta = JobMeta {
+            headers_len: job.headers.len(),
+            ..job.meta
+        };
+        let json = serde_json::to_vec(&meta).expect("metadata serializes");
+        // The head goes in front of the content in place (no second copy).
+        let mut framed = job.content;
+        let head: Vec<u8> = (json.len() as u32)
+            .to_be_bytes()
+            .into_iter()
+            .chain(json)
+            .chain(job.headers)
+            .collect();
+        framed.splice(0..0, head);
+        self.key
+            .seal_in_place(&slot(b"job/", &id.to_be_bytes()), &mut framed);
+        let file = self.job_file(id);
+        let partial = file.with_extension("partial");
+        let mut out = std::fs::File::create(&partial).map_err(io)?;
+        out.write_all(&framed).map_err(io)?;
+        out.sync_all().map_err(io)?;
+        std::fs::rename(&partial, &file).map_err(io)?;
+        std::fs::File::open(&self.jobs_dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)
+    }
+
+    /// Job files no job names: left by a crash before their transaction.
+    fn remove_orphan_job_files(&self) -> Result<(), StoreError> {
+        let entries = std::fs::read_dir(&self.jobs_dir).map_err(|e| StoreError::Sled(e.into()))?;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let named = name
+                .to_str()
+                .and_then(|name| u64::from_str_radix(name, 16).ok())
+                .map(|id| self.jobs.contains_key(id.to_be_bytes()))
+                .transpose()?
+                .unwrap_or(false);
+            if !named {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     /// Whether job `id` still has copies to record.
@@ -881,7 +945,13 @@ impl Store {
 
     /// Applies `batch` in one transaction. Ids for new entries are drawn
     /// first, so a retried transaction writes the same keys.
-    pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+    pub fn apply(&self, mut batch: Batch) -> Result<(), StoreError> {
+        // Job contents go to their files first, outside the lock: a large
+        // one never holds up the LMTP sessions' spool writes.
+        let jobs_new: Vec<u64> = batch.add_jobs.iter().map(|(id, _)| *id).collect();
+        for (id, job) in std::mem::take(&mut batch.add_jobs) {
+            self.write_job(id, job)?;
+        }
         let _alone = self.io.transaction();
         let spool_new: Vec<([u8; 8], Vec<u8>)> = batch
             .add_spool
@@ -963,19 +1033,6 @@ impl Store {
                 (key.to_bytes(), sealed)
             })
             .collect();
-        let jobs_new: Vec<([u8; 8], Vec<u8>)> = batch
-            .add_jobs
-            .iter()
-            .map(|(id, job)| {
-                let key = id.to_be_bytes();
-                let meta = JobMeta {
-                    headers_len: job.headers.len(),
-                    ..job.meta.clone()
-                };
-                let framed = frame_parts(&meta, &[&job.headers, &job.content]);
-                (key, self.key.seal(&slot(b"job/", &key), &framed))
-            })
-            .collect();
         let job_copies_new: Vec<[u8; 16]> = batch
             .add_queue
             .iter()
@@ -1032,8 +1089,8 @@ impl Store {
                     spool.remove(&id.to_be_bytes())?;
                     attempts.remove(&attempt_key(Attempt::Spool, *id)[..])?;
                 }
-                for (key, value) in &jobs_new {
-                    jobs.insert(&key[..], value.as_slice())?;
+                for id in &jobs_new {
+                    jobs.insert(&id.to_be_bytes()[..], &[][..])?;
                 }
                 for key in &job_copies_new {
                     job_copies.insert(&key[..], &[][..])?;
@@ -1107,6 +1164,10 @@ impl Store {
                 StoreError::Corrupt("the ledger head cannot be read".into())
             }
         })?;
+        for id in &batch.remove_jobs {
+            // Every copy of it is recorded: nothing reads it again.
+            let _ = std::fs::remove_file(self.job_file(*id));
+        }
         let gauge = &self.spooled;
         gauge
             .messages
@@ -1132,7 +1193,11 @@ impl Store {
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
                     return Err(StoreError::Busy(path.display().to_string()));
@@ -1143,6 +1208,11 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         }
     }
 }
+
+/// sled's page cache (its default is 1 GiB). The daemon's hot values are
+/// small; a large message's spool entry and job are read once or twice, so
+/// they need not stay in memory after their write.
+const CACHE_BYTES: u64 = 32 << 20;
 
 /// Two big-endian u64s: an index key.
 fn pair_key(a: u64, b: u64) -> [u8; 16] {
@@ -1184,7 +1254,8 @@ fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
 fn frame_parts<M: Serialize>(meta: &M, body: &[&[u8]]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("metadata serializes");
     let size: usize = body.iter().map(|piece| piece.len()).sum();
-    let mut out = Vec::with_capacity(4 + json.len() + size);
+    // Room for the seal's nonce and tag: sealed in place, never regrown.
+    let mut out = Vec::with_capacity(4 + json.len() + size + 64);
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(&json);
     for piece in body {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::StoreError;
@@ -86,6 +86,31 @@ impl StoreKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
         out
+    }
+
+    /// [`StoreKey::seal`] in place: `buffer` becomes the sealed value, so
+    /// a large value is never held twice.
+    pub fn seal_in_place(&self, aad: &[u8], buffer: &mut Vec<u8>) {
+        let nonce = crate::random::bytes::<NONCE_LEN>();
+        self.cipher
+            .encrypt_in_place(XNonce::from_slice(&nonce), aad, buffer)
+            .expect("encryption into memory cannot fail");
+        buffer.splice(0..0, nonce);
+    }
+
+    /// [`StoreKey::open`] in place.
+    pub fn open_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(StoreError::Corrupt("sealed value too short".into()));
+        }
+        let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("nonce length");
+        sealed.drain(..NONCE_LEN);
+        self.cipher
+            .decrypt_in_place(XNonce::from_slice(&nonce), aad, &mut sealed)
+            .map_err(|_| {
+                StoreError::Corrupt("sealed value does not open with the store key".into())
+            })?;
+        Ok(sealed)
     }
 
     /// Opens a value sealed for the slot named by `aad`.
