@@ -115,6 +115,8 @@ struct Row {
     message: usize,
     copy: usize,
     rounds: Vec<Duration>,
+    /// The daemon's CPU time (user and system) per round.
+    cpu: Duration,
     gpg: Option<Duration>,
     rss: u64,
     case: &'static Case,
@@ -180,9 +182,11 @@ fn main() {
             &report(Body::Prose(2048), Utc::now()),
         ));
         let mut rounds = Vec::new();
+        let cpu_before = daemon.cpu();
         for _ in 0..case.rounds {
             rounds.push(runtime.block_on(fan_out(&lmtp, &sink, &raw)));
         }
+        let cpu = (daemon.cpu() - cpu_before) / case.rounds as u32;
         let copy = sink.last_size.load(Ordering::Relaxed);
         if matches!(case.body, Body::Prose(n) if n == 1024 * 1024) {
             accept = Some(runtime.block_on(accept_during_fan_out(&lmtp, &sink, &raw)));
@@ -202,6 +206,7 @@ fn main() {
             message: raw.len(),
             copy,
             rounds,
+            cpu,
             gpg,
             rss,
             case,
@@ -209,6 +214,77 @@ fn main() {
     }
     println!();
     print_table(&rows, accept);
+    in_process(&config);
+}
+
+/// The second table: one copy sealed in process, on one thread, as the
+/// delivery worker's sealing threads do (marks, signature, encryption,
+/// armor), without the store, LMTP or SMTP. Per copy, median of 100.
+fn in_process(config: &Path) {
+    use embargod::config::Marks;
+    use embargod::fanout::copies::{seal_copy, Outgoing};
+    let config = embargod::config::Config::load(config).expect("config");
+    let keys = embargod::keys::Keys::load(&config).expect("keys");
+    let secret = embargod::mark::MarkSecret::derive(b"bench");
+    let identity = embargod::mime::outbound::ListIdentity::new(&config, &config.lists.security);
+    println!("\nIn process, one thread: sealing one member's copy (ms, median of 100)");
+    println!("{:<8} {:>10} {:>10}", "message", "visible", "invisible");
+    for case in &CASES {
+        let raw = report(case.body, Utc::now());
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers")
+            + 2;
+        let content = [
+            &b"Content-Type: text/plain; charset=utf-8\r\n"[..],
+            &raw[split..],
+        ]
+        .concat();
+        let mut row = Vec::new();
+        for marks in [Marks::Visible, Marks::Invisible] {
+            let outgoing = Outgoing::new(
+                raw[..split].to_vec(),
+                "Message to the security list\n".into(),
+                content.clone(),
+                None,
+                marks,
+                false,
+            );
+            let job = outgoing
+                .clone()
+                .into_job(1, ListName::Security, false, Utc::now());
+            let rounds = if raw.len() > 4 << 20 { 5 } else { 100 };
+            let mut times: Vec<Duration> = (0..rounds)
+                .map(|i| {
+                    let member = &config.members_of(&config.lists.security)[i % MEMBERS];
+                    let copy = embargod::store::QueuedCopy {
+                        id: i as u64 + 1,
+                        message: 1,
+                        case: None,
+                        list: ListName::Security,
+                        member: member.id.clone(),
+                        to: member.email.to_string(),
+                        fingerprint: String::new(),
+                        message_id: "<bench@example.org>".into(),
+                        notice: false,
+                        queued: 0,
+                        attempts: 0,
+                        last_error: None,
+                        job: Some(1),
+                        bytes: Vec::new(),
+                    };
+                    let start = Instant::now();
+                    seal_copy(&keys, &secret, &identity, &job.meta, &outgoing, &copy)
+                        .expect("seal");
+                    start.elapsed()
+                })
+                .collect();
+            times.sort();
+            row.push(ms(times[times.len() / 2]));
+        }
+        println!("{:<8} {:>10.2} {:>10.2}", case.label, row[0], row[1]);
+    }
 }
 
 /// Sends `raw` over LMTP and waits until the sink has taken every
@@ -279,6 +355,24 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         Daemon(child)
+    }
+
+    /// CPU time used so far (user and system, all threads).
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
+        // utime and stime, in clock ticks (1/100 s), after the command
+        // name in parentheses.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| {
+            fields
+                .get(n)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let ticks = field(11) + field(12);
+        Duration::from_millis(ticks * 10)
     }
 
     /// Peak resident set size so far, bytes.
@@ -724,12 +818,13 @@ fn print_table(rows: &[Row], accept: Option<Vec<Duration>>) {
         "End to end: LMTP connect → the {MEMBERS}th copy accepted by an SMTP server on loopback"
     );
     println!(
-        "{:<8} {:>10} {:>10} {:>12} {:>10} {:>12} {:>10} {:>8} {:>10}  rounds (ms)",
+        "{:<8} {:>10} {:>10} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>10}  rounds (ms)",
         "message",
         "bytes",
         "copy",
         "embargod ms",
         "ms/copy",
+        "CPU ms",
         "gpg loop ms",
         "ms/copy",
         "ratio",
@@ -741,12 +836,13 @@ fn print_table(rows: &[Row], accept: Option<Vec<Duration>>) {
         let gpg = row.gpg.map(ms);
         let ratio = gpg.map(|g| g / ms(took));
         println!(
-            "{:<8} {:>10} {:>10} {:>12.1} {:>10.2} {:>12} {:>10} {:>8} {:>9.1}M  {}",
+            "{:<8} {:>10} {:>10} {:>12.1} {:>10.2} {:>8.0} {:>12} {:>10} {:>8} {:>9.1}M  {}",
             row.label,
             row.message,
             row.copy,
             ms(took),
             ms(took) / MEMBERS as f64,
+            ms(row.cpu),
             gpg.map_or("-".into(), |g| format!("{g:.0}")),
             gpg.map_or("-".into(), |g| format!("{:.2}", g / MEMBERS as f64)),
             ratio.map_or("-".into(), |r| format!("{r:.1}x")),

@@ -49,6 +49,10 @@ pub use transport::{SendError, Transport};
 /// copy is larger (it then goes alone).
 pub const IN_FLIGHT_BYTES: usize = 64 << 20;
 
+/// Longest an outcome waits for its commit, so that several share one
+/// transaction and one flush (the copy is out; only its record waits).
+pub const COMMIT_AFTER: Duration = Duration::from_millis(10);
+
 /// Starts on one job's sealing after which a fourth is refused.
 pub const MAX_JOB_STARTS: u32 = 3;
 
@@ -112,6 +116,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     // Outcomes waiting for the next commit, and the commit under way:
     // copies go on being sealed and sent while outcomes are flushed.
     let mut finished: Vec<Attempted> = Vec::new();
+    let mut first_finished: Option<tokio::time::Instant> = None;
     let mut committing: Option<tokio::task::JoinHandle<Vec<Attempted>>> = None;
     remove_finished_jobs(&shared).await;
     loop {
@@ -132,7 +137,17 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 Err(e) => error!(error = %e, "cannot read the queue"),
             }
         }
-        if committing.is_none() && !finished.is_empty() {
+        // A commit for every `concurrency` outcomes, or after
+        // COMMIT_AFTER, or when nothing else is in flight.
+        let commit_at = first_finished.map(|first| {
+            if finished.len() >= config.delivery.concurrency || sending.is_empty() {
+                first
+            } else {
+                first + COMMIT_AFTER
+            }
+        });
+        if committing.is_none() && commit_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            first_finished = None;
             committing = Some(tokio::spawn(commit(
                 shared.clone(),
                 std::mem::take(&mut finished),
@@ -146,6 +161,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(joined) = sending.join_next() => {
+                first_finished.get_or_insert_with(tokio::time::Instant::now);
                 finished.extend(joined);
                 while let Some(joined) = sending.try_join_next() {
                     finished.extend(joined);
@@ -160,6 +176,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                     closed(&shared, &mut worker, committed).await;
                 }
             }
+            _ = async { tokio::time::sleep_until(commit_at.expect("a commit time")).await }, if committing.is_none() && commit_at.is_some() => {}
             _ = shared.wake_delivery.notified() => {}
             _ = sleep_until(&shared, next_due) => {}
         }

@@ -221,6 +221,9 @@ async fn transaction(
             .map_err(before)?;
     }
     connection.command(Data).await.map_err(before)?;
+    // lettre ends the data with CRLF "." CRLF; the message's own last line
+    // end is that first CRLF, so the relay takes exactly `message`.
+    let message = message.strip_suffix(b"\r\n").unwrap_or(message);
     connection
         .message_iter(message.chunks(CHUNK))
         .await

@@ -349,14 +349,17 @@ pub fn edits(
                 &reading.words[gap.before].skeleton,
                 &reading.words[gap.after].skeleton,
             );
+            // At most one trailing space (LINE_END_MAX).
+            const _: () = assert!(LINE_END_MAX == 1);
             let space = match (gap.kind, spacing, layout) {
-                (Spacing::LineEnd, n, _) => " ".repeat(usize::from(n)),
-                (Spacing::Sentence, 0, _) => " ".to_string(),
-                (Spacing::Sentence, _, Layout::Html) => " \u{a0}".to_string(),
-                (Spacing::Sentence, _, _) => "  ".to_string(),
+                (Spacing::LineEnd, 0, _) => "",
+                (Spacing::LineEnd, _, _) => " ",
+                (Spacing::Sentence, 0, _) => " ",
+                (Spacing::Sentence, _, Layout::Html) => " \u{a0}",
+                (Spacing::Sentence, _, _) => "  ",
             };
-            if text[gap.start..gap.end] != space {
-                out.push((gap.start..gap.end, space));
+            if &text[gap.start..gap.end] != space {
+                out.push((gap.start..gap.end, space.to_string()));
             }
         }
         // Look-alikes already in the word (a member quoting their own
@@ -364,8 +367,19 @@ pub fn edits(
         // another's; then the copy's own, one letter at most. One edit per
         // letter, so an edit never spans two HTML text nodes.
         let mut swap = word.markable && key.bit(prev, &word.canonical);
-        for (i, c) in text[word.start..word.end].char_indices() {
-            let plain = latin(c).unwrap_or(c);
+        prev = &word.canonical;
+        let letters = &text[word.start..word.end];
+        // Look-alikes are never ASCII: a plain ASCII word without a mark
+        // of its own is left as it is.
+        if !swap && letters.is_ascii() {
+            continue;
+        }
+        for (i, c) in letters.char_indices() {
+            let plain = if c.is_ascii() {
+                c
+            } else {
+                latin(c).unwrap_or(c)
+            };
             let wanted = match look_alike(plain).filter(|_| swap) {
                 Some(cyr) => {
                     swap = false;
@@ -378,7 +392,6 @@ pub fn edits(
                 out.push((at..at + c.len_utf8(), wanted.to_string()));
             }
         }
-        prev = &word.canonical;
     }
     out
 }
