@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench fanout
+//! FANOUT_BENCH_ONLY="25 MiB" cargo bench --bench fanout   # one size
 //! ```
 //!
 //! **embargod**: the release binary, started on a sandbox installation with
@@ -168,9 +169,10 @@ fn main() {
     };
     let mut rows = Vec::new();
     let mut accept = None;
+    let only = std::env::var("FANOUT_BENCH_ONLY").ok();
     for case in CASES
         .iter()
-        .filter(|c| std::env::var("ONLY").map_or(true, |o| o == c.label))
+        .filter(|c| only.as_deref().is_none_or(|o| o == c.label))
     {
         let raw = report(case.body, Utc::now());
         eprintln!("{}: {} bytes, {MEMBERS} members ...", case.label, raw.len());
@@ -275,8 +277,16 @@ fn in_process(config: &Path) {
                         bytes: Vec::new(),
                     };
                     let start = Instant::now();
-                    seal_copy(&keys, &secret, &identity, &job.meta, &outgoing, &copy)
-                        .expect("seal");
+                    seal_copy(
+                        &keys,
+                        &secret,
+                        &identity,
+                        &job.meta,
+                        &outgoing,
+                        &copy,
+                        Utc::now(),
+                    )
+                    .expect("seal");
                     start.elapsed()
                 })
                 .collect();
@@ -336,11 +346,7 @@ struct Daemon(Child);
 impl Daemon {
     fn start(config: &Path, lmtp: &ListenAddr, runtime: &tokio::runtime::Runtime) -> Daemon {
         let log = std::fs::File::create(config.with_file_name("daemon.log")).expect("log");
-        let wrap = std::env::var("WRAP").unwrap_or_default();
-        let mut words: Vec<String> = wrap.split_whitespace().map(String::from).collect();
-        words.push(env!("CARGO_BIN_EXE_embargod").into());
-        let child = Command::new(&words[0])
-            .args(&words[1..])
+        let child = Command::new(env!("CARGO_BIN_EXE_embargod"))
             .env("RUST_LOG", "warn")
             .arg("--config")
             .arg(config)

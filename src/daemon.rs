@@ -434,6 +434,8 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
         };
         if let Err(e) = shared.commit(batch).await {
             error!(msg = id, error = %e, "cannot commit the fan-out");
+            // The store's failure, not a death: no strike against it.
+            let _ = shared.store.clear_attempt(crate::store::Attempt::Spool, id);
             return false;
         }
         let took = crate::clock::to_millis(shared.clock.now()).saturating_sub(received);

@@ -348,3 +348,78 @@ fn folder_size(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// A key that expires while its copy waits for a retry gets nothing: the
+/// copy is sealed when it goes, and the key is checked then. The PST is
+/// told; the other member's copy goes as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_expires_while_its_copy_waits_gets_no_copy() {
+    use sequoia_openpgp::cert::prelude::*;
+    // The first three attempts are deferred: carol's, bob's and the
+    // reporter's acknowledgement.
+    let (port, seen) = relay(3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let now = std::time::SystemTime::now();
+    let (short, _) = CertBuilder::general_purpose(Some("carol <carol@example.org>"))
+        .set_creation_time(now - Duration::from_secs(3600))
+        .set_validity_period(Duration::from_secs(3 * 3600))
+        .generate()
+        .unwrap();
+    sandbox
+        .add_member("carol", "carol@example.org", ListName::Security, &short)
+        .unwrap();
+    sandbox.generate_member("bob", ListName::Security).unwrap();
+    sandbox.delivery = format!(
+        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
+         from = \"{}\"\nretry_initial = \"10m\"\nconcurrency = 1\n",
+        embargod::sandbox::OWNER
+    );
+    let clock = Clock::manual(chrono::Utc::now());
+    let daemon = start(&sandbox, clock.clone()).await;
+    assert_eq!(
+        daemon
+            .send(
+                "rita@reporter.example",
+                &[SECURITY],
+                &report("expiring", "x1")
+            )
+            .await[0]
+            .code,
+        250
+    );
+    eventually("every copy deferred", || {
+        let queued = daemon.shared.store.queued().unwrap();
+        queued.len() == 3 && queued.iter().all(|(_, c)| c.attempts >= 1)
+    })
+    .await;
+    // Three hours on: carol's key expired an hour ago.
+    clock.advance(Duration::from_secs(3 * 3600));
+    eventually("bob's copy and the notice go", || {
+        seen.lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .filter(|(to, _)| to == &["bob@example.org"])
+            .count()
+            >= 2
+    })
+    .await;
+    daemon.settle().await;
+    assert!(
+        seen.lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .all(|(to, _)| to != &["carol@example.org"]),
+        "nothing to an expired key"
+    );
+    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let carol: Vec<&str> = records
+        .iter()
+        .filter(|r| r.member == "carol" && r.message == records[0].message)
+        .map(|r| r.outcome.label())
+        .collect();
+    assert_eq!(carol, ["queued", "deferred", "no-key"], "{records:?}");
+    daemon.stop().await;
+}

@@ -39,6 +39,7 @@ use crate::clock::{from_millis, to_millis};
 use crate::daemon::Shared;
 use crate::fanout::copies::{seal_copy, Outgoing};
 use crate::mime::outbound::ListIdentity;
+use crate::pgp::seal::SealError;
 use crate::store::{
     Attempt, Batch, DeliveryRecord, IncomingMeta, JobMeta, Outcome, QuarantineMeta, QueueKey,
     QueuedCopy, Source,
@@ -75,6 +76,9 @@ struct Attempted {
 
 /// Details of a copy the transport took.
 struct Sent {
+    /// The certificate it was encrypted to, when sealed here (the one in
+    /// force when it was sent).
+    fingerprint: Option<String>,
     subkey: Option<String>,
     plaintext_sha256: Option<String>,
     ciphertext_sha256: String,
@@ -96,9 +100,14 @@ struct Worker {
     per_job: HashMap<u64, usize>,
     /// Jobs whose start this process counted.
     started: HashSet<u64>,
+    /// Jobs quarantined by this process: their copies are gone.
+    poisoned: HashSet<u64>,
     busy: HashSet<u64>,
     in_flight_bytes: usize,
 }
+
+/// A commit under way: its outcomes, back when it ends.
+type Commit = tokio::task::JoinHandle<Result<Vec<Attempted>, Vec<Attempted>>>;
 
 /// Runs until `shutdown`, then lets sends in progress finish.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -110,6 +119,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         jobs: HashMap::new(),
         per_job: HashMap::new(),
         started: HashSet::new(),
+        poisoned: HashSet::new(),
         busy: HashSet::new(),
         in_flight_bytes: 0,
     };
@@ -117,16 +127,16 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     // copies go on being sealed and sent while outcomes are flushed.
     let mut finished: Vec<Attempted> = Vec::new();
     let mut first_finished: Option<tokio::time::Instant> = None;
-    let mut committing: Option<tokio::task::JoinHandle<Vec<Attempted>>> = None;
+    let mut committing: Option<Commit> = None;
     remove_finished_jobs(&shared).await;
     loop {
         let config = shared.config();
         let free = config.delivery.concurrency.saturating_sub(sending.len());
         let now = shared.clock.now();
         if free > 0 {
-            let store = shared.store.clone();
-            let skip = worker.busy.clone();
-            match crate::blocking(move || store.due_copies(to_millis(now), free, &skip)).await {
+            // A few small values read from sled's cache: in place, not
+            // worth a thread hop per round.
+            match shared.store.due_copies(to_millis(now), free, &worker.busy) {
                 Ok(due) => {
                     for (key, copy) in due {
                         if !start(&shared, &mut worker, &mut sending, key, copy).await {
@@ -162,18 +172,25 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             Some(joined) = sending.join_next() => {
                 first_finished.get_or_insert_with(tokio::time::Instant::now);
+                let before = finished.len();
                 finished.extend(joined);
                 while let Some(joined) = sending.try_join_next() {
                     finished.extend(joined);
                 }
-                for attempted in &finished {
+                for attempted in &finished[before..] {
                     worker.sent(attempted);
                 }
             }
             committed = async { committing.as_mut().expect("a commit").await }, if committing.is_some() => {
                 committing = None;
-                if let Ok(committed) = committed {
-                    closed(&shared, &mut worker, committed).await;
+                match committed {
+                    Ok(Ok(recorded)) => closed(&shared, &mut worker, recorded).await,
+                    // Not recorded: into the next commit, still taken.
+                    Ok(Err(unrecorded)) => {
+                        first_finished.get_or_insert_with(tokio::time::Instant::now);
+                        finished.extend(unrecorded);
+                    }
+                    Err(e) => error!(error = %e, "a commit of delivery outcomes failed"),
                 }
             }
             _ = async { tokio::time::sleep_until(commit_at.expect("a commit time")).await }, if committing.is_none() && commit_at.is_some() => {}
@@ -184,12 +201,19 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     // Finish what the transport already has and record it; the caller
     // bounds this with the grace period.
     if let Some(committing) = committing {
-        let _ = committing.await;
+        if let Ok(Err(unrecorded)) = committing.await {
+            finished.extend(unrecorded);
+        }
     }
     while let Some(joined) = sending.join_next().await {
         finished.extend(joined);
     }
-    commit(shared.clone(), finished).await;
+    if commit(shared.clone(), finished).await.is_ok() {
+        // A clean stop: the jobs under way did not stop the daemon.
+        for job in worker.started {
+            let _ = shared.store.clear_attempt(Attempt::Job, job);
+        }
+    }
 }
 
 async fn sleep_until(shared: &Shared, due: Option<DateTime<Utc>>) {
@@ -259,28 +283,43 @@ async fn attempt(
 ) -> Result<Sent, Unsent> {
     let (bytes, sent) = match job {
         Some(job) => {
-            let (keys, config, secret) = (
+            let (keys, config, secret, now) = (
                 shared.keys(),
                 shared.config(),
                 shared.store.mark_secret().clone(),
+                shared.clock.now(),
             );
             let copy = copy.clone();
             let sealed = sealers
                 .run(move || {
                     let list = config.list(job.meta.list).unwrap_or(&config.lists.security);
                     let identity = ListIdentity::new(&config, list);
-                    let sealed =
-                        seal_copy(&keys, &secret, &identity, &job.meta, &job.outgoing, &copy)?;
+                    let sealed = seal_copy(
+                        &keys,
+                        &secret,
+                        &identity,
+                        &job.meta,
+                        &job.outgoing,
+                        &copy,
+                        now,
+                    )?;
                     let ciphertext_sha256 = crate::fanout::sha256_hex(&sealed.bytes);
-                    Ok::<_, crate::pgp::seal::SealError>((sealed, ciphertext_sha256))
+                    Ok::<_, SealError>((sealed, ciphertext_sha256))
                 })
                 .await
+                // A bug, not the member's key: tried again later.
                 .map_err(|_| {
-                    Unsent::NoKey("sealing failed (the daemon's fault; please report it)".into())
+                    Unsent::Send(SendError::Temporary(
+                        "sealing failed (the daemon's fault; please report it)".into(),
+                    ))
                 })?
-                .map_err(|e| Unsent::NoKey(e.to_string()))?;
+                .map_err(|e| match e {
+                    SealError::Key(problem) => Unsent::NoKey(problem.to_string()),
+                    other => Unsent::Send(SendError::Temporary(other.to_string())),
+                })?;
             let (sealed, ciphertext_sha256) = sealed;
             let sent = Sent {
+                fingerprint: Some(sealed.fingerprint),
                 subkey: Some(sealed.subkey),
                 plaintext_sha256: Some(sealed.plaintext_sha256),
                 ciphertext_sha256,
@@ -290,6 +329,7 @@ async fn attempt(
         None => (
             copy.bytes.clone(),
             Sent {
+                fingerprint: None,
                 subkey: None,
                 plaintext_sha256: None,
                 ciphertext_sha256: crate::fanout::sha256_hex(&copy.bytes),
@@ -321,18 +361,23 @@ async fn load(
     if let Some(job) = worker.jobs.get(&id) {
         return Ok(Some(job.clone()));
     }
+    if worker.poisoned.contains(&id) {
+        return Ok(None);
+    }
     let store_error = |e: crate::store::StoreError| {
         Unsent::Send(SendError::Temporary(format!(
             "cannot read its fan-out: {e}"
         )))
     };
-    if worker.started.insert(id) {
+    if !worker.started.contains(&id) {
         let starts = shared
             .store
             .begin_attempt(Attempt::Job, id)
             .await
             .map_err(store_error)?;
+        worker.started.insert(id);
         if starts > MAX_JOB_STARTS {
+            worker.poisoned.insert(id);
             poison(shared, id, starts - 1).await;
             return Ok(None);
         }
@@ -388,7 +433,9 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
     );
     error!(
         job = id,
-        crashes, "fan-out quarantined: it keeps stopping the daemon"
+        msg = job.as_ref().map(|job| job.meta.message),
+        crashes,
+        "fan-out quarantined: it keeps stopping the daemon"
     );
     let mut batch = Batch {
         remove_jobs: vec![id],
@@ -465,10 +512,15 @@ fn record(base: &DeliveryRecord, outcome: Outcome) -> DeliveryRecord {
 
 /// Records the outcomes of `done` in one transaction and one flush, and
 /// moves each copy on: sent, back into the queue for later, or failed
-/// (with a notice). Returns `done` for the worker's books.
-async fn commit(shared: Arc<Shared>, done: Vec<Attempted>) -> Vec<Attempted> {
+/// (with a notice). Returns `done` for the worker's books; `Err(done)`
+/// when nothing could be recorded (the store refused the transaction):
+/// the copies stay taken, so none goes out again before its record.
+async fn commit(
+    shared: Arc<Shared>,
+    done: Vec<Attempted>,
+) -> Result<Vec<Attempted>, Vec<Attempted>> {
     if done.is_empty() {
-        return done;
+        return Ok(done);
     }
     let config = shared.config();
     let now = shared.clock.now();
@@ -480,18 +532,20 @@ async fn commit(shared: Arc<Shared>, done: Vec<Attempted>) -> Vec<Attempted> {
     // Flushed before the copies count as done: an outcome lost to a crash
     // means the copy goes out again on restart.
     let store = shared.store.clone();
-    let recorded = match crate::blocking(move || store.apply(batch)).await {
-        Ok(()) => shared.store.flush().await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = recorded {
-        // The copies stay queued under their old keys and are tried again.
-        error!(error = %e, "cannot record delivery outcomes");
+    if let Err(e) = crate::blocking(move || store.apply(batch)).await {
+        error!(error = %e, "cannot record delivery outcomes; trying again in a second");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return Err(done);
+    }
+    if let Err(e) = shared.store.flush().await {
+        // Applied: the next flush makes it durable (a crash before that
+        // sends these copies again).
+        error!(error = %e, "cannot flush delivery outcomes");
     }
     if notice {
         shared.wake_fanout.notify_one();
     }
-    done
+    Ok(done)
 }
 
 impl Worker {
@@ -570,6 +624,7 @@ fn outcome(
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
             shared.metrics.copy("sent", 1);
             batch.records.push(DeliveryRecord {
+                fingerprint: sent.fingerprint.clone().or(base.fingerprint.clone()),
                 encryption_subkey: sent.subkey.clone(),
                 plaintext_sha256: sent.plaintext_sha256.clone(),
                 ciphertext_sha256: Some(sent.ciphertext_sha256.clone()),

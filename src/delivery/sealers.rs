@@ -66,8 +66,13 @@ impl Sealers {
 fn lower_priority() {
     // SAFETY: setpriority on the calling thread's own id changes only its
     // scheduling weight; failure leaves it as it was.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    let lowered =
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+    if lowered != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "a sealing thread could not lower its CPU priority; LMTP accepts may wait during fan-outs"
+        );
     }
 }
 

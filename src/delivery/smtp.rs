@@ -77,13 +77,14 @@ impl SmtpRelay {
     /// network failure or a timeout [`SendError::Temporary`].
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         if let Some(mut connection) = self.take_idle() {
-            match transaction(&mut connection, envelope, message).await {
+            match self.transaction(&mut connection, envelope, message).await {
                 Ok(()) => {
                     self.put_back(connection);
                     return Ok(());
                 }
-                // Closed while idle: the relay never saw this message.
-                Err(Failure::BeforeData(e)) if !e.is_response() => {
+                // Closed while idle (or closing: 421): the relay never
+                // took this message.
+                Err(Failure::BeforeData(e)) if closed_while_idle(&e) => {
                     connection.abort().await;
                 }
                 Err(failure) => {
@@ -93,7 +94,7 @@ impl SmtpRelay {
             }
         }
         let mut connection = self.connect().await?;
-        match transaction(&mut connection, envelope, message).await {
+        match self.transaction(&mut connection, envelope, message).await {
             Ok(()) => {
                 self.put_back(connection);
                 Ok(())
@@ -191,6 +192,27 @@ impl From<Failure> for SendError {
     }
 }
 
+impl SmtpRelay {
+    /// [`transaction`] within the relay timeout, plus a second for every
+    /// 100 KiB of the message: a relay that stops answering frees its slot.
+    async fn transaction(
+        &self,
+        connection: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<(), Failure> {
+        let limit = self.timeout + Duration::from_secs((message.len() / (100 << 10)) as u64);
+        tokio::time::timeout(limit, transaction(connection, envelope, message))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Refused(SendError::Temporary(format!(
+                    "SMTP: no answer from the relay within {}",
+                    humantime::format_duration(limit)
+                ))))
+            })
+    }
+}
+
 /// MAIL, RCPT, DATA, the message, the final `.`.
 async fn transaction(
     connection: &mut AsyncSmtpConnection,
@@ -198,6 +220,22 @@ async fn transaction(
     message: &[u8],
 ) -> Result<(), Failure> {
     let mut parameters = Vec::new();
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|address| !address.to_string().is_ascii());
+    if non_ascii {
+        if !connection
+            .server_info()
+            .supports_feature(Extension::SmtpUtfEight)
+        {
+            return Err(Failure::Refused(SendError::Permanent(
+                "SMTP: the address is not ASCII and the relay does not offer SMTPUTF8".into(),
+            )));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
     if !message.is_ascii() {
         if !connection
             .server_info()
@@ -229,6 +267,13 @@ async fn transaction(
         .await
         .map_err(Failure::AfterData)?;
     Ok(())
+}
+
+/// Whether a reused connection failed because the relay had closed it
+/// (a network error, or `421` closing): not an answer about the message.
+fn closed_while_idle(e: &Error) -> bool {
+    let replied = e.is_permanent() || e.is_transient();
+    !replied || e.status().is_some_and(|code| code.to_string() == "421")
 }
 
 /// A relay's 5xx is final; anything else may pass.

@@ -256,8 +256,11 @@ pub struct SealedCopy {
     pub subkey: String,
 }
 
-/// Seals `copy` of a job's message (`meta`, `outgoing`) for its member:
-/// marked for them, signed by the list key, encrypted to their key alone.
+/// Seals `copy` of a job's message (`meta`, `outgoing`) for its member as
+/// of `now`: marked for them, signed by the list key, encrypted to their
+/// key alone — the key in force now, checked now (one that expired or was
+/// revoked since the fan-out was decided gets nothing). The copy's Date is
+/// the decision's, the same in every attempt.
 /// The plaintext is streamed from the shared content through the
 /// encryption, and the armor straight into the message: only the finished
 /// message (about 4/3 of the content) is held.
@@ -271,6 +274,7 @@ pub fn seal_copy(
     meta: &JobMeta,
     outgoing: &Outgoing,
     copy: &QueuedCopy,
+    now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
     let cert = keys.member(&copy.member)?;
     let date = from_millis(meta.date);
@@ -305,7 +309,7 @@ pub fn seal_copy(
     let subkey = seal_into(
         &keys.list_key,
         cert,
-        SystemTime::from(date),
+        SystemTime::from(now),
         CrlfWriter(&mut bytes),
         |literal| {
             for piece in std::iter::once(&head[..])

@@ -180,15 +180,13 @@ pub(crate) fn fan_out(
         crate::ledger::DeliveryRecord::new(now, id, outgoing.case.clone(), list, member, outcome)
     };
     let marks = ctx.store.mark_secret();
-    let job = match ctx.store.next_id() {
-        Ok(job) => job,
-        Err(e) => {
-            // No copies without a place to record them; the message is
-            // held where the PST sees it.
-            warn!(msg = id, %list, error = %e, "no job id: fan-out not decided");
-            return 0;
-        }
-    };
+    // Without an id nothing can be decided; the panic sends the message
+    // to the quarantine with a notice (see the daemon's fan-out task),
+    // never to nobody.
+    let job = ctx
+        .store
+        .next_id()
+        .unwrap_or_else(|e| panic!("the store hands out no id for a fan-out: {e}"));
     let mut copies = 0;
     let mut problems = Vec::new();
     for member in members {

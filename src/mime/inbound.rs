@@ -862,7 +862,8 @@ fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
     let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
     // A large attachment is not decoded whole only to learn that it is
     // not armor: its first bytes tell.
-    let head = transfer_decoded(encoded_head(body), part.content_transfer_encoding());
+    let encoding = part.content_transfer_encoding();
+    let head = transfer_decoded(&encoded_head(body, encoding), encoding);
     let head = &head[head
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -902,17 +903,27 @@ fn inline_pgp(raw: &[u8], part: &MessagePart<'_>) -> Option<InlinePgp> {
 /// Bytes of a body enough to see how it begins.
 const HEAD: usize = 4096;
 
-/// The first [`HEAD`] bytes of an encoded `body`, cut where base64 and
-/// quoted-printable decode whole: at a line end.
-fn encoded_head(body: &[u8]) -> &[u8] {
+/// About the first [`HEAD`] bytes of an encoded `body`, cut where they
+/// decode whole: for base64 after a multiple of four characters (lines
+/// may be of any length), else at a line end.
+fn encoded_head<'b>(body: &'b [u8], encoding: Option<&str>) -> std::borrow::Cow<'b, [u8]> {
     if body.len() <= HEAD {
-        return body;
+        return body.into();
+    }
+    if encoding.is_some_and(|e| e.eq_ignore_ascii_case("base64")) {
+        let mut letters: Vec<u8> = body[..HEAD]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        letters.truncate(letters.len() / 4 * 4);
+        return letters.into();
     }
     let cut = body[..HEAD]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(HEAD, |at| at + 1);
-    &body[..cut]
+    body[..cut].into()
 }
 
 /// `body` with its Content-Transfer-Encoding (RFC 2045 §6) undone:
@@ -1359,6 +1370,41 @@ pub fn crlf_into(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_base64_part_is_read_as_inline_pgp_whatever_its_line_length() {
+        use base64::Engine;
+        let armor = format!(
+            "-----BEGIN PGP MESSAGE-----\n\n{}\n-----END PGP MESSAGE-----\n",
+            "hQIMA0Jk".repeat(1500)
+        );
+        let encoded = base64::engine::general_purpose::STANDARD.encode(armor);
+        for width in [75, 76, 77] {
+            let mut raw =
+                b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+            for line in encoded.as_bytes().chunks(width) {
+                raw.extend_from_slice(line);
+                raw.extend_from_slice(b"\r\n");
+            }
+            let message = super::super::parse(&raw).unwrap();
+            assert!(
+                matches!(
+                    inline_pgp(&raw, message.root_part()),
+                    Some(InlinePgp::Encrypted(_))
+                ),
+                "lines of {width}"
+            );
+        }
+        // A large attachment that is not armor is told from its head.
+        let other = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 100_000]);
+        let raw = [
+            &b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"[..],
+            other.as_bytes(),
+        ]
+        .concat();
+        let message = super::super::parse(&raw).unwrap();
+        assert!(inline_pgp(&raw, message.root_part()).is_none());
+    }
 
     #[test]
     fn precheck_refuses_what_is_no_mail() {

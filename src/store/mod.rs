@@ -949,8 +949,16 @@ impl Store {
         // Job contents go to their files first, outside the lock: a large
         // one never holds up the LMTP sessions' spool writes.
         let jobs_new: Vec<u64> = batch.add_jobs.iter().map(|(id, _)| *id).collect();
+        let forget_files = |store: &Store| {
+            for id in &jobs_new {
+                let _ = std::fs::remove_file(store.job_file(*id));
+            }
+        };
         for (id, job) in std::mem::take(&mut batch.add_jobs) {
-            self.write_job(id, job)?;
+            if let Err(e) = self.write_job(id, job) {
+                forget_files(self);
+                return Err(e);
+            }
         }
         let _alone = self.io.transaction();
         let spool_new: Vec<([u8; 8], Vec<u8>)> = batch
@@ -1158,6 +1166,10 @@ impl Store {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
+        if result.is_err() {
+            // Named by no job: not left to the next start's sweep.
+            forget_files(self);
+        }
         result.map_err(|e| match e {
             TransactionError::Storage(e) => StoreError::Sled(e),
             TransactionError::Abort(()) => {
