@@ -5,8 +5,9 @@
 //! refuse mail over LMTP) and, when it passes, through `fanout::process`
 //! (OpenPGP unwrapping, posting rules, one signed and encrypted copy per
 //! member) for a sandbox with two security list members, one distributor
-//! and an empty store. Nothing may panic, and every queued copy must hold an
-//! armored OpenPGP message (the acknowledgement to a reporter whose key is
+//! and an empty store. Nothing may panic, and every queued copy (a member's
+//! sealed from its job, as the delivery worker does) must hold an armored
+//! OpenPGP message (the acknowledgement to a reporter whose key is
 //! unknown: a signature) and no verbatim plaintext of the input's body.
 
 #![no_main]
@@ -18,6 +19,7 @@ use libfuzzer_sys::fuzz_target;
 
 use embargod::case::reporter::LEDGER_NAME;
 use embargod::config::{Config, ListName};
+use embargod::fanout::copies::{seal_copy, Outgoing};
 use embargod::fanout::{self, Context};
 use embargod::keys::Keys;
 use embargod::mime::inbound::precheck;
@@ -122,7 +124,31 @@ fuzz_target!(|data: &[u8]| {
 
     let windows = body_windows(data);
     for (_, copy) in &batch.add_queue {
-        let bytes = &copy.bytes;
+        let sealed;
+        let bytes: &[u8] = match copy.job {
+            Some(job) => {
+                let (_, job) = batch
+                    .add_jobs
+                    .iter()
+                    .find(|(id, _)| *id == job)
+                    .expect("a queued copy names a job of its batch");
+                let (meta, outgoing) = Outgoing::from_job(job.clone());
+                let list = setup.config.list(meta.list).expect("a configured list");
+                let identity = ListIdentity::new(&setup.config, list);
+                sealed = seal_copy(
+                    &setup.keys,
+                    setup.store.mark_secret(),
+                    &identity,
+                    &meta,
+                    &outgoing,
+                    copy,
+                    now,
+                )
+                .expect("a decided copy seals");
+                &sealed.bytes
+            }
+            None => &copy.bytes,
+        };
         // The one message that may go out unencrypted: the acknowledgement
         // to a reporter whose key is unknown, signed, and holding nothing of
         // the report (the windows below check that).

@@ -1259,20 +1259,12 @@ fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 /// `[json length: u32 BE][json meta][body]`: metadata readable without
 /// copying the (possibly large) body through JSON.
 fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
-    frame_parts(meta, &[body])
-}
-
-/// [`frame`] of a body in several pieces.
-fn frame_parts<M: Serialize>(meta: &M, body: &[&[u8]]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("metadata serializes");
-    let size: usize = body.iter().map(|piece| piece.len()).sum();
     // Room for the seal's nonce and tag: sealed in place, never regrown.
-    let mut out = Vec::with_capacity(4 + json.len() + size + 64);
+    let mut out = Vec::with_capacity(4 + json.len() + body.len() + 64);
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(&json);
-    for piece in body {
-        out.extend_from_slice(piece);
-    }
+    out.extend_from_slice(body);
     out
 }
 
