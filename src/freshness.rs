@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::SignaturesConfig;
-use crate::fanout::Context;
+use crate::context::Context;
 use crate::pgp::open::{GoodSignature, Signatures};
 use crate::pgp::KeyProblem;
 use crate::store::Batch;

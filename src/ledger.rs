@@ -157,7 +157,7 @@ fn link(seq: u64, prev: &str, record: &DeliveryRecord) -> String {
     data.extend_from_slice(&seq.to_be_bytes());
     data.extend_from_slice(prev.as_bytes());
     data.extend_from_slice(&serde_json::to_vec(record).expect("records serialize"));
-    crate::fanout::sha256_hex(&data)
+    crate::digest::sha256_hex(&data)
 }
 
 /// Why the chain does not hold.

@@ -402,7 +402,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Handles signals until SIGTERM or SIGINT: SIGHUP reloads the config and
 /// the keys (a bad new config is refused and the old one stays).
-async fn signals(shared: std::sync::Arc<embargod::daemon::Shared>) {
+async fn signals(shared: std::sync::Arc<embargod::state::Shared>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

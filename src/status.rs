@@ -14,7 +14,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 /// How many recent warnings and errors are kept.
 const KEPT: usize = 20;

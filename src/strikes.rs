@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::to_millis;
-use crate::fanout::Context;
+use crate::context::Context;
 use crate::store::{Audience, Batch};
 
 /// What the store keeps about a member beyond the config.

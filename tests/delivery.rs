@@ -221,7 +221,7 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
     let taken = seen.lock().unwrap().accepted[1].1.clone();
     assert_eq!(
         sent.ciphertext_sha256.as_deref(),
-        Some(embargod::fanout::sha256_hex(&taken).as_str())
+        Some(embargod::digest::sha256_hex(&taken).as_str())
     );
     daemon.stop().await;
 }

@@ -19,8 +19,9 @@ use libfuzzer_sys::fuzz_target;
 
 use embargod::case::reporter::LEDGER_NAME;
 use embargod::config::{Config, ListName};
+use embargod::context::Context;
+use embargod::fanout;
 use embargod::fanout::copies::{seal_copy, Outgoing};
-use embargod::fanout::{self, Context};
 use embargod::keys::Keys;
 use embargod::mime::inbound::precheck;
 use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::to_millis;
-use crate::fanout::Context;
+use crate::context::Context;
 use crate::keywords::Keyword;
 use crate::store::Batch;
 

@@ -5,7 +5,8 @@
 //! and the case's Fix Team, encrypted to each.
 
 use crate::config::ListName;
-use crate::fanout::{fan_out, hold, info_text, marks_for, Context, Held, Outgoing};
+use crate::context::Context;
+use crate::fanout::{fan_out, hold, info_text, marks_for, Held, Outgoing};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, TimelineConfig};
-use crate::fanout::Context;
+use crate::context::Context;
 use crate::store::{Batch, StoreError};
 
 /// A case as the store keeps it.

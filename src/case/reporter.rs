@@ -15,8 +15,9 @@ use sequoia_openpgp::Cert;
 
 use crate::clock::to_millis;
 use crate::config::ListName;
+use crate::context::Context;
+use crate::digest::sha256_hex;
 use crate::fanout::copies::seal_entity;
-use crate::fanout::{sha256_hex, Context};
 use crate::mime::inbound::Unwrapped;
 use crate::mime::outbound::ListIdentity;
 use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
@@ -204,7 +205,7 @@ pub fn send(
         }
         None => {
             let message_id = identity.message_id();
-            let bytes = crate::embargo::release::signed_message(
+            let bytes = crate::mime::outbound::signed_message(
                 &ctx.keys.list_key,
                 &identity,
                 to,

@@ -8,8 +8,8 @@
 
 use crate::clock::to_millis;
 use crate::config::Config;
+use crate::context::Context;
 use crate::embargo::{Event, EventKind};
-use crate::fanout::Context;
 use crate::store::{Audience, Batch};
 
 use super::{get, when, Case, Milestone};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::Response;
 use crate::case::commands::{self, Actor};
 use crate::case::{self, when, Case};
-use crate::daemon::Shared;
 use crate::keywords::Keyword;
+use crate::state::Shared;
 
 pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::Response;
 use crate::clock::from_millis;
-use crate::daemon::Shared;
 use crate::embargo::{check_until, format_time, parse_time, release, Change, EarlyRelease};
+use crate::state::Shared;
 use crate::store::Audience;
 
 pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::Response;
-use crate::daemon::Shared;
 use crate::mark::trace::{trace as trace_leak, Verdict};
+use crate::state::Shared;
 
 /// Exit status of `embargod trace` when nobody is attributed.
 const NOT_ATTRIBUTED: u8 = 1;

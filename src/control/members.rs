@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::Response;
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 pub(super) async fn record(
     shared: &Arc<Shared>,

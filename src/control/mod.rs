@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 pub use server::{bind, serve};
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{handle, Request, Response, VERSION};
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;

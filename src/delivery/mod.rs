@@ -36,10 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::{from_millis, to_millis};
-use crate::daemon::Shared;
 use crate::fanout::copies::{seal_copy, Outgoing};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::seal::SealError;
+use crate::state::Shared;
 use crate::store::{
     Attempt, Batch, DeliveryRecord, IncomingMeta, JobMeta, Outcome, QuarantineMeta, QueueKey,
     QueuedCopy, Source,
@@ -303,7 +303,7 @@ async fn attempt(
                         &copy,
                         now,
                     )?;
-                    let ciphertext_sha256 = crate::fanout::sha256_hex(&sealed.bytes);
+                    let ciphertext_sha256 = crate::digest::sha256_hex(&sealed.bytes);
                     Ok::<_, SealError>((sealed, ciphertext_sha256))
                 })
                 .await
@@ -332,7 +332,7 @@ async fn attempt(
                 fingerprint: None,
                 subkey: None,
                 plaintext_sha256: None,
-                ciphertext_sha256: crate::fanout::sha256_hex(&copy.bytes),
+                ciphertext_sha256: crate::digest::sha256_hex(&copy.bytes),
             },
         ),
     };

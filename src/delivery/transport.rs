@@ -20,7 +20,7 @@ pub enum Transport {
         staging_dir: PathBuf,
         dir: PathBuf,
     },
-    /// A relay, over connections kept open (see [`super::smtp`]).
+    /// A relay, over connections kept open (see `delivery/smtp.rs`).
     Smtp(SmtpRelay),
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
 }

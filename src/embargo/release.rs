@@ -8,16 +8,14 @@
 //! from the schedule; after it, the queue sends it. Either way once.
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, ListName};
-use crate::fanout::{sha256_hex, Context};
-use crate::mime::encode_header_value;
+use crate::context::Context;
+use crate::digest::sha256_hex;
 use crate::mime::outbound::ListIdentity;
-use crate::pgp::seal::sign_detached;
 use crate::pgp::ListKey;
 use crate::store::{Audience, Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
 
@@ -228,60 +226,6 @@ fn lifted_text(
     text
 }
 
-/// A message from the list to `to`, not encrypted, `entity` signed by the
-/// list key as RFC 3156 multipart/signed: the public announcement, and
-/// mail to a reporter whose key is unknown.
-pub fn signed_message(
-    list_key: &ListKey,
-    identity: &ListIdentity,
-    to: &str,
-    subject: &str,
-    message_id: &str,
-    entity: &[u8],
-    now: DateTime<Utc>,
-) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
-    // The signed data ends before the line end that precedes the boundary.
-    let mut signed = entity.to_vec();
-    while signed.ends_with(b"\r\n") {
-        signed.truncate(signed.len() - 2);
-    }
-    let signature = sign_detached(list_key, &signed, SystemTime::from(now))?;
-    let boundary = format!("embargod-{}", crate::random::token());
-    let mut head = String::new();
-    let _ = write!(
-        head,
-        "From: \"{}\" <{}>\r\n",
-        identity.display, identity.address
-    );
-    let _ = write!(head, "To: <{to}>\r\n");
-    let _ = write!(head, "Subject: {}\r\n", encode_header_value(subject));
-    let _ = write!(head, "Date: {}\r\n", now.to_rfc2822());
-    let _ = write!(head, "Message-ID: {message_id}\r\n");
-    let _ = write!(head, "X-Loop: {}\r\n", identity.address);
-    head.push_str("MIME-Version: 1.0\r\n");
-    let _ = write!(
-        head,
-        "Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\";\r\n boundary=\"{boundary}\"\r\n\r\n"
-    );
-    head.push_str("This is an OpenPGP/MIME signed message (RFC 3156).\r\n");
-    let _ = write!(head, "--{boundary}\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&signed);
-    let mut tail = format!("\r\n--{boundary}\r\n");
-    tail.push_str("Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n");
-    let _ = write!(
-        tail,
-        "Content-Description: OpenPGP signature by {} ({})\r\n",
-        identity.display,
-        list_key.fingerprint()
-    );
-    tail.push_str("Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n");
-    out.extend_from_slice(tail.as_bytes());
-    out.extend_from_slice(&crate::mime::inbound::crlf(&signature));
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Ok(out)
-}
-
 /// The public announcement: the advisory's content and a note of the
 /// ledger's head, signed by the list key as RFC 3156 multipart/signed.
 #[allow(clippy::too_many_arguments)]
@@ -313,7 +257,7 @@ pub fn announcement(
         identity.display
     )));
     signed.extend_from_slice(format!("\r\n--{mixed}--").as_bytes());
-    signed_message(
+    crate::mime::outbound::signed_message(
         list_key,
         identity,
         announce,

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::clock::{from_millis, to_millis};
-use crate::daemon::Shared;
 use crate::embargo::EventKind;
+use crate::state::Shared;
 
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {

@@ -325,7 +325,7 @@ pub fn seal_copy(
     outer_tail(&mut bytes, &boundary);
     Ok(SealedCopy {
         bytes,
-        plaintext_sha256: hex(&plaintext_hash.finish()),
+        plaintext_sha256: crate::digest::hex(&plaintext_hash.finish()),
         message_id: copy.message_id.clone(),
         fingerprint: cert.fingerprint().to_hex(),
         subkey,
@@ -390,7 +390,7 @@ pub fn seal_entity(
     let sealed = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
     Ok(SealedCopy {
         bytes: outer_message(&envelope, &sealed.armored),
-        plaintext_sha256: sha256_hex(&plaintext),
+        plaintext_sha256: crate::digest::sha256_hex(&plaintext),
         message_id,
         fingerprint: cert.fingerprint().to_hex(),
         subkey: sealed.subkey,
@@ -418,13 +418,4 @@ fn copy_header_and_info(
         visible_line(member, email, copy_id)
     );
     (headers, info)
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&openssl::sha::sha256(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -8,62 +8,28 @@
 //!
 //! - the security list ([`process`] itself): anyone may write; every PST
 //!   member gets the message as it arrived;
-//! - the distributors list ([`distributors`]): only posts signed by pinned
+//! - the distributors list (`distributors.rs`): only posts signed by pinned
 //!   keys, with embargo keywords;
 //! - notices: the daemon's own messages to the PST or a member.
 
 pub mod copies;
 mod distributors;
+pub mod worker;
 
 use std::time::SystemTime;
 
-use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, ListName, Member};
-use crate::keys::Keys;
 use crate::mime::inbound::{unwrap, Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::store::{
-    Audience, Batch, CopyInfo, Incoming, IncomingMeta, QuarantineMeta, QueueKey, QueuedCopy,
-    Source, Store,
+    Audience, Batch, CopyInfo, Incoming, IncomingMeta, QuarantineMeta, QueueKey, QueuedCopy, Source,
 };
 
-pub use copies::{marks_for, seal_copy, sha256_hex, Outgoing};
-
-/// What processing reads: configuration, keys, the store (for embargoes)
-/// and the time.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub keys: &'a Keys,
-    pub store: &'a Store,
-    pub now: DateTime<Utc>,
-}
-
-impl Context<'_> {
-    /// A notice, unless the problem arose while handling one: notices
-    /// never beget notices.
-    pub(crate) fn notice(
-        &self,
-        about_notice: bool,
-        to: Audience,
-        subject: &str,
-        body: &str,
-    ) -> Option<Incoming> {
-        if about_notice {
-            warn!(subject, "problem while sending a notice; logged only");
-            return None;
-        }
-        Some(crate::notice::notice(
-            self.config,
-            self.now,
-            to,
-            subject,
-            body,
-        ))
-    }
-}
+use crate::context::Context;
+pub use copies::{marks_for, seal_copy, Outgoing};
 
 /// Decides what becomes of spool entry `id`.
 pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Batch {

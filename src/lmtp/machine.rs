@@ -1,6 +1,6 @@
 //! The LMTP protocol without I/O (RFC 2033): bytes in, replies out, and a
 //! [`Event::Message`] whenever a message has been read to its final dot.
-//! [`super::session`] drives it over a socket; the fuzz target drives it
+//! `lmtp::session` drives it over a socket; the fuzz target drives it
 //! with arbitrary bytes.
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::ListenAddr;
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 /// A bound LMTP socket.
 #[derive(Debug)]

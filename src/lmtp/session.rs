@@ -11,8 +11,8 @@ use tracing::{debug, info, warn};
 use super::machine::{sanitize, Delivery, Event, Machine};
 use crate::clock::to_millis;
 use crate::config::ListName;
-use crate::daemon::Shared;
 use crate::mime::inbound::{precheck, Refusal};
+use crate::state::Shared;
 use crate::store::{Incoming, IncomingMeta, Source};
 
 /// Serves one connection until QUIT, EOF, idle timeout or shutdown.

@@ -7,6 +7,7 @@
 //! obscured Subject.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
@@ -184,6 +185,60 @@ pub fn outer_tail(bytes: &mut Vec<u8>, boundary: &str) {
         bytes.extend_from_slice(b"\r\n");
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+}
+
+/// A message from the list to `to`, not encrypted, `entity` signed by the
+/// list key as RFC 3156 multipart/signed: the public announcement, and
+/// mail to a reporter whose key is unknown.
+pub fn signed_message(
+    list_key: &crate::pgp::ListKey,
+    identity: &ListIdentity,
+    to: &str,
+    subject: &str,
+    message_id: &str,
+    entity: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
+    // The signed data ends before the line end that precedes the boundary.
+    let mut signed = entity.to_vec();
+    while signed.ends_with(b"\r\n") {
+        signed.truncate(signed.len() - 2);
+    }
+    let signature = crate::pgp::seal::sign_detached(list_key, &signed, SystemTime::from(now))?;
+    let boundary = format!("embargod-{}", crate::random::token());
+    let mut head = String::new();
+    let _ = write!(
+        head,
+        "From: \"{}\" <{}>\r\n",
+        identity.display, identity.address
+    );
+    let _ = write!(head, "To: <{to}>\r\n");
+    let _ = write!(head, "Subject: {}\r\n", super::encode_header_value(subject));
+    let _ = write!(head, "Date: {}\r\n", now.to_rfc2822());
+    let _ = write!(head, "Message-ID: {message_id}\r\n");
+    let _ = write!(head, "X-Loop: {}\r\n", identity.address);
+    head.push_str("MIME-Version: 1.0\r\n");
+    let _ = write!(
+        head,
+        "Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\";\r\n boundary=\"{boundary}\"\r\n\r\n"
+    );
+    head.push_str("This is an OpenPGP/MIME signed message (RFC 3156).\r\n");
+    let _ = write!(head, "--{boundary}\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&signed);
+    let mut tail = format!("\r\n--{boundary}\r\n");
+    tail.push_str("Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n");
+    let _ = write!(
+        tail,
+        "Content-Description: OpenPGP signature by {} ({})\r\n",
+        identity.display,
+        list_key.fingerprint()
+    );
+    tail.push_str("Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n");
+    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(&super::inbound::crlf(&signature));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(out)
 }
 
 /// A plain RFC 5322 message the daemon writes to the PST (a notice). It

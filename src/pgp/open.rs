@@ -287,7 +287,7 @@ pub fn signed_data_digest(key: &openpgp::Fingerprint, sig: &openpgp::packet::Sig
     data.extend_from_slice(key.as_bytes());
     data.push(u8::from(sig.hash_algo()));
     data.extend_from_slice(sig.computed_digest().unwrap_or_default());
-    crate::fanout::sha256_hex(&data)
+    crate::digest::sha256_hex(&data)
 }
 
 /// Tells "not for us" apart from real breakage. Sequoia reports both as

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use embargod::clock::Clock;
 use embargod::config::{Config, ListenAddr};
-use embargod::daemon::{Daemon, Options, Shared};
+use embargod::daemon::{Daemon, Options};
 use embargod::sandbox::{read_outbox, OutboxMail, Sandbox};
+use embargod::state::Shared;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 

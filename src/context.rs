@@ -1,0 +1,43 @@
+//! What the handlers of a message read: the configuration and keys in
+//! force, the store, and the time. Passed down to every list handler, so
+//! it lives below them all.
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::store::{Audience, Incoming, Store};
+
+/// What processing reads: configuration, keys, the store (for embargoes
+/// and cases) and the time.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub keys: &'a Keys,
+    pub store: &'a Store,
+    pub now: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    /// A notice, unless the problem arose while handling one: notices
+    /// never beget notices.
+    pub(crate) fn notice(
+        &self,
+        about_notice: bool,
+        to: Audience,
+        subject: &str,
+        body: &str,
+    ) -> Option<Incoming> {
+        if about_notice {
+            warn!(subject, "problem while sending a notice; logged only");
+            return None;
+        }
+        Some(crate::notice::notice(
+            self.config,
+            self.now,
+            to,
+            subject,
+            body,
+        ))
+    }
+}

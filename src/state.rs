@@ -1,0 +1,192 @@
+//! The state every task of the running daemon reads: the configuration,
+//! keys and transport in force (a reload swaps them), the store, the
+//! clock, the wake-ups between tasks, and the metrics.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Notify;
+use tracing::warn;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::context::Context;
+use crate::delivery::transport::Transport;
+use crate::keys::Keys;
+use crate::store::{Batch, Store, StoreError};
+
+/// State every task reads.
+pub struct Shared {
+    /// Config, keys and transport in force; a reload swaps all three.
+    live: RwLock<Live>,
+    pub store: Store,
+    pub clock: Clock,
+    /// Something entered the spool.
+    pub wake_fanout: Notify,
+    /// Something entered the queue.
+    pub wake_delivery: Notify,
+    /// The schedule changed.
+    pub wake_scheduler: Notify,
+    /// Held while embargoes are read and changed (fan-out, scheduler,
+    /// admin commands), so no change is lost to another.
+    pub embargo_lock: tokio::sync::Mutex<()>,
+    pub metrics: crate::metrics::Metrics,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a reload replaces.
+struct Live {
+    config: Arc<Config>,
+    keys: Arc<Keys>,
+    transport: Arc<Transport>,
+    loaded: chrono::DateTime<chrono::Utc>,
+}
+
+impl Shared {
+    /// The state of a daemon starting with `config`, `keys`, `transport`
+    /// and `store`, on `clock`.
+    pub fn new(
+        config: Config,
+        keys: Keys,
+        transport: Transport,
+        store: Store,
+        clock: Clock,
+    ) -> Shared {
+        let now = clock.now();
+        Shared {
+            live: RwLock::new(Live {
+                config: Arc::new(config),
+                keys: Arc::new(keys),
+                transport: Arc::new(transport),
+                loaded: now,
+            }),
+            store,
+            clock,
+            wake_fanout: Notify::new(),
+            wake_delivery: Notify::new(),
+            wake_scheduler: Notify::new(),
+            embargo_lock: tokio::sync::Mutex::new(()),
+            metrics: crate::metrics::Metrics::default(),
+            started: now,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.read().expect("live lock").config.clone()
+    }
+
+    /// The keys in force.
+    pub fn keys(&self) -> Arc<Keys> {
+        self.live.read().expect("live lock").keys.clone()
+    }
+
+    /// The transport in force.
+    pub fn transport(&self) -> Arc<Transport> {
+        self.live.read().expect("live lock").transport.clone()
+    }
+
+    /// When the configuration in force was loaded.
+    pub fn loaded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.live.read().expect("live lock").loaded
+    }
+
+    /// Re-reads the config file and the keys (SIGHUP). A config or key
+    /// that does not load is refused and the old one stays in force, as
+    /// nginx does; work in progress keeps what it started with. Returns
+    /// the settings that only a restart changes, when they differ.
+    pub fn reload(&self) -> Result<Vec<&'static str>, String> {
+        let old = self.config();
+        let config = Config::load(&old.file).map_err(|e| e.to_string())?;
+        let keys = Keys::load(&config).map_err(|e| e.to_string())?;
+        let transport = Transport::new(&config.delivery.transport).map_err(|e| e.to_string())?;
+        let mut restart = Vec::new();
+        if config.lmtp.listen != old.lmtp.listen {
+            restart.push("lmtp.listen");
+        }
+        if config.store.path != old.store.path || config.store.key != old.store.key {
+            restart.push("store");
+        }
+        if config.control.socket != old.control.socket {
+            restart.push("control.socket");
+        }
+        if config.metrics.listen != old.metrics.listen {
+            restart.push("metrics.listen");
+        }
+        for (member, problem) in keys
+            .members
+            .iter()
+            .filter_map(|(id, k)| Some((id, k.as_ref().err()?)))
+        {
+            warn!(%member, %problem, "member key unusable: this member gets no copies");
+        }
+        *self.live.write().expect("live lock") = Live {
+            config: Arc::new(config),
+            keys: Arc::new(keys),
+            transport: Arc::new(transport),
+            loaded: self.clock.now(),
+        };
+        // New members may be owed queued work; let every task look again.
+        self.wake_fanout.notify_one();
+        self.wake_delivery.notify_one();
+        self.wake_scheduler.notify_one();
+        Ok(restart)
+    }
+
+    /// Runs `work` off the runtime with what processing reads: the config
+    /// and keys in force, the store, the time now. A panic in `work` comes
+    /// back as the error.
+    pub async fn try_in_context<T, F>(&self, work: F) -> Result<T, tokio::task::JoinError>
+    where
+        F: FnOnce(&Context<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (config, keys, store, now) = (
+            self.config(),
+            self.keys(),
+            self.store.clone(),
+            self.clock.now(),
+        );
+        tokio::task::spawn_blocking(move || {
+            work(&Context {
+                config: &config,
+                keys: &keys,
+                store: &store,
+                now,
+            })
+        })
+        .await
+    }
+
+    /// [`Shared::try_in_context`], re-raising a panic in the caller.
+    pub async fn in_context<T, F>(&self, work: F) -> T
+    where
+        F: FnOnce(&Context<'_>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.try_in_context(work).await {
+            Ok(value) => value,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Applies `batch` durably and wakes the tasks it gave work to.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let spooled = !batch.add_spool.is_empty();
+        let queued = !batch.add_queue.is_empty();
+        self.metrics.copy("queued", batch.add_queue.len() as u64);
+        let scheduled = !batch.schedule_add.is_empty();
+        let store = self.store.clone();
+        crate::blocking(move || store.apply(batch)).await?;
+        self.store.flush().await?;
+        if spooled {
+            self.wake_fanout.notify_one();
+        }
+        if queued {
+            self.wake_delivery.notify_one();
+        }
+        if scheduled {
+            self.wake_scheduler.notify_one();
+        }
+        Ok(())
+    }
+}
