@@ -22,6 +22,7 @@
 //! remaining copies fail, its message goes to the quarantine and the PST
 //! is told, so one message cannot keep every list down.
 
+mod error;
 mod sealers;
 mod smtp;
 pub mod transport;

@@ -29,7 +29,7 @@ use lettre::transport::smtp::Error;
 
 use crate::config::SmtpTls;
 
-use super::transport::SendError;
+use super::error::SendError;
 
 /// Longest a connection waits in the idle set: relays drop idle clients
 /// after a minute or more (Postfix: 300 s).

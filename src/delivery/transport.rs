@@ -7,6 +7,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Tokio1Executor};
 
+pub use super::error::SendError;
 use super::smtp::SmtpRelay;
 use crate::config::Transport as TransportConfig;
 
@@ -23,17 +24,6 @@ pub enum Transport {
     /// A relay, over connections kept open (see `delivery/smtp.rs`).
     Smtp(SmtpRelay),
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
-}
-
-/// Why a send did not go through.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SendError {
-    /// Worth retrying: connection refused, 4xx, a full disk.
-    #[error("temporary: {0}")]
-    Temporary(String),
-    /// Retrying will not help: 5xx from the relay.
-    #[error("permanent: {0}")]
-    Permanent(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,12 @@
+//! How a send can fail, for every transport.
+
+/// Why a send did not go through.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: connection refused, 4xx, a full disk.
+    #[error("temporary: {0}")]
+    Temporary(String),
+    /// Retrying will not help: 5xx from the relay.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
