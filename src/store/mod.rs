@@ -526,13 +526,7 @@ impl Store {
         busy: &std::collections::HashSet<u64>,
     ) -> Result<Vec<(QueueKey, QueuedCopy)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.queue.range(
-            ..QueueKey {
-                due: now + 1,
-                id: 0,
-            }
-            .to_bytes(),
-        ) {
+        for item in self.due_range(now) {
             let (key, value) = item?;
             let key = QueueKey::from_bytes(&key)?;
             if busy.contains(&key.id) {
@@ -673,15 +667,20 @@ impl Store {
             .is_some())
     }
 
-    /// Whether a copy of job `id` is due at `now` (ms).
-    pub fn job_due(&self, id: u64, now: u64) -> Result<bool, StoreError> {
-        for item in self.queue.range(
+    /// The queue's entries due at `now` (ms), in due order.
+    fn due_range(&self, now: u64) -> sled::Iter {
+        self.queue.range(
             ..QueueKey {
                 due: now + 1,
                 id: 0,
             }
             .to_bytes(),
-        ) {
+        )
+    }
+
+    /// Whether a copy of job `id` is due at `now` (ms).
+    pub fn job_due(&self, id: u64, now: u64) -> Result<bool, StoreError> {
+        for item in self.due_range(now) {
             let (key, value) = item?;
             let key = QueueKey::from_bytes(&key)?;
             let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
