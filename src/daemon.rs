@@ -124,12 +124,14 @@ impl Daemon {
         ));
         tasks.spawn(crate::fanout::worker::run(shared.clone(), stop.clone()));
         tasks.spawn(crate::delivery::run(shared.clone(), stop.clone()));
-        tasks.spawn(crate::embargo::scheduler::run(shared.clone(), stop.clone()));
+        tasks.spawn(crate::schedule::task::run(shared.clone(), stop.clone()));
         if let Some(control) = sockets.control {
             tasks.spawn(crate::control::serve(control, shared.clone(), stop.clone()));
         }
         if let Some(metrics) = sockets.metrics {
-            tasks.spawn(crate::metrics::serve(metrics, shared.clone(), stop.clone()));
+            let shared = shared.clone();
+            let render = move || shared.metrics.render(&shared.store, shared.clock.now());
+            tasks.spawn(crate::metrics::serve(metrics, render, stop.clone()));
         }
         if let Some(period) = sd_notify::watchdog_enabled() {
             let stop = stop.clone();

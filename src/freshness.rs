@@ -31,11 +31,16 @@ use crate::config::SignaturesConfig;
 use crate::context::Context;
 use crate::pgp::open::{GoodSignature, Signatures};
 use crate::pgp::KeyProblem;
-use crate::store::Batch;
+use crate::store::{Table, Transaction};
 
 /// Store keys of used signatures, in the cases tree: `used/<digest>`,
 /// valued with the signature's creation time (ms, decimal).
 const USED: &str = "used/";
+
+/// Used signatures, `used/<digest>` → creation time (ms). They share the
+/// cases tree, where stores of earlier versions keep them, so an upgrade
+/// forgets no used signature (a replay the day after it would pass).
+static USED_SIGNATURES: Table = Table::sealed("cases", b"cases/");
 
 /// Why a signature may not authorise a change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +94,7 @@ pub enum Authority<'a> {
 /// two lists is handled twice in one batch).
 pub fn authorise<'a>(
     ctx: &Context<'_>,
-    batch: &Batch,
+    batch: &Transaction,
     signatures: &'a Signatures,
     allowed: &[String],
 ) -> Authority<'a> {
@@ -128,7 +133,11 @@ pub fn authorise<'a>(
 
 /// Applies the rule to `sig` at `ctx.now`. Reads the store and `batch`
 /// for used digests; writes nothing (see [`spend`]).
-pub fn check(ctx: &Context<'_>, batch: &Batch, sig: GoodSignature<'_>) -> Result<(), Refused> {
+pub fn check(
+    ctx: &Context<'_>,
+    batch: &Transaction,
+    sig: GoodSignature<'_>,
+) -> Result<(), Refused> {
     let cert = ctx
         .keys
         .member(sig.member)
@@ -145,12 +154,12 @@ pub fn check(ctx: &Context<'_>, batch: &Batch, sig: GoodSignature<'_>) -> Result
 
 /// Whether the signature with `digest` was used: in the store, or earlier
 /// in the batch being built.
-fn used(ctx: &Context<'_>, batch: &Batch, digest: &str) -> bool {
+fn used(ctx: &Context<'_>, batch: &Transaction, digest: &str) -> bool {
     let key = format!("{USED}{digest}");
-    batch.cases.iter().any(|(k, _)| *k == key)
+    batch.puts(&USED_SIGNATURES, key.as_bytes())
         || ctx
             .store
-            .case_value(&key)
+            .get(&USED_SIGNATURES, key.as_bytes())
             // A store that cannot answer is no proof of freshness.
             .map_or(true, |value| value.is_some())
 }
@@ -179,21 +188,22 @@ fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<
 /// Records every good signature of the message as used, in the batch of
 /// the change it authorised, and forgets used signatures that have left
 /// the window (they are refused as too old anyway).
-pub fn spend(ctx: &Context<'_>, batch: &mut Batch, signatures: &Signatures) {
+pub fn spend(ctx: &Context<'_>, batch: &mut Transaction, signatures: &Signatures) {
     let horizon = to_millis(ctx.now).saturating_sub(window(&ctx.config.signatures));
-    if let Ok(entries) = ctx.store.case_entries(USED) {
+    if let Ok(entries) = ctx.store.scan(&USED_SIGNATURES, USED.as_bytes()) {
         for (key, value) in entries {
             let created: u64 = String::from_utf8_lossy(&value).parse().unwrap_or(0);
             if created < horizon {
-                batch.cases_remove.push(key);
+                batch.remove(&USED_SIGNATURES, key);
             }
         }
     }
     for sig in signatures.good() {
-        batch.cases.push((
+        batch.put(
+            &USED_SIGNATURES,
             format!("{USED}{}", sig.digest),
             sig.created.to_string().into_bytes(),
-        ));
+        );
     }
 }
 

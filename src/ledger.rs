@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::ListName;
+use crate::store::{be_u64, Chain, KeyValue, Store, StoreError, Table, Transaction};
 
 /// What happened to one recipient's copy of one message. Each attempt
 /// adds a record.
@@ -160,6 +161,96 @@ fn link(seq: u64, prev: &str, record: &DeliveryRecord) -> String {
     crate::digest::sha256_hex(&data)
 }
 
+/// The chain's entries, keyed by big-endian sequence number; plain JSON
+/// (a record names who got a copy and its hash, never its content).
+static RECORDS: Table = Table::plain("records");
+/// The chain's head, under [`HEAD`].
+static LEDGER_META: Table = Table::plain("ledger_meta");
+const HEAD: &[u8] = b"head";
+
+/// The ledger as a [`Chain`] of the store.
+struct Ledger;
+
+static LEDGER: Ledger = Ledger;
+
+impl Chain for Ledger {
+    fn entries(&self) -> &'static Table {
+        &RECORDS
+    }
+
+    fn head(&self) -> (&'static Table, &'static [u8]) {
+        (&LEDGER_META, HEAD)
+    }
+
+    fn link(
+        &self,
+        head: Option<&[u8]>,
+        items: &[Vec<u8>],
+    ) -> Result<(Vec<u8>, Vec<KeyValue>), String> {
+        let mut head = read_head(head).map_err(|e| e.to_string())?;
+        let mut linked = Vec::with_capacity(items.len());
+        for item in items {
+            let record: DeliveryRecord =
+                serde_json::from_slice(item).map_err(|e| format!("a record to append: {e}"))?;
+            let entry = head.append(record);
+            let json = serde_json::to_vec(&entry).expect("entries serialize");
+            linked.push((entry.seq.to_be_bytes().to_vec(), json));
+        }
+        Ok((serde_json::to_vec(&head).expect("head serializes"), linked))
+    }
+}
+
+fn read_head(value: Option<&[u8]>) -> Result<Head, StoreError> {
+    match value {
+        None => Ok(Head::default()),
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| StoreError::Corrupt(format!("ledger head: {e}"))),
+    }
+}
+
+/// Appends `record` to the ledger when `tx` is applied: after every
+/// record appended before it, in this transaction or an earlier one.
+pub fn append(tx: &mut Transaction, record: DeliveryRecord) {
+    let json = serde_json::to_vec(&record).expect("records serialize");
+    tx.link(&LEDGER, json);
+}
+
+/// The ledger's head.
+pub fn head(store: &Store) -> Result<Head, StoreError> {
+    read_head(store.get(&LEDGER_META, HEAD)?.as_deref())
+}
+
+/// An entry as read, with the sequence number of its key; an entry that
+/// cannot be read is kept as why, so verification names it.
+pub type Numbered = (u64, Result<Entry, String>);
+
+/// The ledger's entries in key order, each with the sequence number its
+/// key says, for [`verify`].
+pub fn entries(store: &Store) -> Result<Vec<Numbered>, StoreError> {
+    Ok(store
+        .entries(&RECORDS)?
+        .map(|item| match item {
+            Ok((key, value)) => (
+                be_u64(&key).unwrap_or(u64::MAX),
+                serde_json::from_slice(&value).map_err(|e| e.to_string()),
+            ),
+            Err(e) => (u64::MAX, Err(e.to_string())),
+        })
+        .collect())
+}
+
+/// Every delivery record, oldest first.
+pub fn records(store: &Store) -> Result<Vec<DeliveryRecord>, StoreError> {
+    entries(store)?
+        .into_iter()
+        .map(|(seq, entry)| {
+            entry
+                .map(|e| e.record)
+                .map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
+        })
+        .collect()
+}
+
 /// Why the chain does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Broken {
@@ -181,10 +272,7 @@ pub enum Broken {
 
 /// Walks `entries` (in key order, each with the sequence number its key
 /// says) and checks every link, and the end against `head`.
-pub fn verify(
-    entries: impl Iterator<Item = (u64, Result<Entry, String>)>,
-    head: &Head,
-) -> Result<u64, Broken> {
+pub fn verify(entries: impl Iterator<Item = Numbered>, head: &Head) -> Result<u64, Broken> {
     let mut expected = Head::default();
     for (key, entry) in entries {
         let entry = entry.map_err(|e| Broken::Unreadable(key, e))?;

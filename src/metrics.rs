@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::state::Shared;
+use chrono::{DateTime, Utc};
+
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListLabel {
@@ -137,21 +139,18 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the gauges read from the store now.
-    pub fn render(&self, shared: &Shared) -> String {
-        let store = &shared.store;
+    /// The text exposition, with the gauges read from `store` at `now`.
+    pub fn render(&self, store: &Store, now: DateTime<Utc>) -> String {
         let queued = store.queued().unwrap_or_default();
         self.queue_depth.set(queued.len() as i64);
         self.deferred
             .set(queued.iter().filter(|(_, c)| c.attempts > 0).count() as i64);
-        let pending: Vec<_> = store
-            .embargoes()
+        let pending: Vec<_> = crate::embargo::all(store)
             .unwrap_or_default()
             .into_iter()
             .filter(|e| e.released.is_none())
             .collect();
         self.pending_embargoes.set(pending.len() as i64);
-        let now = shared.clock.now();
         let next = pending
             .iter()
             .map(|e| {
@@ -172,8 +171,13 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+/// Serves `GET /metrics` on `listener` until `stop`, each answer the
+/// text `render` returns then (run off the runtime: it reads the store).
+pub async fn serve<R>(listener: TcpListener, render: R, stop: CancellationToken)
+where
+    R: Fn() -> String + Send + Sync + 'static,
+{
+    let render = Arc::new(render);
     if let Ok(addr) = listener.local_addr() {
         info!(listen = %addr, "metrics listening");
     }
@@ -188,7 +192,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                 }
             },
         };
-        let shared = shared.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 2048];
             let n = match tokio::time::timeout(
@@ -202,11 +206,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
             };
             let line = String::from_utf8_lossy(&request[..n]);
             let response = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
-                let body = crate::blocking({
-                    let shared = shared.clone();
-                    move || shared.metrics.render(&shared)
-                })
-                .await;
+                let body = crate::blocking(move || render()).await;
                 format!(
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()

@@ -10,10 +10,11 @@ use sequoia_openpgp::serialize::Serialize;
 use sequoia_openpgp::Cert;
 
 use crate::config::ListName;
+use crate::mark::index::CopyInfo;
 use crate::mime::inbound::{unwrap, UnwrapError, Unwrapped};
 use crate::pgp::open::Signers;
 use crate::pgp::{generate_cert, ListKey};
-use crate::store::{Batch, CopyInfo, Store, StoreError, StoreKey};
+use crate::store::{Store, StoreError, StoreKey, Transaction};
 
 pub const PROJECT: &str = "Kappital";
 pub const SECURITY: &str = "security@kappital.example";
@@ -233,15 +234,18 @@ pub fn index_copies(
     shingles: Vec<u64>,
     copies: u64,
 ) -> Result<(), StoreError> {
-    let mut batch = Batch::default();
-    batch.shingles.push((message, shingles));
-    batch.copy_index.extend((0..copies).map(|i| CopyInfo {
-        copy_id: message * copies + i + 1,
-        message,
-        member: format!("member{i:03}"),
-        email: format!("member{i:03}@example.org"),
-        list: ListName::Distributors,
-        case: Some(format!("KAP-2026-{:04}", message + 1)),
-    }));
+    let mut batch = Transaction::new();
+    crate::mark::index::put_shingles(&mut batch, message, &shingles);
+    for i in 0..copies {
+        let copy = CopyInfo {
+            copy_id: message * copies + i + 1,
+            message,
+            member: format!("member{i:03}"),
+            email: format!("member{i:03}@example.org"),
+            list: ListName::Distributors,
+            case: Some(format!("KAP-2026-{:04}", message + 1)),
+        };
+        crate::mark::index::put_copy(&mut batch, &copy);
+    }
     store.apply(batch)
 }

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::delivery::transport::Transport;
 use crate::keys::Keys;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 /// State every task reads.
 pub struct Shared {
@@ -170,11 +170,11 @@ impl Shared {
     }
 
     /// Applies `batch` durably and wakes the tasks it gave work to.
-    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let spooled = !batch.add_spool.is_empty();
-        let queued = !batch.add_queue.is_empty();
-        self.metrics.copy("queued", batch.add_queue.len() as u64);
-        let scheduled = !batch.schedule_add.is_empty();
+    pub async fn commit(&self, batch: Transaction) -> Result<(), StoreError> {
+        let spooled = batch.spools();
+        let queued = !batch.queued().is_empty();
+        self.metrics.copy("queued", batch.queued().len() as u64);
+        let scheduled = crate::schedule::changes(&batch);
         let store = self.store.clone();
         crate::blocking(move || store.apply(batch)).await?;
         self.store.flush().await?;

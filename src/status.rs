@@ -109,9 +109,7 @@ pub fn report(shared: &Shared) -> String {
         shared.store.spool_len(),
         queued.len()
     );
-    let pending: Vec<_> = shared
-        .store
-        .embargoes()
+    let pending: Vec<_> = crate::embargo::all(&shared.store)
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.released.is_none())

@@ -8,7 +8,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::to_millis;
 use crate::context::Context;
-use crate::store::{Audience, Batch};
+use crate::store::{Audience, Store, StoreError, Table, Transaction};
+
+/// member id → [`MemberState`] (JSON).
+static MEMBERS: Table = Table::plain("members");
+
+/// What the store knows of a member (strikes, suspension).
+pub fn state(store: &Store, member: &str) -> Result<MemberState, StoreError> {
+    store
+        .get(&MEMBERS, member.as_bytes())?
+        .map(|v| {
+            serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("member {member}: {e}")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// Every member with strikes or a suspension.
+pub fn states(store: &Store) -> Result<Vec<(String, MemberState)>, StoreError> {
+    store
+        .scan(&MEMBERS, b"")?
+        .into_iter()
+        .map(|(key, value)| {
+            let state = serde_json::from_slice(&value)
+                .map_err(|e| StoreError::Corrupt(format!("member: {e}")))?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), state))
+        })
+        .collect()
+}
+
+/// Stores `member`'s state when `tx` is applied.
+fn put(tx: &mut Transaction, member: &str, state: &MemberState) {
+    let json = serde_json::to_vec(state).expect("states serialize");
+    tx.put(&MEMBERS, member.as_bytes(), json);
+}
 
 /// What the store keeps about a member beyond the config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -32,7 +66,7 @@ pub fn record(
     case: &str,
     member: &str,
     what: &str,
-) -> Result<(Batch, String), String> {
+) -> Result<(Transaction, String), String> {
     let config = ctx.config;
     if !config.members.contains_key(member) {
         return Err(format!("no member {member} in the config"));
@@ -41,7 +75,7 @@ pub fn record(
     if what.trim().is_empty() {
         return Err("--what: say what leaked and to whom".into());
     }
-    let mut state = ctx.store.member_state(member).map_err(|e| e.to_string())?;
+    let mut state = state(ctx.store, member).map_err(|e| e.to_string())?;
     state.strikes.push(Strike {
         at: to_millis(ctx.now),
         case: case.clone(),
@@ -53,7 +87,7 @@ pub fn record(
     if suspend {
         state.suspended = Some(to_millis(ctx.now));
     }
-    let mut batch = Batch::default();
+    let mut batch = Transaction::default();
     let (subject, text) = if suspend {
         (
             format!("{member} suspended after {count} leaks"),
@@ -69,32 +103,32 @@ pub fn record(
             format!("A leak by {member} in case {case} was recorded: {what}\n\nStrike {count} of {max}.\n"),
         )
     };
-    batch.add_spool.push(crate::notice::notice(
+    batch.spool(crate::notice::notice(
         config,
         ctx.now,
         Audience::Pst,
         &subject,
         &text,
     ));
-    batch.member_states.push((member.to_string(), state));
+    put(&mut batch, member, &state);
     Ok((batch, format!("{subject}\n")))
 }
 
 /// Lifts a suspension (the strikes stay on record).
-pub fn reinstate(ctx: &Context<'_>, member: &str) -> Result<(Batch, String), String> {
-    let mut state = ctx.store.member_state(member).map_err(|e| e.to_string())?;
+pub fn reinstate(ctx: &Context<'_>, member: &str) -> Result<(Transaction, String), String> {
+    let mut state = state(ctx.store, member).map_err(|e| e.to_string())?;
     if state.suspended.take().is_none() {
         return Err(format!("{member} is not suspended"));
     }
-    let mut batch = Batch::default();
+    let mut batch = Transaction::default();
     let subject = format!("{member} reinstated");
-    batch.add_spool.push(crate::notice::notice(
+    batch.spool(crate::notice::notice(
         ctx.config,
         ctx.now,
         Audience::Pst,
         &subject,
         &format!("{member} was reinstated by an admin and receives copies again.\n"),
     ));
-    batch.member_states.push((member.to_string(), state));
+    put(&mut batch, member, &state);
     Ok((batch, format!("{subject}\n")))
 }

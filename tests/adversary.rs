@@ -88,19 +88,15 @@ fn held_without_embargo(daemon: &TestDaemon, words: &[&str]) {
         words.iter().all(|w| reasons[0].contains(w)),
         "{words:?}: {reasons:?}"
     );
-    assert!(daemon
-        .shared
-        .store
-        .embargo("KAP-2026-0001")
-        .unwrap()
-        .is_none());
+    assert!(
+        embargod::embargo::get(&daemon.shared.store, "KAP-2026-0001")
+            .unwrap()
+            .is_none()
+    );
 }
 
 fn embargo_until(daemon: &TestDaemon, case: &str) -> chrono::DateTime<Utc> {
-    daemon
-        .shared
-        .store
-        .embargo(case)
+    embargod::embargo::get(&daemon.shared.store, case)
         .unwrap()
         .expect("an embargo")
         .until()
@@ -452,7 +448,9 @@ async fn a_signed_part_smuggled_behind_a_second_content_type_authorises_only_its
         "{:?}",
         daemon.held()
     );
-    let pending = daemon.shared.store.embargo(case).unwrap().unwrap();
+    let pending = embargod::embargo::get(&daemon.shared.store, case)
+        .unwrap()
+        .unwrap();
     assert!(pending.released.is_none());
     for copy in decrypted(&w, &to(&mail, "distro-a@example.org")) {
         assert!(!copy.contains("the attacker says so"), "{copy}");
@@ -807,11 +805,9 @@ async fn each_copy_goes_to_the_newest_encryption_subkey_alone() {
         "to {}: {packets}",
         &newest[24..]
     );
-    let record = daemon
-        .shared
-        .store
-        .records()
-        .map(Result::unwrap)
+    let record = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
         .find(|r| r.member == "bob" && r.outcome.label() == "sent")
         .unwrap();
     assert_eq!(record.encryption_subkey.as_deref(), Some(newest.as_str()));

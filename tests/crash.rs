@@ -381,9 +381,9 @@ async fn a_message_that_keeps_killing_the_daemon_is_quarantined_and_the_list_ser
     // Every member's copy of it has one final record: sent, or failed
     // with the quarantine (a copy the transport took just before a kill
     // is in the outbox with a "failed" record: the send-to-record window).
-    let records: Vec<_> = store
-        .records()
-        .map(Result::unwrap)
+    let records: Vec<_> = embargod::ledger::records(&store)
+        .unwrap()
+        .into_iter()
         .filter(|r| r.message == 0 && r.member.starts_with('m'))
         .collect();
     let outcome = |label: &str| {

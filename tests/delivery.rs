@@ -197,7 +197,10 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
     .await;
     daemon.settle().await;
 
-    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let records: Vec<_> = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .collect();
     let outcomes = |member: &str, notice: bool| -> Vec<String> {
         records
             .iter()
@@ -414,7 +417,10 @@ async fn a_key_that_expires_while_its_copy_waits_gets_no_copy() {
             .all(|(to, _)| to != &["carol@example.org"]),
         "nothing to an expired key"
     );
-    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let records: Vec<_> = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .collect();
     let carol: Vec<&str> = records
         .iter()
         .filter(|r| r.member == "carol" && r.message == records[0].message)

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use common::{report, start};
 use embargod::clock::Clock;
 use embargod::config::ListName;
+use embargod::ledger::Outcome;
 use embargod::sandbox::{open_copy, Sandbox, DISTRIBUTORS, OWNER, SECURITY};
-use embargod::store::Outcome;
 use sequoia_openpgp::cert::prelude::*;
 
 /// A key that expired yesterday.
@@ -106,7 +106,10 @@ async fn members_without_a_usable_key_get_nothing_and_the_pst_is_told() {
         }
     }
     assert_eq!(notices, 2);
-    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let records: Vec<_> = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .collect();
     for member in ["carol", "dave", "erin"] {
         let record = records.iter().find(|r| r.member == member).unwrap();
         assert!(

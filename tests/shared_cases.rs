@@ -166,10 +166,7 @@ async fn replay_distributors_post() {
     let reasons = daemon.held();
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("already used"), "{reasons:?}");
-    let embargo = daemon
-        .shared
-        .store
-        .embargo("KAP-2026-0001")
+    let embargo = embargod::embargo::get(&daemon.shared.store, "KAP-2026-0001")
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -250,7 +247,9 @@ async fn retired_signing_subkey() {
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].contains("expired"), "{reasons:?}");
     assert!(reasons[1].contains("revoked"), "{reasons:?}");
-    assert!(daemon.shared.store.embargoes().unwrap().is_empty());
+    assert!(embargod::embargo::all(&daemon.shared.store)
+        .unwrap()
+        .is_empty());
     assert!(all(&daemon).iter().all(|m| !m.to[0].starts_with("distro")));
     daemon.stop().await;
 }
@@ -356,11 +355,9 @@ async fn all_encryption_subkeys() {
         .collect();
     assert_eq!(to.len(), 1, "{packets}");
     assert!(to[0].contains(&newest.keyid().to_hex()), "{packets}");
-    let record = daemon
-        .shared
-        .store
-        .records()
-        .map(Result::unwrap)
+    let record = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
         .find(|r| r.member == "zoe" && r.outcome.label() == "sent")
         .unwrap();
     assert_eq!(
@@ -396,10 +393,7 @@ async fn content_in_logs_and_state() {
         DISTRIBUTORS,
     )
     .await;
-    let embargo = daemon
-        .shared
-        .store
-        .embargo("KAP-2026-0001")
+    let embargo = embargod::embargo::get(&daemon.shared.store, "KAP-2026-0001")
         .unwrap()
         .unwrap();
     let early = embargo.released.expect("released early").early.unwrap();

@@ -423,10 +423,13 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
     daemon.settle().await;
     let mail = common::outbox(&daemon.outbox);
     assert_eq!(mail.len(), before + 1, "only alice gets the report");
-    let records: Vec<_> = daemon.shared.store.records().map(Result::unwrap).collect();
+    let records: Vec<_> = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .collect();
     assert!(records
         .iter()
-        .any(|r| r.member == "bob" && r.outcome == embargod::store::Outcome::Suspended));
+        .any(|r| r.member == "bob" && r.outcome == embargod::ledger::Outcome::Suspended));
     let listing = request(socket, Command::Members)
         .await
         .unwrap()

@@ -2,7 +2,7 @@
 //! LMTP DATA, up to the per-member copies that would be queued.
 //!
 //! Each input goes through `mime::inbound::precheck` (the checks that
-//! refuse mail over LMTP) and, when it passes, through `fanout::process`
+//! refuse mail over LMTP) and, when it passes, through `lists::process`
 //! (OpenPGP unwrapping, posting rules, one signed and encrypted copy per
 //! member) for a sandbox with two security list members, one distributor
 //! and an empty store. Nothing may panic, and every queued copy (a member's
@@ -20,13 +20,13 @@ use libfuzzer_sys::fuzz_target;
 use embargod::case::reporter::LEDGER_NAME;
 use embargod::config::{Config, ListName};
 use embargod::context::Context;
-use embargod::fanout;
+use embargod::lists;
 use embargod::fanout::copies::{seal_copy, Outgoing};
 use embargod::keys::Keys;
 use embargod::mime::inbound::precheck;
 use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};
 use embargod::sandbox::Sandbox;
-use embargod::store::{Batch, Incoming, IncomingMeta, Source, Store, StoreKey};
+use embargod::store::{Incoming, IncomingMeta, Source, Store, StoreKey, Transaction};
 
 /// The header size limit the daemon applies by default.
 const MAX_HEADER_SIZE: usize = 256 * 1024;
@@ -79,12 +79,13 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
         now: Utc::now(),
     };
     let acknowledgement = process(&ctx, report)
-        .add_queue
-        .into_iter()
+        .queued()
+        .iter()
         .find(|(_, copy)| copy.member == LEDGER_NAME)
         .expect("a plain report is acknowledged")
         .1
-        .bytes;
+        .bytes
+        .clone();
     Setup {
         config,
         keys,
@@ -95,7 +96,7 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
 });
 
 /// The fan-out of `data` as it arrives over LMTP from a reporter.
-fn process(ctx: &Context<'_>, data: &[u8]) -> Batch {
+fn process(ctx: &Context<'_>, data: &[u8]) -> Transaction {
     let incoming = Incoming {
         meta: IncomingMeta {
             received: 0,
@@ -106,7 +107,7 @@ fn process(ctx: &Context<'_>, data: &[u8]) -> Batch {
         },
         raw: data.to_vec(),
     };
-    fanout::process(ctx, 1, incoming)
+    lists::process(ctx, 1, incoming)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -124,14 +125,12 @@ fuzz_target!(|data: &[u8]| {
     let batch = process(&ctx, data);
 
     let windows = body_windows(data);
-    for (_, copy) in &batch.add_queue {
+    for (_, copy) in batch.queued() {
         let sealed;
         let bytes: &[u8] = match copy.job {
             Some(job) => {
-                let (_, job) = batch
-                    .add_jobs
-                    .iter()
-                    .find(|(id, _)| *id == job)
+                let job = batch
+                    .job(job)
                     .expect("a queued copy names a job of its batch");
                 let (meta, outgoing) = Outgoing::from_job(job.clone());
                 let list = setup.config.list(meta.list).expect("a configured list");

@@ -15,7 +15,8 @@ use libfuzzer_sys::fuzz_target;
 use embargod::mark::trace::{trace, Verdict};
 use embargod::mark::MarkSecret;
 use embargod::sandbox::index_copies;
-use embargod::store::{CopyInfo, Store, StoreKey, KEY_LEN};
+use embargod::mark::index::CopyInfo;
+use embargod::store::{Store, StoreKey, KEY_LEN};
 
 /// The prose of the two messages; the seeds in `corpus/trace` are marked
 /// copies of it made with the same store key.

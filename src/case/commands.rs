@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::to_millis;
 use crate::context::Context;
 use crate::keywords::Keyword;
-use crate::store::Batch;
+use crate::store::Transaction;
 
 use super::{get, put, put_reference, timeline, Case, Milestone};
 
@@ -108,7 +108,7 @@ pub fn admissible(keywords: &[Keyword]) -> Result<(), String> {
 /// Applies `keywords` to `case` (already checked with [`admissible`]).
 pub fn apply(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     actor: &Actor,
     keywords: &[Keyword],
     case: &mut Case,
@@ -250,7 +250,7 @@ pub const CRITERIA: [&str; 7] = [
 /// Opens a membership request from `applicant`.
 pub fn join(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     list: &str,
     applicant: &str,
     message_id: &str,
@@ -263,14 +263,12 @@ pub fn join(
     use chrono::Datelike;
     let year = ctx.now.year();
     let key = format!("seq/REQ-{year}");
-    let seq = ctx
-        .store
-        .case_value(&key)
+    let seq = crate::case::value(ctx.store, &key)
         .map_err(|e| e.to_string())?
         .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
         .unwrap_or(0)
         + 1;
-    batch.cases.push((key, seq.to_string().into_bytes()));
+    crate::case::put_value(batch, key, seq.to_string().into_bytes());
     let request = JoinRequest {
         id: format!("REQ-{year}-{seq:04}"),
         list: "distributors".into(),
@@ -287,7 +285,7 @@ pub fn join(
 /// Adds `voucher`'s vouch to request `id`.
 pub fn vouch(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: &str,
     voucher: &str,
 ) -> Result<JoinRequest, String> {
@@ -306,8 +304,7 @@ pub fn vouch(
 }
 
 fn request(ctx: &Context<'_>, id: &str) -> Result<Option<JoinRequest>, String> {
-    ctx.store
-        .case_value(&format!("req/{id}"))
+    crate::case::value(ctx.store, &format!("req/{id}"))
         .map_err(|e| e.to_string())?
         .map(|v| serde_json::from_slice(&v).map_err(|e| e.to_string()))
         .transpose()
@@ -315,19 +312,19 @@ fn request(ctx: &Context<'_>, id: &str) -> Result<Option<JoinRequest>, String> {
 
 /// Every membership request.
 pub fn requests(store: &crate::store::Store) -> Result<Vec<JoinRequest>, String> {
-    store
-        .case_values("req/")
+    crate::case::values(store, "req/")
         .map_err(|e| e.to_string())?
         .iter()
         .map(|v| serde_json::from_slice(v).map_err(|e| e.to_string()))
         .collect()
 }
 
-fn put_request(batch: &mut Batch, request: &JoinRequest) {
-    batch.cases.push((
+fn put_request(batch: &mut Transaction, request: &JoinRequest) {
+    crate::case::put_value(
+        batch,
         format!("req/{}", request.id),
         serde_json::to_vec(request).expect("requests serialize"),
-    ));
+    );
 }
 
 /// The case a command mail names or replies to.

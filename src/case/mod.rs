@@ -14,7 +14,6 @@
 
 pub mod autoreply;
 pub mod commands;
-pub mod intake;
 pub mod reporter;
 pub mod timeline;
 
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, TimelineConfig};
 use crate::context::Context;
-use crate::store::{Batch, StoreError};
+use crate::store::{Store, StoreError, Table, Transaction};
 
 /// A case as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,14 +199,43 @@ fn ref_key(ctx: &Context<'_>, message_id: &str) -> String {
     format!("ref/{:016x}", ctx.store.mark_secret().pseudonym(id))
 }
 
+/// Cases (`case/<id>`), references (`ref/<pseudonym>`), counters
+/// (`seq/<year>`, `lead`), join requests (`req/<id>`): every value sealed,
+/// since case records hold reporters' addresses and the PST's keyword
+/// values.
+static CASES: Table = Table::sealed("cases", b"cases/");
+
+/// The value under `key` in the cases table.
+pub(crate) fn value(store: &Store, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    store.get(&CASES, key.as_bytes())
+}
+
+/// Every value under `prefix`, in key order.
+pub(crate) fn values(store: &Store, prefix: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(store
+        .scan(&CASES, prefix.as_bytes())?
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect())
+}
+
+/// Puts `value` under `key` when `tx` is applied.
+pub(crate) fn put_value(tx: &mut Transaction, key: String, value: Vec<u8>) {
+    tx.put(&CASES, key, value);
+}
+
+/// Whether `tx` already puts a value under `key`.
+pub(crate) fn pending(tx: &Transaction, key: &str) -> bool {
+    tx.puts(&CASES, key.as_bytes())
+}
+
 fn store_err(e: StoreError) -> String {
     e.to_string()
 }
 
 /// The case with `id`.
 pub fn get(ctx: &Context<'_>, id: &str) -> Result<Option<Case>, String> {
-    ctx.store
-        .case_value(&case_key(id))
+    crate::case::value(ctx.store, &case_key(id))
         .map_err(store_err)?
         .map(|v| serde_json::from_slice(&v).map_err(|e| format!("case {id}: {e}")))
         .transpose()
@@ -215,8 +243,7 @@ pub fn get(ctx: &Context<'_>, id: &str) -> Result<Option<Case>, String> {
 
 /// Every case, by ID.
 pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, String> {
-    store
-        .case_values("case/")
+    crate::case::values(store, "case/")
         .map_err(store_err)?
         .iter()
         .map(|v| serde_json::from_slice(v).map_err(|e| format!("case: {e}")))
@@ -225,33 +252,32 @@ pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, String> {
 
 /// The case a Message-ID was seen in.
 pub fn by_reference(ctx: &Context<'_>, message_id: &str) -> Result<Option<String>, String> {
-    Ok(ctx
-        .store
-        .case_value(&ref_key(ctx, message_id))
+    Ok(crate::case::value(ctx.store, &ref_key(ctx, message_id))
         .map_err(store_err)?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
 /// Adds `case` (new or changed) to `batch`.
-pub fn put(batch: &mut Batch, case: &Case) {
-    batch.cases.push((
+pub fn put(batch: &mut Transaction, case: &Case) {
+    crate::case::put_value(
+        batch,
         case_key(&case.id),
         serde_json::to_vec(case).expect("cases serialize"),
-    ));
+    );
 }
 
 /// Remembers that `message_id` belongs to `case`, for replies.
 /// The first case a Message-ID was seen with keeps it: a later message
 /// cannot move a known Message-ID (and the replies to it) to another case.
-pub fn put_reference(ctx: &Context<'_>, batch: &mut Batch, message_id: &str, case: &str) {
+pub fn put_reference(ctx: &Context<'_>, batch: &mut Transaction, message_id: &str, case: &str) {
     if message_id.trim().is_empty() {
         return;
     }
     let key = ref_key(ctx, message_id);
-    let known = ctx.store.case_value(&key).ok().flatten().is_some()
-        || batch.cases.iter().any(|(k, _)| *k == key);
+    let known =
+        crate::case::value(ctx.store, &key).ok().flatten().is_some() || pending(batch, &key);
     if !known {
-        batch.cases.push((key, case.as_bytes().to_vec()));
+        crate::case::put_value(batch, key, case.as_bytes().to_vec());
     }
 }
 
@@ -259,14 +285,14 @@ pub fn put_reference(ctx: &Context<'_>, batch: &mut Batch, message_id: &str, cas
 /// the policy's deadlines (and their reminders) from now.
 pub fn open(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     reporter: Option<String>,
     reporter_cert: Option<String>,
 ) -> Result<Case, String> {
     let year = ctx.now.year();
     let seq_key = format!("seq/{year}");
     let seq = counter(ctx, &seq_key)? + 1;
-    batch.cases.push((seq_key, seq.to_string().into_bytes()));
+    crate::case::put_value(batch, seq_key, seq.to_string().into_bytes());
     let id = format!("{}-{year}-{seq:04}", ctx.config.project.case_prefix);
     let case = new_case(ctx, batch, id, reporter, reporter_cert)?;
     Ok(case)
@@ -275,7 +301,7 @@ pub fn open(
 /// Opens the case `id`, named by a distributors post for a case that
 /// started elsewhere: what comes before telling distributors happened
 /// there, so only the release is left on its timeline.
-pub fn open_named(ctx: &Context<'_>, batch: &mut Batch, id: &str) -> Result<Case, String> {
+pub fn open_named(ctx: &Context<'_>, batch: &mut Transaction, id: &str) -> Result<Case, String> {
     let now = to_millis(ctx.now);
     let mut case = new_case(ctx, batch, id.to_string(), None, None)?;
     let old = case.clone();
@@ -289,7 +315,7 @@ pub fn open_named(ctx: &Context<'_>, batch: &mut Batch, id: &str) -> Result<Case
 
 fn new_case(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: String,
     reporter: Option<String>,
     reporter_cert: Option<String>,
@@ -324,9 +350,7 @@ fn new_case(
 }
 
 fn counter(ctx: &Context<'_>, key: &str) -> Result<u64, String> {
-    Ok(ctx
-        .store
-        .case_value(key)
+    Ok(crate::case::value(ctx.store, key)
         .map_err(store_err)?
         .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
         .unwrap_or(0))
@@ -334,7 +358,7 @@ fn counter(ctx: &Context<'_>, key: &str) -> Result<u64, String> {
 
 /// The next Fix Lead, round-robin over the PST in config order, skipping
 /// members who are away or suspended.
-fn next_lead(ctx: &Context<'_>, batch: &mut Batch) -> Result<Option<String>, String> {
+fn next_lead(ctx: &Context<'_>, batch: &mut Transaction) -> Result<Option<String>, String> {
     let pst = &ctx.config.lists.security.members;
     if pst.is_empty() {
         return Ok(None);
@@ -344,17 +368,16 @@ fn next_lead(ctx: &Context<'_>, batch: &mut Batch) -> Result<Option<String>, Str
         let index = ((turn + step) % pst.len() as u64) as usize;
         let id = &pst[index];
         let away = ctx.config.members.get(id).is_some_and(|m| m.away);
-        let suspended = ctx
-            .store
-            .member_state(id)
+        let suspended = crate::strikes::state(ctx.store, id)
             .map_err(store_err)?
             .suspended
             .is_some();
         if !away && !suspended {
-            batch.cases.push((
+            crate::case::put_value(
+                batch,
                 "rotation".into(),
                 (index as u64 + 1).to_string().into_bytes(),
-            ));
+            );
             return Ok(Some(id.clone()));
         }
     }

@@ -18,9 +18,10 @@ use crate::config::ListName;
 use crate::context::Context;
 use crate::digest::sha256_hex;
 use crate::fanout::copies::seal_entity;
+use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::inbound::Unwrapped;
 use crate::mime::outbound::ListIdentity;
-use crate::store::{Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+use crate::store::{QueueKey, QueuedCopy, Transaction};
 
 use super::{when, Case, Milestone};
 
@@ -154,7 +155,7 @@ pub enum To<'a> {
 /// case without a reporter.
 pub fn send(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     case: &Case,
     to: To<'_>,
     message: u64,
@@ -228,22 +229,25 @@ pub fn send(
     };
     let id = crate::random::u64();
     let now = to_millis(ctx.now);
-    batch.records.push(DeliveryRecord {
-        time: now,
-        message,
-        case: Some(case.id.clone()),
-        list: ListName::Security,
-        member: LEDGER_NAME.into(),
-        copy_id: Some(id),
-        fingerprint: (!fingerprint.is_empty()).then(|| fingerprint.clone()),
-        encryption_subkey: subkey,
-        message_id: Some(message_id.clone()),
-        plaintext_sha256,
-        ciphertext_sha256: Some(sha256_hex(&bytes)),
-        outcome: Outcome::Queued,
-    });
+    crate::ledger::append(
+        batch,
+        DeliveryRecord {
+            time: now,
+            message,
+            case: Some(case.id.clone()),
+            list: ListName::Security,
+            member: LEDGER_NAME.into(),
+            copy_id: Some(id),
+            fingerprint: (!fingerprint.is_empty()).then(|| fingerprint.clone()),
+            encryption_subkey: subkey,
+            message_id: Some(message_id.clone()),
+            plaintext_sha256,
+            ciphertext_sha256: Some(sha256_hex(&bytes)),
+            outcome: Outcome::Queued,
+        },
+    );
     super::put_reference(ctx, batch, &message_id, &case.id);
-    batch.add_queue.push((
+    batch.queue(
         QueueKey { due: now, id },
         QueuedCopy {
             id,
@@ -262,7 +266,7 @@ pub fn send(
             job: None,
             bytes,
         },
-    ));
+    );
     Ok(())
 }
 

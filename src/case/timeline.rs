@@ -9,8 +9,8 @@
 use crate::clock::to_millis;
 use crate::config::Config;
 use crate::context::Context;
-use crate::embargo::{Event, EventKind};
-use crate::store::{Audience, Batch};
+use crate::schedule::{Event, EventKind};
+use crate::store::{Audience, Transaction};
 
 use super::{get, when, Case, Milestone};
 
@@ -44,27 +44,41 @@ fn events(config: &Config, case: &Case, now: u64) -> Vec<Event> {
 }
 
 /// Replaces the events of `old` (if any) with those of `case`.
-pub fn schedule(config: &Config, batch: &mut Batch, old: Option<&Case>, case: &Case, now: u64) {
+pub fn schedule(
+    config: &Config,
+    batch: &mut Transaction,
+    old: Option<&Case>,
+    case: &Case,
+    now: u64,
+) {
     if let Some(old) = old {
         // The old events, whatever "now" they were made at: both kinds at
         // every open deadline of the old state.
         let before = config.timeline.reminder_before.as_millis() as u64;
         for deadline in old.open_deadlines() {
             let name = name(&old.id, deadline.milestone);
-            batch.schedule_remove.push(Event {
-                due: deadline.due.saturating_sub(before),
-                kind: EventKind::Deadline,
-                case: name.clone(),
-            });
-            batch.schedule_remove.push(Event {
-                due: deadline.due,
-                kind: EventKind::Overdue,
-                case: name,
-            });
+            crate::schedule::cancel(
+                batch,
+                &Event {
+                    due: deadline.due.saturating_sub(before),
+                    kind: EventKind::Deadline,
+                    case: name.clone(),
+                },
+            );
+            crate::schedule::cancel(
+                batch,
+                &Event {
+                    due: deadline.due,
+                    kind: EventKind::Overdue,
+                    case: name,
+                },
+            );
         }
     }
     if case.closed.is_none() {
-        batch.schedule_add.extend(events(config, case, now));
+        for event in events(config, case, now) {
+            crate::schedule::add(batch, &event);
+        }
     }
 }
 
@@ -87,11 +101,9 @@ pub fn slow_down(config: &Config, case: &mut Case) {
 }
 
 /// What a due case event does.
-pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
-    let mut batch = Batch {
-        schedule_remove: vec![event.clone()],
-        ..Batch::default()
-    };
+pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
+    let mut batch = Transaction::new();
+    crate::schedule::cancel(&mut batch, event);
     let Some((id, milestone)) = event
         .case
         .split_once('#')
@@ -117,7 +129,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
                 return batch; // the deadline moved; its new reminder is scheduled
             }
             if let Some(lead) = &case.lead {
-                batch.add_spool.push(crate::notice::notice(
+                batch.spool(crate::notice::notice(
                     ctx.config,
                     ctx.now,
                     Audience::Member(lead.clone()),
@@ -133,7 +145,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
             }
         }
         EventKind::Overdue => {
-            batch.add_spool.push(crate::notice::notice(
+            batch.spool(crate::notice::notice(
                 ctx.config,
                 ctx.now,
                 Audience::Pst,
@@ -152,14 +164,42 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
             ));
             if case.public {
                 // Every day until it is met.
-                batch.schedule_add.push(Event {
-                    due: now + DAY_MS,
-                    kind: EventKind::Overdue,
-                    case: event.case.clone(),
-                });
+                crate::schedule::add(
+                    &mut batch,
+                    &Event {
+                        due: now + DAY_MS,
+                        kind: EventKind::Overdue,
+                        case: event.case.clone(),
+                    },
+                );
             }
         }
         EventKind::Reminder | EventKind::Release => {}
     }
     batch
+}
+
+/// Records a case milestone met by an event (a distributors post, the
+/// release), opening the case when a post names an ID that started
+/// elsewhere.
+pub fn milestone_met(
+    ctx: &Context<'_>,
+    batch: &mut Transaction,
+    id: &str,
+    milestone: super::Milestone,
+    by: &str,
+) {
+    let now = crate::clock::to_millis(ctx.now);
+    let case = match super::get(ctx, id) {
+        Ok(Some(case)) => Some(case),
+        Ok(None) => super::open_named(ctx, batch, id).ok(),
+        Err(_) => None,
+    };
+    if let Some(mut case) = case {
+        let old = case.clone();
+        if case.meet(milestone, now, by) {
+            schedule(ctx.config, batch, Some(&old), &case, now);
+            super::put(batch, &case);
+        }
+    }
 }

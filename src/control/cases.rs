@@ -129,7 +129,7 @@ pub(super) async fn set(
                 .collect();
             commands::admissible(&keywords)?;
             let mut case = commands::case_of(ctx, &id)?;
-            let mut batch = crate::store::Batch::default();
+            let mut batch = crate::store::Transaction::new();
             let report = commands::apply(ctx, &mut batch, &Actor::Admin, &keywords, &mut case);
             Ok::<_, String>((
                 batch,

@@ -10,7 +10,7 @@ use crate::store::Audience;
 
 pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
-    let embargoes = match crate::blocking(move || store.embargoes()).await {
+    let embargoes = match crate::blocking(move || crate::embargo::all(&store)).await {
         Ok(embargoes) => embargoes,
         Err(e) => return Response::error(e.to_string()),
     };
@@ -77,7 +77,7 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         Ok(until) => until,
         Err(e) => return Response::error(e),
     };
-    let mut embargo = match shared.store.embargo(case) {
+    let mut embargo = match crate::embargo::get(&shared.store, case) {
         Ok(Some(e)) if e.released.is_none() => e,
         Ok(Some(_)) => return Response::error(format!("case {case} is already public")),
         Ok(None) => return Response::error(format!("case {case} has no embargo")),
@@ -94,15 +94,9 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         },
         at,
     );
-    let mut batch = crate::store::Batch::default();
-    batch.schedule_remove.extend(old.events(&config));
-    batch.schedule_add.extend(
-        embargo
-            .events(&config)
-            .into_iter()
-            .filter(|e| e.due > embargo.updated),
-    );
-    batch.add_spool.push(crate::notice::notice(
+    let mut batch = crate::store::Transaction::new();
+    crate::embargo::put_scheduled(&config, &mut batch, Some(&old), &embargo, at);
+    batch.spool(crate::notice::notice(
         &config,
         now,
         Audience::Lists(vec![
@@ -117,7 +111,6 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
             format_time(until)
         ),
     ));
-    batch.embargoes.push(embargo);
     match shared.commit(batch).await {
         Ok(()) => Response::ok(format!(
             "{case} now goes public at {}\n",

@@ -34,8 +34,9 @@ pub(super) async fn show(shared: &Arc<Shared>, case: &str) -> Response {
     let store = shared.store.clone();
     let case = case.to_string();
     let rows = crate::blocking(move || -> Result<Vec<crate::ledger::Entry>, String> {
-        store
-            .ledger_entries()
+        crate::ledger::entries(&store)
+            .map_err(|e| e.to_string())?
+            .into_iter()
             .map(|(_, entry)| entry)
             .filter(|entry| {
                 entry
@@ -77,8 +78,9 @@ pub(super) async fn show(shared: &Arc<Shared>, case: &str) -> Response {
 pub(super) async fn verify(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
     let result = crate::blocking(move || {
-        let head = store.ledger_head().map_err(|e| e.to_string())?;
-        crate::ledger::verify(store.ledger_entries(), &head)
+        let head = crate::ledger::head(&store).map_err(|e| e.to_string())?;
+        let entries = crate::ledger::entries(&store).map_err(|e| e.to_string())?;
+        crate::ledger::verify(entries.into_iter(), &head)
             .map(|_| head)
             .map_err(|broken| format!("ledger broken: {broken}"))
     })

@@ -26,7 +26,7 @@ pub(super) async fn reinstate(shared: &Arc<Shared>, member: String) -> Response 
 
 async fn commit(
     shared: &Arc<Shared>,
-    result: Result<(crate::store::Batch, String), String>,
+    result: Result<(crate::store::Transaction, String), String>,
 ) -> Response {
     match result {
         Ok((batch, text)) => match shared.commit(batch).await {
@@ -39,7 +39,7 @@ async fn commit(
 
 pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
-    match crate::blocking(move || store.member_states()).await {
+    match crate::blocking(move || crate::strikes::states(&store)).await {
         Ok(states) => {
             let mut text = String::new();
             for (member, state) in states {

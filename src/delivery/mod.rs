@@ -38,12 +38,12 @@ use tracing::{error, info, warn};
 
 use crate::clock::{from_millis, to_millis};
 use crate::fanout::copies::{seal_copy, Outgoing};
+use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::seal::SealError;
 use crate::state::Shared;
 use crate::store::{
-    Attempt, Batch, DeliveryRecord, IncomingMeta, JobMeta, Outcome, QuarantineMeta, QueueKey,
-    QueuedCopy, Source,
+    Attempt, IncomingMeta, JobMeta, QuarantineMeta, QueueKey, QueuedCopy, Source, Transaction,
 };
 pub use transport::{SendError, Transport};
 
@@ -438,22 +438,20 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
         crashes,
         "fan-out quarantined: it keeps stopping the daemon"
     );
-    let mut batch = Batch {
-        remove_jobs: vec![id],
-        ..Batch::default()
-    };
+    let mut batch = Transaction::new();
+    batch.finish_job(id);
     for (key, copy) in &copies {
-        batch.remove_queue.push(*key);
-        batch.job_copies_done.push((id, copy.id));
-        batch.records.push(record(
-            &copy_record(copy, now),
-            Outcome::Failed(reason.clone()),
-        ));
+        batch.dequeue(*key);
+        batch.copy_done(id, copy.id);
+        crate::ledger::append(
+            &mut batch,
+            record(&copy_record(copy, now), Outcome::Failed(reason.clone())),
+        );
     }
     if let Some(job) = job {
         let message = job.meta.message;
         if !job.meta.notice {
-            batch.add_spool.push(crate::notice::to_pst(
+            batch.spool(crate::notice::to_pst(
                 &config,
                 now,
                 &format!("message {message} quarantined"),
@@ -466,7 +464,7 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
                 ),
             ));
         }
-        batch.quarantine.push((
+        batch.quarantine(
             QuarantineMeta {
                 time: to_millis(now),
                 reason,
@@ -479,7 +477,7 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
                 },
             },
             [job.headers, job.content].concat(),
-        ));
+        );
     }
     if let Err(e) = shared.commit(batch).await {
         error!(job = id, error = %e, "cannot quarantine a fan-out");
@@ -525,11 +523,11 @@ async fn commit(
     }
     let config = shared.config();
     let now = shared.clock.now();
-    let mut batch = Batch::default();
+    let mut batch = Transaction::new();
     for attempted in &done {
         outcome(&shared, &config, now, &mut batch, attempted);
     }
-    let notice = !batch.add_spool.is_empty();
+    let notice = batch.spools();
     // Flushed before the copies count as done: an outcome lost to a crash
     // means the copy goes out again on restart.
     let store = shared.store.clone();
@@ -591,10 +589,9 @@ async fn closed(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>)
             if store.job_pending(job)? {
                 return Ok(false);
             }
-            store.apply(Batch {
-                remove_jobs: vec![job],
-                ..Batch::default()
-            })?;
+            let mut tx = Transaction::new();
+            tx.finish_job(job);
+            store.apply(tx)?;
             Ok::<_, crate::store::StoreError>(true)
         })
         .await;
@@ -611,26 +608,29 @@ fn outcome(
     shared: &Shared,
     config: &crate::config::Config,
     now: DateTime<Utc>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     attempted: &Attempted,
 ) {
     let Attempted {
         key, copy, result, ..
     } = attempted;
-    batch.remove_queue.push(*key);
+    batch.dequeue(*key);
     let base = copy_record(copy, now);
     let age = Duration::from_millis(to_millis(now).saturating_sub(copy.queued));
     let failure = match result {
         Ok(sent) => {
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
             shared.metrics.copy("sent", 1);
-            batch.records.push(DeliveryRecord {
-                fingerprint: sent.fingerprint.clone().or(base.fingerprint.clone()),
-                encryption_subkey: sent.subkey.clone(),
-                plaintext_sha256: sent.plaintext_sha256.clone(),
-                ciphertext_sha256: Some(sent.ciphertext_sha256.clone()),
-                ..record(&base, Outcome::Sent)
-            });
+            crate::ledger::append(
+                batch,
+                DeliveryRecord {
+                    fingerprint: sent.fingerprint.clone().or(base.fingerprint.clone()),
+                    encryption_subkey: sent.subkey.clone(),
+                    plaintext_sha256: sent.plaintext_sha256.clone(),
+                    ciphertext_sha256: Some(sent.ciphertext_sha256.clone()),
+                    ..record(&base, Outcome::Sent)
+                },
+            );
             None
         }
         Err(Unsent::Send(SendError::Temporary(reason))) if age < config.delivery.retry_max_age => {
@@ -641,11 +641,9 @@ fn outcome(
             );
             let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
             warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, retry_in = ?delay, "deferred");
-            batch
-                .records
-                .push(record(&base, Outcome::Deferred(reason.clone())));
+            crate::ledger::append(batch, record(&base, Outcome::Deferred(reason.clone())));
             shared.metrics.copy("deferred", 1);
-            batch.add_queue.push((
+            batch.queue(
                 QueueKey {
                     due: to_millis(due),
                     id: copy.id,
@@ -655,7 +653,7 @@ fn outcome(
                     last_error: Some(reason.clone()),
                     ..copy.clone()
                 },
-            ));
+            );
             return;
         }
         Err(Unsent::Send(SendError::Temporary(reason))) => Some(format!(
@@ -665,13 +663,16 @@ fn outcome(
         Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason.clone()),
         Err(Unsent::NoKey(reason)) => {
             warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "no copy: key unusable");
-            batch.records.push(DeliveryRecord {
-                fingerprint: None,
-                ..record(&base, Outcome::NoKey(reason.clone()))
-            });
+            crate::ledger::append(
+                batch,
+                DeliveryRecord {
+                    fingerprint: None,
+                    ..record(&base, Outcome::NoKey(reason.clone()))
+                },
+            );
             shared.metrics.copy("failed", 1);
             if !copy.notice {
-                batch.add_spool.push(crate::notice::to_pst(
+                batch.spool(crate::notice::to_pst(
                     config,
                     now,
                     &format!("{} got no copy", copy.member),
@@ -688,12 +689,10 @@ fn outcome(
     };
     if let Some(reason) = failure {
         error!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "delivery failed");
-        batch
-            .records
-            .push(record(&base, Outcome::Failed(reason.clone())));
+        crate::ledger::append(batch, record(&base, Outcome::Failed(reason.clone())));
         shared.metrics.copy("failed", 1);
         if !copy.notice {
-            batch.add_spool.push(crate::notice::to_pst(
+            batch.spool(crate::notice::to_pst(
                 config,
                 now,
                 &format!("delivery to {} failed", copy.member),
@@ -706,7 +705,7 @@ fn outcome(
         }
     }
     if let Some(job) = copy.job {
-        batch.job_copies_done.push((job, copy.id));
+        batch.copy_done(job, copy.id);
     }
 }
 
@@ -716,10 +715,11 @@ async fn remove_finished_jobs(shared: &Arc<Shared>) {
     let result = crate::blocking(move || {
         let done = store.finished_jobs()?;
         if !done.is_empty() {
-            store.apply(Batch {
-                remove_jobs: done,
-                ..Batch::default()
-            })?;
+            let mut tx = Transaction::new();
+            for job in done {
+                tx.finish_job(job);
+            }
+            store.apply(tx)?;
         }
         Ok::<_, crate::store::StoreError>(())
     })

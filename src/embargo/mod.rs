@@ -2,13 +2,12 @@
 //! before it, and the release when it comes.
 //!
 //! A PST-signed post to the distributors list opens or moves a case's
-//! embargo ([`crate::fanout`]); [`scheduler`] fires the reminder and the
-//! release at their times, read from the store so that a restart loses
+//! embargo ([`crate::lists::distributors`]); [`crate::schedule`] fires the
+//! reminder and the release at their times, read from the store so that a restart loses
 //! none; [`release`] publishes the advisory, signed but not encrypted,
 //! exactly once per case.
 
 pub mod release;
-pub mod scheduler;
 
 use std::fmt;
 
@@ -17,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::from_millis;
 use crate::config::Config;
+use crate::schedule::{Event, EventKind};
+use crate::store::{frame, unframe, Store, StoreError, Table, Transaction};
 
 /// A case's embargo as kept in the store. Only metadata: the content of
 /// the post is in the sealed [`Advisory`].
@@ -135,47 +136,81 @@ pub struct Advisory {
     pub content: Vec<u8>,
 }
 
-/// Something due at a time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Event {
-    pub due: u64,
-    pub kind: EventKind,
-    pub case: String,
+/// Each case's [`Embargo`], by case ID, sealed (it holds the reason of
+/// an early release).
+static EMBARGOES: Table = Table::sealed("embargoes", b"embargo/");
+/// Each case's [`Advisory`], by case ID, sealed.
+static ADVISORIES: Table = Table::sealed("advisories", b"advisory/");
+
+/// Stores `embargo` under its case when `tx` is applied.
+pub fn put(tx: &mut Transaction, embargo: &Embargo) {
+    let json = serde_json::to_vec(embargo).expect("embargo serializes");
+    tx.put(&EMBARGOES, embargo.case.as_bytes(), json);
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
-    /// An embargo's reminder to the PST and distributors.
-    Reminder = 1,
-    /// An embargo's release.
-    Release = 2,
-    /// A case deadline's reminder to the Fix Lead (`case#milestone`).
-    Deadline = 3,
-    /// A case deadline passed (`case#milestone`): the PST is told.
-    Overdue = 4,
+/// Stores `embargo` (new, or changed from `old` as stored) and moves its
+/// schedule: `old`'s reminder and release are cancelled, and those of
+/// `embargo` still ahead of `now` (ms since the epoch) scheduled.
+pub fn put_scheduled(
+    config: &Config,
+    tx: &mut Transaction,
+    old: Option<&Embargo>,
+    embargo: &Embargo,
+    now: u64,
+) {
+    for event in old.map(|old| old.events(config)).unwrap_or_default() {
+        crate::schedule::cancel(tx, &event);
+    }
+    for event in embargo.events(config).into_iter().filter(|e| e.due > now) {
+        crate::schedule::add(tx, &event);
+    }
+    put(tx, embargo);
 }
 
-impl Event {
-    /// Store key: big-endian due time, kind, case — ordered by time.
-    pub fn key(&self) -> Vec<u8> {
-        let mut key = self.due.to_be_bytes().to_vec();
-        key.push(self.kind as u8);
-        key.extend_from_slice(self.case.as_bytes());
-        key
-    }
+/// Stores the advisory `case`'s release will publish.
+pub fn put_advisory(tx: &mut Transaction, case: &str, advisory: &Advisory) {
+    let framed = frame(&advisory.subject, &advisory.content);
+    tx.put(&ADVISORIES, case.as_bytes(), framed);
+}
 
-    pub fn from_key(key: &[u8]) -> Option<Event> {
-        let due = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-        let kind = match key.get(8)? {
-            1 => EventKind::Reminder,
-            2 => EventKind::Release,
-            3 => EventKind::Deadline,
-            4 => EventKind::Overdue,
-            _ => return None,
-        };
-        let case = String::from_utf8(key.get(9..)?.to_vec()).ok()?;
-        Some(Event { due, kind, case })
+/// The embargo of `case`, if it has one.
+pub fn get(store: &Store, case: &str) -> Result<Option<Embargo>, StoreError> {
+    store
+        .get(&EMBARGOES, case.as_bytes())?
+        .map(|json| decode(case.as_bytes(), &json))
+        .transpose()
+}
+
+/// Every embargo, by case ID.
+pub fn all(store: &Store) -> Result<Vec<Embargo>, StoreError> {
+    store
+        .scan(&EMBARGOES, b"")?
+        .into_iter()
+        .map(|(case, json)| decode(&case, &json))
+        .collect()
+}
+
+fn decode(case: &[u8], json: &[u8]) -> Result<Embargo, StoreError> {
+    let mut embargo: Embargo = serde_json::from_slice(json).map_err(|e| {
+        StoreError::Corrupt(format!("embargo {}: {e}", String::from_utf8_lossy(case)))
+    })?;
+    // Kept before signature times were: no post signed before the last
+    // change was received may change it.
+    if embargo.signed == 0 {
+        embargo.signed = embargo.updated;
     }
+    Ok(embargo)
+}
+
+/// The advisory of `case`, opened.
+pub fn advisory(store: &Store, case: &str) -> Result<Option<Advisory>, StoreError> {
+    store
+        .get(&ADVISORIES, case.as_bytes())?
+        .map(|framed| {
+            let (subject, content): (String, Vec<u8>) = unframe(framed)?;
+            Ok(Advisory { subject, content })
+        })
+        .transpose()
 }
 
 /// A case ID: `<case_prefix>-<year>-<number>`, e.g. KAP-2026-0001.

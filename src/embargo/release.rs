@@ -15,13 +15,13 @@ use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, ListName};
 use crate::context::Context;
 use crate::digest::sha256_hex;
+use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::ListKey;
-use crate::store::{Audience, Batch, DeliveryRecord, Outcome, QueueKey, QueuedCopy};
+use crate::schedule::{Event, EventKind};
+use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
 
-use super::{
-    format_time, public_subject, Advisory, EarlyRelease, Embargo, Event, EventKind, Released,
-};
+use super::{format_time, public_subject, Advisory, EarlyRelease, Embargo, Released};
 
 /// The batch that publishes `case` now; `early` when the PST or an admin
 /// releases it before its time.
@@ -29,12 +29,10 @@ pub fn release(
     ctx: &Context<'_>,
     case: &str,
     early: Option<EarlyRelease>,
-) -> Result<Batch, String> {
+) -> Result<Transaction, String> {
     let config = ctx.config;
     let store_err = |e: crate::store::StoreError| e.to_string();
-    let mut embargo = ctx
-        .store
-        .embargo(case)
+    let mut embargo = crate::embargo::get(ctx.store, case)
         .map_err(store_err)?
         .ok_or_else(|| format!("case {case} has no embargo"))?;
     if let Some(released) = &embargo.released {
@@ -43,9 +41,7 @@ pub fn release(
             format_time(from_millis(released.at))
         ));
     }
-    let advisory = ctx
-        .store
-        .advisory(case)
+    let advisory = crate::embargo::advisory(ctx.store, case)
         .map_err(store_err)?
         .ok_or_else(|| format!("case {case} has no advisory to publish"))?;
     let announce = config
@@ -62,7 +58,7 @@ pub fn release(
         .map(|(_, d)| d)
         .unwrap_or("localhost");
     let message_id = format!("<{case}.release@{domain}>");
-    let head = ctx.store.ledger_head().map_err(store_err)?;
+    let head = crate::ledger::head(ctx.store).map_err(store_err)?;
     let bytes = announcement(
         &ctx.keys.list_key,
         &identity,
@@ -77,22 +73,25 @@ pub fn release(
 
     let now = to_millis(ctx.now);
     let copy_id = crate::random::u64();
-    let mut batch = Batch::default();
-    batch.records.push(DeliveryRecord {
-        time: now,
-        message: 0,
-        case: Some(case.to_string()),
-        copy_id: Some(copy_id),
-        list: ListName::Announce,
-        member: "announce".into(),
-        fingerprint: None,
-        encryption_subkey: None,
-        message_id: Some(message_id.clone()),
-        plaintext_sha256: Some(sha256_hex(&bytes)),
-        ciphertext_sha256: None,
-        outcome: Outcome::Queued,
-    });
-    batch.add_queue.push((
+    let mut batch = Transaction::new();
+    crate::ledger::append(
+        &mut batch,
+        DeliveryRecord {
+            time: now,
+            message: 0,
+            case: Some(case.to_string()),
+            copy_id: Some(copy_id),
+            list: ListName::Announce,
+            member: "announce".into(),
+            fingerprint: None,
+            encryption_subkey: None,
+            message_id: Some(message_id.clone()),
+            plaintext_sha256: Some(sha256_hex(&bytes)),
+            ciphertext_sha256: None,
+            outcome: Outcome::Queued,
+        },
+    );
+    batch.queue(
         QueueKey {
             due: now,
             id: copy_id,
@@ -113,10 +112,12 @@ pub fn release(
             job: None,
             bytes,
         },
-    ));
-    batch.schedule_remove.extend(embargo.events(config));
+    );
+    for event in embargo.events(config) {
+        crate::schedule::cancel(&mut batch, &event);
+    }
     let lifted = lifted_text(config, &embargo, &announce, early.as_ref(), ctx.now);
-    batch.add_spool.push(crate::notice::notice(
+    batch.spool(crate::notice::notice(
         config,
         ctx.now,
         Audience::Lists(vec![ListName::Security, ListName::Distributors]),
@@ -124,7 +125,7 @@ pub fn release(
         &lifted,
     ));
     tracing::info!(%case, early = early.is_some(), "released");
-    crate::case::intake::milestone_met(
+    crate::case::timeline::milestone_met(
         ctx,
         &mut batch,
         case,
@@ -136,18 +137,16 @@ pub fn release(
         message_id,
         early,
     });
-    batch.embargoes.push(embargo);
+    crate::embargo::put(&mut batch, &embargo);
     Ok(batch)
 }
 
 /// What a due event does: the release, or the reminder before it. An
 /// event that no longer matches its embargo (moved, released) only goes.
-pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
-    let mut batch = Batch {
-        schedule_remove: vec![event.clone()],
-        ..Batch::default()
-    };
-    let embargo = match ctx.store.embargo(&event.case) {
+pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
+    let mut batch = Transaction::new();
+    crate::schedule::cancel(&mut batch, event);
+    let embargo = match crate::embargo::get(ctx.store, &event.case) {
         Ok(Some(embargo)) if embargo.released.is_none() => embargo,
         _ => return batch,
     };
@@ -161,7 +160,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
             Ok(released) => batch.merge(released),
             Err(reason) => {
                 tracing::error!(case = %event.case, %reason, "release failed");
-                batch.add_spool.push(crate::notice::to_pst(
+                batch.spool(crate::notice::to_pst(
                     ctx.config,
                     ctx.now,
                     &format!("release of {} FAILED", event.case),
@@ -178,7 +177,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Batch {
         },
         EventKind::Reminder => {
             let hours = (embargo.until().signed_duration_since(ctx.now).num_minutes() + 30) / 60;
-            batch.add_spool.push(crate::notice::notice(
+            batch.spool(crate::notice::notice(
                 ctx.config,
                 ctx.now,
                 Audience::Lists(vec![ListName::Security, ListName::Distributors]),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::state::Shared;
-use crate::store::{Batch, QuarantineMeta};
+use crate::store::{QuarantineMeta, Transaction};
 
 /// The fan-out task: turns every spooled message into queued copies.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
@@ -80,7 +80,7 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
             .await
         } else {
             match shared
-                .try_in_context(move |ctx| crate::fanout::process(ctx, id, incoming))
+                .try_in_context(move |ctx| crate::lists::process(ctx, id, incoming))
                 .await
             {
                 Ok(batch) => batch,
@@ -121,7 +121,7 @@ async fn quarantined(
     id: u64,
     meta: crate::store::IncomingMeta,
     reason: String,
-) -> Batch {
+) -> Transaction {
     let store = shared.store.clone();
     let raw = crate::blocking(move || store.next_spooled(id))
         .await
@@ -141,17 +141,18 @@ async fn quarantined(
             &format!("Message {id} could not be processed: {reason}.\n"),
         )
     });
-    Batch {
-        remove_spool: vec![id],
-        add_spool: notice.into_iter().collect(),
-        quarantine: vec![(
-            QuarantineMeta {
-                time: crate::clock::to_millis(now),
-                reason,
-                incoming: meta,
-            },
-            raw,
-        )],
-        ..Batch::default()
+    let mut tx = Transaction::new();
+    tx.unspool(id);
+    if let Some(notice) = notice {
+        tx.spool(notice);
     }
+    tx.quarantine(
+        QuarantineMeta {
+            time: crate::clock::to_millis(now),
+            reason,
+            incoming: meta,
+        },
+        raw,
+    );
+    tx
 }

@@ -26,6 +26,7 @@
 //! them. Attachments are never touched, so a patch still applies.
 
 pub mod html;
+pub mod index;
 pub mod patch;
 pub mod prose;
 pub mod trace;

@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::{read, CopyKey, Layout, MarkSecret, Reading, Spacing, SHINGLE};
-use crate::store::{CopyInfo, Store, StoreError};
+use crate::mark::index::CopyInfo;
+use crate::store::{Store, StoreError};
 
 /// Fewest votes that can name anyone.
 pub const MIN_VOTES: usize = 16;
@@ -114,7 +115,7 @@ pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict,
     let mut evidence = Vec::new();
     let mut direct: Vec<CopyInfo> = Vec::new();
     let mut named = |id: u64, what: &str, direct: &mut Vec<CopyInfo>| -> Result<(), StoreError> {
-        if let Some(copy) = store.copy(id)? {
+        if let Some(copy) = crate::mark::index::copy(store, id)? {
             evidence.push(format!(
                 "{what} names copy {} ({})",
                 super::copy_id_hex(id),
@@ -229,7 +230,8 @@ fn invisible_mark(
                     // Boilerplate that many messages share (a template's
                     // greeting, a standard paragraph) says nothing of which
                     // message the leak is; it would only cost time.
-                    let mut m = store.messages_with_shingle(shingle, BOILERPLATE)?;
+                    let mut m =
+                        crate::mark::index::messages_with_shingle(store, shingle, BOILERPLATE)?;
                     if m.len() > BOILERPLATE {
                         m.clear();
                     }
@@ -380,7 +382,7 @@ fn invisible_mark(
             sites.len()
         )));
     }
-    let copies = store.copies_of(message)?;
+    let copies = crate::mark::index::copies_of(store, message)?;
     // One bit per site per copy: does the copy agree with what the leak shows?
     let agree: Vec<Vec<bool>> = copies
         .iter()

@@ -20,26 +20,26 @@
 //! - `attempts`: how many times the daemon started on a spool entry or a
 //!   job without finishing it (a crash, an out-of-memory kill), so one
 //!   message can never keep it in a crash loop.
-//! - `records`: the ledger, an append-only hash chain of who got what
-//!   (see [`crate::ledger`]), keyed by sequence number; `ledger_meta`
-//!   holds its head.
 //! - `quarantine`: mail that could not be processed or may not be
 //!   forwarded (held for moderation), sealed, with the reason.
-//! - `embargoes`: each case's embargo, sealed (it holds the reason of an
-//!   early release); `advisories`: the post each embargo will publish,
-//!   sealed; `schedule`: reminder and release events keyed by big-endian
-//!   due time.
-//! - `cases`: cases, references, counters, used signatures, requests —
-//!   every value sealed (case records hold reporters' addresses and the
-//!   PST's keyword values).
+//!
+//! Those are the store's own: the durable path of a message from its
+//! `250` to its last copy. Every other tree is a domain's [`Table`],
+//! declared beside the code that owns it, with its key codec and types:
+//! the ledger's chain ([`crate::ledger`]), cases ([`crate::case`]),
+//! embargoes and advisories ([`crate::embargo`]), scheduled events
+//! ([`crate::schedule`]), the copies' trace index ([`crate::mark::index`])
+//! and members' strikes ([`crate::strikes`]).
 //!
 //! Every value that comes from a post or may quote one is sealed with the
 //! store key, bound to its tree and key: the queue too, where a copy to a
 //! reporter without a key is signed plaintext. Every state change is one
-//! [`Batch`] applied in a single transaction.
+//! [`Transaction`] applied atomically by [`Store::apply`].
 
 mod io;
 mod seal;
+mod table;
+mod transaction;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,11 +50,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use crate::config::ListName;
-use crate::embargo::{Advisory, Embargo, Event};
-pub use crate::ledger::{DeliveryRecord, Outcome};
-use crate::ledger::{Entry, Head};
-use crate::strikes::MemberState;
 pub use seal::{StoreKey, KEY_LEN};
+pub use table::{Chain, Table};
+pub use transaction::Transaction;
+
+/// A key and its (opened) value, as read from a table.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -190,17 +191,6 @@ impl QueueKey {
     }
 }
 
-/// One recipient's copy, as the tracer needs it: who got it, of what.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CopyInfo {
-    pub copy_id: u64,
-    pub message: u64,
-    pub member: String,
-    pub email: String,
-    pub list: ListName,
-    pub case: Option<String>,
-}
-
 /// Quarantined mail: why, and the sealed original.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuarantineMeta {
@@ -209,82 +199,13 @@ pub struct QuarantineMeta {
     pub incoming: IncomingMeta,
 }
 
-/// A set of changes applied atomically.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub remove_spool: Vec<u64>,
-    pub add_spool: Vec<Incoming>,
-    pub remove_queue: Vec<QueueKey>,
-    pub add_queue: Vec<(QueueKey, QueuedCopy)>,
-    pub records: Vec<DeliveryRecord>,
-    pub quarantine: Vec<(QuarantineMeta, Vec<u8>)>,
-    pub embargoes: Vec<Embargo>,
-    pub advisories: Vec<(String, Advisory)>,
-    pub schedule_add: Vec<Event>,
-    pub schedule_remove: Vec<Event>,
-    /// Copies made, for tracing.
-    pub copy_index: Vec<CopyInfo>,
-    /// Keyed shingles of a message's marked prose, for tracing.
-    pub shingles: Vec<(u64, Vec<u64>)>,
-    pub member_states: Vec<(String, MemberState)>,
-    /// Case records and their indexes, by key (see [`crate::case`]).
-    pub cases: Vec<(String, Vec<u8>)>,
-    /// Keys of the cases tree to remove.
-    pub cases_remove: Vec<String>,
-    /// Fan-outs decided, by job id (from [`Store::next_id`]).
-    pub add_jobs: Vec<(u64, Job)>,
-    /// Jobs whose every copy is recorded.
-    pub remove_jobs: Vec<u64>,
-    /// Copies of a job recorded for good: `(job, copy id)`.
-    pub job_copies_done: Vec<(u64, u64)>,
-}
-
-impl Batch {
-    /// Adds everything in `other` to this batch.
-    pub fn merge(&mut self, other: Batch) {
-        self.remove_spool.extend(other.remove_spool);
-        self.add_spool.extend(other.add_spool);
-        self.remove_queue.extend(other.remove_queue);
-        self.add_queue.extend(other.add_queue);
-        self.records.extend(other.records);
-        self.quarantine.extend(other.quarantine);
-        self.embargoes.extend(other.embargoes);
-        self.advisories.extend(other.advisories);
-        self.schedule_add.extend(other.schedule_add);
-        self.schedule_remove.extend(other.schedule_remove);
-        self.copy_index.extend(other.copy_index);
-        self.shingles.extend(other.shingles);
-        self.member_states.extend(other.member_states);
-        self.cases.extend(other.cases);
-        self.cases_remove.extend(other.cases_remove);
-        self.add_jobs.extend(other.add_jobs);
-        self.remove_jobs.extend(other.remove_jobs);
-        self.job_copies_done.extend(other.job_copies_done);
-    }
-}
-
 /// The open store.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     spool: sled::Tree,
     queue: sled::Tree,
-    records: sled::Tree,
-    ledger_meta: sled::Tree,
     quarantine: sled::Tree,
-    embargoes: sled::Tree,
-    advisories: sled::Tree,
-    schedule: sled::Tree,
-    /// copy id → [`CopyInfo`]
-    copies: sled::Tree,
-    /// message ++ copy id
-    message_copies: sled::Tree,
-    /// shingle ++ message
-    shingles: sled::Tree,
-    /// member id → [`MemberState`]
-    members: sled::Tree,
-    /// Cases, their references, counters, seen signatures, requests.
-    cases: sled::Tree,
     jobs: sled::Tree,
     /// job ++ copy id: the copies of a job still to be recorded.
     job_copies: sled::Tree,
@@ -327,17 +248,7 @@ impl Store {
         let store = Store {
             spool: db.open_tree("spool")?,
             queue: db.open_tree("queue")?,
-            records: db.open_tree("records")?,
-            ledger_meta: db.open_tree("ledger_meta")?,
             quarantine: db.open_tree("quarantine")?,
-            embargoes: db.open_tree("embargoes")?,
-            advisories: db.open_tree("advisories")?,
-            schedule: db.open_tree("schedule")?,
-            copies: db.open_tree("copies")?,
-            message_copies: db.open_tree("message_copies")?,
-            shingles: db.open_tree("shingles")?,
-            members: db.open_tree("members")?,
-            cases: db.open_tree("cases")?,
             jobs: db.open_tree("jobs")?,
             job_copies: db.open_tree("job_copies")?,
             attempts: db.open_tree("attempts")?,
@@ -381,11 +292,13 @@ impl Store {
         if self.db.get(FORMAT)?.as_deref() == Some(SEALED) {
             return Ok(());
         }
+        let embargoes = self.db.open_tree("embargoes")?;
+        let cases = self.db.open_tree("cases")?;
         let mut resealed: Vec<(usize, sled::IVec, Vec<u8>)> = Vec::new();
         for (index, (tree, prefix)) in [
             (&self.queue, &b"queue/"[..]),
-            (&self.embargoes, b"embargo/"),
-            (&self.cases, b"cases/"),
+            (&embargoes, b"embargo/"),
+            (&cases, b"cases/"),
         ]
         .into_iter()
         .enumerate()
@@ -402,7 +315,7 @@ impl Store {
             }
         }
         let _alone = self.io.transaction();
-        let trees = [&self.queue, &self.embargoes, &self.cases, &*self.db];
+        let trees = [&self.queue, &embargoes, &cases, &*self.db];
         trees
             .as_slice()
             .transaction(|trees: &Vec<TransactionalTree>| {
@@ -731,135 +644,91 @@ impl Store {
         Ok(count)
     }
 
-    /// Every delivery record, oldest first.
-    pub fn records(&self) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
-        self.ledger_entries().map(|(seq, entry)| {
-            entry
-                .map(|e| e.record)
-                .map_err(|e| StoreError::Corrupt(format!("ledger entry {seq}: {e}")))
-        })
-    }
-
-    /// The ledger's entries in key order, each with the sequence number
-    /// its key says, for [`crate::ledger::verify`].
-    pub fn ledger_entries(&self) -> impl Iterator<Item = (u64, Result<Entry, String>)> + '_ {
-        self.records.iter().map(|item| match item {
-            Ok((key, value)) => {
-                let seq = be_u64(&key).unwrap_or(u64::MAX);
-                (
-                    seq,
-                    serde_json::from_slice(&value).map_err(|e| e.to_string()),
-                )
-            }
-            Err(e) => (u64::MAX, Err(e.to_string())),
-        })
-    }
-
     /// The secret the copies' marks derive from.
     pub fn mark_secret(&self) -> &crate::mark::MarkSecret {
         self.key.mark_secret()
     }
 
-    /// The copy with this id.
-    pub fn copy(&self, copy_id: u64) -> Result<Option<CopyInfo>, StoreError> {
-        self.copies
-            .get(copy_id.to_be_bytes())?
-            .map(|v| {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("copy: {e}")))
-            })
+    /// The tree of a domain's table.
+    fn tree(&self, table: &Table) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(table.name)?)
+    }
+
+    /// Opens a value of `table` read under `key`.
+    fn open_value(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match table.slot(key) {
+            Some(aad) => self.key.open(&aad, value),
+            None => Ok(value.to_vec()),
+        }
+    }
+
+    /// The value under `key` in a domain's table, opened.
+    pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree(table)?
+            .get(key)?
+            .map(|value| self.open_value(table, key, &value))
             .transpose()
     }
 
-    /// Every copy of `message`.
-    pub fn copies_of(&self, message: u64) -> Result<Vec<CopyInfo>, StoreError> {
-        self.message_copies
-            .scan_prefix(message.to_be_bytes())
-            .keys()
-            .filter_map(|key| match key {
-                Ok(key) => be_u64(&key[8..]).ok().map(|id| self.copy(id)),
-                Err(e) => Some(Err(e.into())),
-            })
-            .filter_map(Result::transpose)
-            .collect()
-    }
-
-    /// The messages whose marked prose holds this shingle, at most `limit`
-    /// of them (more than that: `limit + 1`, so the caller can tell).
-    pub fn messages_with_shingle(
-        &self,
-        shingle: u64,
-        limit: usize,
-    ) -> Result<Vec<u64>, StoreError> {
-        self.shingles
-            .scan_prefix(shingle.to_be_bytes())
-            .keys()
-            .take(limit + 1)
-            .map(|key| be_u64(&key?[8..]))
-            .collect()
-    }
-
-    /// What the store knows of a member (strikes, suspension).
-    pub fn member_state(&self, member: &str) -> Result<MemberState, StoreError> {
-        self.members
-            .get(member.as_bytes())?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("member {member}: {e}")))
-            })
-            .transpose()
-            .map(Option::unwrap_or_default)
-    }
-
-    /// Every member with strikes or a suspension.
-    pub fn member_states(&self) -> Result<Vec<(String, MemberState)>, StoreError> {
-        self.members
-            .iter()
+    /// Every key and value of `table` under `prefix`, in key order,
+    /// opened.
+    pub fn scan(&self, table: &Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        self.tree(table)?
+            .scan_prefix(prefix)
             .map(|item| {
                 let (key, value) = item?;
-                let state = serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt(format!("member: {e}")))?;
-                Ok((String::from_utf8_lossy(&key).into_owned(), state))
+                let value = self.open_value(table, &key, &value)?;
+                Ok((key.to_vec(), value))
             })
             .collect()
     }
 
-    /// A value of the cases tree.
-    pub fn case_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.cases
-            .get(key.as_bytes())?
-            .map(|sealed| self.key.open(&slot(b"cases/", key.as_bytes()), &sealed))
-            .transpose()
-    }
-
-    /// Every value of the cases tree under `prefix`, in key order.
-    pub fn case_values(&self, prefix: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self
-            .case_entries(prefix)?
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect())
-    }
-
-    /// Every key and value of the cases tree under `prefix`, in key order.
-    pub fn case_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.cases
-            .scan_prefix(prefix.as_bytes())
-            .map(|item| {
-                let (key, sealed) = item?;
-                let value = self.key.open(&slot(b"cases/", &key), &sealed)?;
-                Ok((String::from_utf8_lossy(&key).into_owned(), value))
-            })
+    /// Keys of `table` under `prefix`, in order, at most `limit`.
+    pub fn keys(
+        &self,
+        table: &Table,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(table)?
+            .scan_prefix(prefix)
+            .keys()
+            .take(limit)
+            .map(|key| Ok(key?.to_vec()))
             .collect()
+    }
+
+    /// Keys of `table` before `end`, in order.
+    pub fn keys_before(&self, table: &Table, end: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(table)?
+            .range(..end)
+            .keys()
+            .map(|key| Ok(key?.to_vec()))
+            .collect()
+    }
+
+    /// The first key of `table`.
+    pub fn first_key(&self, table: &Table) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(table)?.first()?.map(|(key, _)| key.to_vec()))
+    }
+
+    /// Every entry of `table` in key order, each read on its own so a
+    /// damaged one does not hide the rest (for verification); values
+    /// opened.
+    pub fn entries<'a>(
+        &'a self,
+        table: &'a Table,
+    ) -> Result<impl Iterator<Item = Result<KeyValue, StoreError>> + 'a, StoreError> {
+        Ok(self.tree(table)?.iter().map(move |item| {
+            let (key, value) = item?;
+            let value = self.open_value(table, &key, &value)?;
+            Ok((key.to_vec(), value))
+        }))
     }
 
     /// A queued copy's framed value, opened.
     fn open_queued(&self, id: u64, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.key.open(&slot(b"queue/", &id.to_be_bytes()), sealed)
-    }
-
-    /// The ledger's head.
-    pub fn ledger_head(&self) -> Result<Head, StoreError> {
-        read_head(self.ledger_meta.get(HEAD)?.as_deref())
     }
 
     /// Quarantined mail: reason and metadata, oldest first.
@@ -873,328 +742,6 @@ impl Store {
                 Ok((be_u64(&key)?, meta))
             })
             .collect()
-    }
-
-    /// The embargo of `case`, if it has one.
-    pub fn embargo(&self, case: &str) -> Result<Option<Embargo>, StoreError> {
-        self.embargoes
-            .get(case.as_bytes())?
-            .map(|sealed| self.open_embargo(case.as_bytes(), &sealed))
-            .transpose()
-    }
-
-    /// Every embargo, by case ID.
-    pub fn embargoes(&self) -> Result<Vec<Embargo>, StoreError> {
-        self.embargoes
-            .iter()
-            .map(|item| {
-                let (case, sealed) = item?;
-                self.open_embargo(&case, &sealed)
-            })
-            .collect()
-    }
-
-    fn open_embargo(&self, case: &[u8], sealed: &[u8]) -> Result<Embargo, StoreError> {
-        let json = self.key.open(&slot(b"embargo/", case), sealed)?;
-        let mut embargo: Embargo = serde_json::from_slice(&json).map_err(|e| {
-            StoreError::Corrupt(format!("embargo {}: {e}", String::from_utf8_lossy(case)))
-        })?;
-        // Kept before signature times were: no post signed before the last
-        // change was received may change it.
-        if embargo.signed == 0 {
-            embargo.signed = embargo.updated;
-        }
-        Ok(embargo)
-    }
-
-    /// The sealed advisory of `case`, opened.
-    pub fn advisory(&self, case: &str) -> Result<Option<Advisory>, StoreError> {
-        let Some(sealed) = self.advisories.get(case.as_bytes())? else {
-            return Ok(None);
-        };
-        let framed = self
-            .key
-            .open(&slot(b"advisory/", case.as_bytes()), &sealed)?;
-        let (subject, content): (String, Vec<u8>) = unframe(framed)?;
-        Ok(Some(Advisory { subject, content }))
-    }
-
-    /// Events due at `now` (ms), oldest first.
-    pub fn due_events(&self, now: u64) -> Result<Vec<Event>, StoreError> {
-        let end = (now + 1).to_be_bytes();
-        self.schedule
-            .range(..end.as_slice())
-            .keys()
-            .map(|key| {
-                let key = key?;
-                Event::from_key(&key).ok_or_else(|| StoreError::Corrupt("schedule key".into()))
-            })
-            .collect()
-    }
-
-    /// The next event, due or not.
-    pub fn next_event(&self) -> Result<Option<Event>, StoreError> {
-        self.schedule
-            .first()?
-            .map(|(key, _)| {
-                Event::from_key(&key).ok_or_else(|| StoreError::Corrupt("schedule key".into()))
-            })
-            .transpose()
-    }
-
-    /// Applies `batch` in one transaction. Ids for new entries are drawn
-    /// first, so a retried transaction writes the same keys.
-    pub fn apply(&self, mut batch: Batch) -> Result<(), StoreError> {
-        // Job contents go to their files first, outside the lock: a large
-        // one never holds up the LMTP sessions' spool writes.
-        let jobs_new: Vec<u64> = batch.add_jobs.iter().map(|(id, _)| *id).collect();
-        let forget_files = |store: &Store| {
-            for id in &jobs_new {
-                let _ = std::fs::remove_file(store.job_file(*id));
-            }
-        };
-        for (id, job) in std::mem::take(&mut batch.add_jobs) {
-            if let Err(e) = self.write_job(id, job) {
-                forget_files(self);
-                return Err(e);
-            }
-        }
-        let _alone = self.io.transaction();
-        let spool_new: Vec<([u8; 8], Vec<u8>)> = batch
-            .add_spool
-            .iter()
-            .map(|incoming| {
-                let key = self.next_id()?.to_be_bytes();
-                Ok((key, self.seal_incoming(&key, incoming)))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let quarantine_new: Vec<([u8; 8], Vec<u8>)> = batch
-            .quarantine
-            .iter()
-            .map(|(meta, raw)| {
-                let key = self.next_id()?.to_be_bytes();
-                let sealed = self
-                    .key
-                    .seal(&slot(b"quarantine/", &key), &frame(meta, raw));
-                Ok((key, sealed))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let embargo_new: Vec<(Vec<u8>, Vec<u8>)> = batch
-            .embargoes
-            .iter()
-            .map(|e| {
-                let json = serde_json::to_vec(e).expect("embargo serializes");
-                let sealed = self.key.seal(&slot(b"embargo/", e.case.as_bytes()), &json);
-                (e.case.as_bytes().to_vec(), sealed)
-            })
-            .collect();
-        let advisory_new: Vec<(Vec<u8>, Vec<u8>)> = batch
-            .advisories
-            .iter()
-            .map(|(case, advisory)| {
-                let sealed = self.key.seal(
-                    &slot(b"advisory/", case.as_bytes()),
-                    &frame(&advisory.subject, &advisory.content),
-                );
-                (case.as_bytes().to_vec(), sealed)
-            })
-            .collect();
-        let copy_new: Vec<([u8; 8], Vec<u8>)> = batch
-            .copy_index
-            .iter()
-            .map(|c| {
-                (
-                    c.copy_id.to_be_bytes(),
-                    serde_json::to_vec(c).expect("copies serialize"),
-                )
-            })
-            .collect();
-        let message_copy_new: Vec<[u8; 16]> = batch
-            .copy_index
-            .iter()
-            .map(|c| pair_key(c.message, c.copy_id))
-            .collect();
-        let shingle_new: Vec<[u8; 16]> = batch
-            .shingles
-            .iter()
-            .flat_map(|(message, shingles)| shingles.iter().map(move |s| pair_key(*s, *message)))
-            .collect();
-        let member_new: Vec<(String, Vec<u8>)> = batch
-            .member_states
-            .iter()
-            .map(|(m, state)| {
-                (
-                    m.clone(),
-                    serde_json::to_vec(state).expect("states serialize"),
-                )
-            })
-            .collect();
-        let queue_new: Vec<([u8; 16], Vec<u8>)> = batch
-            .add_queue
-            .iter()
-            .map(|(key, copy)| {
-                let sealed = self.key.seal(
-                    &slot(b"queue/", &key.id.to_be_bytes()),
-                    &frame(copy, &copy.bytes),
-                );
-                (key.to_bytes(), sealed)
-            })
-            .collect();
-        let job_copies_new: Vec<[u8; 16]> = batch
-            .add_queue
-            .iter()
-            .filter_map(|(key, copy)| Some(pair_key(copy.job?, key.id)))
-            .collect();
-        let cases_new: Vec<(&str, Vec<u8>)> = batch
-            .cases
-            .iter()
-            .map(|(key, value)| {
-                let sealed = self.key.seal(&slot(b"cases/", key.as_bytes()), value);
-                (key.as_str(), sealed)
-            })
-            .collect();
-
-        let trees = [
-            &self.spool,
-            &self.queue,
-            &self.records,
-            &self.ledger_meta,
-            &self.quarantine,
-            &self.embargoes,
-            &self.advisories,
-            &self.schedule,
-            &self.copies,
-            &self.message_copies,
-            &self.shingles,
-            &self.members,
-            &self.cases,
-            &self.jobs,
-            &self.job_copies,
-            &self.attempts,
-        ];
-        let removed_bytes: u64 = batch
-            .remove_spool
-            .iter()
-            .filter_map(|id| self.spool.get(id.to_be_bytes()).ok().flatten())
-            .map(|v| v.len() as u64)
-            .sum();
-        let removed = batch
-            .remove_spool
-            .iter()
-            .filter(|id| self.spool.contains_key(id.to_be_bytes()).unwrap_or(false))
-            .count() as u64;
-        let added_bytes: u64 = spool_new.iter().map(|(_, v)| v.len() as u64).sum();
-        let result = trees
-            .as_slice()
-            .transaction(|trees: &Vec<TransactionalTree>| {
-                let [spool, queue, records, ledger_meta, quarantine, embargoes, advisories, schedule, copies, message_copies, shingles, members, cases, jobs, job_copies, attempts] =
-                    trees.as_slice()
-                else {
-                    unreachable!("sixteen trees");
-                };
-                for id in &batch.remove_spool {
-                    spool.remove(&id.to_be_bytes())?;
-                    attempts.remove(&attempt_key(Attempt::Spool, *id)[..])?;
-                }
-                for id in &jobs_new {
-                    jobs.insert(&id.to_be_bytes()[..], &[][..])?;
-                }
-                for key in &job_copies_new {
-                    job_copies.insert(&key[..], &[][..])?;
-                }
-                for (job, copy) in &batch.job_copies_done {
-                    job_copies.remove(&pair_key(*job, *copy)[..])?;
-                }
-                for id in &batch.remove_jobs {
-                    jobs.remove(&id.to_be_bytes())?;
-                    attempts.remove(&attempt_key(Attempt::Job, *id)[..])?;
-                }
-                for (key, value) in &spool_new {
-                    spool.insert(key, value.as_slice())?;
-                }
-                for key in &batch.remove_queue {
-                    queue.remove(&key.to_bytes())?;
-                }
-                for (key, value) in &queue_new {
-                    queue.insert(key, value.as_slice())?;
-                }
-                if !batch.records.is_empty() {
-                    // Read and moved inside the transaction: concurrent
-                    // batches conflict and retry, so the chain stays one.
-                    let mut head = read_head(ledger_meta.get(HEAD)?.as_deref())
-                        .map_err(|_| ConflictableTransactionError::Abort(()))?;
-                    for record in &batch.records {
-                        let entry = head.append(record.clone());
-                        let json = serde_json::to_vec(&entry).expect("entries serialize");
-                        records.insert(&entry.seq.to_be_bytes(), json)?;
-                    }
-                    ledger_meta.insert(HEAD, serde_json::to_vec(&head).expect("head serializes"))?;
-                }
-                for (key, value) in &quarantine_new {
-                    quarantine.insert(key, value.as_slice())?;
-                }
-                for (key, value) in &embargo_new {
-                    embargoes.insert(key.as_slice(), value.as_slice())?;
-                }
-                for (key, value) in &advisory_new {
-                    advisories.insert(key.as_slice(), value.as_slice())?;
-                }
-                for event in &batch.schedule_remove {
-                    schedule.remove(event.key())?;
-                }
-                for event in &batch.schedule_add {
-                    schedule.insert(event.key(), &[][..])?;
-                }
-                for (key, info) in &copy_new {
-                    copies.insert(&key[..], info.as_slice())?;
-                }
-                for key in &message_copy_new {
-                    message_copies.insert(&key[..], &[][..])?;
-                }
-                for key in &shingle_new {
-                    shingles.insert(&key[..], &[][..])?;
-                }
-                for (member, state) in &member_new {
-                    members.insert(member.as_bytes(), state.as_slice())?;
-                }
-                for key in &batch.cases_remove {
-                    cases.remove(key.as_bytes())?;
-                }
-                for (key, value) in &cases_new {
-                    cases.insert(key.as_bytes(), value.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        if result.is_err() {
-            // Named by no job: not left to the next start's sweep.
-            forget_files(self);
-        }
-        result.map_err(|e| match e {
-            TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => {
-                StoreError::Corrupt("the ledger head cannot be read".into())
-            }
-        })?;
-        for id in &batch.remove_jobs {
-            // Every copy of it is recorded: nothing reads it again.
-            let _ = std::fs::remove_file(self.job_file(*id));
-        }
-        let gauge = &self.spooled;
-        gauge
-            .messages
-            .fetch_add(spool_new.len() as u64, Ordering::Relaxed);
-        let _ = gauge
-            .messages
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(removed))
-            });
-        gauge.bytes.fetch_add(added_bytes, Ordering::Relaxed);
-        let _ = gauge
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(removed_bytes))
-            });
-        Ok(())
     }
 }
 
@@ -1226,22 +773,11 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
 const CACHE_BYTES: u64 = 32 << 20;
 
 /// Two big-endian u64s: an index key.
-fn pair_key(a: u64, b: u64) -> [u8; 16] {
+pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&a.to_be_bytes());
     key[8..].copy_from_slice(&b.to_be_bytes());
     key
-}
-
-/// Key of the ledger head in `ledger_meta`.
-const HEAD: &[u8] = b"head";
-
-fn read_head(value: Option<&[u8]>) -> Result<Head, StoreError> {
-    match value {
-        None => Ok(Head::default()),
-        Some(json) => serde_json::from_slice(json)
-            .map_err(|e| StoreError::Corrupt(format!("ledger head: {e}"))),
-    }
 }
 
 /// The associated data a sealed value is bound to: its tree and key.
@@ -1249,7 +785,7 @@ fn slot(tree: &[u8], key: &[u8]) -> Vec<u8> {
     [tree, key].concat()
 }
 
-fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+pub fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
         StoreError::Corrupt("id key of wrong length".into())
     })?))
@@ -1257,7 +793,7 @@ fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 
 /// `[json length: u32 BE][json meta][body]`: metadata readable without
 /// copying the (possibly large) body through JSON.
-fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
+pub fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("metadata serializes");
     // Room for the seal's nonce and tag: sealed in place, never regrown.
     let mut out = Vec::with_capacity(4 + json.len() + body.len() + 64);
@@ -1269,7 +805,7 @@ fn frame<M: Serialize>(meta: &M, body: &[u8]) -> Vec<u8> {
 
 /// The metadata and body of a [`frame`]; the body is `bytes` itself with
 /// the head cut off, so a large body is not copied.
-fn unframe<M: DeserializeOwned>(mut bytes: Vec<u8>) -> Result<(M, Vec<u8>), StoreError> {
+pub fn unframe<M: DeserializeOwned>(mut bytes: Vec<u8>) -> Result<(M, Vec<u8>), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_string());
     let len = bytes.get(..4).ok_or_else(|| corrupt("frame too short"))?;
     let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
@@ -1384,13 +920,11 @@ mod tests {
                 },
             )
         };
-        store
-            .apply(Batch {
-                remove_spool: vec![id],
-                add_queue: vec![copy(10, 500), copy(11, 100)],
-                ..Batch::default()
-            })
-            .unwrap();
+        let mut tx = Transaction::new();
+        tx.unspool(id);
+        tx.queue(copy(10, 500).0, copy(10, 500).1);
+        tx.queue(copy(11, 100).0, copy(11, 100).1);
+        store.apply(tx).unwrap();
         assert!(store.next_spooled(0).unwrap().is_none());
         let due = store.due_copies(200, 10, &Default::default()).unwrap();
         assert_eq!(due.len(), 1);

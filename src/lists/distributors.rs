@@ -23,9 +23,11 @@ use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
-use crate::store::{Audience, Batch, Incoming};
+use crate::store::{Audience, Incoming, Transaction};
 
-use super::{fan_out, info_text, Context, Held, Outgoing};
+use super::hold::Held;
+use crate::context::Context;
+use crate::fanout::{fan_out, info_text, marks_for, Outgoing};
 
 /// Keywords a distributors post may carry.
 const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason", "subject"];
@@ -44,7 +46,7 @@ enum Decision {
 
 pub(super) fn post(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -55,8 +57,8 @@ pub(super) fn post(
     };
     let pst = &config.lists.security.members;
     let allowed: Vec<String> = pst.iter().chain(&list.members).cloned().collect();
-    let hold = |batch: &mut Batch, poster: Option<&str>, held: Held| {
-        super::hold(
+    let hold = |batch: &mut Transaction, poster: Option<&str>, held: Held| {
+        super::hold::hold(
             ctx,
             batch,
             id,
@@ -148,8 +150,7 @@ pub(super) fn post(
             let identity = ListIdentity::new(config, list);
             let pending = embargo.clone().or_else(|| {
                 let case = case.as_deref()?;
-                ctx.store
-                    .embargo(case)
+                crate::embargo::get(ctx.store, case)
                     .ok()
                     .flatten()
                     .filter(|e| e.released.is_none())
@@ -187,7 +188,7 @@ pub(super) fn post(
                 info,
                 content.clone(),
                 pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
-                super::marks_for(list.marks, unwrapped),
+                marks_for(list.marks, unwrapped),
                 list.mark_patches,
             );
             let members = recipients(ctx);
@@ -203,29 +204,30 @@ pub(super) fn post(
             );
             if let Some(mut embargo) = embargo {
                 embargo.recipients = copies;
-                if let Some(old) = ctx.store.embargo(&embargo.case).ok().flatten() {
-                    batch.schedule_remove.extend(old.events(config));
-                }
-                let now = to_millis(ctx.now);
-                batch
-                    .schedule_add
-                    .extend(embargo.events(config).into_iter().filter(|e| e.due > now));
-                batch.advisories.push((
-                    embargo.case.clone(),
-                    Advisory {
+                let old = crate::embargo::get(ctx.store, &embargo.case).ok().flatten();
+                crate::embargo::put_scheduled(
+                    config,
+                    batch,
+                    old.as_ref(),
+                    &embargo,
+                    to_millis(ctx.now),
+                );
+                crate::embargo::put_advisory(
+                    batch,
+                    &embargo.case.clone(),
+                    &Advisory {
                         subject: signed_subject,
                         content,
                     },
-                ));
+                );
                 tracing::info!(msg = id, case = %embargo.case, "embargo set");
-                crate::case::intake::milestone_met(
+                crate::case::timeline::milestone_met(
                     ctx,
                     batch,
                     &embargo.case,
                     crate::case::Milestone::Distributors,
                     "a distributors post",
                 );
-                batch.embargoes.push(embargo);
             }
         }
     }
@@ -279,9 +281,7 @@ fn pst_post(
     let case = CaseId::parse(ctx.config, case)
         .map_err(|e| Held::new("bad X-Case", e))?
         .0;
-    let existing = ctx
-        .store
-        .embargo(&case)
+    let existing = crate::embargo::get(ctx.store, &case)
         .map_err(|e| Held::new("store error", e.to_string()))?;
     if let Some(existing) = &existing {
         if let Some(released) = &existing.released {
@@ -384,9 +384,7 @@ fn distributor_reply(
             let case = CaseId::parse(ctx.config, case)
                 .map_err(|e| Held::new("bad X-Case", e))?
                 .0;
-            let known = ctx
-                .store
-                .embargo(&case)
+            let known = crate::embargo::get(ctx.store, &case)
                 .map_err(|e| Held::new("store error", e.to_string()))?
                 .is_some();
             if !known {
@@ -422,7 +420,7 @@ fn check_known(keywords: &[Keyword]) -> Result<(), Held> {
 
 /// Distributors and the PST, each once.
 fn recipients<'c>(ctx: &Context<'c>) -> Vec<&'c Member> {
-    super::audience(
+    super::notices::audience(
         ctx.config,
         &Audience::Lists(vec![ListName::Distributors, ListName::Security]),
     )

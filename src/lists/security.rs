@@ -1,12 +1,14 @@
-//! Mail to the security list, in the case process: a new report opens a
+//! The security list: mail routed into the case process. a new report opens a
 //! case (and is acknowledged to its reporter), a follow-up joins its case
 //! by the ID in its Subject or by what it replies to, and a PST member's
 //! signed keyword lines are commands. Every case message goes to the PST
 //! and the case's Fix Team, encrypted to each.
 
+use crate::case::commands::{self, Actor};
+use crate::case::{by_reference, get, id_in, open, put_reference, reporter, Case};
 use crate::config::ListName;
 use crate::context::Context;
-use crate::fanout::{fan_out, hold, info_text, marks_for, Held, Outgoing};
+use crate::fanout::{fan_out, info_text, marks_for, Outgoing};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
@@ -14,15 +16,14 @@ use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
-use crate::store::{Audience, Batch, Incoming, Source};
+use crate::store::{Audience, Incoming, Source, Transaction};
 
-use super::commands::{self, Actor};
-use super::{by_reference, get, id_in, open, put, put_reference, reporter, Case};
+use super::hold::{hold, Held};
 
 /// Handles one message to the security list.
-pub fn security(
+pub fn post(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -66,7 +67,7 @@ pub fn security(
 /// and the PST (and the signer, if not on the PST) are told why.
 fn hold_command(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -88,7 +89,7 @@ fn hold_command(
 /// [`hold_command`] for a signature the freshness rule refused.
 fn refuse_signed(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -117,7 +118,7 @@ fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
 
 fn report_or_follow_up(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -203,7 +204,7 @@ fn report_or_follow_up(
 /// counts this one): at most `limits.acks_per_hour` to one address and
 /// `limits.acks_per_hour_total` to all together, so that mail with forged
 /// senders cannot make the list flood anyone.
-fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
+fn ack_allowed(ctx: &Context<'_>, batch: &mut Transaction, address: &str) -> bool {
     let hour = crate::clock::to_millis(ctx.now) / 3_600_000;
     let who = ctx
         .store
@@ -216,9 +217,7 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
     ];
     let mut counts = Vec::with_capacity(counters.len());
     for (key, limit) in counters {
-        let sent: u32 = ctx
-            .store
-            .case_value(&key)
+        let sent: u32 = crate::case::value(ctx.store, &key)
             .ok()
             .flatten()
             .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
@@ -228,11 +227,9 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
         }
         counts.push((key, sent + 1));
     }
-    batch.cases.extend(
-        counts
-            .into_iter()
-            .map(|(key, sent)| (key, sent.to_string().into_bytes())),
-    );
+    for (key, sent) in counts {
+        crate::case::put_value(batch, key, sent.to_string().into_bytes());
+    }
     true
 }
 
@@ -241,7 +238,7 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Batch, address: &str) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn forward(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -293,7 +290,7 @@ fn forward(
 #[allow(clippy::too_many_arguments)]
 fn command_mail(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -303,8 +300,8 @@ fn command_mail(
     stripped: Vec<u8>,
 ) {
     let signer = sig.member;
-    let reply = |batch: &mut Batch, subject: &str, text: &str| {
-        batch.add_spool.push(crate::notice::notice(
+    let reply = |batch: &mut Transaction, subject: &str, text: &str| {
+        batch.spool(crate::notice::notice(
             ctx.config,
             ctx.now,
             Audience::Member(signer.to_string()),
@@ -317,7 +314,7 @@ fn command_mail(
     };
     // A refused command mail is held, and its signature spent: it cannot
     // be sent again with another (unsigned) Subject.
-    let refuse = |batch: &mut Batch, kind: &'static str, reason: String| {
+    let refuse = |batch: &mut Transaction, kind: &'static str, reason: String| {
         freshness::spend(ctx, batch, &unwrapped.signatures);
         let held = Held::new(
             kind,
@@ -418,7 +415,7 @@ fn command_mail(
 /// the From address, unless it is one of the daemon's own or a member's.
 fn reporter_address(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<String> {
     let address = unwrapped.from_address.clone()?;
-    (!super::autoreply::own(ctx.config, &address)).then_some(address)
+    (!crate::case::autoreply::own(ctx.config, &address)).then_some(address)
 }
 
 /// Where the acknowledgement of a new report may go (RFC 3834): the
@@ -429,7 +426,7 @@ fn ack_recipient(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<Stri
         return None;
     };
     let message = crate::mime::parse_headers(&incoming.raw)?;
-    match super::autoreply::recipient(ctx.config, mail_from, &message) {
+    match crate::case::autoreply::recipient(ctx.config, mail_from, &message) {
         Ok(address) => Some(address),
         Err(why) => {
             tracing::info!(msg = id, reason = why.label(), "no acknowledgement");
@@ -441,7 +438,7 @@ fn ack_recipient(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<Stri
 /// `X-Join: distributors` from anyone: a membership request for the PST.
 fn join(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -476,7 +473,7 @@ fn join(
 /// `X-Vouch: REQ-…`, signed by a distributor or PST member.
 fn vouch(
     ctx: &Context<'_>,
-    batch: &mut Batch,
+    batch: &mut Transaction,
     id: u64,
     incoming: &Incoming,
     unwrapped: &Unwrapped,
@@ -508,7 +505,7 @@ fn vouch(
         ),
         Err(reason) => format!("The vouch was refused: {reason}.\n"),
     };
-    batch.add_spool.push(crate::notice::notice(
+    batch.spool(crate::notice::notice(
         config,
         ctx.now,
         Audience::Pst,
@@ -516,37 +513,12 @@ fn vouch(
         &text,
     ));
     if !config.lists.security.members.contains(&voucher) {
-        batch.add_spool.push(crate::notice::notice(
+        batch.spool(crate::notice::notice(
             config,
             ctx.now,
             Audience::Member(voucher.clone()),
             "your vouch",
             &text,
         ));
-    }
-}
-
-/// Records a case milestone met by an event (a distributors post, the
-/// release), opening the case when a post names an ID that started
-/// elsewhere.
-pub fn milestone_met(
-    ctx: &Context<'_>,
-    batch: &mut Batch,
-    id: &str,
-    milestone: super::Milestone,
-    by: &str,
-) {
-    let now = crate::clock::to_millis(ctx.now);
-    let case = match get(ctx, id) {
-        Ok(Some(case)) => Some(case),
-        Ok(None) => super::open_named(ctx, batch, id).ok(),
-        Err(_) => None,
-    };
-    if let Some(mut case) = case {
-        let old = case.clone();
-        if case.meet(milestone, now, by) {
-            super::timeline::schedule(ctx.config, batch, Some(&old), &case, now);
-            put(batch, &case);
-        }
     }
 }

@@ -1,8 +1,5 @@
-//! The scheduler task: fires reminders and releases when they fall due.
-//!
-//! Events live in the store under big-endian due-time keys, so the next
-//! one is the first key and a restart loses none; one that fell due while
-//! the daemon was down fires as soon as it starts.
+//! The scheduler task: fires each event when it falls due, through the
+//! domain that registered it.
 
 use std::sync::Arc;
 
@@ -10,17 +7,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::clock::{from_millis, to_millis};
-use crate::embargo::EventKind;
+use crate::schedule::EventKind;
 use crate::state::Shared;
 
+/// Runs until `stop`: fires what is due, then sleeps until the next
+/// event or a wake-up (a transaction that changed the schedule).
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         if let Err(e) = fire_due(&shared).await {
             error!(error = %e, "scheduler cannot read or write the store");
         }
-        let next = shared
-            .store
-            .next_event()
+        let next = super::next(&shared.store)
             .ok()
             .flatten()
             .map(|e| from_millis(e.due));
@@ -42,7 +39,7 @@ async fn fire_due(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> 
     let _embargoes = shared.embargo_lock.lock().await;
     let now = shared.clock.now();
     let store = shared.store.clone();
-    let due = crate::blocking(move || store.due_events(to_millis(now))).await?;
+    let due = crate::blocking(move || super::due(&store, to_millis(now))).await?;
     for event in due {
         let batch = shared
             .in_context(move |ctx| match event.kind {
