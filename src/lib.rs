@@ -1,21 +1,36 @@
 //! embargod: the daemon behind a project's private security mailing lists.
 //!
-//! Mail arrives over LMTP from the local MTA ([`lmtp`]), is sealed into the
-//! spool of the [`store`], and the fan-out task ([`fanout::worker`])
-//! decides each message once: one job, one queue entry per member. The
-//! [`delivery`] task seals each member's copy when it sends it — signed by
-//! the list key and encrypted to that member's key alone ([`pgp`],
-//! [`mime`], [`fanout::copies`]) — and records who got what. Nothing
-//! embargoed leaves, or rests on disk, in plaintext.
+//! The path of one message, in the order the modules take it:
 //!
-//! - [`config`]: the TOML file, read and checked before anything starts.
-//! - [`keys`]: the list key and the members' pinned certificates.
-//! - [`context`]: what a message's handlers read (config, keys, store, time).
-//! - [`state`]: what every task of the running daemon shares.
-//! - [`daemon`]: the running daemon, its tasks and an orderly stop.
-//! - [`digest`]: SHA-256 in the ledger's hex form.
-//! - [`commands`]: `init`, `check` and `demo`.
-//! - [`clock`]: wall-clock time that tests can advance.
+//! 1. [`lmtp`] receives it from the local MTA (RFC 2033) and answers `250`
+//!    only once it is sealed into the spool of the [`store`] and flushed.
+//! 2. [`fanout::worker`] takes each spooled message and asks [`lists`]
+//!    what becomes of it: [`lists::security`] routes a report into the
+//!    case process ([`case`]), [`lists::distributors`] checks a signed PST
+//!    post ([`freshness`], [`keywords`]) and opens or moves an embargo
+//!    ([`embargo`]), [`lists::notices`] carries the daemon's own words.
+//!    The answer is one [`store::Transaction`]: nothing is written before
+//!    it commits.
+//! 3. [`fanout`] turns "these members get this message" into one job and
+//!    a queue entry per member.
+//! 4. [`delivery`] makes each member's copy when it sends it — marked
+//!    ([`mark`]), signed by the list key and encrypted to that member's
+//!    key alone ([`pgp`], [`mime`], [`keys`]) — and appends who got what
+//!    to the [`ledger`].
+//! 5. [`schedule`] fires what falls due later: an embargo's reminder and
+//!    release ([`embargo::release`]), a case's deadlines
+//!    ([`case::timeline`]).
+//! 6. After a leak, [`mark::trace`] leads a leaked text back to its copy,
+//!    and [`strikes`] keeps the member's record.
+//!
+//! Around it: [`config`] (the TOML file, checked before anything starts),
+//! [`daemon`] (the tasks and an orderly stop), [`state`] (what the tasks
+//! share), [`context`] (what a message's handlers read), [`signal`],
+//! [`control`] (admin commands over a socket), [`commands`] (`init`,
+//! `check`, `demo`), [`status`], [`metrics`], [`notice`], [`clock`],
+//! [`digest`], [`random`], [`sandbox`] (a throwaway installation for
+//! tests and the demo). Nothing embargoed leaves, or rests on disk, in
+//! plaintext.
 
 #![deny(unsafe_code)]
 
@@ -45,6 +60,7 @@ pub mod pgp;
 pub mod random;
 pub mod sandbox;
 pub mod schedule;
+pub mod signal;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -1,168 +1,27 @@
 //! The `embargod` command line: parses arguments, loads the config, and
 //! hands over to the library.
 
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use tracing::error;
 
+use cli::{Cli, Command, LogFormat};
+
 use embargod::commands::{self, Level};
-use embargod::config::{self, Config};
-use embargod::control::Command as AdminCommand;
+use embargod::config::Config;
+use embargod::control::Command as Request;
 use embargod::daemon::{Daemon, Options, Sockets};
+use embargod::strikes::MemberState;
 
 /// sysexits: a configuration problem.
 const EX_CONFIG: u8 = 78;
 /// sysexits: the service cannot start for another reason.
 const EX_UNAVAILABLE: u8 = 69;
-
-#[derive(Parser)]
-#[command(
-    name = "embargod",
-    version,
-    about = "Private security mailing lists under an embargo policy"
-)]
-struct Cli {
-    /// The configuration file.
-    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Log line format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Create the list key (and store key) if missing; print the list's public certificate.
-    Init,
-    /// Validate the configuration and every key, like `nginx -t`.
-    Check,
-    /// Run the daemon.
-    Run,
-    /// Walk through the whole flow in a temporary folder.
-    Demo,
-    /// List pending embargoes: case, public time, poster, recipients.
-    Embargoes,
-    /// Release a case's advisory now, or move its disclosure time.
-    Release {
-        /// The case, like KAP-2026-0001.
-        case: String,
-        /// Publish now, before the agreed time.
-        #[arg(long, requires = "reason", conflicts_with = "at")]
-        now: bool,
-        /// Why the embargo ends early (sent to the PST and distributors).
-        #[arg(long)]
-        reason: Option<String>,
-        /// Move the disclosure time (RFC 3339, e.g. 2026-12-01T16:00:00Z).
-        #[arg(long, required_unless_present = "now")]
-        at: Option<String>,
-    },
-    /// Trace a suspected leak (a message, a forwarded copy, an excerpt) to its recipient.
-    Trace {
-        /// The leaked text; `-` reads standard input.
-        file: PathBuf,
-    },
-    /// The ledger of who got what.
-    #[command(subcommand)]
-    Ledger(LedgerCommand),
-    /// Leak incidents.
-    #[command(subcommand)]
-    Leak(LeakCommand),
-    /// Member standing: strikes and suspensions.
-    #[command(subcommand)]
-    Member(MemberCommand),
-    /// Open cases: lead, severity, next deadline, overdue items.
-    Cases,
-    /// One case: show it, or change it as the PST's keyword commands do.
-    #[command(subcommand)]
-    Case(CaseCommand),
-    /// Membership requests for the distributors list.
-    Requests,
-    /// What the daemon is doing: uptime, config, lists, queue, embargoes, last errors.
-    Status,
-    /// Copies waiting for the transport; `queue retry ID` sends one now.
-    Queue {
-        #[command(subcommand)]
-        command: Option<QueueCommand>,
-    },
-}
-
-#[derive(Subcommand)]
-enum QueueCommand {
-    /// Retry a queued copy now.
-    Retry { id: String },
-}
-
-#[derive(Subcommand)]
-enum CaseCommand {
-    /// Everything about a case.
-    Show { id: String },
-    /// Change a case (each option is the keyword command of the same name).
-    Set {
-        id: String,
-        /// Fix Lead (a PST member).
-        #[arg(long)]
-        lead: Option<String>,
-        /// CVSS vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H.
-        #[arg(long)]
-        cvss: Option<String>,
-        /// The issue is already public: every deadline becomes now.
-        #[arg(long)]
-        public: bool,
-        /// A milestone met: team, fix, users, distributors, release.
-        #[arg(long)]
-        done: Vec<String>,
-        /// Add to the Fix Team.
-        #[arg(long)]
-        add: Vec<String>,
-        /// Remove from the Fix Team.
-        #[arg(long)]
-        remove: Vec<String>,
-        /// Slow a low-severity case down, with the reason.
-        #[arg(long)]
-        slow: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum LedgerCommand {
-    /// Who got what in a case, when, under which key.
-    Show { case: String },
-    /// Walk the hash chain; name the first bad entry.
-    Verify,
-}
-
-#[derive(Subcommand)]
-enum LeakCommand {
-    /// Record a leak by a member; at max_strikes they are suspended.
-    Record {
-        case: String,
-        #[arg(long)]
-        member: String,
-        /// What leaked, and to whom.
-        #[arg(long)]
-        what: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum MemberCommand {
-    /// Lift a member's suspension.
-    Reinstate { member: String },
-    /// Members with strikes, and who is suspended.
-    List,
-}
 
 fn main() -> ExitCode {
     return_large_buffers();
@@ -202,75 +61,13 @@ fn main() -> ExitCode {
                         ExitCode::from(EX_UNAVAILABLE)
                     }
                 },
-                Command::Embargoes => admin(config, AdminCommand::Embargoes),
-                Command::Release {
-                    case,
-                    now,
-                    reason,
-                    at,
-                } => admin(
-                    config,
-                    AdminCommand::Release {
-                        case,
-                        now,
-                        reason,
-                        at,
-                    },
-                ),
-                Command::Trace { file } => match read_leak(&file) {
-                    Ok(leak) => {
-                        use base64::Engine;
-                        let leak = base64::engine::general_purpose::STANDARD.encode(leak);
-                        admin(config, AdminCommand::Trace { leak })
-                    }
+                Command::Admin(command) => match Request::try_from(command) {
+                    Ok(request) => admin(config, request),
                     Err(e) => {
-                        eprintln!("embargod: {}: {e}", file.display());
+                        eprintln!("embargod: {e}");
                         ExitCode::FAILURE
                     }
                 },
-                Command::Ledger(LedgerCommand::Show { case }) => {
-                    admin(config, AdminCommand::LedgerShow { case })
-                }
-                Command::Ledger(LedgerCommand::Verify) => admin(config, AdminCommand::LedgerVerify),
-                Command::Leak(LeakCommand::Record { case, member, what }) => {
-                    admin(config, AdminCommand::LeakRecord { case, member, what })
-                }
-                Command::Member(MemberCommand::Reinstate { member }) => {
-                    admin(config, AdminCommand::MemberReinstate { member })
-                }
-                Command::Member(MemberCommand::List) => admin(config, AdminCommand::Members),
-                Command::Cases => admin(config, AdminCommand::Cases),
-                Command::Requests => admin(config, AdminCommand::Requests),
-                Command::Status => admin(config, AdminCommand::Status),
-                Command::Queue { command: None } => admin(config, AdminCommand::Queue),
-                Command::Queue {
-                    command: Some(QueueCommand::Retry { id }),
-                } => admin(config, AdminCommand::QueueRetry { id }),
-                Command::Case(CaseCommand::Show { id }) => {
-                    admin(config, AdminCommand::CaseShow { id })
-                }
-                Command::Case(CaseCommand::Set {
-                    id,
-                    lead,
-                    cvss,
-                    public,
-                    done,
-                    add,
-                    remove,
-                    slow,
-                }) => {
-                    let mut keywords: Vec<(String, String)> = Vec::new();
-                    keywords.extend(lead.map(|v| ("lead".into(), v)));
-                    keywords.extend(cvss.map(|v| ("cvss".into(), v)));
-                    if public {
-                        keywords.push(("public".into(), "yes".into()));
-                    }
-                    keywords.extend(done.into_iter().map(|v| ("done".into(), v)));
-                    keywords.extend(add.into_iter().map(|v| ("add".into(), v)));
-                    keywords.extend(remove.into_iter().map(|v| ("remove".into(), v)));
-                    keywords.extend(slow.map(|v| ("slow".into(), v)));
-                    admin(config, AdminCommand::CaseSet { id, keywords })
-                }
                 Command::Demo => unreachable!("handled above"),
             }
         }
@@ -278,7 +75,7 @@ fn main() -> ExitCode {
 }
 
 /// An admin command, through the daemon or on the store.
-fn admin(config: Config, command: AdminCommand) -> ExitCode {
+fn admin(config: Config, command: Request) -> ExitCode {
     let response = runtime().block_on(commands::admin(config, command));
     if response.ok {
         print!("{}", response.text.unwrap_or_default());
@@ -289,17 +86,6 @@ fn admin(config: Config, command: AdminCommand) -> ExitCode {
             response.error.unwrap_or_else(|| "failed".into())
         );
         ExitCode::FAILURE
-    }
-}
-
-/// A leak from a file, or from standard input for `-`.
-fn read_leak(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    if file.as_os_str() == "-" {
-        let mut leak = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut leak)?;
-        Ok(leak)
-    } else {
-        std::fs::read(file)
     }
 }
 
@@ -369,15 +155,23 @@ fn check(config: &Config) -> ExitCode {
     let mut errors = findings.iter().filter(|f| f.level == Level::Error).count();
     // Suspensions live in the store: ask the daemon, or read the store.
     if errors == 0 && config.store.path.exists() {
-        let response = runtime().block_on(commands::admin(config.clone(), AdminCommand::Members));
-        match (response.ok, response.text, response.error) {
-            (true, Some(text), _) => {
-                for line in text.lines().filter(|l| l.contains("SUSPENDED")) {
-                    println!("warning member {line}: gets no copies; `embargod member reinstate` lifts it");
+        let response = runtime().block_on(commands::admin(config.clone(), Request::Members));
+        let states = response
+            .data
+            .filter(|_| response.ok)
+            .map(serde_json::from_value::<Vec<(String, MemberState)>>);
+        match states {
+            Some(Ok(states)) => {
+                for (member, _) in states.iter().filter(|(_, s)| s.suspended.is_some()) {
+                    println!("warning member {member}: SUSPENDED, gets no copies; `embargod member reinstate {member}` lifts it");
                 }
             }
-            (_, _, error) => {
-                println!("error   store: {}", error.unwrap_or_default());
+            Some(Err(e)) => {
+                println!("error   store: the daemon's answer: {e}");
+                errors += 1;
+            }
+            None => {
+                println!("error   store: {}", response.error.unwrap_or_default());
                 errors += 1;
             }
         }
@@ -396,32 +190,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot bind the listeners")?;
     let daemon = Daemon::open(config, Options::default()).context("cannot start")?;
     let shared = daemon.shared();
-    daemon.run(sockets, signals(shared)).await;
+    daemon
+        .run(sockets, embargod::signal::until_stopped(shared))
+        .await;
     Ok(())
-}
-
-/// Handles signals until SIGTERM or SIGINT: SIGHUP reloads the config and
-/// the keys (a bad new config is refused and the old one stays).
-async fn signals(shared: std::sync::Arc<embargod::state::Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))]);
-                match shared.reload() {
-                    Ok(restart) if restart.is_empty() => tracing::info!("configuration reloaded"),
-                    Ok(restart) => tracing::warn!(?restart, "configuration reloaded; these settings change only at a restart"),
-                    Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration stays in force"),
-                }
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            }
-        }
-    }
 }
 
 /// glibc raises its mmap threshold to the size of any large block freed

@@ -2,15 +2,16 @@
 //! Team, a CVSS score and the policy's timeline, so that nothing depends
 //! on someone remembering.
 //!
-//! - [`intake`]: which case a message to the security list belongs to, or
-//!   the new case it opens (with the reporter's acknowledgement);
+//! - [`crate::lists::security`] routes mail to the security list here:
+//!   which case it belongs to, or the new case it opens (with the
+//!   reporter's acknowledgement);
 //! - [`commands`]: the PST's keyword commands (`X-Lead:`, `X-CVSS:`, …);
 //! - [`reporter`]: mail to the reporter, encrypted when their key is known;
 //! - [`timeline`]: deadlines, reminders to the Fix Lead, overdue notices.
 //!
-//! Cases live in the store's `cases` tree as JSON (metadata only: no
-//! content), with `ref/<Message-ID>` keys for threading and `seq/<year>`
-//! counters for the IDs.
+//! Cases live in the store's `cases` table as sealed JSON (metadata only:
+//! no content), with `ref/<pseudonym of Message-ID>` keys for threading
+//! and `seq/<year>` counters for the IDs.
 
 pub mod autoreply;
 pub mod commands;

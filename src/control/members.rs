@@ -42,7 +42,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     match crate::blocking(move || crate::strikes::states(&store)).await {
         Ok(states) => {
             let mut text = String::new();
-            for (member, state) in states {
+            for (member, state) in &states {
                 let status = match state.suspended {
                     Some(at) => format!(
                         "SUSPENDED since {}",
@@ -63,7 +63,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                     ));
                 }
             }
-            Response::ok(text)
+            Response::ok(text).with_data(states)
         }
         Err(e) => Response::error(e.to_string()),
     }

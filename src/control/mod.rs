@@ -94,6 +94,11 @@ pub struct Response {
     /// neither 0 (ok) nor 1 (error): `trace` without an attribution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<u8>,
+    /// The answer for programs, for commands that have one; `members`:
+    /// `[[member id, {"strikes": [...], "suspended": ms or null}], ...]`.
+    /// Callers read this, never `text`, which is for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl Response {
@@ -103,6 +108,7 @@ impl Response {
             text: Some(text),
             error: None,
             exit: None,
+            data: None,
         }
     }
 
@@ -112,6 +118,15 @@ impl Response {
             text: None,
             error: Some(error.into()),
             exit: None,
+            data: None,
+        }
+    }
+
+    /// This response with `data` for programs.
+    pub fn with_data(self, data: impl Serialize) -> Response {
+        Response {
+            data: serde_json::to_value(data).ok(),
+            ..self
         }
     }
 }

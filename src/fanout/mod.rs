@@ -1,6 +1,6 @@
 //! From a routed message to one encrypted copy per member: the job that
 //! holds the message once, a queue entry, a ledger record and a trace
-//! index entry per member ([`fan_out`]), each copy marked, signed and
+//! index entry per member (`fan_out`), each copy marked, signed and
 //! encrypted when it is sent ([`copies`]). Which members a message goes
 //! to is decided by the list it came to ([`crate::lists`]); the task that
 //! takes spooled mail to them is [`worker`].

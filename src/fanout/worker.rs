@@ -1,5 +1,5 @@
 //! The fan-out task: takes each spooled message in turn, decides what
-//! becomes of it ([`super::process`]) and commits the decision; the
+//! becomes of it ([`crate::lists::process`]) and commits the decision; the
 //! delivery task ([`crate::delivery`]) makes and sends the copies.
 
 use std::sync::Arc;

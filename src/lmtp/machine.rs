@@ -19,7 +19,8 @@ const MAX_LINE: usize = 4096;
 /// What the session has to act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A whole message: spool it, then answer with [`Machine::delivered`].
+    /// A whole message: spool it, then write one reply per recipient
+    /// (RFC 2033 §4.2); the session does both.
     Message(Delivery),
     /// The client said QUIT (the reply is already in the output).
     Quit,

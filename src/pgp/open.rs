@@ -64,7 +64,7 @@ pub enum SignatureCheck {
         fingerprint: String,
         /// The key that made the signature: the primary key or a signing
         /// subkey. It must still be in force when the signature is used
-        /// ([`crate::keys::Keys::signature_in_force`]).
+        /// ([`crate::pgp::signing_key_in_force`]).
         #[serde(default)]
         key: String,
         /// When the signature says it was made, ms since the epoch.

@@ -1,0 +1,244 @@
+//! The command line (clap): the daemon's own commands, and the admin
+//! commands, each of which is one control request ([`Request`], the same
+//! enum the control socket speaks).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use embargod::config;
+use embargod::control::Command as Request;
+
+#[derive(Parser)]
+#[command(
+    name = "embargod",
+    version,
+    about = "Private security mailing lists under an embargo policy"
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the list key (and store key) if missing; print the list's public certificate.
+    Init,
+    /// Validate the configuration and every key, like `nginx -t`.
+    Check,
+    /// Run the daemon.
+    Run,
+    /// Walk through the whole flow in a temporary folder.
+    Demo,
+    /// Admin commands: through the running daemon's control socket, or on
+    /// the store when no daemon runs.
+    #[command(flatten)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand)]
+pub enum Admin {
+    /// List pending embargoes: case, public time, poster, recipients.
+    Embargoes,
+    /// Release a case's advisory now, or move its disclosure time.
+    Release {
+        /// The case, like KAP-2026-0001.
+        case: String,
+        /// Publish now, before the agreed time.
+        #[arg(long, requires = "reason", conflicts_with = "at")]
+        now: bool,
+        /// Why the embargo ends early (sent to the PST and distributors).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Move the disclosure time (RFC 3339, e.g. 2026-12-01T16:00:00Z).
+        #[arg(long, required_unless_present = "now")]
+        at: Option<String>,
+    },
+    /// Trace a suspected leak (a message, a forwarded copy, an excerpt) to its recipient.
+    Trace {
+        /// The leaked text; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// The ledger of who got what.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Leak incidents.
+    #[command(subcommand)]
+    Leak(LeakCommand),
+    /// Member standing: strikes and suspensions.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Open cases: lead, severity, next deadline, overdue items.
+    Cases,
+    /// One case: show it, or change it as the PST's keyword commands do.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Membership requests for the distributors list.
+    Requests,
+    /// What the daemon is doing: uptime, config, lists, queue, embargoes, last errors.
+    Status,
+    /// Copies waiting for the transport; `queue retry ID` sends one now.
+    Queue {
+        #[command(subcommand)]
+        command: Option<QueueCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Retry a queued copy now.
+    Retry { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum CaseCommand {
+    /// Everything about a case.
+    Show { id: String },
+    /// Change a case (each option is the keyword command of the same name).
+    Set {
+        id: String,
+        /// Fix Lead (a PST member).
+        #[arg(long)]
+        lead: Option<String>,
+        /// CVSS vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H.
+        #[arg(long)]
+        cvss: Option<String>,
+        /// The issue is already public: every deadline becomes now.
+        #[arg(long)]
+        public: bool,
+        /// A milestone met: team, fix, users, distributors, release.
+        #[arg(long)]
+        done: Vec<String>,
+        /// Add to the Fix Team.
+        #[arg(long)]
+        add: Vec<String>,
+        /// Remove from the Fix Team.
+        #[arg(long)]
+        remove: Vec<String>,
+        /// Slow a low-severity case down, with the reason.
+        #[arg(long)]
+        slow: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Who got what in a case, when, under which key.
+    Show { case: String },
+    /// Walk the hash chain; name the first bad entry.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum LeakCommand {
+    /// Record a leak by a member; at max_strikes they are suspended.
+    Record {
+        case: String,
+        #[arg(long)]
+        member: String,
+        /// What leaked, and to whom.
+        #[arg(long)]
+        what: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// Lift a member's suspension.
+    Reinstate { member: String },
+    /// Members with strikes, and who is suspended.
+    List,
+}
+
+impl TryFrom<Admin> for Request {
+    type Error = String;
+
+    /// The control request a command line asks for; reading a leak from
+    /// a file or standard input is the only step taken here.
+    fn try_from(admin: Admin) -> Result<Request, String> {
+        Ok(match admin {
+            Admin::Embargoes => Request::Embargoes,
+            Admin::Release {
+                case,
+                now,
+                reason,
+                at,
+            } => Request::Release {
+                case,
+                now,
+                reason,
+                at,
+            },
+            Admin::Trace { file } => {
+                use base64::Engine;
+                let leak = read_leak(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                Request::Trace {
+                    leak: base64::engine::general_purpose::STANDARD.encode(leak),
+                }
+            }
+            Admin::Ledger(LedgerCommand::Show { case }) => Request::LedgerShow { case },
+            Admin::Ledger(LedgerCommand::Verify) => Request::LedgerVerify,
+            Admin::Leak(LeakCommand::Record { case, member, what }) => {
+                Request::LeakRecord { case, member, what }
+            }
+            Admin::Member(MemberCommand::Reinstate { member }) => {
+                Request::MemberReinstate { member }
+            }
+            Admin::Member(MemberCommand::List) => Request::Members,
+            Admin::Cases => Request::Cases,
+            Admin::Requests => Request::Requests,
+            Admin::Status => Request::Status,
+            Admin::Queue { command: None } => Request::Queue,
+            Admin::Queue {
+                command: Some(QueueCommand::Retry { id }),
+            } => Request::QueueRetry { id },
+            Admin::Case(CaseCommand::Show { id }) => Request::CaseShow { id },
+            Admin::Case(CaseCommand::Set {
+                id,
+                lead,
+                cvss,
+                public,
+                done,
+                add,
+                remove,
+                slow,
+            }) => {
+                // Each option is the keyword command of the same name.
+                let mut keywords: Vec<(String, String)> = Vec::new();
+                keywords.extend(lead.map(|v| ("lead".into(), v)));
+                keywords.extend(cvss.map(|v| ("cvss".into(), v)));
+                if public {
+                    keywords.push(("public".into(), "yes".into()));
+                }
+                keywords.extend(done.into_iter().map(|v| ("done".into(), v)));
+                keywords.extend(add.into_iter().map(|v| ("add".into(), v)));
+                keywords.extend(remove.into_iter().map(|v| ("remove".into(), v)));
+                keywords.extend(slow.map(|v| ("slow".into(), v)));
+                Request::CaseSet { id, keywords }
+            }
+        })
+    }
+}
+
+/// A leak from a file, or from standard input for `-`.
+fn read_leak(file: &Path) -> std::io::Result<Vec<u8>> {
+    if file.as_os_str() == "-" {
+        let mut leak = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut leak)?;
+        Ok(leak)
+    } else {
+        std::fs::read(file)
+    }
+}
