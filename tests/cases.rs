@@ -8,76 +8,38 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use common::{armored_part, canary, list_public, readable, start, Gpg, TestDaemon};
-use embargod::clock::Clock;
+use chrono::Utc;
+use common::{addressed_to, canary, open_copy, start, Gpg, TestDaemon, World};
 use embargod::config::ListName;
 use embargod::control::{client::request, Command};
-use embargod::sandbox::{read_outbox, OutboxMail, Sandbox, SECURITY};
+use embargod::sandbox::{read_outbox, OutboxMail, SECURITY};
 
-const REPORTER: &str = "finder@elsewhere.example";
+/// The reporter of these tests (not [`common::REPORTER`]): a finder
+/// outside the project, with a key.
+const FINDER: &str = "finder@elsewhere.example";
 
 /// PST alice, bob, carol (keys made 30 days ago, so that old signatures
-/// are possible), engineer dave (on no list), distributor distro-a.
-struct World {
-    _dir: tempfile::TempDir,
-    sandbox: Sandbox,
-    gpg: Gpg,
-    reporter: Gpg,
-    clock: Clock,
-}
-
+/// are possible), engineer dave (on no list), distributor distro-a, and a
+/// reporter with a key.
 fn world(extra: &str) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    let gpg = Gpg::new();
     let month_ago = (Utc::now() - chrono::Duration::days(30))
         .format("%Y%m%dT%H%M%S")
         .to_string();
-    for (id, list) in [
+    let members = [
         ("alice", Some(ListName::Security)),
         ("bob", Some(ListName::Security)),
         ("carol", Some(ListName::Security)),
         ("dave", None),
         ("distro-a", Some(ListName::Distributors)),
-    ] {
-        let email = format!("{id}@example.org");
-        gpg.ok(
-            &[
-                "--faked-system-time",
-                &month_ago,
-                "--quick-gen-key",
-                &format!("{id} <{email}>"),
-                "future-default",
-                "default",
-                "never",
-            ],
-            b"",
-        );
-        let cert = gpg.cert(&email);
-        match list {
-            Some(list) => sandbox.add_member(id, &email, list, &cert).unwrap(),
-            None => sandbox.add_loose_member(id, &email, &cert).unwrap(),
-        }
-    }
-    gpg.import(&list_public(&sandbox));
-    let reporter = Gpg::new();
-    reporter.gen_key(&format!("Finder <{REPORTER}>"), "future-default");
-    reporter.import(&list_public(&sandbox));
-    sandbox.extra = extra.to_string();
-    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-    World {
-        _dir: dir,
-        sandbox,
-        gpg,
-        reporter,
-        clock: Clock::manual(now),
-    }
+    ];
+    let mut world = World::new(&members, Some(&month_ago)).with_reporter(FINDER);
+    world.sandbox.extra = extra.to_string();
+    world
 }
 
 /// A report; with the reporter's key attached when `key` is given.
 fn report(subject: &str, body: &str, key: Option<&[u8]>) -> Vec<u8> {
-    let head = format!("From: Finder <{REPORTER}>\r\nTo: <{SECURITY}>\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000\r\nMessage-ID: <{}@elsewhere.example>\r\nMIME-Version: 1.0\r\n", embargod::random::token());
+    let head = format!("From: Finder <{FINDER}>\r\nTo: <{SECURITY}>\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000\r\nMessage-ID: <{}@elsewhere.example>\r\nMIME-Version: 1.0\r\n", embargod::random::token());
     match key {
         None => format!("{head}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").into_bytes(),
         Some(key) => format!(
@@ -117,19 +79,6 @@ fn all_mail(daemon: &TestDaemon) -> Vec<OutboxMail> {
     read_outbox(&daemon.outbox).unwrap()
 }
 
-fn to<'a>(mail: &'a [OutboxMail], address: &str) -> Vec<&'a OutboxMail> {
-    mail.iter()
-        .filter(|m| m.to.iter().any(|t| t == address))
-        .collect()
-}
-
-/// Decrypted (by `gpg`) and readable.
-fn open(gpg: &Gpg, mail: &OutboxMail) -> String {
-    let (plaintext, status) = gpg.decrypt(&armored_part(&mail.bytes));
-    assert!(status.contains("GOODSIG"), "{status}");
-    readable(&plaintext)
-}
-
 async fn settle(daemon: &TestDaemon) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
@@ -140,10 +89,10 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
     let w = world("");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     let secret = canary();
-    let key = w.reporter.ok(&["--armor", "--export", REPORTER], b"");
+    let key = w.reporter().ok(&["--armor", "--export", FINDER], b"");
     daemon
         .send(
-            REPORTER,
+            FINDER,
             &[SECURITY],
             &report(
                 "RCE in the config parser",
@@ -161,13 +110,13 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
         "{:?}",
         mail.iter().map(|m| &m.to).collect::<Vec<_>>()
     );
-    let ack = to(&mail, REPORTER);
+    let ack = addressed_to(&mail, FINDER);
     assert_eq!(ack.len(), 1);
     assert!(
         String::from_utf8_lossy(&ack[0].bytes).contains("multipart/encrypted"),
         "encrypted: the key was attached"
     );
-    let text = open(&w.reporter, ack[0]);
+    let text = open_copy(w.reporter(), ack[0]);
     assert!(text.contains("It is case KAP-2026-0001"), "{text}");
     assert!(
         text.contains("Fix Release Day") || text.contains("the fix is released"),
@@ -177,7 +126,7 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
         !text.contains(&secret) && !text.contains("RCE in the config parser"),
         "the acknowledgement quotes nothing"
     );
-    let copy = open(&w.gpg, to(&mail, "alice@example.org")[0]);
+    let copy = open_copy(&w.gpg, addressed_to(&mail, "alice@example.org")[0]);
     assert!(
         copy.contains("Subject: [KAP-2026-0001] RCE in the config parser"),
         "{copy}"
@@ -191,14 +140,14 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
     // A report without a key: a plaintext acknowledgement, signed, quoting nothing.
     daemon
         .send(
-            REPORTER,
+            FINDER,
             &[SECURITY],
             &report("Second problem", &format!("More: {secret}"), None),
         )
         .await;
     settle(&daemon).await;
     let mail = all_mail(&daemon);
-    let acks = to(&mail, REPORTER);
+    let acks = addressed_to(&mail, FINDER);
     assert_eq!(acks.len(), 2);
     let plain = acks
         .iter()
@@ -217,7 +166,7 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("m"), signed).unwrap();
     std::fs::write(files.path().join("m.asc"), signature).unwrap();
-    let verify = w.reporter.run(
+    let verify = w.reporter().run(
         &[
             "--verify",
             files.path().join("m.asc").to_str().unwrap(),
@@ -234,7 +183,7 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
     // A reply joins its case: no new case, no new acknowledgement.
     daemon
         .send(
-            REPORTER,
+            FINDER,
             &[SECURITY],
             &report(
                 "Re: [KAP-2026-0001] RCE in the config parser",
@@ -245,7 +194,7 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
         .await;
     settle(&daemon).await;
     let mail = all_mail(&daemon);
-    assert_eq!(to(&mail, REPORTER).len(), 2);
+    assert_eq!(addressed_to(&mail, FINDER).len(), 2);
     let cases = request(&daemon.config.control.socket, Command::Cases)
         .await
         .unwrap()
@@ -265,7 +214,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     let w = world("");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     daemon
-        .send(REPORTER, &[SECURITY], &report("Overflow", "details", None))
+        .send(FINDER, &[SECURITY], &report("Overflow", "details", None))
         .await;
     settle(&daemon).await;
 
@@ -280,9 +229,9 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     daemon.send("alice@example.org", &[SECURITY], &cmd).await;
     settle(&daemon).await;
     let mail = all_mail(&daemon);
-    let replies: Vec<String> = to(&mail, "alice@example.org")
+    let replies: Vec<String> = addressed_to(&mail, "alice@example.org")
         .iter()
-        .map(|m| open(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|t| t.contains("Commands for case KAP-2026-0001"))
         .collect();
     assert_eq!(replies.len(), 1);
@@ -302,9 +251,9 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
         replies[0]
     );
     // Dave got the post (the text after the keywords), as the Fix Team.
-    let dave = to(&mail, "dave@example.org");
+    let dave = addressed_to(&mail, "dave@example.org");
     assert_eq!(dave.len(), 1);
-    assert!(open(&w.gpg, dave[0]).contains("Dave knows the parser"));
+    assert!(open_copy(&w.gpg, dave[0]).contains("Dave knows the parser"));
     let shown = request(
         &daemon.config.control.socket,
         Command::CaseShow {
@@ -331,9 +280,9 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     daemon.send("alice@example.org", &[SECURITY], &cmd).await;
     settle(&daemon).await;
     let mail = all_mail(&daemon);
-    let refusal = to(&mail, "alice@example.org")
+    let refusal = addressed_to(&mail, "alice@example.org")
         .iter()
-        .map(|m| open(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .find(|t| t.contains("already used"));
     assert!(refusal.is_some(), "the replay is refused");
     assert_eq!(
@@ -356,9 +305,9 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     );
     daemon.send("bob@example.org", &[SECURITY], &stale).await;
     settle(&daemon).await;
-    let bob: Vec<String> = to(&all_mail(&daemon), "bob@example.org")
+    let bob: Vec<String> = addressed_to(&all_mail(&daemon), "bob@example.org")
         .iter()
-        .map(|m| open(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .collect();
     assert!(
         bob.iter()
@@ -388,9 +337,9 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     .text
     .unwrap();
     assert!(shown.contains("lead      alice"), "{shown}");
-    let bob: Vec<String> = to(&all_mail(&daemon), "bob@example.org")
+    let bob: Vec<String> = addressed_to(&all_mail(&daemon), "bob@example.org")
         .iter()
-        .map(|m| open(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .collect();
     assert!(
         bob.iter()
@@ -399,17 +348,17 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     );
 
     // A second case: dave, on the first case's team only, gets nothing of it.
-    let dave_before = to(&all_mail(&daemon), "dave@example.org").len();
+    let dave_before = addressed_to(&all_mail(&daemon), "dave@example.org").len();
     daemon
         .send(
-            REPORTER,
+            FINDER,
             &[SECURITY],
             &report("Another one", "other details", None),
         )
         .await;
     settle(&daemon).await;
     assert_eq!(
-        to(&all_mail(&daemon), "dave@example.org").len(),
+        addressed_to(&all_mail(&daemon), "dave@example.org").len(),
         dave_before,
         "need-to-know"
     );
@@ -423,7 +372,7 @@ async fn the_fix_lead_rotates_fairly_and_skips_who_is_away() {
     for i in 0..10 {
         daemon
             .send(
-                REPORTER,
+                FINDER,
                 &[SECURITY],
                 &report(&format!("Report {i}"), "text", None),
             )
@@ -450,7 +399,7 @@ async fn the_fix_lead_rotates_fairly_and_skips_who_is_away() {
     for i in 0..4 {
         daemon
             .send(
-                REPORTER,
+                FINDER,
                 &[SECURITY],
                 &report(&format!("Later {i}"), "text", None),
             )
@@ -471,13 +420,13 @@ async fn deadlines_remind_the_lead_and_tell_the_pst_when_overdue() {
     let w = world("");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     daemon
-        .send(REPORTER, &[SECURITY], &report("Timeline", "text", None))
+        .send(FINDER, &[SECURITY], &report("Timeline", "text", None))
         .await;
     settle(&daemon).await;
     let count = |daemon: &TestDaemon, who: &str, what: &str| -> usize {
-        to(&all_mail(daemon), who)
+        addressed_to(&all_mail(daemon), who)
             .iter()
-            .map(|m| open(&w.gpg, m))
+            .map(|m| open_copy(&w.gpg, m))
             .filter(|t| t.contains(what))
             .count()
     };
@@ -563,9 +512,9 @@ async fn deadlines_remind_the_lead_and_tell_the_pst_when_overdue() {
 async fn the_pst_answers_the_reporter_and_distributors_apply() {
     let w = world("");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
-    let key = w.reporter.ok(&["--armor", "--export", REPORTER], b"");
+    let key = w.reporter().ok(&["--armor", "--export", FINDER], b"");
     daemon
-        .send(REPORTER, &[SECURITY], &report("Bug", "details", Some(&key)))
+        .send(FINDER, &[SECURITY], &report("Bug", "details", Some(&key)))
         .await;
     settle(&daemon).await;
     let answer = command(
@@ -579,9 +528,9 @@ async fn the_pst_answers_the_reporter_and_distributors_apply() {
     daemon.send("bob@example.org", &[SECURITY], &answer).await;
     settle(&daemon).await;
     let mail = all_mail(&daemon);
-    let to_reporter: Vec<String> = to(&mail, REPORTER)
+    let to_reporter: Vec<String> = addressed_to(&mail, FINDER)
         .iter()
-        .map(|m| open(&w.reporter, m))
+        .map(|m| open_copy(w.reporter(), m))
         .collect();
     assert!(
         to_reporter.iter().any(|t| t.contains("We reproduced it")),
@@ -589,9 +538,9 @@ async fn the_pst_answers_the_reporter_and_distributors_apply() {
     );
     assert!(to_reporter.iter().all(|t| !t.contains("X-To-Reporter")));
     // The PST sees it too.
-    assert!(to(&mail, "carol@example.org")
+    assert!(addressed_to(&mail, "carol@example.org")
         .iter()
-        .any(|m| open(&w.gpg, m).contains("We reproduced it")));
+        .any(|m| open_copy(&w.gpg, m).contains("We reproduced it")));
 
     // Someone asks to join the distributors list; a distributor vouches.
     let join = format!(

@@ -9,60 +9,32 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::{
-    armored_part, canary, list_public, signed_parts, signed_post, start, Gpg, TestDaemon,
+    addressed_to, canary, list_public, open_copy, signed_parts, signed_post, start, Gpg,
+    TestDaemon, World,
 };
 use embargod::clock::Clock;
 use embargod::config::ListName;
 use embargod::control::{client::request, Command};
-use embargod::sandbox::{OutboxMail, Sandbox, ANNOUNCE, DISTRIBUTORS};
+use embargod::sandbox::{OutboxMail, ANNOUNCE, DISTRIBUTORS};
 
 const PATCH: &str = "From 1234 Mon Sep 17 00:00:00 2001\r\nSubject: [PATCH] parser: check length\r\n\r\n\
 --- a/src/parser.c\r\n+++ b/src/parser.c\r\n@@ -10,3 +10,4 @@\r\n int parse(char *p, size_t n) {\r\n+    if (n > MAX) return -1;\r\n     memcpy(buf, p, n);\r\n }\r\n";
 
-/// Two PST members and two distributors, keys made by gpg in one home.
-struct World {
-    _dir: tempfile::TempDir,
-    sandbox: Sandbox,
-    gpg: Gpg,
-    clock: Clock,
-}
-
+/// Two PST members and two distributors.
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    let gpg = Gpg::new();
-    for (id, list) in [
-        ("alice", ListName::Security),
-        ("bob", ListName::Security),
-        ("distro-a", ListName::Distributors),
-        ("distro-b", ListName::Distributors),
-    ] {
-        let email = format!("{id}@example.org");
-        gpg.gen_key(&format!("{id} <{email}>"), "future-default");
-        sandbox
-            .add_member(id, &email, list, &gpg.cert(&email))
-            .unwrap();
-    }
-    gpg.import(&list_public(&sandbox));
-    // Whole seconds, so RFC 3339 times in posts are exact.
-    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-    World {
-        _dir: dir,
-        sandbox,
-        gpg,
-        clock: Clock::manual(now),
-    }
+    World::new(
+        &[
+            ("alice", Some(ListName::Security)),
+            ("bob", Some(ListName::Security)),
+            ("distro-a", Some(ListName::Distributors)),
+            ("distro-b", Some(ListName::Distributors)),
+        ],
+        None,
+    )
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn to(mail: &[OutboxMail], address: &str) -> Vec<OutboxMail> {
-    mail.iter()
-        .filter(|m| m.to.iter().any(|t| t == address))
-        .cloned()
-        .collect()
 }
 
 /// Waits until the outbox holds `n` messages and the daemon is idle.
@@ -77,12 +49,6 @@ async fn outbox(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
         mail_now.len()
     );
     mail
-}
-
-fn decrypt(gpg: &Gpg, mail: &OutboxMail) -> String {
-    let (plaintext, status) = gpg.decrypt(&armored_part(&mail.bytes));
-    assert!(status.contains("GOODSIG"), "{status}");
-    common::readable(&plaintext)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,7 +84,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
             !String::from_utf8_lossy(&mail.bytes).contains(&secret),
             "plaintext leaked"
         );
-        let text = decrypt(&w.gpg, mail);
+        let text = open_copy(&w.gpg, mail);
         assert!(
             text.contains(&format!(
                 "EMBARGOED until {}, case KAP-2026-0001",
@@ -147,7 +113,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     }
     for member in ["alice", "bob", "distro-a", "distro-b"] {
         assert_eq!(
-            to(&copies, &format!("{member}@example.org")).len(),
+            addressed_to(&copies, &format!("{member}@example.org")).len(),
             1,
             "{member}"
         );
@@ -168,14 +134,14 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.settle().await;
     assert!(
-        to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty(),
+        addressed_to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty(),
         "published early"
     );
 
     w.clock.advance(Duration::from_secs(1));
     // The announcement, and "embargo lifted" to the four members.
     let mail = outbox(&daemon, 4 + 1 + 4).await;
-    let announcements = to(&mail, ANNOUNCE);
+    let announcements = addressed_to(&mail, ANNOUNCE);
     assert_eq!(announcements.len(), 1);
     let announcement = &announcements[0].bytes;
     let raw = String::from_utf8_lossy(announcement);
@@ -227,7 +193,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     let lifted = mail
         .iter()
         .filter(|m| !m.to.iter().any(|t| t == ANNOUNCE))
-        .map(|m| decrypt(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|text| text.contains("embargo of case KAP-2026-0001 is lifted"))
         .count();
     assert_eq!(lifted, 4, "each PST member and distributor is told");
@@ -236,7 +202,10 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     w.clock.advance(Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert_eq!(to(&common::outbox(&daemon.outbox), ANNOUNCE).len(), 1);
+    assert_eq!(
+        addressed_to(&common::outbox(&daemon.outbox), ANNOUNCE).len(),
+        1
+    );
     daemon.stop().await;
 }
 
@@ -265,7 +234,7 @@ async fn an_inline_clearsigned_pst_post_is_embargoed_like_a_pgp_mime_one() {
     assert_eq!(reply[0].code, 250, "{reply:?}");
     let copies = outbox(&daemon, 4).await;
     for mail in &copies {
-        let text = decrypt(&w.gpg, mail);
+        let text = open_copy(&w.gpg, mail);
         assert!(
             text.contains("EMBARGOED until") && text.contains("KAP-2026-0003"),
             "{text}"
@@ -285,16 +254,16 @@ async fn an_inline_clearsigned_pst_post_is_embargoed_like_a_pgp_mime_one() {
         .await;
     assert_eq!(reply[0].code, 250, "{reply:?}");
     daemon.settle().await;
-    for mail in to(&common::outbox(&daemon.outbox), "distro-a@example.org") {
+    for mail in addressed_to(&common::outbox(&daemon.outbox), "distro-a@example.org") {
         assert!(
-            !decrypt(&w.gpg, &mail).contains("skip"),
+            !open_copy(&w.gpg, mail).contains("skip"),
             "tampered post forwarded"
         );
     }
     assert!(
-        to(&common::outbox(&daemon.outbox), "alice@example.org")
+        addressed_to(&common::outbox(&daemon.outbox), "alice@example.org")
             .iter()
-            .any(|m| decrypt(&w.gpg, m).contains("held")),
+            .any(|m| open_copy(&w.gpg, m).contains("held")),
         "the PST hears of the held post"
     );
     daemon.stop().await;
@@ -346,7 +315,7 @@ async fn reminder_moves_and_early_release() {
     let mail = outbox(&daemon, expected).await;
     let reminders = mail
         .iter()
-        .map(|m| decrypt(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|t| t.contains("goes public in 24 hours"))
         .count();
     assert_eq!(
@@ -371,7 +340,7 @@ async fn reminder_moves_and_early_release() {
     let mail = outbox(&daemon, expected).await;
     let moved = mail
         .iter()
-        .map(|m| decrypt(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|t| t.contains("The disclosure time moved from"))
         .count();
     assert_eq!(moved, 4);
@@ -380,7 +349,7 @@ async fn reminder_moves_and_early_release() {
     w.clock.advance(Duration::from_secs(86400 + 60));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert!(to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
+    assert!(addressed_to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
 
     // An admin moves it once more from the command line.
     let third = t0 + chrono::Duration::days(6);
@@ -426,14 +395,14 @@ async fn reminder_moves_and_early_release() {
         .await;
     expected += 1 + 4;
     let mail = outbox(&daemon, expected).await;
-    let announcement = to(&mail, ANNOUNCE);
+    let announcement = addressed_to(&mail, ANNOUNCE);
     assert_eq!(announcement.len(), 1);
     // The advisory is the latest post's content.
     assert!(String::from_utf8_lossy(&announcement[0].bytes).contains("v2"));
     let lifted = mail
         .iter()
         .filter(|m| !m.to.iter().any(|t| t == ANNOUNCE))
-        .map(|m| decrypt(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|t| {
             t.contains("Released early") && t.contains("a distributor published the fix early")
         })
@@ -444,7 +413,10 @@ async fn reminder_moves_and_early_release() {
     w.clock.advance(Duration::from_secs(7 * 86400));
     tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.settle().await;
-    assert_eq!(to(&common::outbox(&daemon.outbox), ANNOUNCE).len(), 1);
+    assert_eq!(
+        addressed_to(&common::outbox(&daemon.outbox), ANNOUNCE).len(),
+        1
+    );
     daemon.stop().await;
 }
 
@@ -476,13 +448,13 @@ async fn one_announcement_across_restarts_and_downtime() {
     let daemon = start(&w.sandbox, Clock::manual(t0 + chrono::Duration::hours(1))).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.settle().await;
-    assert!(to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
+    assert!(addressed_to(&common::outbox(&daemon.outbox), ANNOUNCE).is_empty());
     daemon.stop().await;
 
     // The release fell due while the daemon was down: it fires on start.
     let daemon = start(&w.sandbox, Clock::manual(t0 + chrono::Duration::hours(5))).await;
     let mail = outbox(&daemon, 4 + 1 + 4).await;
-    assert_eq!(to(&mail, ANNOUNCE).len(), 1);
+    assert_eq!(addressed_to(&mail, ANNOUNCE).len(), 1);
     daemon.stop().await;
 
     // And once more: nothing new.
@@ -532,7 +504,7 @@ async fn admin_releases_early_from_the_command_line() {
         .send("bob@example.org", &[DISTRIBUTORS], post.as_bytes())
         .await;
     let copies = outbox(&daemon, 4).await;
-    let text = decrypt(&w.gpg, &copies[0]);
+    let text = open_copy(&w.gpg, &copies[0]);
     assert!(
         text.contains("case KAP-2026-0003") && text.contains("Encrypted patch notes."),
         "{text}"
@@ -567,7 +539,7 @@ async fn admin_releases_early_from_the_command_line() {
     .unwrap();
     assert!(released.ok, "{released:?}");
     let mail = outbox(&daemon, 4 + 1 + 4).await;
-    assert_eq!(to(&mail, ANNOUNCE).len(), 1);
+    assert_eq!(addressed_to(&mail, ANNOUNCE).len(), 1);
     let again = request(
         &daemon.config.control.socket,
         Command::Release {
@@ -699,7 +671,7 @@ async fn forged_unsigned_and_unauthorised_posts_never_reach_a_distributor() {
     let mail = common::outbox(&daemon.outbox);
     let mut reasons = String::new();
     for mail in &mail {
-        let text = decrypt(&w.gpg, mail);
+        let text = open_copy(&w.gpg, mail);
         for c in &canaries {
             assert!(
                 !text.contains(c.as_str()),
@@ -777,7 +749,7 @@ async fn distributor_replies_reach_the_pst_and_distributors_with_the_banner() {
     let mail = outbox(&daemon, 8).await;
     let replies: Vec<String> = mail
         .iter()
-        .map(|m| decrypt(&w.gpg, m))
+        .map(|m| open_copy(&w.gpg, m))
         .filter(|t| t.contains("the fix works"))
         .collect();
     assert_eq!(
@@ -856,6 +828,6 @@ async fn the_release_command_works_with_the_daemon_stopped() {
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     w.clock.advance(Duration::from_secs(60));
     let mail = outbox(&daemon, 4 + 1 + 4).await;
-    assert_eq!(to(&mail, ANNOUNCE).len(), 1);
+    assert_eq!(addressed_to(&mail, ANNOUNCE).len(), 1);
     daemon.stop().await;
 }

@@ -675,3 +675,77 @@ impl GpgWorld {
             .to_string()
     }
 }
+
+/// A sandbox whose members' keys one GnuPG home made (so it can sign as
+/// any of them and read every copy), the list key imported there, and a
+/// manual clock on whole seconds (so RFC 3339 times in posts are exact).
+pub struct World {
+    pub _dir: tempfile::TempDir,
+    pub sandbox: Sandbox,
+    pub gpg: Gpg,
+    pub clock: Clock,
+    /// A reporter's own GnuPG home, when the test has one.
+    pub reporter: Option<Gpg>,
+}
+
+impl World {
+    /// `members`: id and list (`None`: a member of no list); address
+    /// `<id>@example.org`. Keys are made at `made` (GnuPG's
+    /// `--faked-system-time` form, e.g. `20261101T000000`), or now.
+    pub fn new(
+        members: &[(&str, Option<embargod::config::ListName>)],
+        made: Option<&str>,
+    ) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sandbox = Sandbox::new(dir.path()).unwrap();
+        let gpg = Gpg::new();
+        for (id, list) in members {
+            let email = format!("{id}@example.org");
+            gpg.gen_key_at(&format!("{id} <{email}>"), "future-default", made);
+            let cert = gpg.cert(&email);
+            match list {
+                Some(list) => sandbox.add_member(id, &email, *list, &cert).unwrap(),
+                None => sandbox.add_loose_member(id, &email, &cert).unwrap(),
+            }
+        }
+        gpg.import(&list_public(&sandbox));
+        let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+        World {
+            _dir: dir,
+            sandbox,
+            gpg,
+            clock: Clock::manual(now),
+            reporter: None,
+        }
+    }
+
+    /// This world with a reporter at `address`, who has a key and the
+    /// list's public key.
+    pub fn with_reporter(mut self, address: &str) -> World {
+        let reporter = Gpg::new();
+        reporter.gen_key(&format!("Finder <{address}>"), "future-default");
+        reporter.import(&list_public(&self.sandbox));
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// The reporter's GnuPG home (see [`World::with_reporter`]).
+    pub fn reporter(&self) -> &Gpg {
+        self.reporter.as_ref().expect("a world with a reporter")
+    }
+}
+
+/// The mail addressed to `address`.
+pub fn addressed_to<'a>(mail: &'a [OutboxMail], address: &str) -> Vec<&'a OutboxMail> {
+    mail.iter()
+        .filter(|m| m.to.iter().any(|t| t == address))
+        .collect()
+}
+
+/// A copy decrypted by `gpg`, its signature checked good, as readable
+/// text.
+pub fn open_copy(gpg: &Gpg, mail: &OutboxMail) -> String {
+    let (plaintext, status) = gpg.decrypt(&armored_part(&mail.bytes));
+    assert!(status.contains("GOODSIG"), "{status}");
+    readable(&plaintext)
+}
