@@ -31,16 +31,16 @@ use crate::config::SignaturesConfig;
 use crate::context::Context;
 use crate::pgp::open::{GoodSignature, Signatures};
 use crate::pgp::KeyProblem;
-use crate::store::{Table, Transaction};
+use crate::store::Transaction;
 
 /// Store keys of used signatures, in the cases tree: `used/<digest>`,
 /// valued with the signature's creation time (ms, decimal).
 const USED: &str = "used/";
 
-/// Used signatures, `used/<digest>` → creation time (ms). They share the
-/// cases tree, where stores of earlier versions keep them, so an upgrade
+/// Used signatures, `used/<digest>` → creation time (ms), live in the
+/// cases table, where stores of earlier versions keep them: an upgrade
 /// forgets no used signature (a replay the day after it would pass).
-static USED_SIGNATURES: Table = Table::sealed("cases", b"cases/");
+use crate::case::CASES as USED_SIGNATURES;
 
 /// Why a signature may not authorise a change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

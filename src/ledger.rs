@@ -226,23 +226,20 @@ pub type Numbered = (u64, Result<Entry, String>);
 
 /// The ledger's entries in key order, each with the sequence number its
 /// key says, for [`verify`].
-pub fn entries(store: &Store) -> Result<Vec<Numbered>, StoreError> {
-    Ok(store
-        .entries(&RECORDS)?
-        .map(|item| match item {
-            Ok((key, value)) => (
-                be_u64(&key).unwrap_or(u64::MAX),
-                serde_json::from_slice(&value).map_err(|e| e.to_string()),
-            ),
-            Err(e) => (u64::MAX, Err(e.to_string())),
-        })
-        .collect())
+/// They are read one at a time: a long ledger is never held whole.
+pub fn entries(store: &Store) -> Result<impl Iterator<Item = Numbered> + '_, StoreError> {
+    Ok(store.entries(&RECORDS)?.map(|item| match item {
+        Ok((key, value)) => (
+            be_u64(&key).unwrap_or(u64::MAX),
+            serde_json::from_slice(&value).map_err(|e| e.to_string()),
+        ),
+        Err(e) => (u64::MAX, Err(e.to_string())),
+    }))
 }
 
 /// Every delivery record, oldest first.
 pub fn records(store: &Store) -> Result<Vec<DeliveryRecord>, StoreError> {
     entries(store)?
-        .into_iter()
         .map(|(seq, entry)| {
             entry
                 .map(|e| e.record)

@@ -171,7 +171,10 @@ fn check(config: &Config) -> ExitCode {
                 errors += 1;
             }
             None => {
-                println!("error   store: {}", response.error.unwrap_or_default());
+                let why = response.error.unwrap_or_else(|| {
+                    "the running daemon gave no member data (an older version?); restart it".into()
+                });
+                println!("error   store: {why}");
                 errors += 1;
             }
         }

@@ -12,10 +12,10 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 
+use embargod::mark::index::CopyInfo;
 use embargod::mark::trace::{trace, Verdict};
 use embargod::mark::MarkSecret;
 use embargod::sandbox::index_copies;
-use embargod::mark::index::CopyInfo;
 use embargod::store::{Store, StoreKey, KEY_LEN};
 
 /// The prose of the two messages; the seeds in `corpus/trace` are marked

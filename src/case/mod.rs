@@ -204,7 +204,7 @@ fn ref_key(ctx: &Context<'_>, message_id: &str) -> String {
 /// (`seq/<year>`, `lead`), join requests (`req/<id>`): every value sealed,
 /// since case records hold reporters' addresses and the PST's keyword
 /// values.
-static CASES: Table = Table::sealed("cases", b"cases/");
+pub(crate) static CASES: Table = Table::sealed("cases", b"cases/");
 
 /// The value under `key` in the cases table.
 pub(crate) fn value(store: &Store, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -36,7 +36,6 @@ pub(super) async fn show(shared: &Arc<Shared>, case: &str) -> Response {
     let rows = crate::blocking(move || -> Result<Vec<crate::ledger::Entry>, String> {
         crate::ledger::entries(&store)
             .map_err(|e| e.to_string())?
-            .into_iter()
             .map(|(_, entry)| entry)
             .filter(|entry| {
                 entry
@@ -80,7 +79,7 @@ pub(super) async fn verify(shared: &Arc<Shared>) -> Response {
     let result = crate::blocking(move || {
         let head = crate::ledger::head(&store).map_err(|e| e.to_string())?;
         let entries = crate::ledger::entries(&store).map_err(|e| e.to_string())?;
-        crate::ledger::verify(entries.into_iter(), &head)
+        crate::ledger::verify(entries, &head)
             .map(|_| head)
             .map_err(|broken| format!("ledger broken: {broken}"))
     })

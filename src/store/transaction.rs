@@ -271,7 +271,12 @@ impl Store {
             .collect();
         let mut chains: Vec<(&'static dyn Chain, Vec<Vec<u8>>)> = Vec::new();
         for (chain, item) in std::mem::take(&mut tx.links) {
-            match chains.iter_mut().find(|(c, _)| std::ptr::eq(*c, chain)) {
+            // By the chain's entries table: a trait object's address may differ
+            // between codegen units, a static's does not.
+            match chains
+                .iter_mut()
+                .find(|(c, _)| std::ptr::eq(c.entries(), chain.entries()))
+            {
                 Some((_, items)) => items.push(item),
                 None => chains.push((chain, vec![item])),
             }
