@@ -673,14 +673,7 @@ impl Store {
     /// Every key and value of `table` under `prefix`, in key order,
     /// opened.
     pub fn scan(&self, table: &Table, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        self.tree(table)?
-            .scan_prefix(prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                let value = self.open_value(table, &key, &value)?;
-                Ok((key.to_vec(), value))
-            })
-            .collect()
+        self.entries_under(table, prefix)?.collect()
     }
 
     /// Keys of `table` under `prefix`, in order, at most `limit`.
@@ -719,7 +712,16 @@ impl Store {
         &'a self,
         table: &'a Table,
     ) -> Result<impl Iterator<Item = Result<KeyValue, StoreError>> + 'a, StoreError> {
-        Ok(self.tree(table)?.iter().map(move |item| {
+        self.entries_under(table, b"")
+    }
+
+    /// The entries of `table` under `prefix`, one at a time, opened.
+    fn entries_under<'a>(
+        &'a self,
+        table: &'a Table,
+        prefix: &[u8],
+    ) -> Result<impl Iterator<Item = Result<KeyValue, StoreError>> + 'a, StoreError> {
+        Ok(self.tree(table)?.scan_prefix(prefix).map(move |item| {
             let (key, value) = item?;
             let value = self.open_value(table, &key, &value)?;
             Ok((key.to_vec(), value))
