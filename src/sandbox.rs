@@ -160,6 +160,16 @@ impl Sandbox {
         Ok(file)
     }
 
+    /// The configuration of a fresh sandbox, loaded: for unit tests that
+    /// need a valid [`Config`].
+    #[cfg(test)]
+    pub fn config() -> crate::config::Config {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let sandbox = Sandbox::new(dir.path()).expect("a sandbox");
+        let file = sandbox.write_config().expect("its config");
+        crate::config::Config::load(&file).expect("the sandbox config loads")
+    }
+
     pub fn outbox_dir(&self) -> PathBuf {
         self.dir.join("outbox")
     }

@@ -59,6 +59,21 @@ pub struct Strike {
     pub what: String,
 }
 
+/// Why a strike could not be recorded or a suspension lifted.
+#[derive(Debug, thiserror::Error)]
+pub enum StrikeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no member {0} in the config")]
+    NoMember(String),
+    #[error(transparent)]
+    Case(#[from] crate::case::BadCaseId),
+    #[error("--what: say what leaked and to whom")]
+    NothingSaid,
+    #[error("{0} is not suspended")]
+    NotSuspended(String),
+}
+
 /// Records a leak by `member` in `case`; suspends them at the limit.
 /// Returns the batch and what to tell the admin.
 pub fn record(
@@ -66,16 +81,16 @@ pub fn record(
     case: &str,
     member: &str,
     what: &str,
-) -> Result<(Transaction, String), String> {
+) -> Result<(Transaction, String), StrikeError> {
     let config = ctx.config;
     if !config.members.contains_key(member) {
-        return Err(format!("no member {member} in the config"));
+        return Err(StrikeError::NoMember(member.to_string()));
     }
-    let case = crate::embargo::CaseId::parse(config, case)?.0;
+    let case = crate::case::CaseId::parse(config, case)?.into_string();
     if what.trim().is_empty() {
-        return Err("--what: say what leaked and to whom".into());
+        return Err(StrikeError::NothingSaid);
     }
-    let mut state = state(ctx.store, member).map_err(|e| e.to_string())?;
+    let mut state = state(ctx.store, member)?;
     state.strikes.push(Strike {
         at: to_millis(ctx.now),
         case: case.clone(),
@@ -115,10 +130,10 @@ pub fn record(
 }
 
 /// Lifts a suspension (the strikes stay on record).
-pub fn reinstate(ctx: &Context<'_>, member: &str) -> Result<(Transaction, String), String> {
-    let mut state = state(ctx.store, member).map_err(|e| e.to_string())?;
+pub fn reinstate(ctx: &Context<'_>, member: &str) -> Result<(Transaction, String), StrikeError> {
+    let mut state = state(ctx.store, member)?;
     if state.suspended.take().is_none() {
-        return Err(format!("{member} is not suspended"));
+        return Err(StrikeError::NotSuspended(member.to_string()));
     }
     let mut batch = Transaction::default();
     let subject = format!("{member} reinstated");

@@ -183,12 +183,7 @@ impl Bare {
 mod tests {
     use super::*;
 
-    fn config() -> Config {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = crate::sandbox::Sandbox::new(dir.path()).unwrap();
-        let file = sandbox.write_config().unwrap();
-        crate::config::Config::load(&file).unwrap()
-    }
+    use crate::sandbox::Sandbox;
 
     fn judge(config: &Config, mail_from: &str, headers: &str) -> Result<String, NoReply> {
         let raw = format!("{headers}Subject: report\r\n\r\nbody\r\n");
@@ -198,7 +193,7 @@ mod tests {
 
     #[test]
     fn table_of_senders_and_headers() {
-        let config = config();
+        let config = Sandbox::config();
         let from = "From: Rita <rita@reporter.example>\r\n";
         let cases: &[(&str, String, Result<&str, NoReply>)] = &[
             ("rita@reporter.example", from.into(), Ok("rita@reporter.example")),

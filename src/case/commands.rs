@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::keywords::Keyword;
 use crate::store::Transaction;
 
-use super::{get, put, put_reference, timeline, Case, Milestone};
+use super::{get, parse_stored, put, put_reference, timeline, Case, CaseError, Milestone};
 
 /// Keywords of the security list, each with what it takes.
 pub const KNOWN: &[(&str, &str)] = &[
@@ -90,17 +90,16 @@ impl Report {
 
 /// Checks the mail as a whole: known keywords only. (The signature's
 /// freshness is [`crate::freshness`]'s, checked before.)
-pub fn admissible(keywords: &[Keyword]) -> Result<(), String> {
+pub fn admissible(keywords: &[Keyword]) -> Result<(), CaseError> {
     if let Some(unknown) = keywords
         .iter()
         .find(|k| !KNOWN.iter().any(|(name, _)| *name == k.name))
     {
         let known: Vec<String> = KNOWN.iter().map(|(n, _)| format!("X-{n}")).collect();
-        return Err(format!(
-            "unknown keyword X-{}: nothing in this mail was done (known: {})",
-            unknown.name,
-            known.join(", ")
-        ));
+        return Err(CaseError::UnknownKeyword {
+            name: unknown.name.clone(),
+            known: known.join(", "),
+        });
     }
     Ok(())
 }
@@ -182,18 +181,21 @@ pub fn apply(
                     Err(format!("X-Remove: {value} is not on the Fix Team"))
                 }
             }
-            "done" => Milestone::parse(value).and_then(|m| {
-                if case.meet(m, now, actor.name()) {
+            "done" => match Milestone::parse(value) {
+                Err(e) => Err(e.to_string()),
+                Ok(m) if case.meet(m, now, actor.name()) => {
                     Ok(format!("milestone \"{}\" met", m.label()))
-                } else {
-                    Err(format!("X-Done: \"{}\" was met already", m.label()))
                 }
-            }),
-            "cvss" => super::score(value).map(|cvss| {
-                let line = format!("CVSS {} {} ({})", cvss.score, cvss.severity, cvss.vector);
-                case.cvss = Some(cvss);
-                line
-            }),
+                Ok(m) => Err(format!("X-Done: \"{}\" was met already", m.label())),
+            },
+            "cvss" => match super::score(value) {
+                Err(e) => Err(e.to_string()),
+                Ok(cvss) => {
+                    let line = format!("CVSS {} {} ({})", cvss.score, cvss.severity, cvss.vector);
+                    case.cvss = Some(cvss);
+                    Ok(line)
+                }
+            },
             "slow" => {
                 let lead = case.lead.as_deref();
                 let is_lead = matches!(actor, Actor::Admin) || lead == Some(actor.name());
@@ -254,17 +256,14 @@ pub fn join(
     list: &str,
     applicant: &str,
     message_id: &str,
-) -> Result<JoinRequest, String> {
+) -> Result<JoinRequest, CaseError> {
     if !list.eq_ignore_ascii_case("distributors") || ctx.config.lists.distributors.is_none() {
-        return Err(format!(
-            "X-Join: {list:?}: only the distributors list takes requests"
-        ));
+        return Err(CaseError::NotJoinable(list.to_string()));
     }
     use chrono::Datelike;
     let year = ctx.now.year();
     let key = format!("seq/REQ-{year}");
-    let seq = crate::case::value(ctx.store, &key)
-        .map_err(|e| e.to_string())?
+    let seq = crate::case::value(ctx.store, &key)?
         .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
         .unwrap_or(0)
         + 1;
@@ -288,10 +287,13 @@ pub fn vouch(
     batch: &mut Transaction,
     id: &str,
     voucher: &str,
-) -> Result<JoinRequest, String> {
-    let mut request = request(ctx, id)?.ok_or_else(|| format!("X-Vouch: no request {id}"))?;
+) -> Result<JoinRequest, CaseError> {
+    let mut request = request(ctx, id)?.ok_or_else(|| CaseError::NoRequest(id.to_string()))?;
     if request.vouches.iter().any(|(v, _)| v == voucher) {
-        return Err(format!("X-Vouch: {voucher} vouched for {id} already"));
+        return Err(CaseError::VouchedAlready {
+            voucher: voucher.to_string(),
+            request: id.to_string(),
+        });
     }
     request
         .vouches
@@ -303,19 +305,17 @@ pub fn vouch(
     Ok(request)
 }
 
-fn request(ctx: &Context<'_>, id: &str) -> Result<Option<JoinRequest>, String> {
-    crate::case::value(ctx.store, &format!("req/{id}"))
-        .map_err(|e| e.to_string())?
-        .map(|v| serde_json::from_slice(&v).map_err(|e| e.to_string()))
+fn request(ctx: &Context<'_>, id: &str) -> Result<Option<JoinRequest>, CaseError> {
+    crate::case::value(ctx.store, &format!("req/{id}"))?
+        .map(|v| parse_stored(format!("request {id}"), &v))
         .transpose()
 }
 
 /// Every membership request.
-pub fn requests(store: &crate::store::Store) -> Result<Vec<JoinRequest>, String> {
-    crate::case::values(store, "req/")
-        .map_err(|e| e.to_string())?
+pub fn requests(store: &crate::store::Store) -> Result<Vec<JoinRequest>, CaseError> {
+    crate::case::values(store, "req/")?
         .iter()
-        .map(|v| serde_json::from_slice(v).map_err(|e| e.to_string()))
+        .map(|v| parse_stored("request", v))
         .collect()
 }
 
@@ -328,6 +328,6 @@ fn put_request(batch: &mut Transaction, request: &JoinRequest) {
 }
 
 /// The case a command mail names or replies to.
-pub fn case_of(ctx: &Context<'_>, id: &str) -> Result<Case, String> {
-    get(ctx, id)?.ok_or_else(|| format!("no case {id}"))
+pub fn case_of(ctx: &Context<'_>, id: &str) -> Result<Case, CaseError> {
+    get(ctx, id)?.ok_or_else(|| CaseError::NoCase(id.to_string()))
 }

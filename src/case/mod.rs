@@ -15,8 +15,11 @@
 
 pub mod autoreply;
 pub mod commands;
+mod id;
 pub mod reporter;
 pub mod timeline;
+
+pub use id::{BadCaseId, CaseId};
 
 use std::fmt;
 
@@ -105,16 +108,13 @@ impl Milestone {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Milestone, String> {
+    /// The milestone named `text` (any case, e.g. `fix`).
+    pub fn parse(text: &str) -> Result<Milestone, CaseError> {
         Milestone::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "{:?} is no milestone; use one of: {}",
-                    text.trim(),
-                    Milestone::ALL.map(Milestone::name).join(", ")
-                )
+            .ok_or_else(|| CaseError::NoMilestone {
+                text: text.trim().to_string(),
             })
     }
 
@@ -230,31 +230,71 @@ pub(crate) fn pending(tx: &Transaction, key: &str) -> bool {
     tx.puts(&CASES, key.as_bytes())
 }
 
-fn store_err(e: StoreError) -> String {
-    e.to_string()
+/// Why a case operation failed. Each message is written for whoever
+/// asked (the PST in a reply, an admin at the CLI) and names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record that does not parse: a store from a newer
+    /// version, or damage.
+    #[error("the stored {what} cannot be read: {source}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no case {0}")]
+    NoCase(String),
+    /// A command mail that names no case in what its signature covers.
+    #[error("no case: name it with an X-Case: line (the Subject and References are not signed)")]
+    NotNamed,
+    #[error("{text:?} is no milestone; use one of: {known}", known = Milestone::ALL.map(Milestone::name).join(", "))]
+    NoMilestone { text: String },
+    #[error("{vector:?} is not a valid CVSS vector: {reason}")]
+    Cvss { vector: String, reason: String },
+    #[error("unknown keyword X-{name}: nothing in this mail was done (known: {known})")]
+    UnknownKeyword { name: String, known: String },
+    #[error("X-Join: {0:?}: only the distributors list takes requests")]
+    NotJoinable(String),
+    #[error("X-Vouch: no request {0}")]
+    NoRequest(String),
+    #[error("X-Vouch: {voucher} vouched for {request} already")]
+    VouchedAlready { voucher: String, request: String },
+    /// The reply to a reporter could not be signed or encrypted.
+    #[error("mail to the reporter: {0}")]
+    Seal(#[from] crate::pgp::seal::SealError),
+}
+
+/// Parses a stored JSON record, naming `what` when it does not.
+pub(crate) fn parse_stored<T: serde::de::DeserializeOwned>(
+    what: impl Into<String>,
+    bytes: &[u8],
+) -> Result<T, CaseError> {
+    serde_json::from_slice(bytes).map_err(|source| CaseError::Unreadable {
+        what: what.into(),
+        source,
+    })
 }
 
 /// The case with `id`.
-pub fn get(ctx: &Context<'_>, id: &str) -> Result<Option<Case>, String> {
-    crate::case::value(ctx.store, &case_key(id))
-        .map_err(store_err)?
-        .map(|v| serde_json::from_slice(&v).map_err(|e| format!("case {id}: {e}")))
+pub fn get(ctx: &Context<'_>, id: &str) -> Result<Option<Case>, CaseError> {
+    crate::case::value(ctx.store, &case_key(id))?
+        .map(|v| parse_stored(format!("case {id}"), &v))
         .transpose()
 }
 
 /// Every case, by ID.
-pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, String> {
-    crate::case::values(store, "case/")
-        .map_err(store_err)?
+pub fn all(store: &crate::store::Store) -> Result<Vec<Case>, CaseError> {
+    crate::case::values(store, "case/")?
         .iter()
-        .map(|v| serde_json::from_slice(v).map_err(|e| format!("case: {e}")))
+        .map(|v| parse_stored("case", v))
         .collect()
 }
 
 /// The case a Message-ID was seen in.
-pub fn by_reference(ctx: &Context<'_>, message_id: &str) -> Result<Option<String>, String> {
-    Ok(crate::case::value(ctx.store, &ref_key(ctx, message_id))
-        .map_err(store_err)?
+pub fn by_reference(ctx: &Context<'_>, message_id: &str) -> Result<Option<String>, CaseError> {
+    Ok(crate::case::value(ctx.store, &ref_key(ctx, message_id))?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
@@ -289,7 +329,7 @@ pub fn open(
     batch: &mut Transaction,
     reporter: Option<String>,
     reporter_cert: Option<String>,
-) -> Result<Case, String> {
+) -> Result<Case, CaseError> {
     let year = ctx.now.year();
     let seq_key = format!("seq/{year}");
     let seq = counter(ctx, &seq_key)? + 1;
@@ -302,7 +342,7 @@ pub fn open(
 /// Opens the case `id`, named by a distributors post for a case that
 /// started elsewhere: what comes before telling distributors happened
 /// there, so only the release is left on its timeline.
-pub fn open_named(ctx: &Context<'_>, batch: &mut Transaction, id: &str) -> Result<Case, String> {
+pub fn open_named(ctx: &Context<'_>, batch: &mut Transaction, id: &str) -> Result<Case, CaseError> {
     let now = to_millis(ctx.now);
     let mut case = new_case(ctx, batch, id.to_string(), None, None)?;
     let old = case.clone();
@@ -320,7 +360,7 @@ fn new_case(
     id: String,
     reporter: Option<String>,
     reporter_cert: Option<String>,
-) -> Result<Case, String> {
+) -> Result<Case, CaseError> {
     let now = to_millis(ctx.now);
     let lead = next_lead(ctx, batch)?;
     let deadlines = Milestone::ALL
@@ -350,16 +390,15 @@ fn new_case(
     Ok(case)
 }
 
-fn counter(ctx: &Context<'_>, key: &str) -> Result<u64, String> {
-    Ok(crate::case::value(ctx.store, key)
-        .map_err(store_err)?
+fn counter(ctx: &Context<'_>, key: &str) -> Result<u64, CaseError> {
+    Ok(crate::case::value(ctx.store, key)?
         .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
         .unwrap_or(0))
 }
 
 /// The next Fix Lead, round-robin over the PST in config order, skipping
 /// members who are away or suspended.
-fn next_lead(ctx: &Context<'_>, batch: &mut Transaction) -> Result<Option<String>, String> {
+fn next_lead(ctx: &Context<'_>, batch: &mut Transaction) -> Result<Option<String>, CaseError> {
     let pst = &ctx.config.lists.security.members;
     if pst.is_empty() {
         return Ok(None);
@@ -369,10 +408,7 @@ fn next_lead(ctx: &Context<'_>, batch: &mut Transaction) -> Result<Option<String
         let index = ((turn + step) % pst.len() as u64) as usize;
         let id = &pst[index];
         let away = ctx.config.members.get(id).is_some_and(|m| m.away);
-        let suspended = crate::strikes::state(ctx.store, id)
-            .map_err(store_err)?
-            .suspended
-            .is_some();
+        let suspended = crate::strikes::state(ctx.store, id)?.suspended.is_some();
         if !away && !suspended {
             crate::case::put_value(
                 batch,
@@ -387,11 +423,12 @@ fn next_lead(ctx: &Context<'_>, batch: &mut Transaction) -> Result<Option<String
 
 /// Validates a CVSS vector (3.0, 3.1, 4.0) and scores it with RustSec's
 /// `cvss` crate.
-pub fn score(vector: &str) -> Result<Cvss, String> {
+pub fn score(vector: &str) -> Result<Cvss, CaseError> {
     let vector = vector.trim();
-    let parsed: cvss::Cvss = vector
-        .parse()
-        .map_err(|e| format!("{vector:?} is not a valid CVSS vector: {e}"))?;
+    let parsed: cvss::Cvss = vector.parse().map_err(|e: cvss::Error| CaseError::Cvss {
+        vector: vector.to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(Cvss {
         vector: vector.to_string(),
         score: parsed.score(),
@@ -406,7 +443,7 @@ pub fn when(millis: u64) -> String {
 
 /// The case, if `config`'s prefix makes `text` an ID.
 pub fn id_in(config: &Config, text: &str) -> Option<String> {
-    crate::embargo::CaseId::find_in(config, text).map(|c| c.0)
+    CaseId::find_in(config, text).map(CaseId::into_string)
 }
 
 #[cfg(test)]
@@ -427,9 +464,10 @@ mod tests {
 
     #[test]
     fn milestones_parse_by_name() {
-        assert_eq!(Milestone::parse(" Fix "), Ok(Milestone::Fix));
+        assert_eq!(Milestone::parse(" Fix ").unwrap(), Milestone::Fix);
         assert!(Milestone::parse("lunch")
             .unwrap_err()
+            .to_string()
             .contains("team, fix, users"));
     }
 }

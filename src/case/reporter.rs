@@ -161,7 +161,7 @@ pub fn send(
     message: u64,
     subject: &str,
     text: &str,
-) -> Result<(), String> {
+) -> Result<(), super::CaseError> {
     let Some(reporter) = &case.reporter else {
         return Ok(());
     };
@@ -194,8 +194,7 @@ pub fn send(
                 &info,
                 &content,
                 ctx.now,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             (
                 sealed.bytes,
                 sealed.fingerprint,
@@ -214,8 +213,7 @@ pub fn send(
                 &message_id,
                 &content,
                 ctx.now,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             (bytes, String::new(), None, None, message_id)
         }
     };

@@ -131,7 +131,7 @@ pub(super) async fn set(
             let mut case = commands::case_of(ctx, &id)?;
             let mut batch = crate::store::Transaction::new();
             let report = commands::apply(ctx, &mut batch, &Actor::Admin, &keywords, &mut case);
-            Ok::<_, String>((
+            Ok::<_, crate::case::CaseError>((
                 batch,
                 report.text(Some(&case.id)),
                 report.refused.is_empty(),

@@ -26,7 +26,7 @@ pub(super) async fn reinstate(shared: &Arc<Shared>, member: String) -> Response 
 
 async fn commit(
     shared: &Arc<Shared>,
-    result: Result<(crate::store::Transaction, String), String>,
+    result: Result<(crate::store::Transaction, String), crate::strikes::StrikeError>,
 ) -> Response {
     match result {
         Ok((batch, text)) => match shared.commit(batch).await {

@@ -112,11 +112,11 @@ impl Response {
         }
     }
 
-    pub fn error(error: impl Into<String>) -> Response {
+    pub fn error(error: impl std::fmt::Display) -> Response {
         Response {
             ok: false,
             text: None,
-            error: Some(error.into()),
+            error: Some(error.to_string()),
             exit: None,
             data: None,
         }

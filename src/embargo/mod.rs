@@ -9,8 +9,6 @@
 
 pub mod release;
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -213,57 +211,41 @@ pub fn advisory(store: &Store, case: &str) -> Result<Option<Advisory>, StoreErro
         .transpose()
 }
 
-/// A case ID: `<case_prefix>-<year>-<number>`, e.g. KAP-2026-0001.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseId(pub String);
-
-impl fmt::Display for CaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl CaseId {
-    /// Checks `text` against the project's case prefix.
-    pub fn parse(config: &Config, text: &str) -> Result<CaseId, String> {
-        let text = text.trim();
-        let prefix = &config.project.case_prefix;
-        let shape = format!("{prefix}-<year>-<number>, like {prefix}-2026-0001");
-        let rest = text
-            .strip_prefix(prefix.as_str())
-            .and_then(|r| r.strip_prefix('-'))
-            .ok_or_else(|| format!("{text:?} is not a case ID of the form {shape}"))?;
-        let (year, number) = rest
-            .split_once('-')
-            .ok_or_else(|| format!("{text:?} is not a case ID of the form {shape}"))?;
-        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-        if year.len() != 4
-            || !digits(year)
-            || number.len() < 4
-            || number.len() > 9
-            || !digits(number)
-        {
-            return Err(format!("{text:?} is not a case ID of the form {shape}"));
-        }
-        Ok(CaseId(text.to_string()))
-    }
-
-    /// The first known-shaped case ID mentioned in `text` (a Subject).
-    pub fn find_in(config: &Config, text: &str) -> Option<CaseId> {
-        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .find_map(|word| CaseId::parse(config, word).ok())
-    }
+/// Why an embargo could not be set, moved or released. Each message is
+/// written for whoever asked (the PST in a reply, an admin at the CLI).
+#[derive(Debug, thiserror::Error)]
+pub enum EmbargoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{text:?} is not an RFC 3339 time like 2026-12-01T16:00:00Z ({source})")]
+    BadTime {
+        text: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    #[error("the disclosure time {} is not in the future", format_time(*.0))]
+    NotInFuture(DateTime<Utc>),
+    #[error("the disclosure time {} is more than {max_days} days away (max_embargo_days)", format_time(*until))]
+    TooFar { until: DateTime<Utc>, max_days: u32 },
+    #[error("case {0} has no embargo")]
+    NoEmbargo(String),
+    #[error("case {case} was already released at {}", format_time(*at))]
+    Released { case: String, at: DateTime<Utc> },
+    #[error("case {0} has no advisory to publish")]
+    NoAdvisory(String),
+    #[error("no [lists.announce] address is configured")]
+    NoAnnounceList,
+    #[error("cannot sign the announcement: {0}")]
+    Sign(#[from] crate::pgp::seal::SealError),
 }
 
 /// Parses an RFC 3339 time (any offset) into UTC.
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, EmbargoError> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            format!(
-                "{:?} is not an RFC 3339 time like 2026-12-01T16:00:00Z ({e})",
-                text.trim()
-            )
+        .map_err(|source| EmbargoError::BadTime {
+            text: text.trim().to_string(),
+            source,
         })
 }
 
@@ -273,20 +255,13 @@ pub fn check_until(
     config: &Config,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), String> {
-    let max = chrono::Duration::days(config.embargo.max_embargo_days as i64);
+) -> Result<(), EmbargoError> {
+    let max_days = config.embargo.max_embargo_days;
     if until <= now {
-        return Err(format!(
-            "the disclosure time {} is not in the future",
-            format_time(until)
-        ));
+        return Err(EmbargoError::NotInFuture(until));
     }
-    if until > now + max {
-        return Err(format!(
-            "the disclosure time {} is more than {} days away (max_embargo_days)",
-            format_time(until),
-            config.embargo.max_embargo_days
-        ));
+    if until > now + chrono::Duration::days(max_days as i64) {
+        return Err(EmbargoError::TooFar { until, max_days });
     }
     Ok(())
 }
@@ -374,6 +349,9 @@ mod tests {
     fn times_in_any_offset_become_utc() {
         let t = parse_time("2026-12-01T17:00:00+01:00").unwrap();
         assert_eq!(format_time(t), "2026-12-01 16:00 UTC");
-        assert!(parse_time("tomorrow").unwrap_err().contains("RFC 3339"));
+        assert!(parse_time("tomorrow")
+            .unwrap_err()
+            .to_string()
+            .contains("RFC 3339"));
     }
 }

@@ -21,7 +21,7 @@ use crate::pgp::ListKey;
 use crate::schedule::{Event, EventKind};
 use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
 
-use super::{format_time, public_subject, Advisory, EarlyRelease, Embargo, Released};
+use super::{format_time, public_subject, Advisory, EarlyRelease, Embargo, EmbargoError, Released};
 
 /// The batch that publishes `case` now; `early` when the PST or an admin
 /// releases it before its time.
@@ -29,26 +29,23 @@ pub fn release(
     ctx: &Context<'_>,
     case: &str,
     early: Option<EarlyRelease>,
-) -> Result<Transaction, String> {
+) -> Result<Transaction, EmbargoError> {
     let config = ctx.config;
-    let store_err = |e: crate::store::StoreError| e.to_string();
-    let mut embargo = crate::embargo::get(ctx.store, case)
-        .map_err(store_err)?
-        .ok_or_else(|| format!("case {case} has no embargo"))?;
+    let mut embargo = crate::embargo::get(ctx.store, case)?
+        .ok_or_else(|| EmbargoError::NoEmbargo(case.to_string()))?;
     if let Some(released) = &embargo.released {
-        return Err(format!(
-            "case {case} was already released at {}",
-            format_time(from_millis(released.at))
-        ));
+        return Err(EmbargoError::Released {
+            case: case.to_string(),
+            at: from_millis(released.at),
+        });
     }
-    let advisory = crate::embargo::advisory(ctx.store, case)
-        .map_err(store_err)?
-        .ok_or_else(|| format!("case {case} has no advisory to publish"))?;
+    let advisory = crate::embargo::advisory(ctx.store, case)?
+        .ok_or_else(|| EmbargoError::NoAdvisory(case.to_string()))?;
     let announce = config
         .lists
         .announce
         .as_ref()
-        .ok_or("no [lists.announce] address is configured")?
+        .ok_or(EmbargoError::NoAnnounceList)?
         .to_string();
 
     let identity = ListIdentity::new(config, &config.lists.security);
@@ -58,7 +55,7 @@ pub fn release(
         .map(|(_, d)| d)
         .unwrap_or("localhost");
     let message_id = format!("<{case}.release@{domain}>");
-    let head = crate::ledger::head(ctx.store).map_err(store_err)?;
+    let head = crate::ledger::head(ctx.store)?;
     let bytes = announcement(
         &ctx.keys.list_key,
         &identity,
@@ -68,8 +65,7 @@ pub fn release(
         &advisory,
         &head,
         ctx.now,
-    )
-    .map_err(|e| format!("cannot sign the announcement: {e}"))?;
+    )?;
 
     let now = to_millis(ctx.now);
     let copy_id = crate::random::u64();
@@ -237,7 +233,7 @@ pub fn announcement(
     advisory: &Advisory,
     head: &crate::ledger::Head,
     now: DateTime<Utc>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
     // The signed part: the advisory, then the ledger note, up to the line
     // end before the boundary (RFC 3156 §5). The head is public from now
     // on, so a later rewrite of the ledger's history shows.
@@ -265,5 +261,4 @@ pub fn announcement(
         &signed,
         now,
     )
-    .map_err(|e| format!("{e}"))
 }

@@ -10,11 +10,12 @@
 //! `[EMBARGOED]`. Anything not allowed is held for moderation and the PST
 //! (and the poster) are told why.
 
+use crate::case::CaseId;
 use crate::clock::{from_millis, to_millis};
 use crate::config::{ListName, Member};
 use crate::embargo::{
-    banner, check_until, embargoed_subject, format_time, parse_time, release, Advisory, CaseId,
-    Change, EarlyRelease, Embargo,
+    banner, check_until, embargoed_subject, format_time, parse_time, release, Advisory, Change,
+    EarlyRelease, Embargo,
 };
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
@@ -280,7 +281,7 @@ fn pst_post(
     })?;
     let case = CaseId::parse(ctx.config, case)
         .map_err(|e| Held::new("bad X-Case", e))?
-        .0;
+        .into_string();
     let existing = crate::embargo::get(ctx.store, &case)
         .map_err(|e| Held::new("store error", e.to_string()))?;
     if let Some(existing) = &existing {
@@ -383,7 +384,7 @@ fn distributor_reply(
         Some(case) => {
             let case = CaseId::parse(ctx.config, case)
                 .map_err(|e| Held::new("bad X-Case", e))?
-                .0;
+                .into_string();
             let known = crate::embargo::get(ctx.store, &case)
                 .map_err(|e| Held::new("store error", e.to_string()))?
                 .is_some();
@@ -396,7 +397,7 @@ fn distributor_reply(
             Some(case)
         }
         // The Subject only picks a thread; it changes nothing.
-        None => CaseId::find_in(ctx.config, &unwrapped.subject).map(|c| c.0),
+        None => CaseId::find_in(ctx.config, &unwrapped.subject).map(CaseId::into_string),
     };
     Ok(Decision::Forward {
         case,

@@ -19,10 +19,10 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn new(kind: &'static str, detail: impl Into<String>) -> Held {
+    pub fn new(kind: &'static str, detail: impl std::fmt::Display) -> Held {
         Held {
             kind,
-            detail: detail.into(),
+            detail: detail.to_string(),
         }
     }
 }

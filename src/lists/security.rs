@@ -5,7 +5,7 @@
 //! and the case's Fix Team, encrypted to each.
 
 use crate::case::commands::{self, Actor};
-use crate::case::{by_reference, get, id_in, open, put_reference, reporter, Case};
+use crate::case::{by_reference, get, id_in, open, put_reference, reporter, Case, CaseError};
 use crate::config::ListName;
 use crate::context::Context;
 use crate::fanout::{fan_out, info_text, marks_for, Outgoing};
@@ -323,7 +323,7 @@ fn command_mail(
         hold_command(ctx, batch, id, incoming, unwrapped, signer, held);
     };
     if let Err(reason) = commands::admissible(keywords) {
-        return refuse(batch, "unknown keyword", reason);
+        return refuse(batch, "unknown keyword", reason.to_string());
     }
     // The case comes from signed words only: an X-Case line, or a Subject
     // the same signature covers. The outer Subject and References are
@@ -337,14 +337,11 @@ fn command_mail(
         });
     let case = match &named {
         Some(case_id) => commands::case_of(ctx, case_id.trim()),
-        None => Err(
-            "no case: name it with an X-Case: line (the Subject and References are not signed)"
-                .to_string(),
-        ),
+        None => Err(CaseError::NotNamed),
     };
     let mut case = match case {
         Ok(case) => case,
-        Err(reason) => return refuse(batch, "no case", reason),
+        Err(reason) => return refuse(batch, "no case", reason.to_string()),
     };
     if sig.created < case.signed {
         return refuse_signed(
