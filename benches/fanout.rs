@@ -224,7 +224,8 @@ fn main() {
 /// armor), without the store, LMTP or SMTP. Per copy, median of 100.
 fn in_process(config: &Path) {
     use embargod::config::Marks;
-    use embargod::fanout::copies::{seal_copy, Outgoing};
+    use embargod::context::Origin;
+    use embargod::fanout::copies::{seal_copy, Marking, Outgoing};
     let config = embargod::config::Config::load(config).expect("config");
     let keys = embargod::keys::Keys::load(&config).expect("keys");
     let secret = embargod::mark::MarkSecret::derive(b"bench");
@@ -250,12 +251,14 @@ fn in_process(config: &Path) {
                 "Message to the security list\n".into(),
                 content.clone(),
                 None,
-                marks,
-                false,
+                Marking {
+                    marks,
+                    patches: false,
+                },
             );
             let job = outgoing
                 .clone()
-                .into_job(1, ListName::Security, false, Utc::now());
+                .into_job(1, ListName::Security, Origin::Mail, Utc::now());
             let rounds = if raw.len() > 4 << 20 { 5 } else { 100 };
             let mut times: Vec<Duration> = (0..rounds)
                 .map(|i| {

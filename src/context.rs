@@ -7,7 +7,27 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::keys::Keys;
-use crate::store::{Audience, Incoming, Store};
+use crate::store::{Audience, Incoming, Source, Store};
+
+/// Whether a message is mail someone sent or one of the daemon's own
+/// notices: a problem with a notice is logged, never noticed again, so
+/// notices cannot beget notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Mail received (LMTP) or released by the daemon for a list.
+    Mail,
+    /// A notice of the daemon's.
+    Notice,
+}
+
+impl From<&Source> for Origin {
+    fn from(source: &Source) -> Origin {
+        match source {
+            Source::Notice { .. } => Origin::Notice,
+            Source::Lmtp { .. } => Origin::Mail,
+        }
+    }
+}
 
 /// What processing reads: configuration, keys, the store (for embargoes
 /// and cases) and the time.
@@ -23,12 +43,12 @@ impl Context<'_> {
     /// never beget notices.
     pub(crate) fn notice(
         &self,
-        about_notice: bool,
+        about: Origin,
         to: Audience,
         subject: &str,
         body: &str,
     ) -> Option<Incoming> {
-        if about_notice {
+        if about == Origin::Notice {
             warn!(subject, "problem while sending a notice; logged only");
             return None;
         }

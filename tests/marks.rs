@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use embargod::config::Marks;
-use embargod::fanout::Outgoing;
+use embargod::fanout::{Marking, Outgoing};
 use embargod::mark::html::render;
 use embargod::mark::trace::{trace, Verdict};
 use embargod::mark::{canonical, copy_id_hex, MarkSecret};
@@ -332,8 +332,10 @@ fn marks_keep_code_exact_and_name_the_recipient() {
             String::new(),
             advisory.entity(),
             None,
-            Marks::Invisible,
-            false,
+            Marking {
+                marks: Marks::Invisible,
+                patches: false,
+            },
         );
         index_copies(&store, message, outgoing.shingles(&secret), RECIPIENTS).unwrap();
         let (original_plain, original_html) = parts(&outgoing.content);

@@ -18,6 +18,7 @@ use openssl::sha::Sha256;
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{ListName, Marks};
+use crate::context::Origin;
 use crate::keys::Keys;
 use crate::mark::html::MarkableHtml;
 use crate::mark::{
@@ -101,27 +102,54 @@ impl ProsePart {
     }
 }
 
-/// The marks a list's copies of `unwrapped` get: ciphertext to other keys
-/// is passed on untouched, so it gets no invisible marks.
-pub fn marks_for(list: Marks, unwrapped: &crate::mime::inbound::Unwrapped) -> Marks {
-    match (list, &unwrapped.encryption) {
-        (Marks::Invisible, crate::mime::inbound::Encryption::ToOthers) => Marks::Visible,
-        (marks, _) => marks,
+/// How the copies of one message are marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marking {
+    pub marks: Marks,
+    /// With invisible marks, patches get the copy's trailer too.
+    pub patches: bool,
+}
+
+impl Marking {
+    /// No marks: the daemon's own notices, which hold nothing to trace.
+    pub const OFF: Marking = Marking {
+        marks: Marks::Off,
+        patches: false,
+    };
+
+    /// The marking `list` sets for its copies of `unwrapped`: ciphertext
+    /// to other keys is passed on untouched, so it gets no invisible
+    /// marks.
+    pub fn for_list(
+        list: &crate::config::List,
+        unwrapped: &crate::mime::inbound::Unwrapped,
+    ) -> Marking {
+        let marks = match (list.marks, &unwrapped.encryption) {
+            (Marks::Invisible, crate::mime::inbound::Encryption::ToOthers) => Marks::Visible,
+            (marks, _) => marks,
+        };
+        Marking {
+            marks,
+            patches: list.mark_patches,
+        }
     }
 }
 
 impl Outgoing {
-    /// What goes to every recipient, marked as `marks` says;
-    /// `mark_patches`: with invisible marks, patches get the copy's
-    /// trailer too.
+    /// What goes to every recipient: `headers` (the header section the
+    /// copies carry inside the encryption), the `info` part's text and
+    /// the `content` entity, marked as `marking` says.
     pub fn new(
         headers: Vec<u8>,
         info: String,
         content: Vec<u8>,
         case: Option<String>,
-        marks: Marks,
-        mark_patches: bool,
+        marking: Marking,
     ) -> Outgoing {
+        let Marking {
+            marks,
+            patches: mark_patches,
+        } = marking;
         // Marks change the signed text, so a sender's signature would no
         // longer verify in the copy; the daemon checked it, and the info
         // part says what it found. Without them the signature stays, for
@@ -175,7 +203,14 @@ impl Outgoing {
 
     /// The job that makes this message's copies to `list` when they are
     /// sent: spool entry `message`, decided at `date`.
-    pub fn into_job(self, message: u64, list: ListName, notice: bool, date: DateTime<Utc>) -> Job {
+    pub fn into_job(
+        self,
+        message: u64,
+        list: ListName,
+        origin: Origin,
+        date: DateTime<Utc>,
+    ) -> Job {
+        let notice = origin == Origin::Notice;
         Job {
             meta: JobMeta {
                 message,

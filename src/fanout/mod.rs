@@ -19,25 +19,37 @@ use crate::mime::inbound::{Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::store::{Audience, IncomingMeta, QueueKey, QueuedCopy, Source, Transaction};
 
-use crate::context::Context;
-pub use copies::{marks_for, seal_copy, Outgoing};
+use crate::context::{Context, Origin};
+pub use copies::{seal_copy, Marking, Outgoing};
+
+/// Who gets a copy of a message, as members of which list.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipients<'a> {
+    pub list: ListName,
+    /// How the list names itself in the copies.
+    pub identity: &'a ListIdentity,
+    pub members: &'a [&'a Member],
+}
 
 /// Decides a copy of `outgoing` for each of `members`: one job holding
 /// the message once, and a queue entry, a ledger record and a trace index
 /// entry per member with a usable key (each copy is sealed when it is
 /// sent); for members without one, a record and a notice. Returns how many
 /// copies will go.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn fan_out(
     ctx: &Context<'_>,
     batch: &mut Transaction,
     id: u64,
-    list: ListName,
-    identity: &ListIdentity,
-    members: &[&Member],
+    to: Recipients<'_>,
     outgoing: Outgoing,
-    notice: bool,
+    origin: Origin,
 ) -> usize {
+    let Recipients {
+        list,
+        identity,
+        members,
+    } = to;
+    let notice = origin == Origin::Notice;
     let now = to_millis(ctx.now);
     let record = |member: &str, outcome| {
         crate::ledger::DeliveryRecord::new(now, id, outgoing.case.clone(), list, member, outcome)
@@ -140,7 +152,7 @@ pub(crate) fn fan_out(
             .map(|(member, problem)| format!("- {member}: {problem}\n"))
             .collect();
         if let Some(notice) = ctx.notice(
-            notice,
+            origin,
             Audience::Pst,
             &format!(
                 "{} member(s) of the {list} list got no copy",
@@ -157,7 +169,7 @@ pub(crate) fn fan_out(
         };
     }
     if copies > 0 {
-        batch.add_job(job, outgoing.into_job(id, list, notice, ctx.now));
+        batch.add_job(job, outgoing.into_job(id, list, origin, ctx.now));
     }
     copies
 }

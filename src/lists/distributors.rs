@@ -24,11 +24,12 @@ use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
-use crate::store::{Audience, Incoming, Transaction};
+use crate::store::{Audience, Transaction};
 
 use super::hold::Held;
-use crate::context::Context;
-use crate::fanout::{fan_out, info_text, marks_for, Outgoing};
+use super::Post;
+use crate::context::{Context, Origin};
+use crate::fanout::{fan_out, info_text, Marking, Outgoing, Recipients};
 
 /// Keywords a distributors post may carry.
 const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason", "subject"];
@@ -45,13 +46,12 @@ enum Decision {
     ReleaseNow { case: String, reason: String },
 }
 
-pub(super) fn post(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-) {
+pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
+    let Post {
+        id,
+        incoming,
+        unwrapped,
+    } = post;
     let config = ctx.config;
     let Some(list) = &config.lists.distributors else {
         return;
@@ -59,16 +59,7 @@ pub(super) fn post(
     let pst = &config.lists.security.members;
     let allowed: Vec<String> = pst.iter().chain(&list.members).cloned().collect();
     let hold = |batch: &mut Transaction, poster: Option<&str>, held: Held| {
-        super::hold::hold(
-            ctx,
-            batch,
-            id,
-            incoming,
-            unwrapped,
-            ListName::Distributors,
-            poster,
-            &held,
-        )
+        super::hold::hold(ctx, batch, post, ListName::Distributors, poster, &held)
     };
     let sig = match freshness::authorise(ctx, batch, &unwrapped.signatures, &allowed) {
         Authority::Signed(sig) => sig,
@@ -189,20 +180,15 @@ pub(super) fn post(
                 info,
                 content.clone(),
                 pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
-                marks_for(list.marks, unwrapped),
-                list.mark_patches,
+                Marking::for_list(list, unwrapped),
             );
             let members = recipients(ctx);
-            let copies = fan_out(
-                ctx,
-                batch,
-                id,
-                ListName::Distributors,
-                &identity,
-                &members,
-                outgoing,
-                false,
-            );
+            let to = Recipients {
+                list: ListName::Distributors,
+                identity: &identity,
+                members: &members,
+            };
+            let copies = fan_out(ctx, batch, id, to, outgoing, Origin::Mail);
             if let Some(mut embargo) = embargo {
                 embargo.recipients = copies;
                 let old = crate::embargo::get(ctx.store, &embargo.case).ok().flatten();

@@ -5,9 +5,10 @@ use tracing::warn;
 
 use crate::clock::to_millis;
 use crate::config::ListName;
-use crate::context::Context;
-use crate::mime::inbound::Unwrapped;
-use crate::store::{Audience, Incoming, QuarantineMeta, Transaction};
+use crate::context::{Context, Origin};
+use crate::store::{Audience, QuarantineMeta, Transaction};
+
+use super::Post;
 
 /// Why a post is held for moderation: `detail` goes to the PST in an
 /// encrypted notice and may quote the post; `kind` goes to the log and
@@ -30,17 +31,19 @@ impl Held {
 /// Holds a post to `list` for moderation (sealed in the quarantine) and
 /// tells the PST — and the poster, when a member's key signed it and they
 /// are not on the PST — why.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn hold(
     ctx: &Context<'_>,
     batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
+    post: Post<'_>,
     list: ListName,
     poster: Option<&str>,
     held: &Held,
 ) {
+    let Post {
+        id,
+        incoming,
+        unwrapped,
+    } = post;
     let config = ctx.config;
     warn!(msg = id, %list, reason = held.kind, "held for moderation");
     let address = config
@@ -53,12 +56,12 @@ pub(crate) fn hold(
         unwrapped.sender, held.detail
     );
     let subject = format!("post to the {list} list held");
-    if let Some(notice) = ctx.notice(false, Audience::Pst, &subject, &body) {
+    if let Some(notice) = ctx.notice(Origin::Mail, Audience::Pst, &subject, &body) {
         batch.spool(notice);
     }
     if let Some(poster) = poster.filter(|p| !config.lists.security.members.iter().any(|m| m == p)) {
         if let Some(notice) = ctx.notice(
-            false,
+            Origin::Mail,
             Audience::Member(poster.to_string()),
             &format!("your post to the {list} list was not forwarded"),
             &body,

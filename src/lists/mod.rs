@@ -24,10 +24,21 @@ use tracing::{info, warn};
 
 use crate::clock::{from_millis, to_millis};
 use crate::config::{Config, ListName};
-use crate::context::Context;
-use crate::mime::inbound::unwrap;
+use crate::context::{Context, Origin};
+use crate::mime::inbound::{unwrap, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::store::{Audience, Incoming, QuarantineMeta, Source, Transaction};
+
+/// A message being routed: what every route reads of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Post<'a> {
+    /// Its spool id, which names it in logs, the ledger and notices.
+    pub id: u64,
+    /// As received (kept byte for byte for the quarantine).
+    pub incoming: &'a Incoming,
+    /// As read: decrypted, its signatures checked, its text found.
+    pub unwrapped: &'a Unwrapped,
+}
 
 /// Decides what becomes of spool entry `id`.
 pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
@@ -40,7 +51,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
             return batch;
         }
     }
-    let notice = matches!(incoming.meta.source, Source::Notice { .. });
+    let origin = Origin::from(&incoming.meta.source);
     let limit = config.lmtp.max_message_size.saturating_mul(4);
     let unwrapped = match unwrap(
         &incoming.raw,
@@ -54,7 +65,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
             let reason = error.to_string();
             warn!(msg = id, %reason, "quarantined");
             if let Some(notice) = ctx.notice(
-                notice,
+                origin,
                 Audience::Pst,
                 &format!("message {id} quarantined"),
                 &format!(
@@ -77,17 +88,18 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
         }
     };
 
+    let post = Post {
+        id,
+        incoming: &incoming,
+        unwrapped: &unwrapped,
+    };
     match &incoming.meta.source {
         Source::Notice { to } => notices::post(ctx, &mut batch, id, to, &unwrapped),
         Source::Lmtp { lists, .. } => {
             for &name in lists {
                 match name {
-                    ListName::Security => {
-                        security::post(ctx, &mut batch, id, &incoming, &unwrapped)
-                    }
-                    ListName::Distributors => {
-                        distributors::post(ctx, &mut batch, id, &incoming, &unwrapped)
-                    }
+                    ListName::Security => security::post(ctx, &mut batch, post),
+                    ListName::Distributors => distributors::post(ctx, &mut batch, post),
                     // The announce list receives nothing over LMTP.
                     ListName::Announce => {}
                 }

@@ -4,8 +4,8 @@
 //! are encrypted to each member like any copy.
 
 use crate::config::{Config, ListName, Member};
-use crate::context::Context;
-use crate::fanout::{fan_out, Outgoing};
+use crate::context::{Context, Origin};
+use crate::fanout::{fan_out, Marking, Outgoing, Recipients};
 use crate::mime::inbound::Unwrapped;
 use crate::mime::outbound::ListIdentity;
 use crate::store::{Audience, Transaction};
@@ -31,19 +31,14 @@ pub(super) fn post(
         info,
         unwrapped.content.clone(),
         None,
-        crate::config::Marks::Off,
-        false,
+        Marking::OFF,
     );
-    fan_out(
-        ctx,
-        batch,
-        id,
-        ListName::Security,
-        &identity,
-        &members,
-        outgoing,
-        true,
-    );
+    let to = Recipients {
+        list: ListName::Security,
+        identity: &identity,
+        members: &members,
+    };
+    fan_out(ctx, batch, id, to, outgoing, Origin::Notice);
 }
 
 /// The members a notice goes to, each once.

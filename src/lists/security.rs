@@ -7,8 +7,8 @@
 use crate::case::commands::{self, Actor};
 use crate::case::{by_reference, get, id_in, open, put_reference, reporter, Case, CaseError};
 use crate::config::ListName;
-use crate::context::Context;
-use crate::fanout::{fan_out, info_text, marks_for, Outgoing};
+use crate::context::{Context, Origin};
+use crate::fanout::{fan_out, info_text, Marking, Outgoing, Recipients};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
@@ -19,15 +19,11 @@ use crate::pgp::open::GoodSignature;
 use crate::store::{Audience, Incoming, Source, Transaction};
 
 use super::hold::{hold, Held};
+use super::Post;
 
 /// Handles one message to the security list.
-pub fn post(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-) {
+pub fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
+    let Post { unwrapped, .. } = post;
     let config = ctx.config;
     let content = &unwrapped.content;
     let text = edit::first_text(content)
@@ -36,13 +32,13 @@ pub fn post(
     let (keywords, rest) = keywords::split(&text);
 
     if let Some(list) = keywords::get(&keywords, "join") {
-        return join(ctx, batch, id, incoming, unwrapped, list);
+        return join(ctx, batch, post, list);
     }
     if let Some(request) = keywords::get(&keywords, "vouch") {
-        return vouch(ctx, batch, id, incoming, unwrapped, request);
+        return vouch(ctx, batch, post, request);
     }
     if keywords.is_empty() {
-        return report_or_follow_up(ctx, batch, id, incoming, unwrapped);
+        return report_or_follow_up(ctx, batch, post);
     }
     // Keyword lines are commands only in signed text: a PST member's, by
     // a key in force now, fresh and never used before.
@@ -51,14 +47,10 @@ pub fn post(
         Authority::Signed(sig) => {
             let stripped = edit::replace_first_text(content, &rest)
                 .unwrap_or_else(|| unwrapped.content.clone());
-            command_mail(
-                ctx, batch, id, incoming, unwrapped, sig, &keywords, &rest, stripped,
-            )
+            command_mail(ctx, batch, post, sig, &keywords, &rest, stripped)
         }
-        Authority::Refused { member, why } => {
-            refuse_signed(ctx, batch, id, incoming, unwrapped, member, &why)
-        }
-        Authority::None => report_or_follow_up(ctx, batch, id, incoming, unwrapped),
+        Authority::Refused { member, why } => refuse_signed(ctx, batch, post, member, &why),
+        Authority::None => report_or_follow_up(ctx, batch, post),
     }
 }
 
@@ -68,37 +60,24 @@ pub fn post(
 fn hold_command(
     ctx: &Context<'_>,
     batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
+    post: Post<'_>,
     member: &str,
     held: Held,
 ) {
-    hold(
-        ctx,
-        batch,
-        id,
-        incoming,
-        unwrapped,
-        ListName::Security,
-        Some(member),
-        &held,
-    );
+    hold(ctx, batch, post, ListName::Security, Some(member), &held);
 }
 
 /// [`hold_command`] for a signature the freshness rule refused.
 fn refuse_signed(
     ctx: &Context<'_>,
     batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
+    post: Post<'_>,
     member: &str,
     why: &freshness::Refused,
 ) {
     let detail = format!("the signature by {member} may not authorise commands: {why}");
     let held = Held::new(why.kind(), detail);
-    hold_command(ctx, batch, id, incoming, unwrapped, member, held);
+    hold_command(ctx, batch, post, member, held);
 }
 
 /// The case a message names in its Subject, or replies to.
@@ -116,13 +95,12 @@ fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
         .and_then(|id| get(ctx, &id).ok().flatten())
 }
 
-fn report_or_follow_up(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-) {
+fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
+    let Post {
+        id,
+        incoming,
+        unwrapped,
+    } = post;
     let (case, new) = match existing_case(ctx, unwrapped) {
         Some(case) => (case, false),
         None => {
@@ -135,16 +113,7 @@ fn report_or_follow_up(
                 Ok(case) => (case, true),
                 Err(e) => {
                     tracing::error!(msg = id, error = %e, "cannot open a case; forwarding without one");
-                    return forward(
-                        ctx,
-                        batch,
-                        id,
-                        incoming,
-                        unwrapped,
-                        None,
-                        unwrapped.content.clone(),
-                        "",
-                    );
+                    return forward(ctx, batch, post, None, unwrapped.content.clone(), "");
                 }
             }
         }
@@ -191,9 +160,7 @@ fn report_or_follow_up(
     forward(
         ctx,
         batch,
-        id,
-        incoming,
-        unwrapped,
+        post,
         Some(&case),
         unwrapped.content.clone(),
         &note,
@@ -235,17 +202,19 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Transaction, address: &str) -> boo
 
 /// Sends a message of `case` (or of no case) to the PST and the case's
 /// Fix Team, its Subject tagged with the case ID.
-#[allow(clippy::too_many_arguments)]
 fn forward(
     ctx: &Context<'_>,
     batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
+    post: Post<'_>,
     case: Option<&Case>,
     content: Vec<u8>,
     note: &str,
 ) {
+    let Post {
+        id,
+        incoming,
+        unwrapped,
+    } = post;
     let config = ctx.config;
     let identity = ListIdentity::new(config, &config.lists.security);
     let mut members = config.members_of(&config.lists.security);
@@ -271,34 +240,27 @@ fn forward(
         info,
         content,
         case.map(|c| c.id.clone()),
-        marks_for(config.lists.security.marks, unwrapped),
-        config.lists.security.mark_patches,
+        Marking::for_list(&config.lists.security, unwrapped),
     );
-    fan_out(
-        ctx,
-        batch,
-        id,
-        ListName::Security,
-        &identity,
-        &members,
-        outgoing,
-        false,
-    );
+    let to = Recipients {
+        list: ListName::Security,
+        identity: &identity,
+        members: &members,
+    };
+    fan_out(ctx, batch, id, to, outgoing, Origin::Mail);
 }
 
 /// A PST member's command mail: apply, reply, and pass on its text.
-#[allow(clippy::too_many_arguments)]
 fn command_mail(
     ctx: &Context<'_>,
     batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
+    post: Post<'_>,
     sig: GoodSignature<'_>,
     keywords: &[Keyword],
     rest: &str,
     stripped: Vec<u8>,
 ) {
+    let Post { id, unwrapped, .. } = post;
     let signer = sig.member;
     let reply = |batch: &mut Transaction, subject: &str, text: &str| {
         batch.spool(crate::notice::notice(
@@ -320,7 +282,7 @@ fn command_mail(
             kind,
             format!("commands signed by {signer} refused: {reason}"),
         );
-        hold_command(ctx, batch, id, incoming, unwrapped, signer, held);
+        hold_command(ctx, batch, post, signer, held);
     };
     if let Err(reason) = commands::admissible(keywords) {
         return refuse(batch, "unknown keyword", reason.to_string());
@@ -347,9 +309,7 @@ fn command_mail(
         return refuse_signed(
             ctx,
             batch,
-            id,
-            incoming,
-            unwrapped,
+            post,
             signer,
             &freshness::Refused::OlderThanLastChange,
         );
@@ -396,16 +356,7 @@ fn command_mail(
     } else {
         String::new()
     };
-    forward(
-        ctx,
-        batch,
-        id,
-        incoming,
-        unwrapped,
-        Some(&case),
-        stripped,
-        &note,
-    );
+    forward(ctx, batch, post, Some(&case), stripped, &note);
 }
 
 /// The reporter of a new case, for the PST's answers (`X-To-Reporter`):
@@ -433,14 +384,8 @@ fn ack_recipient(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<Stri
 }
 
 /// `X-Join: distributors` from anyone: a membership request for the PST.
-fn join(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-    list: &str,
-) {
+fn join(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, list: &str) {
+    let Post { unwrapped, .. } = post;
     let applicant = unwrapped
         .from_address
         .clone()
@@ -455,27 +400,12 @@ fn join(
         ),
         Err(reason) => format!("A membership request could not be opened: {reason}.\n"),
     };
-    forward(
-        ctx,
-        batch,
-        id,
-        incoming,
-        unwrapped,
-        None,
-        unwrapped.content.clone(),
-        &note,
-    );
+    forward(ctx, batch, post, None, unwrapped.content.clone(), &note);
 }
 
 /// `X-Vouch: REQ-…`, signed by a distributor or PST member.
-fn vouch(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    incoming: &Incoming,
-    unwrapped: &Unwrapped,
-    request: &str,
-) {
+fn vouch(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, request: &str) {
+    let Post { unwrapped, .. } = post;
     let config = ctx.config;
     let mut allowed = config.lists.security.members.clone();
     if let Some(list) = &config.lists.distributors {
@@ -487,7 +417,7 @@ fn vouch(
             sig.member.to_string()
         }
         Authority::Refused { member, why } => {
-            return refuse_signed(ctx, batch, id, incoming, unwrapped, member, &why);
+            return refuse_signed(ctx, batch, post, member, &why);
         }
         Authority::None => {
             tracing::warn!("vouch without a valid member signature; ignored");
