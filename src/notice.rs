@@ -27,8 +27,8 @@ pub fn notice(
             source: Source::Notice { to },
         },
         raw: notice_message(
-            config.delivery.from.as_ref(),
-            config.lists.security.address.as_ref(),
+            &config.delivery.from,
+            &config.lists.security.address,
             subject,
             body,
             now,

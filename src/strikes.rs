@@ -67,7 +67,7 @@ pub enum StrikeError {
     #[error("no member {0} in the config")]
     NoMember(String),
     #[error(transparent)]
-    Case(#[from] crate::case::BadCaseId),
+    Case(#[from] crate::case::id::BadCaseId),
     #[error("--what: say what leaked and to whom")]
     NothingSaid,
     #[error("{0} is not suspended")]
@@ -86,7 +86,7 @@ pub fn record(
     if !config.members.contains_key(member) {
         return Err(StrikeError::NoMember(member.to_string()));
     }
-    let case = crate::case::CaseId::parse(config, case)?.into_string();
+    let case = crate::case::id::CaseId::parse(config, case)?.into_string();
     if what.trim().is_empty() {
         return Err(StrikeError::NothingSaid);
     }

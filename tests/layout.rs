@@ -4,7 +4,8 @@
 //! and the paths that tie them when one appears.
 //!
 //! An import is any `crate::`, `super::`, `self::` or child-module path
-//! in a `use` declaration or in code (comments are skipped), resolved to
+//! in a `use` declaration or in code (comments and unit tests are
+//! skipped), resolved to
 //! the file of the deepest module it names. `mod` declarations are not imports: a
 //! parent declares its children without depending on them. A folder's
 //! `mod.rs` is its face: what it takes from its own children (re-exports,
@@ -49,8 +50,14 @@ fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
     out
 }
 
-/// The code of a file without its comments.
+/// The code of a file without its comments and its unit tests: a
+/// `#[cfg(test)] mod tests` (at the end of a file, by this project's
+/// habit) reaches into the file itself with `super::`, which is no
+/// import of the parent.
 fn code(text: &str) -> String {
+    let text = text
+        .find("#[cfg(test)]\nmod tests")
+        .map_or(text, |at| &text[..at]);
     text.lines()
         .map(|line| match line.find("//") {
             Some(at) => &line[..at],

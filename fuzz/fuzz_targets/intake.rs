@@ -24,7 +24,7 @@ use embargod::fanout::copies::{seal_copy, Outgoing};
 use embargod::keys::Keys;
 use embargod::lists;
 use embargod::mime::inbound::precheck;
-use embargod::mime::outbound::{outer_message, Envelope, ListIdentity};
+use embargod::mime::outbound::{outer_message, ListHeader, ListIdentity};
 use embargod::sandbox::Sandbox;
 use embargod::store::{Incoming, IncomingMeta, Source, Store, StoreKey, Transaction};
 
@@ -245,13 +245,13 @@ fn boilerplate(
 ) -> Vec<u8> {
     let list = config.list(list).expect("copies go to configured lists");
     let identity = ListIdentity::new(config, list);
-    let envelope = Envelope {
+    let header = ListHeader {
         list: &identity,
         to,
         message_id,
         date: now,
     };
-    outer_message(&envelope, b"")
+    outer_message(&header, b"")
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

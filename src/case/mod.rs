@@ -15,11 +15,11 @@
 
 pub mod autoreply;
 pub mod commands;
-mod id;
+pub mod id;
 pub mod reporter;
 pub mod timeline;
 
-pub use id::{BadCaseId, CaseId};
+use id::CaseId;
 
 use std::fmt;
 

@@ -20,7 +20,8 @@ use crate::digest::sha256_hex;
 use crate::fanout::copies::seal_entity;
 use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::inbound::Unwrapped;
-use crate::mime::outbound::ListIdentity;
+use crate::mime::outbound::{signed_message, ListHeader, ListIdentity};
+use crate::mime::HeaderSection;
 use crate::store::{QueueKey, QueuedCopy, Transaction};
 
 use super::{when, Case, Milestone};
@@ -176,25 +177,22 @@ pub fn send(
         .reporter_cert
         .as_deref()
         .and_then(|armored| Cert::from_bytes(armored.as_bytes()).ok());
+    let message_id = identity.message_id();
+    let header = ListHeader {
+        list: &identity,
+        to,
+        message_id: &message_id,
+        date: ctx.now,
+    };
     let (bytes, fingerprint, subkey, plaintext_sha256, message_id) = match cert {
         Some(cert) => {
-            let headers = format!(
-                "From: \"{}\" <{}>\r\nTo: <{to}>\r\nSubject: {}\r\n",
-                identity.display,
-                identity.address,
-                crate::mime::encode_header_value(subject)
-            );
+            let protected = HeaderSection::new()
+                .from(Some(&identity.display), &identity.address)
+                .to(to)
+                .text("Subject", subject)
+                .to_bytes();
             let info = format!("From the {} <{}>.\n", identity.display, identity.address);
-            let sealed = seal_entity(
-                ctx.keys,
-                &identity,
-                to,
-                &cert,
-                headers.as_bytes(),
-                &info,
-                &content,
-                ctx.now,
-            )?;
+            let sealed = seal_entity(ctx.keys, &header, &cert, &protected, &info, &content)?;
             (
                 sealed.bytes,
                 sealed.fingerprint,
@@ -204,17 +202,8 @@ pub fn send(
             )
         }
         None => {
-            let message_id = identity.message_id();
-            let bytes = crate::mime::outbound::signed_message(
-                &ctx.keys.list_key,
-                &identity,
-                to,
-                subject,
-                &message_id,
-                &content,
-                ctx.now,
-            )?;
-            (bytes, String::new(), None, None, message_id)
+            let bytes = signed_message(&ctx.keys.list_key, &header, subject, &content)?;
+            (bytes, String::new(), None, None, message_id.clone())
         }
     };
     // An automatic response says so (RFC 3834 §5), so that the other

@@ -16,7 +16,7 @@ use crate::config::{Config, ListName};
 use crate::context::Context;
 use crate::digest::sha256_hex;
 use crate::ledger::{DeliveryRecord, Outcome};
-use crate::mime::outbound::ListIdentity;
+use crate::mime::outbound::{ListHeader, ListIdentity};
 use crate::pgp::ListKey;
 use crate::schedule::{Event, EventKind};
 use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
@@ -56,16 +56,13 @@ pub fn release(
         .unwrap_or("localhost");
     let message_id = format!("<{case}.release@{domain}>");
     let head = crate::ledger::head(ctx.store)?;
-    let bytes = announcement(
-        &ctx.keys.list_key,
-        &identity,
-        &announce,
-        &message_id,
-        case,
-        &advisory,
-        &head,
-        ctx.now,
-    )?;
+    let header = ListHeader {
+        list: &identity,
+        to: &announce,
+        message_id: &message_id,
+        date: ctx.now,
+    };
+    let bytes = announcement(&ctx.keys.list_key, &header, case, &advisory, &head)?;
 
     let now = to_millis(ctx.now);
     let copy_id = crate::random::u64();
@@ -223,16 +220,14 @@ fn lifted_text(
 
 /// The public announcement: the advisory's content and a note of the
 /// ledger's head, signed by the list key as RFC 3156 multipart/signed.
-#[allow(clippy::too_many_arguments)]
+/// The advisory's entity is carried byte for byte inside the signed part,
+/// so that part's MIME structure is written here.
 pub fn announcement(
     list_key: &ListKey,
-    identity: &ListIdentity,
-    announce: &str,
-    message_id: &str,
+    header: &ListHeader<'_>,
     case: &str,
     advisory: &Advisory,
     head: &crate::ledger::Head,
-    now: DateTime<Utc>,
 ) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
     // The signed part: the advisory, then the ledger note, up to the line
     // end before the boundary (RFC 3156 §5). The head is public from now
@@ -249,16 +244,9 @@ pub fn announcement(
     signed.extend_from_slice(&crate::mime::text_part(&format!(
         "Published by embargod for {}. Its ledger of who received this\n\
          advisory under embargo stood at: {head}.\n",
-        identity.display
+        header.list.display
     )));
     signed.extend_from_slice(format!("\r\n--{mixed}--").as_bytes());
-    crate::mime::outbound::signed_message(
-        list_key,
-        identity,
-        announce,
-        &public_subject(&advisory.subject, case),
-        message_id,
-        &signed,
-        now,
-    )
+    let subject = public_subject(&advisory.subject, case);
+    crate::mime::outbound::signed_message(list_key, header, &subject, &signed)
 }

@@ -27,7 +27,7 @@ use crate::mark::{
 };
 use crate::mime::edit::{splice_pieces, TextSlot, Transfer};
 use crate::mime::outbound::{
-    inner_entity, inner_entity_around, outer_head, outer_message, outer_tail, Envelope,
+    inner_entity, inner_entity_around, outer_head, outer_message, outer_tail, ListHeader,
     ListIdentity,
 };
 use crate::pgp::seal::{seal, seal_into, SealError};
@@ -313,7 +313,7 @@ pub fn seal_copy(
 ) -> Result<SealedCopy, SealError> {
     let cert = keys.member(&copy.member)?;
     let date = from_millis(meta.date);
-    let envelope = Envelope {
+    let header = ListHeader {
         list: identity,
         to: &copy.to,
         message_id: &copy.message_id,
@@ -329,16 +329,11 @@ pub fn seal_copy(
         .rev()
         .find(|piece| !piece.is_empty())
         .is_some_and(|piece| piece.ends_with(b"\r\n"));
-    let (head, tail) = inner_entity_around(
-        &envelope,
-        &headers,
-        &info,
-        Transfer::Encrypted,
-        ends_in_crlf,
-    );
+    let (head, tail) =
+        inner_entity_around(&header, &headers, &info, Transfer::Encrypted, ends_in_crlf);
     let size: usize =
         content.iter().map(|piece| piece.len()).sum::<usize>() + head.len() + tail.len();
-    let (mut bytes, boundary) = outer_head(&envelope);
+    let (mut bytes, boundary) = outer_head(&header);
     bytes.reserve(armored_size(size));
     let mut plaintext_hash = Sha256::new();
     let subkey = seal_into(
@@ -399,34 +394,29 @@ impl Write for CrlfWriter<'_> {
     }
 }
 
-/// A PGP/MIME message to `to`, signed by the list key and encrypted to
-/// `cert` alone: the inner entity of `headers`, `info` and `content`,
-/// with a new Message-ID. For single messages (an answer to a reporter);
+/// A PGP/MIME message under `header`, signed by the list key and
+/// encrypted to `cert` alone: the inner entity of `headers`, `info` and
+/// `content`. For single messages (an answer to a reporter);
 /// members' copies are [`seal_copy`]'s.
-#[allow(clippy::too_many_arguments)]
 pub fn seal_entity(
     keys: &Keys,
-    identity: &ListIdentity,
-    to: &str,
+    header: &ListHeader<'_>,
     cert: &sequoia_openpgp::Cert,
     headers: &[u8],
     info: &str,
     content: &[u8],
-    now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
-    let message_id = identity.message_id();
-    let envelope = Envelope {
-        list: identity,
-        to,
-        message_id: &message_id,
-        date: now,
-    };
-    let plaintext = inner_entity(&envelope, headers, info, content);
-    let sealed = seal(&keys.list_key, cert, &plaintext, SystemTime::from(now))?;
+    let plaintext = inner_entity(header, headers, info, content);
+    let sealed = seal(
+        &keys.list_key,
+        cert,
+        &plaintext,
+        SystemTime::from(header.date),
+    )?;
     Ok(SealedCopy {
-        bytes: outer_message(&envelope, &sealed.armored),
+        bytes: outer_message(header, &sealed.armored),
         plaintext_sha256: crate::digest::sha256_hex(&plaintext),
-        message_id,
+        message_id: header.message_id.to_string(),
         fingerprint: cert.fingerprint().to_hex(),
         subkey: sealed.subkey,
     })

@@ -10,7 +10,7 @@
 //! `[EMBARGOED]`. Anything not allowed is held for moderation and the PST
 //! (and the poster) are told why.
 
-use crate::case::CaseId;
+use crate::case::id::CaseId;
 use crate::clock::{from_millis, to_millis};
 use crate::config::{ListName, Member};
 use crate::embargo::{
@@ -20,7 +20,6 @@ use crate::embargo::{
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
-use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
@@ -172,11 +171,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                 None => format!("[EMBARGOED] {}", signed_subject.trim()),
             };
             let outgoing = Outgoing::new(
-                with_header(
-                    &unwrapped.headers,
-                    "Subject",
-                    &encode_header_value(&subject),
-                ),
+                with_header(&unwrapped.headers, "Subject", &subject),
                 info,
                 content.clone(),
                 pending.as_ref().map(|e| e.case.clone()).or(case.clone()),

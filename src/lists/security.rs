@@ -12,7 +12,6 @@ use crate::fanout::{fan_out, info_text, Marking, Outgoing, Recipients};
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
 use crate::mime::edit;
-use crate::mime::encode_header_value;
 use crate::mime::inbound::{with_header, Unwrapped};
 use crate::mime::outbound::ListIdentity;
 use crate::pgp::open::GoodSignature;
@@ -223,7 +222,7 @@ fn forward(
         members.extend(case.team.iter().filter_map(|m| config.members.get(m)));
         if !unwrapped.subject.contains(&case.id) {
             let subject = format!("[{}] {}", case.id, unwrapped.subject.trim());
-            headers = with_header(&headers, "Subject", &encode_header_value(&subject));
+            headers = with_header(&headers, "Subject", &subject);
         }
         if let Some(message_id) = &unwrapped.message_ids.message_id {
             put_reference(ctx, batch, message_id, &case.id);

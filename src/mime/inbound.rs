@@ -996,9 +996,13 @@ fn carried_fields(raw: &[u8], fields: &[mail_parser::Header<'_>]) -> Vec<u8> {
     out
 }
 
-/// `block` with its `name` field set to `value` (already encoded).
-pub fn with_header(block: &[u8], name: &str, value: &str) -> Vec<u8> {
-    merge_headers(block, format!("{name}: {value}\r\n").as_bytes())
+/// `block` with its `name` field set to `value`, encoded and folded by
+/// [`super::HeaderSection`]; the other fields stay byte for byte.
+pub fn with_header(block: &[u8], name: &'static str, value: &str) -> Vec<u8> {
+    merge_headers(
+        block,
+        &super::HeaderSection::new().text(name, value).to_bytes(),
+    )
 }
 
 /// `base` with every field that `over` has replaced by `over`'s lines.

@@ -9,6 +9,14 @@ pub mod smime;
 
 pub use parsed::{parse, parse_headers, Parsed};
 
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::{
+    self as field, ContentTransferEncoding, HeaderName, HeaderValue, Headers,
+};
+use lettre::message::{Body, Mailbox, Mailboxes, SinglePart};
+
 /// `text` on one line: every control character (CR and LF included, as
 /// decoded RFC 2047 words can carry them) becomes a space, so a value taken
 /// from a message can never start a header field or line of its own.
@@ -18,34 +26,84 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// A header field value: as it is when ASCII, else RFC 2047 encoded
-/// words (UTF-8, base64), each within the 75-character limit. Control
-/// characters are never written ([`one_line`]).
-pub fn encode_header_value(text: &str) -> String {
-    use base64::Engine;
-    let text = &one_line(text);
-    if text.is_ascii() {
-        return text.to_string();
+/// A header section written by lettre's encoder: each value RFC
+/// 2047-encoded where it is not ASCII (UTF-8, base64 words of at most 75
+/// characters, RFC 2047 §2) and folded at white space (RFC 5322 §2.2.3);
+/// a mailbox's display name quoted or encoded as RFC 5322 §3.4 needs.
+/// Control characters never reach a value ([`one_line`]). Fields stay in
+/// the order they were first added; adding a name again replaces its
+/// value.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderSection(Headers);
+
+impl HeaderSection {
+    pub fn new() -> HeaderSection {
+        HeaderSection::default()
     }
-    let mut words = Vec::new();
-    let mut chunk = String::new();
-    for ch in text.chars() {
-        if chunk.len() + ch.len_utf8() > 45 {
-            words.push(std::mem::take(&mut chunk));
+
+    /// `From: "display" <address>`.
+    pub fn from(mut self, display: Option<&str>, address: &str) -> HeaderSection {
+        match mailbox(display, address) {
+            Some(mailbox) => self.0.set(field::From::from(Mailboxes::from(mailbox))),
+            None => return self.text("From", &format!("<{address}>")),
         }
-        chunk.push(ch);
+        self
     }
-    words.push(chunk);
-    words
-        .iter()
-        .map(|w| {
-            format!(
-                "=?utf-8?b?{}?=",
-                base64::engine::general_purpose::STANDARD.encode(w)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n ")
+
+    /// `To: <address>`.
+    pub fn to(mut self, address: &str) -> HeaderSection {
+        match mailbox(None, address) {
+            Some(mailbox) => self.0.set(field::To::from(Mailboxes::from(mailbox))),
+            None => return self.text("To", &format!("<{address}>")),
+        }
+        self
+    }
+
+    /// `Date:` in RFC 5322 §3.3 form.
+    pub fn date(mut self, date: DateTime<Utc>) -> HeaderSection {
+        self.0.set(field::Date::new(SystemTime::from(date)));
+        self
+    }
+
+    /// Any unstructured or ASCII-structured field: `Subject`, `List-Id`,
+    /// `Message-ID`, a `Content-Type` with its parameters.
+    pub fn text(mut self, name: &'static str, value: &str) -> HeaderSection {
+        self.0.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str(name),
+            one_line(value),
+        ));
+        self
+    }
+
+    /// The section as it is written: each field with its line end, no
+    /// blank line after.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_string().into_bytes()
+    }
+
+    /// Each field as written, folded lines included, without its final
+    /// line end: for quoting fields inside another (`HP-Outer`).
+    pub fn fields(&self) -> Vec<String> {
+        let text = self.0.to_string();
+        let mut fields: Vec<String> = Vec::new();
+        for line in text.split_terminator("\r\n") {
+            match fields.last_mut() {
+                Some(last) if line.starts_with([' ', '\t']) => {
+                    last.push_str("\r\n");
+                    last.push_str(line);
+                }
+                _ => fields.push(line.to_string()),
+            }
+        }
+        fields
+    }
+}
+
+/// `address` as a lettre mailbox; `None` when lettre's address grammar
+/// does not take it (the caller writes it as it is, on one line).
+fn mailbox(display: Option<&str>, address: &str) -> Option<Mailbox> {
+    let address = address.parse().ok()?;
+    Some(Mailbox::new(display.map(one_line), address))
 }
 
 /// A text/plain UTF-8 entity for `text`: 7bit when it can be, else
@@ -57,23 +115,35 @@ pub fn text_part(text: &str) -> Vec<u8> {
 
 /// [`text_part`] for the way it travels: inside encryption, UTF-8 text is
 /// sent as `8bit` (RFC 2045 §2.8) instead of doubling through
-/// quoted-printable.
+/// quoted-printable. Lines over 998 octets (RFC 5322 §2.1.1) are always
+/// quoted-printable. Written by lettre; the entity ends where the text
+/// ends (lettre's own closing line end is not kept, so a caller that
+/// puts a boundary after it decides the line end).
 pub fn text_part_for(text: &str, transfer: edit::Transfer) -> Vec<u8> {
+    let mut part = text_single_part(text, transfer).formatted();
+    // SinglePart::formatted ends the body with a line end of its own.
+    part.truncate(part.len() - 2);
+    part
+}
+
+/// [`text_part_for`] as lettre's part, for its message builder.
+fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePart {
     let normalized = String::from_utf8(inbound::crlf(text.as_bytes())).expect("still UTF-8");
     let short_lines = normalized.split("\r\n").all(|line| line.len() <= 998);
-    let mut out = String::from("Content-Type: text/plain; charset=utf-8\r\n");
-    if short_lines && normalized.is_ascii() {
-        out.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
-        out.push_str(&normalized);
+    let encoding = if short_lines && normalized.is_ascii() {
+        ContentTransferEncoding::SevenBit
     } else if short_lines && transfer == edit::Transfer::Encrypted {
-        out.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
-        out.push_str(&normalized);
+        ContentTransferEncoding::EightBit
     } else {
-        out.push_str("Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-        let encoded = quoted_printable::encode_to_str(normalized.as_bytes());
-        out.push_str(&inbound::crlf_str(&encoded));
-    }
-    out.into_bytes()
+        ContentTransferEncoding::QuotedPrintable
+    };
+    let body = Body::new_with_encoding(normalized, encoding).unwrap_or_else(|text| {
+        Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable)
+            .expect("quoted-printable takes any text")
+    });
+    SinglePart::builder()
+        .header(field::ContentType::TEXT_PLAIN)
+        .body(body)
 }
 
 #[cfg(test)]
@@ -94,16 +164,44 @@ mod tests {
 
     #[test]
     fn header_values_are_encoded_when_not_ascii() {
-        assert_eq!(encode_header_value("plain"), "plain");
-        let encoded = encode_header_value(&"überlauf ".repeat(10));
-        let message = format!("Subject: {encoded}\r\n\r\n");
+        let field = |value: &str| {
+            String::from_utf8(HeaderSection::new().text("Subject", value).to_bytes()).unwrap()
+        };
+        assert_eq!(field("plain"), "Subject: plain\r\n");
+        let subject = "überlauf ".repeat(10);
+        let message = format!("{}\r\n", field(&subject));
         let parsed = mail_parser::MessageParser::default()
             .parse(message.as_bytes())
             .unwrap();
-        assert_eq!(
-            parsed.subject().unwrap().trim_end(),
-            "überlauf ".repeat(10).trim_end()
-        );
-        assert!(encoded.lines().all(|l| l.len() <= 76), "{encoded}");
+        assert_eq!(parsed.subject().unwrap().trim_end(), subject.trim_end());
+        assert!(message.lines().all(|l| l.len() <= 78), "{message}");
+        // A line break in a value cannot start a field of its own.
+        let injected = field("hi\r\nBcc: everyone@example.org");
+        assert_eq!(injected.matches('\n').count(), 1, "{injected}");
+    }
+
+    #[test]
+    fn mailboxes_quote_or_encode_display_names() {
+        let section = HeaderSection::new()
+            .from(
+                Some("Kappital \"security\" list"),
+                "security@kappital.example",
+            )
+            .to("alice@example.org")
+            .text("Subject", "Grüße")
+            .to_bytes();
+        let message = [&section[..], b"\r\n"].concat();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&message)
+            .unwrap();
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Kappital \"security\" list"));
+        assert_eq!(from.address(), Some("security@kappital.example"));
+        assert_eq!(parsed.subject(), Some("Grüße"));
+        let fields = HeaderSection::new()
+            .text("Subject", &"long words ".repeat(20))
+            .fields();
+        assert_eq!(fields.len(), 1);
+        assert!(fields[0].contains("\r\n "), "folded: {fields:?}");
     }
 }

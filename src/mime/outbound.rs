@@ -10,7 +10,10 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, Message};
+use lettre::Address;
 
+use super::HeaderSection;
 use crate::config::{Config, List};
 
 /// The Subject every copy shows outside the encryption.
@@ -58,9 +61,11 @@ impl ListIdentity {
     }
 }
 
-/// The per-copy values of the outer header.
+/// The header fields of one message from a list: the list as From, one
+/// recipient, the Message-ID and the Date. (The SMTP envelope is the
+/// transport's, not this.)
 #[derive(Debug, Clone)]
-pub struct Envelope<'a> {
+pub struct ListHeader<'a> {
     pub list: &'a ListIdentity,
     pub to: &'a str,
     /// With angle brackets.
@@ -68,33 +73,50 @@ pub struct Envelope<'a> {
     pub date: DateTime<Utc>,
 }
 
-impl Envelope<'_> {
-    /// The header fields outside the encryption, in order.
-    fn fields(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                "From",
-                format!("\"{}\" <{}>", self.list.display, self.list.address),
-            ),
-            ("To", format!("<{}>", self.to)),
-            ("Subject", OBSCURED_SUBJECT.to_string()),
-            ("Date", self.date.to_rfc2822()),
-            ("Message-ID", self.message_id.to_string()),
-        ]
+impl ListHeader<'_> {
+    /// From, To, `subject`, Date and Message-ID, in that order.
+    fn section(&self, subject: &str) -> HeaderSection {
+        HeaderSection::new()
+            .from(Some(&self.list.display), &self.list.address)
+            .to(self.to)
+            .text("Subject", subject)
+            .date(self.date)
+            .text("Message-ID", self.message_id)
     }
+
+    /// The fields a copy shows outside the encryption, Subject obscured.
+    fn outer(&self) -> HeaderSection {
+        self.section(OBSCURED_SUBJECT)
+    }
+
+    /// The list fields of RFC 2369 and RFC 2919 and the loop guard, after
+    /// `section`.
+    fn with_list_fields(&self, section: HeaderSection) -> HeaderSection {
+        let address = &self.list.address;
+        section
+            .text("Reply-To", &format!("<{address}>"))
+            .text("List-Id", &self.list.list_id_header())
+            .text("List-Post", &format!("<mailto:{address}>"))
+            .text("X-Loop", address)
+    }
+}
+
+/// A fresh MIME boundary; random, so no content can contain it.
+fn boundary() -> String {
+    format!("embargod-{}", crate::random::token())
 }
 
 /// The entity that is signed and encrypted for one member:
 /// multipart/mixed of an info part (who sent it, how it arrived) and the
 /// original content, under the protected header fields.
 pub fn inner_entity(
-    envelope: &Envelope<'_>,
+    header: &ListHeader<'_>,
     carried_headers: &[u8],
     info: &str,
     content: &[u8],
 ) -> Vec<u8> {
     let (head, tail) = inner_entity_around(
-        envelope,
+        header,
         carried_headers,
         info,
         crate::mime::edit::Transfer::Transport,
@@ -106,29 +128,33 @@ pub fn inner_entity(
 /// [`inner_entity`] in the two pieces that go before and after the
 /// content, so a large content is written straight from where it is;
 /// `content_ends_in_crlf`: whether the content ends with a line end.
+/// The MIME structure is written here, not by a builder, for that reason.
 pub fn inner_entity_around(
-    envelope: &Envelope<'_>,
+    header: &ListHeader<'_>,
     carried_headers: &[u8],
     info: &str,
     transfer: crate::mime::edit::Transfer,
     content_ends_in_crlf: bool,
 ) -> (Vec<u8>, Vec<u8>) {
-    let boundary = format!("embargod-{}", crate::random::token());
-    let mut head = String::new();
-    let _ = write!(
-        head,
-        "Content-Type: multipart/mixed; boundary=\"{boundary}\";\r\n protected-headers=\"v1\"; hp=\"cipher\"\r\n"
-    );
-    let mut out = head.into_bytes();
+    let boundary = boundary();
+    let mut out = HeaderSection::new()
+        .text(
+            "Content-Type",
+            &format!(
+                "multipart/mixed; boundary=\"{boundary}\"; protected-headers=\"v1\"; hp=\"cipher\""
+            ),
+        )
+        .to_bytes();
     out.extend_from_slice(carried_headers);
-    let mut tail = String::new();
-    let _ = write!(tail, "Reply-To: <{}>\r\n", envelope.list.address);
-    let _ = write!(tail, "List-Id: {}\r\n", envelope.list.list_id_header());
-    for (name, value) in envelope.fields() {
-        let _ = write!(tail, "HP-Outer: {name}: {value}\r\n");
+    let list = HeaderSection::new()
+        .text("Reply-To", &format!("<{}>", header.list.address))
+        .text("List-Id", &header.list.list_id_header());
+    out.extend_from_slice(&list.to_bytes());
+    // RFC 9788 §2.2: what the outer header section shows, field by field.
+    for field in header.outer().fields() {
+        out.extend_from_slice(format!("HP-Outer: {field}\r\n").as_bytes());
     }
-    let _ = write!(tail, "\r\n--{boundary}\r\n");
-    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
     out.extend_from_slice(&super::text_part_for(info, transfer));
     out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
     let mut tail = Vec::new();
@@ -141,32 +167,30 @@ pub fn inner_entity_around(
 
 /// The message as it travels: RFC 3156 multipart/encrypted around the
 /// armored ciphertext, with list header fields (RFC 2369, RFC 2919).
-pub fn outer_message(envelope: &Envelope<'_>, armored: &[u8]) -> Vec<u8> {
-    let (mut bytes, boundary) = outer_head(envelope);
+pub fn outer_message(header: &ListHeader<'_>, armored: &[u8]) -> Vec<u8> {
+    let (mut bytes, boundary) = outer_head(header);
     bytes.extend_from_slice(&super::inbound::crlf(armored));
     outer_tail(&mut bytes, &boundary);
     bytes
 }
 
 /// The header section and parts of [`outer_message`] up to where the
-/// armored ciphertext goes, and the boundary [`outer_tail`] closes.
-pub fn outer_head(envelope: &Envelope<'_>) -> (Vec<u8>, String) {
-    let boundary = format!("embargod-{}", crate::random::token());
-    let list = envelope.list;
-    let mut out = String::with_capacity(1024);
-    for (name, value) in envelope.fields() {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    let _ = write!(out, "Reply-To: <{}>\r\n", list.address);
-    let _ = write!(out, "List-Id: {}\r\n", list.list_id_header());
-    let _ = write!(out, "List-Post: <mailto:{}>\r\n", list.address);
-    let _ = write!(out, "X-Loop: {}\r\n", list.address);
-    out.push_str("Precedence: list\r\n");
-    out.push_str("MIME-Version: 1.0\r\n");
-    let _ = write!(
-        out,
-        "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"{boundary}\"\r\n"
-    );
+/// armored ciphertext goes, and the boundary [`outer_tail`] closes. The
+/// ciphertext is written into place after it, never copied again.
+pub fn outer_head(header: &ListHeader<'_>) -> (Vec<u8>, String) {
+    let boundary = boundary();
+    let section = header
+        .with_list_fields(header.outer())
+        .text("Precedence", "list")
+        .text("MIME-Version", "1.0")
+        .text(
+            "Content-Type",
+            &format!(
+                "multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{boundary}\""
+            ),
+        );
+    let mut out = String::from_utf8(section.to_bytes()).expect("lettre writes ASCII fields");
+    out.reserve(1024);
     out.push_str("\r\nThis is an OpenPGP/MIME encrypted message (RFC 3156, RFC 9788).\r\n");
     let _ = write!(out, "--{boundary}\r\n");
     out.push_str("Content-Type: application/pgp-encrypted\r\n");
@@ -187,51 +211,45 @@ pub fn outer_tail(bytes: &mut Vec<u8>, boundary: &str) {
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
 }
 
-/// A message from the list to `to`, not encrypted, `entity` signed by the
-/// list key as RFC 3156 multipart/signed: the public announcement, and
-/// mail to a reporter whose key is unknown.
+/// A message from the list, not encrypted, `entity` signed by the list
+/// key as RFC 3156 multipart/signed: the public announcement, and mail to
+/// a reporter whose key is unknown. The signed entity is carried byte for
+/// byte, so the MIME structure around it is written here.
 pub fn signed_message(
     list_key: &crate::pgp::ListKey,
-    identity: &ListIdentity,
-    to: &str,
+    header: &ListHeader<'_>,
     subject: &str,
-    message_id: &str,
     entity: &[u8],
-    now: DateTime<Utc>,
 ) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
-    // The signed data ends before the line end that precedes the boundary.
+    // The signed data ends before the line end that precedes the boundary
+    // (RFC 3156 §5).
     let mut signed = entity.to_vec();
     while signed.ends_with(b"\r\n") {
         signed.truncate(signed.len() - 2);
     }
-    let signature = crate::pgp::seal::sign_detached(list_key, &signed, SystemTime::from(now))?;
-    let boundary = format!("embargod-{}", crate::random::token());
-    let mut head = String::new();
-    let _ = write!(
-        head,
-        "From: \"{}\" <{}>\r\n",
-        identity.display, identity.address
-    );
-    let _ = write!(head, "To: <{to}>\r\n");
-    let _ = write!(head, "Subject: {}\r\n", super::encode_header_value(subject));
-    let _ = write!(head, "Date: {}\r\n", now.to_rfc2822());
-    let _ = write!(head, "Message-ID: {message_id}\r\n");
-    let _ = write!(head, "X-Loop: {}\r\n", identity.address);
-    head.push_str("MIME-Version: 1.0\r\n");
-    let _ = write!(
-        head,
-        "Content-Type: multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\";\r\n boundary=\"{boundary}\"\r\n\r\n"
-    );
-    head.push_str("This is an OpenPGP/MIME signed message (RFC 3156).\r\n");
-    let _ = write!(head, "--{boundary}\r\n");
-    let mut out = head.into_bytes();
+    let signature =
+        crate::pgp::seal::sign_detached(list_key, &signed, SystemTime::from(header.date))?;
+    let boundary = boundary();
+    let section = header
+        .section(subject)
+        .text("X-Loop", &header.list.address)
+        .text("MIME-Version", "1.0")
+        .text(
+            "Content-Type",
+            &format!(
+                "multipart/signed; micalg=pgp-sha512; protocol=\"application/pgp-signature\"; boundary=\"{boundary}\""
+            ),
+        );
+    let mut out = section.to_bytes();
+    out.extend_from_slice(b"\r\nThis is an OpenPGP/MIME signed message (RFC 3156).\r\n");
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
     out.extend_from_slice(&signed);
     let mut tail = format!("\r\n--{boundary}\r\n");
     tail.push_str("Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n");
     let _ = write!(
         tail,
         "Content-Description: OpenPGP signature by {} ({})\r\n",
-        identity.display,
+        header.list.display,
         list_key.fingerprint()
     );
     tail.push_str("Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n");
@@ -241,31 +259,51 @@ pub fn signed_message(
     Ok(out)
 }
 
-/// A plain RFC 5322 message the daemon writes to the PST (a notice). It
-/// goes through the spool and fan-out like any report, so it is sent
-/// only encrypted.
+/// `Auto-Submitted:` (RFC 3834 §5), for lettre's message builder.
+#[derive(Debug, Clone)]
+struct AutoSubmitted(String);
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(text: &str) -> Result<AutoSubmitted, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted(text.trim().to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// A plain RFC 5322 message the daemon writes to the PST (a notice),
+/// built by lettre's message builder. It goes through the spool and
+/// fan-out like any report, so it is sent only encrypted.
 pub fn notice_message(
-    from: &str,
-    to: &str,
+    from: &Address,
+    to: &Address,
     subject: &str,
     body: &str,
     date: DateTime<Utc>,
 ) -> Vec<u8> {
-    let mut out = String::new();
-    let _ = write!(out, "From: \"embargod\" <{from}>\r\n");
-    let _ = write!(out, "To: <{to}>\r\n");
-    let _ = write!(out, "Subject: [embargod] {subject}\r\n");
-    let _ = write!(out, "Date: {}\r\n", date.to_rfc2822());
-    let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
-    let _ = write!(
-        out,
-        "Message-ID: <notice.{}@{domain}>\r\n",
-        crate::random::token()
-    );
-    out.push_str("Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&super::text_part(body));
-    bytes
+    Message::builder()
+        .from(Mailbox::new(Some("embargod".into()), from.clone()))
+        .to(Mailbox::new(None, to.clone()))
+        .subject(super::one_line(&format!("[embargod] {subject}")))
+        .date(SystemTime::from(date))
+        .message_id(Some(format!(
+            "<notice.{}@{}>",
+            crate::random::token(),
+            from.domain()
+        )))
+        .header(AutoSubmitted("auto-generated".into()))
+        .singlepart(super::text_single_part(
+            body,
+            crate::mime::edit::Transfer::Transport,
+        ))
+        .expect("a notice has a From and a To")
+        .formatted()
 }
 
 #[cfg(test)]
@@ -284,14 +322,14 @@ mod tests {
     #[test]
     fn outer_message_hides_the_subject_and_names_the_list() {
         let list = identity();
-        let envelope = Envelope {
+        let header = ListHeader {
             list: &list,
             to: "alice@example.org",
             message_id: "<x@kappital.example>",
             date: Utc::now(),
         };
         let outer = outer_message(
-            &envelope,
+            &header,
             b"-----BEGIN PGP MESSAGE-----\n\nabc\n-----END PGP MESSAGE-----\n",
         );
         let parsed = MessageParser::default().parse(&outer).unwrap();
@@ -311,14 +349,14 @@ mod tests {
     #[test]
     fn inner_entity_carries_the_real_headers_and_content() {
         let list = identity();
-        let envelope = Envelope {
+        let header = ListHeader {
             list: &list,
             to: "alice@example.org",
             message_id: "<x@kappital.example>",
             date: Utc::now(),
         };
         let inner = inner_entity(
-            &envelope,
+            &header,
             b"From: Reporter <r@example.net>\r\nSubject: RCE in parser\r\n",
             "Encryption: none",
             b"Content-Type: text/plain\r\n\r\nthe details\r\n",
