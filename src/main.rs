@@ -14,7 +14,7 @@ use cli::{Cli, Command, LogFormat};
 
 use embargod::commands::{self, Level};
 use embargod::config::Config;
-use embargod::control::Command as Request;
+use embargod::control::{Command as Request, Response};
 use embargod::daemon::{Daemon, Options, Sockets};
 use embargod::strikes::MemberState;
 
@@ -76,16 +76,15 @@ fn main() -> ExitCode {
 
 /// An admin command, through the daemon or on the store.
 fn admin(config: Config, command: Request) -> ExitCode {
-    let response = runtime().block_on(commands::admin(config, command));
-    if response.ok {
-        print!("{}", response.text.unwrap_or_default());
-        ExitCode::from(response.exit.unwrap_or(0))
-    } else {
-        eprintln!(
-            "embargod: {}",
-            response.error.unwrap_or_else(|| "failed".into())
-        );
-        ExitCode::FAILURE
+    match runtime().block_on(commands::admin(config, command)) {
+        Response::Done { text, exit, .. } => {
+            print!("{text}");
+            ExitCode::from(exit)
+        }
+        Response::Failed { error } => {
+            eprintln!("embargod: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -156,10 +155,13 @@ fn check(config: &Config) -> ExitCode {
     // Suspensions live in the store: ask the daemon, or read the store.
     if errors == 0 && config.store.path.exists() {
         let response = runtime().block_on(commands::admin(config.clone(), Request::Members));
-        let states = response
-            .data
-            .filter(|_| response.ok)
-            .map(serde_json::from_value::<Vec<(String, MemberState)>>);
+        let (states, error) = match response {
+            Response::Done { data, .. } => (
+                data.map(serde_json::from_value::<Vec<(String, MemberState)>>),
+                None,
+            ),
+            Response::Failed { error } => (None, Some(error)),
+        };
         match states {
             Some(Ok(states)) => {
                 for (member, _) in states.iter().filter(|(_, s)| s.suspended.is_some()) {
@@ -171,7 +173,7 @@ fn check(config: &Config) -> ExitCode {
                 errors += 1;
             }
             None => {
-                let why = response.error.unwrap_or_else(|| {
+                let why = error.unwrap_or_else(|| {
                     "the running daemon gave no member data (an older version?); restart it".into()
                 });
                 println!("error   store: {why}");

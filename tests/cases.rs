@@ -198,7 +198,7 @@ async fn reports_open_cases_and_reporters_are_acknowledged() {
     let cases = request(&daemon.config.control.socket, Command::Cases)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(
         cases.contains("KAP-2026-0001")
@@ -262,7 +262,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     )
     .await
     .unwrap()
-    .text
+    .text()
     .unwrap();
     assert!(
         shown.contains("9.8 critical") && shown.contains("team      dave"),
@@ -334,7 +334,7 @@ async fn signed_commands_change_the_case_and_replays_are_refused() {
     )
     .await
     .unwrap()
-    .text
+    .text()
     .unwrap();
     assert!(shown.contains("lead      alice"), "{shown}");
     let bob: Vec<String> = addressed_to(&all_mail(&daemon), "bob@example.org")
@@ -465,7 +465,7 @@ async fn deadlines_remind_the_lead_and_tell_the_pst_when_overdue() {
     )
     .await
     .unwrap();
-    assert!(done.ok, "{done:?}");
+    assert!(done.is_done(), "{done:?}");
     w.clock.advance(Duration::from_secs(86400));
     settle(&daemon).await;
     assert_eq!(
@@ -477,7 +477,7 @@ async fn deadlines_remind_the_lead_and_tell_the_pst_when_overdue() {
     let cases = request(&daemon.config.control.socket, Command::Cases)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(
         cases.contains("alice") && cases.contains("team,users"),
@@ -494,7 +494,7 @@ async fn deadlines_remind_the_lead_and_tell_the_pst_when_overdue() {
     )
     .await
     .unwrap();
-    assert!(public.ok, "{public:?}");
+    assert!(public.is_done(), "{public:?}");
     settle(&daemon).await;
     let before = count(&daemon, "bob@example.org", "OVERDUE: distributors told");
     assert_eq!(before, 1, "due at once");
@@ -565,7 +565,7 @@ async fn the_pst_answers_the_reporter_and_distributors_apply() {
     let requests = request(&daemon.config.control.socket, Command::Requests)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(
         requests.contains("REQ-2026-0001 distributors list, from security@newdistro.example"),

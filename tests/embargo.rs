@@ -123,7 +123,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
     let listing = request(&daemon.config.control.socket, Command::Embargoes)
         .await
         .unwrap();
-    let text = listing.text.unwrap();
+    let text = listing.text().unwrap();
     assert!(
         text.contains("KAP-2026-0001") && text.contains("alice") && text.contains(" 4"),
         "{text}"
@@ -364,13 +364,13 @@ async fn reminder_moves_and_early_release() {
     )
     .await
     .unwrap();
-    assert!(moved.ok, "{moved:?}");
+    assert!(moved.is_done(), "{moved:?}");
     expected += 4;
     outbox(&daemon, expected).await;
     let listing = request(&daemon.config.control.socket, Command::Embargoes)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(
         listing.contains(&embargod::embargo::format_time(third)),
@@ -465,7 +465,7 @@ async fn one_announcement_across_restarts_and_downtime() {
     let released = request(&daemon.config.control.socket, Command::Embargoes)
         .await
         .unwrap();
-    assert_eq!(released.text.unwrap().trim(), "no pending embargoes");
+    assert_eq!(released.text().unwrap().trim(), "no pending embargoes");
     daemon.stop().await;
 }
 
@@ -525,7 +525,7 @@ async fn admin_releases_early_from_the_command_line() {
     )
     .await
     .unwrap();
-    assert!(!refused.ok && refused.error.unwrap().contains("--reason"));
+    assert!(!refused.is_done() && refused.failure().unwrap().contains("--reason"));
     let released = request(
         &daemon.config.control.socket,
         Command::Release {
@@ -537,7 +537,7 @@ async fn admin_releases_early_from_the_command_line() {
     )
     .await
     .unwrap();
-    assert!(released.ok, "{released:?}");
+    assert!(released.is_done(), "{released:?}");
     let mail = outbox(&daemon, 4 + 1 + 4).await;
     assert_eq!(addressed_to(&mail, ANNOUNCE).len(), 1);
     let again = request(
@@ -551,7 +551,7 @@ async fn admin_releases_early_from_the_command_line() {
     )
     .await
     .unwrap();
-    assert!(!again.ok && again.error.unwrap().contains("already released"));
+    assert!(!again.is_done() && again.failure().unwrap().contains("already released"));
     daemon.stop().await;
 }
 
@@ -702,7 +702,7 @@ async fn forged_unsigned_and_unauthorised_posts_never_reach_a_distributor() {
     assert!(request(&daemon.config.control.socket, Command::Embargoes)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap()
         .contains("no pending"));
     daemon.stop().await;

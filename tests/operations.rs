@@ -88,7 +88,7 @@ async fn sighup_reloads_members_and_refuses_a_broken_config() {
     let status = request(&sandbox.dir.join("control.sock"), Admin::Status)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(
         status.contains("reload refused") && status.contains("listen_typo"),
@@ -143,12 +143,16 @@ async fn status_queue_and_metrics_tell_the_truth() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let queue = request(socket, Admin::Queue).await.unwrap().text.unwrap();
+    let queue = request(socket, Admin::Queue).await.unwrap().text().unwrap();
     assert!(
         queue.contains("alice@example.org") && queue.contains("Connection refused"),
         "{queue}"
     );
-    let status = request(socket, Admin::Status).await.unwrap().text.unwrap();
+    let status = request(socket, Admin::Status)
+        .await
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(status.contains("queue 2 copy(ies), 2 deferred"), "{status}");
     assert!(status.contains("list security"), "{status}");
 
@@ -161,11 +165,11 @@ async fn status_queue_and_metrics_tell_the_truth() {
     )
     .await
     .unwrap();
-    assert!(retried.ok, "{retried:?}");
+    assert!(retried.is_done(), "{retried:?}");
     let bad = request(socket, Admin::QueueRetry { id: "zz".into() })
         .await
         .unwrap();
-    assert!(!bad.ok && bad.error.unwrap().contains("not a copy id"));
+    assert!(!bad.is_done() && bad.failure().unwrap().contains("not a copy id"));
 
     // Prometheus text on the metrics address.
     let addr = daemon.metrics.expect("metrics listening");
@@ -218,12 +222,12 @@ async fn the_control_protocol_answers_bad_requests_clearly() {
     for (request, expect) in [
         ("this is not json", "bad request"),
         (
-            "{\"v\":2,\"cmd\":\"status\"}",
-            "protocol version 2 not supported",
+            "{\"v\":1,\"cmd\":\"status\"}",
+            "protocol version 1 not supported",
         ),
-        ("{\"v\":1,\"cmd\":\"frobnicate\"}", "bad request"),
+        ("{\"v\":2,\"cmd\":\"frobnicate\"}", "bad request"),
         (
-            "{\"v\":1,\"cmd\":\"case-show\",\"id\":\"KAP-2026-9999\"}",
+            "{\"v\":2,\"cmd\":\"case-show\",\"id\":\"KAP-2026-9999\"}",
             "no such case",
         ),
     ] {
@@ -233,19 +237,19 @@ async fn the_control_protocol_answers_bad_requests_clearly() {
             .unwrap();
         let line = lines.next_line().await.unwrap().unwrap();
         let response: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(response["ok"], false, "{line}");
+        assert_eq!(response["outcome"], "failed", "{line}");
         assert!(
             response["error"].as_str().unwrap().contains(expect),
             "{request}: {line}"
         );
     }
     write
-        .write_all(b"{\"v\":1,\"cmd\":\"status\"}\n")
+        .write_all(b"{\"v\":2,\"cmd\":\"status\"}\n")
         .await
         .unwrap();
     let line = lines.next_line().await.unwrap().unwrap();
     assert!(
-        line.contains("\"ok\":true") && line.contains("list security"),
+        line.contains("\"outcome\":\"done\"") && line.contains("list security"),
         "{line}"
     );
     daemon.stop().await;

@@ -401,12 +401,12 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
     let first = request(socket, record("told a colleague outside the need-to-know"))
         .await
         .unwrap();
-    assert!(first.ok && first.text.unwrap().contains("strike 1 of 2"));
+    assert!(first.is_done() && first.text().unwrap().contains("strike 1 of 2"));
     let second = request(socket, record("posted the patch on a public tracker"))
         .await
         .unwrap();
     assert!(
-        second.ok && second.text.unwrap().contains("suspended"),
+        second.is_done() && second.text().unwrap().contains("suspended"),
         "suspended at the second strike"
     );
     // Notices to the PST about both (bob is still sent the first one).
@@ -433,7 +433,7 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
     let listing = request(socket, Command::Members)
         .await
         .unwrap()
-        .text
+        .text()
         .unwrap();
     assert!(listing.contains("bob: 2 strike(s), SUSPENDED"), "{listing}");
     // `embargod check` shows it too.
@@ -458,7 +458,7 @@ async fn two_strikes_suspend_a_member_until_reinstated() {
     )
     .await
     .unwrap();
-    assert!(back.ok, "{back:?}");
+    assert!(back.is_done(), "{back:?}");
     daemon.settle().await;
     let before = common::outbox(&daemon.outbox).len();
     daemon

@@ -157,7 +157,7 @@ impl Case {
     }
 
     /// Open deadlines, earliest first.
-    pub fn open_deadlines(&self) -> Vec<&Deadline> {
+    pub fn pending_deadlines(&self) -> Vec<&Deadline> {
         let mut open: Vec<&Deadline> = self.deadlines.iter().filter(|d| d.done.is_none()).collect();
         open.sort_by_key(|d| d.due);
         open
@@ -322,9 +322,9 @@ pub fn put_reference(ctx: &Context<'_>, batch: &mut Transaction, message_id: &st
     }
 }
 
-/// Opens a new case now: the next ID of the year, a Fix Lead by rotation,
+/// Creates a new case now: the next ID of the year, a Fix Lead by rotation,
 /// the policy's deadlines (and their reminders) from now.
-pub fn open(
+pub fn create(
     ctx: &Context<'_>,
     batch: &mut Transaction,
     reporter: Option<String>,
@@ -339,10 +339,14 @@ pub fn open(
     Ok(case)
 }
 
-/// Opens the case `id`, named by a distributors post for a case that
+/// Creates the case `id`, named by a distributors post for a case that
 /// started elsewhere: what comes before telling distributors happened
 /// there, so only the release is left on its timeline.
-pub fn open_named(ctx: &Context<'_>, batch: &mut Transaction, id: &str) -> Result<Case, CaseError> {
+pub fn create_named(
+    ctx: &Context<'_>,
+    batch: &mut Transaction,
+    id: &str,
+) -> Result<Case, CaseError> {
     let now = to_millis(ctx.now);
     let mut case = new_case(ctx, batch, id.to_string(), None, None)?;
     let old = case.clone();

@@ -24,7 +24,7 @@ fn name(case: &str, milestone: Milestone) -> String {
 fn events(config: &Config, case: &Case, now: u64) -> Vec<Event> {
     let before = config.timeline.reminder_before.as_millis() as u64;
     let mut events = Vec::new();
-    for deadline in case.open_deadlines() {
+    for deadline in case.pending_deadlines() {
         let name = name(&case.id, deadline.milestone);
         let reminder = deadline.due.saturating_sub(before);
         if reminder > now && !case.public {
@@ -55,7 +55,7 @@ pub fn schedule(
         // The old events, whatever "now" they were made at: both kinds at
         // every open deadline of the old state.
         let before = config.timeline.reminder_before.as_millis() as u64;
-        for deadline in old.open_deadlines() {
+        for deadline in old.pending_deadlines() {
             let name = name(&old.id, deadline.milestone);
             crate::schedule::cancel(
                 batch,
@@ -192,7 +192,7 @@ pub fn milestone_met(
     let now = crate::clock::to_millis(ctx.now);
     let case = match super::get(ctx, id) {
         Ok(Some(case)) => Some(case),
-        Ok(None) => super::open_named(ctx, batch, id).ok(),
+        Ok(None) => super::create_named(ctx, batch, id).ok(),
         Err(_) => None,
     };
     if let Some(mut case) = case {

@@ -23,7 +23,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 "CASE", "LEAD", "SEVERITY", "NEXT DEADLINE", "OVERDUE"
             );
             for c in open {
-                let deadlines = c.open_deadlines();
+                let deadlines = c.pending_deadlines();
                 let next = deadlines
                     .iter()
                     .find(|d| d.due > now)

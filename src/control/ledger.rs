@@ -20,11 +20,12 @@ pub(super) async fn trace(shared: &Arc<Shared>, leak: &str) -> Response {
     match verdict {
         Ok(verdict) => {
             let attributed = matches!(verdict, Verdict::Attributed { .. });
-            let mut response = Response::ok(verdict.to_string());
-            if !attributed {
-                response.exit = Some(NOT_ATTRIBUTED);
+            let response = Response::ok(verdict.to_string());
+            if attributed {
+                response
+            } else {
+                response.with_exit(NOT_ATTRIBUTED)
             }
-            response
         }
         Err(e) => Response::error(e.to_string()),
     }

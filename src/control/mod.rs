@@ -22,7 +22,9 @@ use crate::state::Shared;
 
 pub use server::{bind, serve};
 
-pub const VERSION: u32 = 1;
+/// The protocol's version, checked on every request. 2: responses are
+/// tagged `done` or `failed` ([`Response`]).
+pub const VERSION: u32 = 2;
 
 /// A request, as sent over the socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,51 +84,89 @@ pub enum Command {
     QueueRetry { id: String },
 }
 
-/// A response line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The exit status the command line should end with, when it is
-    /// neither 0 (ok) nor 1 (error): `trace` without an attribution.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<u8>,
-    /// The answer for programs, for commands that have one; `members`:
-    /// `[[member id, {"strikes": [...], "suspended": ms or null}], ...]`.
-    /// Callers read this, never `text`, which is for people.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+/// A response line: `{"outcome":"done",...}` or
+/// `{"outcome":"failed","error":...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Response {
+    /// The command ran.
+    Done {
+        /// For people.
+        text: String,
+        /// The exit status the command line ends with: 0, or another
+        /// that is not an error (`trace` without an attribution: 1).
+        #[serde(default)]
+        exit: u8,
+        /// The answer for programs, for commands that have one;
+        /// `members`: `[[member id, {"strikes": [...], "suspended": ms or
+        /// null}], ...]`. Callers read this, never `text`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+    },
+    /// The command was refused or failed, and why.
+    Failed { error: String },
 }
 
 impl Response {
+    /// Done, with `text` for people.
     pub fn ok(text: String) -> Response {
-        Response {
-            ok: true,
-            text: Some(text),
-            error: None,
-            exit: None,
+        Response::Done {
+            text,
+            exit: 0,
             data: None,
         }
     }
 
+    /// Failed, with why.
     pub fn error(error: impl std::fmt::Display) -> Response {
-        Response {
-            ok: false,
-            text: None,
-            error: Some(error.to_string()),
-            exit: None,
-            data: None,
+        Response::Failed {
+            error: error.to_string(),
         }
     }
 
-    /// This response with `data` for programs.
-    pub fn with_data(self, data: impl Serialize) -> Response {
-        Response {
-            data: serde_json::to_value(data).ok(),
-            ..self
+    /// Whether the command ran.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Response::Done { .. })
+    }
+
+    /// The text for people, when the command ran.
+    pub fn text(self) -> Option<String> {
+        match self {
+            Response::Done { text, .. } => Some(text),
+            Response::Failed { .. } => None,
+        }
+    }
+
+    /// Why the command failed, when it did.
+    pub fn failure(self) -> Option<String> {
+        match self {
+            Response::Failed { error } => Some(error),
+            Response::Done { .. } => None,
+        }
+    }
+
+    /// This response with `data` for programs (a failure stays as it is).
+    pub fn with_data(self, value: impl Serialize) -> Response {
+        match self {
+            Response::Done { text, exit, .. } => Response::Done {
+                text,
+                exit,
+                data: serde_json::to_value(value).ok(),
+            },
+            failed => failed,
+        }
+    }
+
+    /// This response with the exit status `code` (a failure stays as it
+    /// is, and exits 1).
+    pub fn with_exit(self, code: u8) -> Response {
+        match self {
+            Response::Done { text, data, .. } => Response::Done {
+                text,
+                exit: code,
+                data,
+            },
+            failed => failed,
         }
     }
 }

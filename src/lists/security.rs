@@ -5,7 +5,7 @@
 //! and the case's Fix Team, encrypted to each.
 
 use crate::case::commands::{self, Actor};
-use crate::case::{by_reference, get, id_in, open, put_reference, reporter, Case, CaseError};
+use crate::case::{by_reference, create, get, id_in, put_reference, reporter, Case, CaseError};
 use crate::config::ListName;
 use crate::context::{Context, Origin};
 use crate::fanout::{fan_out, info_text, Marking, Outgoing, Recipients};
@@ -108,7 +108,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
                 .as_deref()
                 .and_then(|address| reporter::find_cert(ctx, &incoming.raw, unwrapped, address))
                 .and_then(|cert| reporter::armored(&cert));
-            match open(ctx, batch, reporter, cert) {
+            match create(ctx, batch, reporter, cert) {
                 Ok(case) => (case, true),
                 Err(e) => {
                     tracing::error!(msg = id, error = %e, "cannot open a case; forwarding without one");

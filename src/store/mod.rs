@@ -287,14 +287,15 @@ impl Store {
     fn check_key(&self) -> Result<(), StoreError> {
         const SLOT: &[u8] = b"key-check";
         match self.db.get(SLOT)? {
-            Some(sealed) => self
-                .key
-                .open(SLOT, &sealed)
-                .map(|_| ())
-                .map_err(|_| StoreError::Key {
-                    file: "(store key)".into(),
-                    reason: "this store was sealed with a different store key".into(),
-                }),
+            Some(sealed) => {
+                self.key
+                    .unseal(SLOT, &sealed)
+                    .map(|_| ())
+                    .map_err(|_| StoreError::Key {
+                        file: "(store key)".into(),
+                        reason: "this store was sealed with a different store key".into(),
+                    })
+            }
             None => {
                 self.db.insert(SLOT, self.key.seal(SLOT, b"embargod"))?;
                 Ok(())
@@ -355,7 +356,7 @@ impl Store {
         let id = be_u64(&key)?;
         let incoming = self
             .key
-            .open(&slot(b"spool/", &key), &sealed)
+            .unseal(&slot(b"spool/", &key), &sealed)
             .and_then(unframe)
             .map(|(meta, raw)| Incoming { meta, raw });
         Ok(Some((id, incoming)))
@@ -380,7 +381,7 @@ impl Store {
         }
         let sealed = std::fs::read(self.job_file(id))
             .map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))?;
-        let framed = self.key.open_in_place(&slot(b"job/", &key), sealed)?;
+        let framed = self.key.unseal_in_place(&slot(b"job/", &key), sealed)?;
         let (meta, mut content): (JobMeta, Vec<u8>) = unframe(framed)?;
         if meta.headers_len > content.len() {
             return Err(StoreError::Corrupt(format!("job {id}: headers cut short")));
@@ -508,9 +509,9 @@ impl Store {
     }
 
     /// Opens a value of `table` read under `key`.
-    fn open_value(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn unseal_value(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
         match table.slot(key) {
-            Some(aad) => self.key.open(&aad, value),
+            Some(aad) => self.key.unseal(&aad, value),
             None => Ok(value.to_vec()),
         }
     }
@@ -519,7 +520,7 @@ impl Store {
     pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.tree(table)?
             .get(key)?
-            .map(|value| self.open_value(table, key, &value))
+            .map(|value| self.unseal_value(table, key, &value))
             .transpose()
     }
 
@@ -576,14 +577,14 @@ impl Store {
     ) -> Result<impl Iterator<Item = Result<KeyValue, StoreError>> + 'a, StoreError> {
         Ok(self.tree(table)?.scan_prefix(prefix).map(move |item| {
             let (key, value) = item?;
-            let value = self.open_value(table, &key, &value)?;
+            let value = self.unseal_value(table, &key, &value)?;
             Ok((key.to_vec(), value))
         }))
     }
 
     /// A queued copy's framed value, opened.
-    fn open_queued(&self, id: u64, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.key.open(&slot(b"queue/", &id.to_be_bytes()), sealed)
+    fn unseal_queued(&self, id: u64, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.key.unseal(&slot(b"queue/", &id.to_be_bytes()), sealed)
     }
 
     /// Quarantined mail: reason and metadata, oldest first.
@@ -592,7 +593,7 @@ impl Store {
             .iter()
             .map(|item| {
                 let (key, sealed) = item?;
-                let framed = self.key.open(&slot(b"quarantine/", &key), &sealed)?;
+                let framed = self.key.unseal(&slot(b"quarantine/", &key), &sealed)?;
                 let (meta, _raw): (QuarantineMeta, Vec<u8>) = unframe(framed)?;
                 Ok((be_u64(&key)?, meta))
             })

@@ -87,7 +87,8 @@ impl Store {
             if busy.contains(&key.id) {
                 continue;
             }
-            let (meta, bytes): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
+            let (meta, bytes): (QueuedCopy, Vec<u8>) =
+                unframe(self.unseal_queued(key.id, &value)?)?;
             out.push((key, QueuedCopy { bytes, ..meta }));
             if out.len() == limit {
                 break;
@@ -103,7 +104,8 @@ impl Store {
             .map(|item| {
                 let (key, value) = item?;
                 let key = QueueKey::from_bytes(&key)?;
-                let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
+                let (meta, _): (QueuedCopy, Vec<u8>) =
+                    unframe(self.unseal_queued(key.id, &value)?)?;
                 Ok((key, meta))
             })
             .collect()
@@ -153,7 +155,7 @@ impl Store {
         for item in self.due_range(now) {
             let (key, value) = item?;
             let key = QueueKey::from_bytes(&key)?;
-            let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.open_queued(key.id, &value)?)?;
+            let (meta, _): (QueuedCopy, Vec<u8>) = unframe(self.unseal_queued(key.id, &value)?)?;
             if meta.job == Some(id) {
                 return Ok(true);
             }

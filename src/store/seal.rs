@@ -99,7 +99,7 @@ impl StoreKey {
     }
 
     /// [`StoreKey::open`] in place.
-    pub fn open_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    pub fn unseal_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         if sealed.len() < NONCE_LEN {
             return Err(StoreError::Corrupt("sealed value too short".into()));
         }
@@ -114,7 +114,7 @@ impl StoreKey {
     }
 
     /// Opens a value sealed for the slot named by `aad`.
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         if sealed.len() < NONCE_LEN {
             return Err(StoreError::Corrupt("sealed value too short".into()));
         }
@@ -142,9 +142,9 @@ mod tests {
         let key = StoreKey::from_bytes(&[7; KEY_LEN]);
         let sealed = key.seal(b"spool/1", b"secret report");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(key.open(b"spool/1", &sealed).unwrap(), b"secret report");
-        assert!(key.open(b"spool/2", &sealed).is_err());
+        assert_eq!(key.unseal(b"spool/1", &sealed).unwrap(), b"secret report");
+        assert!(key.unseal(b"spool/2", &sealed).is_err());
         let other = StoreKey::from_bytes(&[8; KEY_LEN]);
-        assert!(other.open(b"spool/1", &sealed).is_err());
+        assert!(other.unseal(b"spool/1", &sealed).is_err());
     }
 }
