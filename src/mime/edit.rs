@@ -155,22 +155,18 @@ pub fn splice_pieces<'e>(
             continue; // overlapping slots cannot happen for leaves; stay safe
         }
         out.push(Cow::Borrowed(&entity[copied..slot.start]));
-        let mut part = super::text_part_for(text, transfer);
-        // text_part's own type line is replaced by the slot's.
-        let body_at = part
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(0, |p| p + 2);
-        let encoding = String::from_utf8_lossy(&part[..body_at])
-            .lines()
-            .find(|l| {
-                l.to_ascii_lowercase()
-                    .starts_with("content-transfer-encoding")
-            })
-            .map(|l| format!("{l}\r\n"))
+        // The slot's own header fields stay; the new text brings its
+        // transfer encoding.
+        let part = super::text_single_part(text, transfer);
+        let encoding = part
+            .headers()
+            .get_raw("Content-Transfer-Encoding")
+            .map(|value| format!("Content-Transfer-Encoding: {value}\r\n"))
             .unwrap_or_default();
-        let mut new_part = format!("{}{encoding}", slot.headers).into_bytes();
-        new_part.extend_from_slice(&part.split_off(body_at));
+        let head = format!("{}{encoding}\r\n", slot.headers);
+        let mut new_part = Vec::with_capacity(head.len() + part.raw_body().len());
+        new_part.extend_from_slice(head.as_bytes());
+        new_part.extend_from_slice(part.raw_body());
         // The line end before a boundary belongs to the boundary.
         if new_part.ends_with(b"\r\n") && slot.end < entity.len() {
             new_part.truncate(new_part.len() - 2);

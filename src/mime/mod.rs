@@ -120,27 +120,35 @@ pub fn text_part(text: &str) -> Vec<u8> {
 /// ends (lettre's own closing line end is not kept, so a caller that
 /// puts a boundary after it decides the line end).
 pub fn text_part_for(text: &str, transfer: edit::Transfer) -> Vec<u8> {
-    let mut part = text_single_part(text, transfer).formatted();
-    // SinglePart::formatted ends the body with a line end of its own.
-    part.truncate(part.len() - 2);
-    part
+    // Written from lettre's parts, not SinglePart::formatted, which adds a
+    // line end of its own after the body (and, for a large part, a
+    // second copy of it to make room).
+    let part = text_single_part(text, transfer);
+    let headers = part.headers().to_string();
+    let mut out = Vec::with_capacity(headers.len() + 2 + part.raw_body().len());
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(part.raw_body());
+    out
 }
 
-/// [`text_part_for`] as lettre's part, for its message builder.
-fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePart {
+/// [`text_part_for`] as lettre's part: for its message builder, and for
+/// [`edit::splice_pieces`], which puts the body under a part's own header.
+pub(crate) fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePart {
     let normalized = String::from_utf8(inbound::crlf(text.as_bytes())).expect("still UTF-8");
-    let short_lines = normalized.split("\r\n").all(|line| line.len() <= 998);
-    let encoding = if short_lines && normalized.is_ascii() {
-        ContentTransferEncoding::SevenBit
-    } else if short_lines && transfer == edit::Transfer::Encrypted {
-        ContentTransferEncoding::EightBit
+    // 7bit and 8bit data: lines of at most 998 octets, no NUL (RFC 2045
+    // §2.7, §2.8). Checked once here, so lettre takes the text as it is
+    // instead of scanning a large part again for every copy.
+    let as_is =
+        !normalized.contains('\0') && normalized.split("\r\n").all(|line| line.len() <= 998);
+    let body = if as_is && normalized.is_ascii() {
+        Body::dangerous_pre_encoded(normalized.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else if as_is && transfer == edit::Transfer::Encrypted {
+        Body::dangerous_pre_encoded(normalized.into_bytes(), ContentTransferEncoding::EightBit)
     } else {
-        ContentTransferEncoding::QuotedPrintable
-    };
-    let body = Body::new_with_encoding(normalized, encoding).unwrap_or_else(|text| {
-        Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable)
+        Body::new_with_encoding(normalized, ContentTransferEncoding::QuotedPrintable)
             .expect("quoted-printable takes any text")
-    });
+    };
     SinglePart::builder()
         .header(field::ContentType::TEXT_PLAIN)
         .body(body)
@@ -149,6 +157,26 @@ fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_parts_are_seven_bit_eight_bit_or_quoted_printable_as_they_must() {
+        let encoding = |text: &str, transfer| {
+            let part = String::from_utf8(text_part_for(text, transfer)).unwrap();
+            let line = part
+                .lines()
+                .find(|l| l.starts_with("Content-Transfer-Encoding"))
+                .unwrap()
+                .to_string();
+            line.rsplit(' ').next().unwrap().to_string()
+        };
+        use edit::Transfer::{Encrypted, Transport};
+        assert_eq!(encoding("ascii\n", Transport), "7bit");
+        assert_eq!(encoding("grüße\n", Transport), "quoted-printable");
+        assert_eq!(encoding("grüße\n", Encrypted), "8bit");
+        assert_eq!(encoding(&"x".repeat(999), Encrypted), "quoted-printable");
+        assert_eq!(encoding(&"x".repeat(998), Encrypted), "7bit");
+        assert_eq!(encoding("nul\0byte", Encrypted), "quoted-printable");
+    }
 
     #[test]
     fn text_parts_round_trip_through_a_parser() {
