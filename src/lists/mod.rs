@@ -148,3 +148,157 @@ fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static 
         .is_some_and(|addr| addr.eq_ignore_ascii_case(&own));
     from_own.then_some("From is the daemon's own sender")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The routing step alone: a spool entry in, a transaction out, with
+    //! nothing written — what each list decides, checked on the
+    //! transaction itself.
+
+    use super::*;
+    use crate::config::Config;
+    use crate::keys::Keys;
+    use crate::sandbox::{Sandbox, DISTRIBUTORS, OWNER, SECURITY};
+    use crate::store::{IncomingMeta, Store, StoreKey};
+
+    struct World {
+        _dir: tempfile::TempDir,
+        config: Config,
+        keys: Keys,
+        store: Store,
+    }
+
+    /// Two PST members and one distributor, a fresh store.
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sandbox = Sandbox::new(dir.path()).unwrap();
+        sandbox
+            .generate_member("alice", ListName::Security)
+            .unwrap();
+        sandbox.generate_member("bob", ListName::Security).unwrap();
+        sandbox
+            .generate_member("dora", ListName::Distributors)
+            .unwrap();
+        let config = Config::load(&sandbox.write_config().unwrap()).unwrap();
+        let keys = Keys::load(&config).unwrap();
+        let store = Store::open(
+            &config.store.path,
+            StoreKey::load(&config.store.key).unwrap(),
+        )
+        .unwrap();
+        World {
+            _dir: dir,
+            config,
+            keys,
+            store,
+        }
+    }
+
+    impl World {
+        fn route(&self, mail_from: &str, list: ListName, raw: &str) -> Transaction {
+            let ctx = Context {
+                config: &self.config,
+                keys: &self.keys,
+                store: &self.store,
+                now: chrono::Utc::now(),
+            };
+            let incoming = Incoming {
+                meta: IncomingMeta {
+                    received: to_millis(ctx.now),
+                    source: Source::Lmtp {
+                        mail_from: mail_from.into(),
+                        lists: vec![list],
+                    },
+                },
+                raw: raw.as_bytes().to_vec(),
+            };
+            process(&ctx, 7, incoming)
+        }
+    }
+
+    fn recipients(tx: &Transaction) -> Vec<String> {
+        let mut to: Vec<String> = tx.queued().iter().map(|(_, c)| c.to.clone()).collect();
+        to.sort();
+        to
+    }
+
+    #[test]
+    fn a_report_opens_a_case_and_goes_to_each_pst_member() {
+        let w = world();
+        let tx = w.route(
+            "rita@reporter.example",
+            ListName::Security,
+            &format!(
+                "From: Rita <rita@reporter.example>\r\nTo: {SECURITY}\r\n\
+                 Subject: overflow in the parser\r\nMessage-ID: <r1@reporter.example>\r\n\r\n\
+                 The parser overflows on long input.\r\n"
+            ),
+        );
+        assert_eq!(
+            recipients(&tx),
+            [
+                "alice@example.org",
+                "bob@example.org",
+                "rita@reporter.example"
+            ],
+            "a copy per PST member and the reporter's acknowledgement, none to the distributor"
+        );
+        assert!(tx.queued().iter().all(|(_, c)| c.case.is_some()));
+        let (_, ack) = tx
+            .queued()
+            .iter()
+            .find(|(_, c)| c.to == "rita@reporter.example")
+            .unwrap();
+        let ack = String::from_utf8_lossy(&ack.bytes);
+        assert!(
+            ack.contains("KAP-") && !ack.contains("overflows"),
+            "the plaintext acknowledgement names the case and quotes nothing"
+        );
+        w.store.apply(tx).unwrap();
+        let cases = crate::case::all(&w.store).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].reporter.as_deref(), Some("rita@reporter.example"));
+        let records = crate::ledger::records(&w.store).unwrap();
+        let queued: Vec<&str> = records
+            .iter()
+            .filter(|r| r.outcome == crate::ledger::Outcome::Queued)
+            .map(|r| r.member.as_str())
+            .collect();
+        assert_eq!(
+            queued.len(),
+            3,
+            "alice, bob and the acknowledgement: {queued:?}"
+        );
+    }
+
+    #[test]
+    fn an_unsigned_distributors_post_is_held_not_forwarded() {
+        let w = world();
+        let tx = w.route(
+            "mallory@example.net",
+            ListName::Distributors,
+            &format!(
+                "From: PST <alice@example.org>\r\nTo: {DISTRIBUTORS}\r\nSubject: patch\r\n\r\n\
+                 X-Case: KAP-2026-0001\r\nX-Embargo-Until: 2099-01-01T16:00:00Z\r\n\r\nthe patch\r\n"
+            ),
+        );
+        assert!(tx.queued().is_empty(), "nothing goes out");
+        assert!(tx.spools(), "the PST is told");
+        w.store.apply(tx).unwrap();
+        assert!(
+            crate::embargo::all(&w.store).unwrap().is_empty(),
+            "no embargo is set by a From field"
+        );
+    }
+
+    #[test]
+    fn mail_from_the_daemon_itself_is_dropped() {
+        let w = world();
+        let tx = w.route(
+            OWNER,
+            ListName::Security,
+            &format!("From: {OWNER}\r\nTo: {SECURITY}\r\nSubject: bounce\r\n\r\nx\r\n"),
+        );
+        assert!(tx.queued().is_empty() && !tx.spools());
+    }
+}
