@@ -27,6 +27,7 @@ enum Inner {
 const MAX_NAP: Duration = Duration::from_secs(30);
 
 impl Clock {
+    /// The real wall clock.
     pub fn system() -> Clock {
         Clock(Arc::new(Inner::System))
     }
@@ -36,6 +37,7 @@ impl Clock {
         Clock(Arc::new(Inner::Manual(watch::Sender::new(start))))
     }
 
+    /// The time now.
     pub fn now(&self) -> DateTime<Utc> {
         match &*self.0 {
             Inner::System => Utc::now(),
@@ -84,6 +86,14 @@ pub fn system_millis(time: std::time::SystemTime) -> u64 {
     to_millis(DateTime::<Utc>::from(time))
 }
 
+/// `2026-12-01 16:00 UTC`: how notices, replies and the CLI show a time
+/// (to the minute, always UTC).
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The time `millis` (ms since the epoch) stands for; a value out of
+/// chrono's range gives the epoch itself.
 pub fn from_millis(millis: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis as i64).unwrap_or_default()
 }

@@ -32,9 +32,13 @@ impl From<&Source> for Origin {
 /// What processing reads: configuration, keys, the store (for embargoes
 /// and cases) and the time.
 pub struct Context<'a> {
+    /// The configuration in force.
     pub config: &'a Config,
+    /// The list key and the members certificates in force.
     pub keys: &'a Keys,
+    /// The store, for cases, embargoes and records.
     pub store: &'a Store,
+    /// The time the decision is made at (the injected clock in tests).
     pub now: DateTime<Utc>,
 }
 

@@ -24,6 +24,8 @@ use crate::store::{Store, StoreError, StoreKey};
 
 /// What can stop the daemon from starting.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum StartError {
     #[error(transparent)]
     ListKey(#[from] ListKeyError),
@@ -36,6 +38,7 @@ pub enum StartError {
 /// Knobs the command line does not expose.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The clock; tests pass a manual one.
     pub clock: Clock,
     /// How long work in progress may take to finish after shutdown.
     pub grace: Duration,
@@ -53,8 +56,11 @@ impl Default for Options {
 /// The sockets the daemon serves, bound before it starts.
 #[derive(Debug, Default)]
 pub struct Sockets {
+    /// Bound LMTP listeners.
     pub lmtp: Vec<Listener>,
+    /// The bound control socket, if any.
     pub control: Option<tokio::net::UnixListener>,
+    /// The bound metrics listener, if any.
     pub metrics: Option<tokio::net::TcpListener>,
 }
 
@@ -103,6 +109,7 @@ impl Daemon {
         })
     }
 
+    /// What every task of the daemon shares.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }

@@ -44,6 +44,8 @@ use crate::case::CASES as USED_SIGNATURES;
 
 /// Why a signature may not authorise a change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum Refused {
     #[error("the key that made the signature is not in force now: {0}")]
     KeyNotInForce(KeyProblem),
@@ -82,7 +84,12 @@ pub enum Authority<'a> {
     Signed(GoodSignature<'a>),
     /// Good signatures by allowed members, none of which passes the rule:
     /// the first one's member and why.
-    Refused { member: &'a str, why: Refused },
+    Refused {
+        /// The member whose signature it was.
+        member: &'a str,
+        /// Why the rule refused it.
+        why: Refused,
+    },
     /// No good signature by an allowed member.
     None,
 }
@@ -169,7 +176,7 @@ fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<
     let skew = rule.clock_skew.as_millis() as u64;
     if created > now.saturating_add(skew) {
         return Err(Refused::FromTheFuture {
-            when: crate::embargo::format_time(from_millis(created)),
+            when: crate::clock::format_time(from_millis(created)),
         });
     }
     let age = now.saturating_sub(created);

@@ -14,7 +14,9 @@ use crate::pgp::{load_member_cert, KeyProblem, ListKey, ListKeyError};
 /// skipping them.
 #[derive(Debug, Clone)]
 pub struct Keys {
+    /// The list key: signs copies, decrypts reports.
     pub list_key: ListKey,
+    /// Each member's pinned certificate, or why it cannot be used.
     pub members: BTreeMap<String, Result<Cert, KeyProblem>>,
     /// Member certificates for signature checks.
     pub signers: Signers,

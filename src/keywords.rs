@@ -12,6 +12,7 @@ use std::fmt;
 pub struct Keyword {
     /// Lower-case, without the `x-`: `case`, `embargo-until`.
     pub name: String,
+    /// The value after the colon, as written.
     pub value: String,
 }
 

@@ -24,7 +24,9 @@ pub struct DeliveryRecord {
     /// The case the message belongs to, when known.
     #[serde(default)]
     pub case: Option<String>,
+    /// The list the copy went out as.
     pub list: ListName,
+    /// The member's id (or `reporter`, `announce`).
     pub member: String,
     /// The copy's id (64 random bits), marked into the copy.
     #[serde(default)]
@@ -43,6 +45,7 @@ pub struct DeliveryRecord {
     pub plaintext_sha256: Option<String>,
     /// SHA-256 of the whole encrypted message as sent, hex.
     pub ciphertext_sha256: Option<String>,
+    /// What happened.
     pub outcome: Outcome,
 }
 
@@ -74,10 +77,13 @@ impl DeliveryRecord {
     }
 }
 
+/// What happened to a copy: its state after one step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
 pub enum Outcome {
+    /// Decided and waiting for the transport.
     Queued,
+    /// Accepted by the transport (the relay's 250).
     Sent,
     /// Temporary failure; retried later.
     Deferred(String),
@@ -91,6 +97,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A short label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Queued => "queued",
@@ -106,18 +113,22 @@ impl Outcome {
 /// One link of the chain, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
+    /// Its place in the chain, from 0.
     pub seq: u64,
     /// Hash of the entry before (zeros for the first).
     pub prev: String,
     /// SHA-256 over `seq`, `prev` and the record.
     pub hash: String,
+    /// What it records.
     pub record: DeliveryRecord,
 }
 
 /// The end of the chain: the next sequence number and the last hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Head {
+    /// The sequence number the next entry gets.
     pub next: u64,
+    /// The last entry's hash, hex (zeros before the first).
     pub hash: String,
 }
 
@@ -250,6 +261,8 @@ pub fn records(store: &Store) -> Result<Vec<DeliveryRecord>, StoreError> {
 
 /// Why the chain does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum Broken {
     #[error("entry {0} was changed: its hash does not match its contents")]
     Changed(u64),

@@ -33,6 +33,8 @@
 //! plaintext.
 
 #![deny(unsafe_code)]
+// Every public item says what it is, with units for times and sizes.
+#![warn(missing_docs)]
 
 pub mod case;
 pub mod clock;

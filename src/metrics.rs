@@ -20,26 +20,35 @@ use chrono::{DateTime, Utc};
 
 use crate::store::Store;
 
+/// The `list` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListLabel {
+    /// `security` or `distributors`.
     pub list: String,
 }
 
+/// The `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
+    /// Why mail was refused (`size`, `syntax`, ...).
     pub reason: String,
 }
 
+/// The `outcome` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
+    /// What became of a copy (`queued`, `sent`, `deferred`, ...).
     pub outcome: String,
 }
 
 /// The daemon's metrics. Counters are cheap to bump from any task.
 pub struct Metrics {
     registry: Registry,
+    /// Messages accepted, per list.
     pub received: Family<ListLabel, Counter>,
+    /// Messages refused at LMTP, per reason.
     pub refused: Family<ReasonLabel, Counter>,
+    /// Copies, per outcome.
     pub copies: Family<OutcomeLabel, Counter>,
     /// Seconds from acceptance to the fan-out committed.
     pub processing: Histogram,
@@ -117,6 +126,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a refusal for `reason`.
     pub fn refused(&self, reason: &str) {
         self.refused
             .get_or_create(&ReasonLabel {
@@ -125,6 +135,7 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `n` copies with `outcome`.
     pub fn copy(&self, outcome: &str, n: u64) {
         self.copies
             .get_or_create(&OutcomeLabel {
@@ -133,6 +144,7 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// Counts a message accepted for `list`.
     pub fn received(&self, list: &str) {
         self.received
             .get_or_create(&ListLabel { list: list.into() })

@@ -16,16 +16,23 @@ use crate::pgp::open::Signers;
 use crate::pgp::{generate_cert, ListKey};
 use crate::store::{Store, StoreError, StoreKey, Transaction};
 
+/// The sample project's name.
 pub const PROJECT: &str = "Kappital";
+/// The security list's address.
 pub const SECURITY: &str = "security@kappital.example";
+/// The distributors list's address.
 pub const DISTRIBUTORS: &str = "distributors@kappital.example";
+/// The announce list's address.
 pub const ANNOUNCE: &str = "announce@kappital.example";
+/// The daemon's own envelope sender (`delivery.from`).
 pub const OWNER: &str = "security-owner@kappital.example";
 
 /// A member of the sandbox's lists.
 #[derive(Debug, Clone)]
 pub struct SandboxMember {
+    /// The member's id.
     pub id: String,
+    /// The member's address.
     pub email: String,
     /// The list they are on; `None` for someone with a key on no list
     /// (a Fix Team engineer, say).
@@ -36,8 +43,11 @@ pub struct SandboxMember {
 
 /// The folder and what is in it.
 pub struct Sandbox {
+    /// The folder: keys, config, store and outbox.
     pub dir: PathBuf,
+    /// The list key made for it.
     pub list_key: ListKey,
+    /// Its members, in the order added.
     pub members: Vec<SandboxMember>,
     /// The `[delivery]` table written by [`Sandbox::write_config`].
     pub delivery: String,
@@ -170,6 +180,7 @@ impl Sandbox {
         crate::config::Config::load(&file).expect("the sandbox config loads")
     }
 
+    /// Where the file transport writes.
     pub fn outbox_dir(&self) -> PathBuf {
         self.dir.join("outbox")
     }
@@ -178,9 +189,13 @@ impl Sandbox {
 /// A message the file transport wrote.
 #[derive(Debug, Clone)]
 pub struct OutboxMail {
+    /// The `.eml` file.
     pub eml: PathBuf,
+    /// Envelope sender, from the `.json` beside it.
     pub from: Option<String>,
+    /// Envelope recipients.
     pub to: Vec<String>,
+    /// The message as written.
     pub bytes: Vec<u8>,
 }
 

@@ -18,7 +18,9 @@ use crate::store::{Store, StoreError, Transaction};
 pub struct Shared {
     /// Config, keys and transport in force; a reload swaps all three.
     live: RwLock<Live>,
+    /// The store.
     pub store: Store,
+    /// The clock; tests pass a manual one.
     pub clock: Clock,
     /// Something entered the spool.
     pub wake_fanout: Notify,
@@ -29,7 +31,9 @@ pub struct Shared {
     /// Held while embargoes are read and changed (fan-out, scheduler,
     /// admin commands), so no change is lost to another.
     pub embargo_lock: tokio::sync::Mutex<()>,
+    /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// When the daemon started.
     pub started: chrono::DateTime<chrono::Utc>,
 }
 

@@ -83,7 +83,7 @@ pub fn report(shared: &Shared) -> String {
         text,
         "config {} (loaded {})",
         config.file.display(),
-        crate::embargo::format_time(shared.loaded_at())
+        crate::clock::format_time(shared.loaded_at())
     );
     for list in config.lists() {
         let members = config.members_of(list);
@@ -120,7 +120,7 @@ pub fn report(shared: &Shared) -> String {
             text,
             "  {} public at {}",
             e.case,
-            crate::embargo::format_time(e.until())
+            crate::clock::format_time(e.until())
         );
     }
     let errors = recent_errors();

@@ -47,20 +47,27 @@ fn put(tx: &mut Transaction, member: &str, state: &MemberState) {
 /// What the store keeps about a member beyond the config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberState {
+    /// Every recorded leak, oldest first.
     pub strikes: Vec<Strike>,
     /// Since when (ms) the member is suspended.
     pub suspended: Option<u64>,
 }
 
+/// One recorded leak.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Strike {
+    /// When it was recorded, in ms since the epoch.
     pub at: u64,
+    /// The case it was in.
     pub case: String,
+    /// What leaked, and to whom.
     pub what: String,
 }
 
 /// Why a strike could not be recorded or a suspension lifted.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum StrikeError {
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -88,7 +88,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
         assert!(
             text.contains(&format!(
                 "EMBARGOED until {}, case KAP-2026-0001",
-                embargod::embargo::format_time(until)
+                embargod::clock::format_time(until)
             )),
             "{text}"
         );
@@ -373,7 +373,7 @@ async fn reminder_moves_and_early_release() {
         .text()
         .unwrap();
     assert!(
-        listing.contains(&embargod::embargo::format_time(third)),
+        listing.contains(&embargod::clock::format_time(third)),
         "{listing}"
     );
 

@@ -170,7 +170,7 @@ async fn replay_distributors_post() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        embargod::embargo::format_time(embargo.until()),
+        embargod::clock::format_time(embargo.until()),
         "2026-12-10 13:50 UTC"
     );
     // The PST is told.

@@ -39,6 +39,7 @@ pub enum NoReply {
 }
 
 impl NoReply {
+    /// A short label for logs.
     pub fn label(self) -> &'static str {
         match self {
             NoReply::NullSender => "null envelope sender",

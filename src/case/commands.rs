@@ -49,7 +49,10 @@ pub const KNOWN: &[(&str, &str)] = &[
 pub enum Actor {
     /// A PST member, by a signed post whose signature passed the
     /// freshness rule ([`crate::freshness`]).
-    Member { id: String },
+    Member {
+        /// The member's id.
+        id: String,
+    },
     /// An admin on the command line.
     Admin,
 }
@@ -66,13 +69,16 @@ impl Actor {
 /// What a command mail did.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
+    /// One line per command carried out.
     pub done: Vec<String>,
+    /// One line per command refused, with why.
     pub refused: Vec<String>,
     /// The post goes to the reporter too.
     pub to_reporter: bool,
 }
 
 impl Report {
+    /// The reply to the sender: what was done and what was refused, for `case` when named.
     pub fn text(&self, case: Option<&str>) -> String {
         let mut text = match case {
             Some(case) => format!("Commands for case {case}:\n"),
@@ -230,11 +236,17 @@ pub fn apply(
 /// policy's seven criteria as a checklist, and the vouches received.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JoinRequest {
+    /// The request's ID (REQ-2026-0001).
     pub id: String,
+    /// The list applied for (`distributors`).
     pub list: String,
+    /// The applicant's address.
     pub applicant: String,
+    /// When it was opened, in ms since the epoch.
     pub opened: u64,
+    /// The policy's membership criteria, each with whether it is met.
     pub criteria: Vec<(String, bool)>,
+    /// Who vouched, each with when (ms since the epoch).
     pub vouches: Vec<(String, u64)>,
 }
 

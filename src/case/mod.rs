@@ -34,6 +34,7 @@ use crate::store::{Store, StoreError, Table, Transaction};
 /// A case as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Case {
+    /// The case ID (KAP-2026-0001).
     pub id: String,
     /// When the report came in (ms); the timeline counts from here.
     pub opened: u64,
@@ -42,14 +43,17 @@ pub struct Case {
     pub reporter: Option<String>,
     /// The reporter's certificate (armored), when they gave one.
     pub reporter_cert: Option<String>,
+    /// The Fix Lead's member id; `None` when every PST member was away or suspended.
     pub lead: Option<String>,
     /// Engineers added to this case only (need-to-know).
     pub team: Vec<String>,
+    /// The severity, once a PST member gave the vector (`X-CVSS:`).
     pub cvss: Option<Cvss>,
     /// Already public: every deadline is "as soon as possible".
     pub public: bool,
     /// Slowed down (low severity), and why.
     pub slow: Option<String>,
+    /// One deadline per milestone of the policy's timeline.
     pub deadlines: Vec<Deadline>,
     /// When the fix was released (the case is closed).
     pub closed: Option<u64>,
@@ -60,10 +64,14 @@ pub struct Case {
     pub signed: u64,
 }
 
+/// A CVSS vector and what RustSec's `cvss` crate makes of it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Cvss {
+    /// As given, e.g. `CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H`.
     pub vector: String,
+    /// The base score, 0.0 to 10.0.
     pub score: f64,
+    /// `none`, `low`, `medium`, `high` or `critical`.
     pub severity: String,
 }
 
@@ -71,14 +79,20 @@ pub struct Cvss {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Milestone {
+    /// Fix Team organised.
     Team,
+    /// Fix developed.
     Fix,
+    /// Users told of a forthcoming fix.
     Users,
+    /// Distributors told.
     Distributors,
+    /// Fix Release Day.
     Release,
 }
 
 impl Milestone {
+    /// Every milestone, in the policy's order.
     pub const ALL: [Milestone; 5] = [
         Milestone::Team,
         Milestone::Fix,
@@ -87,6 +101,7 @@ impl Milestone {
         Milestone::Release,
     ];
 
+    /// The name keyword lines use (`X-Done: fix`).
     pub fn name(self) -> &'static str {
         match self {
             Milestone::Team => "team",
@@ -135,16 +150,21 @@ impl fmt::Display for Milestone {
     }
 }
 
+/// When a milestone is due, and whether it was met.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Deadline {
+    /// Which milestone.
     pub milestone: Milestone,
     /// ms since the epoch.
     pub due: u64,
+    /// When and by whom it was met; `None` while pending.
     pub done: Option<Done>,
 }
 
+/// A milestone met.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Done {
+    /// When, in ms since the epoch.
     pub at: u64,
     /// A member id, or what met it ("distributors post").
     pub by: String,
@@ -233,6 +253,8 @@ pub(crate) fn pending(tx: &Transaction, key: &str) -> bool {
 /// Why a case operation failed. Each message is written for whoever
 /// asked (the PST in a reply, an admin at the CLI) and names the fix.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum CaseError {
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -442,7 +464,7 @@ pub fn score(vector: &str) -> Result<Cvss, CaseError> {
 
 /// `2026-12-01 16:00 UTC`
 pub fn when(millis: u64) -> String {
-    crate::embargo::format_time(from_millis(millis))
+    crate::clock::format_time(from_millis(millis))
 }
 
 /// The case, if `config`'s prefix makes `text` an ID.

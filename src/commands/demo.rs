@@ -14,6 +14,7 @@ use crate::lmtp::client;
 use crate::mime::outbound::OBSCURED_SUBJECT;
 use crate::sandbox::{open_copy, read_outbox, Sandbox, SECURITY};
 
+/// A step of the demo that failed, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("demo: {step}: {reason}")]
 pub struct DemoError {

@@ -48,8 +48,11 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
 /// What `init` did.
 #[derive(Debug)]
 pub struct Init {
+    /// The list key, created or as found.
     pub list_key: ListKey,
+    /// Whether the list key was created now.
     pub created_list_key: bool,
+    /// Whether the store key was created now.
     pub created_store_key: bool,
 }
 
@@ -86,8 +89,11 @@ pub fn init(config: &Config) -> Result<Init, ListKeyError> {
 /// How serious a `check` finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Nothing to do.
     Ok,
+    /// Works, but needs attention soon (a key expiring).
     Warning,
+    /// Will not work until fixed.
     Error,
 }
 
@@ -105,8 +111,11 @@ impl fmt::Display for Level {
 /// One line of `check` output.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// How serious.
     pub level: Level,
+    /// What it is about (`config`, `member alice`, `list key`).
     pub subject: String,
+    /// What was found, and how to fix it.
     pub detail: String,
 }
 
@@ -210,14 +219,17 @@ fn expiry_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime
                 subject,
                 detail: format!(
                     "{fingerprint} expires on {} (in {days} days): extend it or replace it",
-                    pgp::format_time(when)
+                    crate::clock::format_time(when.into())
                 ),
             }
         }
         Some(when) => Finding {
             level: Level::Ok,
             subject,
-            detail: format!("{fingerprint}, expires {}", pgp::format_time(when)),
+            detail: format!(
+                "{fingerprint}, expires {}",
+                crate::clock::format_time(when.into())
+            ),
         },
         None => Finding {
             level: Level::Ok,

@@ -23,17 +23,26 @@ pub const DEFAULT_PATH: &str = "/etc/embargod/embargod.toml";
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum ConfigError {
+    /// The file could not be read or is not valid TOML.
     #[error("{file}: {source}")]
     Read {
+        /// The configuration file.
         file: PathBuf,
+        /// Why, as the `config` crate says.
         #[source]
         source: config::ConfigError,
     },
+    /// A value is missing, of the wrong type, or refused by a check.
     #[error("{file}: {key}: {problem}")]
     Invalid {
+        /// The configuration file.
         file: PathBuf,
+        /// The key, as written in the file (`lists.security.members`).
         key: String,
+        /// What is wrong, and how to fix it.
         problem: String,
     },
 }
@@ -44,21 +53,33 @@ pub struct Config {
     /// The file this was read from; relative paths in it were resolved
     /// against its folder.
     pub file: PathBuf,
+    /// `[project]`: name and case prefix.
     pub project: Project,
+    /// `[store]`: where the store is and the key that seals it.
     pub store: StoreConfig,
+    /// `[lmtp]`: where mail comes in, and its limits.
     pub lmtp: LmtpConfig,
+    /// `[delivery]`: how copies leave, and their retries.
     pub delivery: DeliveryConfig,
     /// The list's own OpenPGP secret key (signs every copy, decrypts reports).
     pub list_key: PathBuf,
+    /// `[lists.*]`: the lists and their members.
     pub lists: Lists,
     /// Everyone with a key, by id; lists refer to these.
     pub members: BTreeMap<String, Member>,
+    /// `[embargo]`: limits and reminders of embargoes.
     pub embargo: EmbargoConfig,
+    /// `[control]`: the admin socket.
     pub control: ControlConfig,
+    /// `[leak]`: strikes before suspension.
     pub leak: LeakConfig,
+    /// `[timeline]`: the policy's deadlines of a case.
     pub timeline: TimelineConfig,
+    /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[limits]`: flood limits.
     pub limits: LimitsConfig,
+    /// `[signatures]`: how fresh a signed command must be.
     pub signatures: SignaturesConfig,
 }
 
@@ -88,6 +109,7 @@ pub struct LimitsConfig {
     pub acks_per_hour_total: u32,
 }
 
+/// `[metrics]`.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsConfig {
     /// Where Prometheus metrics are served (loopback!); off when unset.
@@ -114,12 +136,14 @@ pub struct TimelineConfig {
     pub slow_by: Duration,
 }
 
+/// `[leak]`: what a recorded leak costs.
 #[derive(Debug, Clone)]
 pub struct LeakConfig {
     /// Recorded leaks after which a member is suspended from every list.
     pub max_strikes: u32,
 }
 
+/// `[embargo]`.
 #[derive(Debug, Clone)]
 pub struct EmbargoConfig {
     /// Longest embargo a post may ask for (the Openwall distros list
@@ -129,18 +153,23 @@ pub struct EmbargoConfig {
     pub reminder_before: Duration,
 }
 
+/// `[control]`.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
     /// Unix socket the admin commands talk to the running daemon through.
     pub socket: PathBuf,
 }
 
+/// `[project]`.
 #[derive(Debug, Clone)]
 pub struct Project {
+    /// The project's name, as the lists' display names and notices say it ("Kappital").
     pub name: String,
+    /// The first part of every case ID (`KAP` in KAP-2026-0001).
     pub case_prefix: String,
 }
 
+/// `[store]`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Folder of the sled database (spool, queue, records).
@@ -150,9 +179,12 @@ pub struct StoreConfig {
     pub key: PathBuf,
 }
 
+/// `[lmtp]`.
 #[derive(Debug, Clone)]
 pub struct LmtpConfig {
+    /// Loopback TCP addresses or Unix sockets the MTA delivers to.
     pub listen: Vec<ListenAddr>,
+    /// Largest message accepted at DATA, in bytes (RFC 1870 SIZE); larger ones get 552.
     pub max_message_size: usize,
     /// A header section longer than this is refused at the end of DATA: no
     /// honest report needs it and parsers should not have to chew on it.
@@ -166,7 +198,9 @@ pub struct LmtpConfig {
 /// One LMTP listening address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// A TCP address (`127.0.0.1:2424`).
     Tcp(SocketAddr),
+    /// A Unix socket (`unix:/run/embargod/lmtp.sock`).
     Unix(PathBuf),
 }
 
@@ -179,8 +213,10 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// `[delivery]`.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
+    /// How copies leave: file, SMTP or sendmail.
     pub transport: Transport,
     /// Envelope sender of everything the daemon sends; bounces go there,
     /// and mail from it is never taken in (loop protection).
@@ -200,30 +236,44 @@ pub struct DeliveryConfig {
 pub enum Transport {
     /// lettre's file transport with envelope: `NAME.eml` + `NAME.json`.
     File {
+        /// Folder the files are written to.
         dir: PathBuf,
     },
+    /// SMTP to a relay (RFC 5321), the production transport.
     Smtp {
+        /// The relay's host name or address.
         host: String,
+        /// The relay's port (25, 465 or 587).
         port: u16,
+        /// Whether and how the connection is encrypted.
         tls: SmtpTls,
         /// A file holding `username:password` on one line.
         credentials: Option<PathBuf>,
     },
+    /// A local `sendmail` program.
     Sendmail {
+        /// Its path; `sendmail` on `PATH` when unset.
         command: Option<PathBuf>,
     },
 }
 
+/// TLS to the SMTP relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
+    /// No TLS: loopback relays only.
     None,
+    /// STARTTLS after connecting (RFC 3207), port 587 or 25.
     Starttls,
+    /// TLS from the start (RFC 8314), port 465.
     Tls,
 }
 
+/// `[lists]`: the security list, the distributors list when configured, and the announce address.
 #[derive(Debug, Clone)]
 pub struct Lists {
+    /// `[lists.security]`: reporters write to it; its members are the PST.
     pub security: List,
+    /// `[lists.distributors]`: embargoed patches from the PST to distributors.
     pub distributors: Option<List>,
     /// The public announce list; the daemon only ever sends to it.
     pub announce: Option<Address>,
@@ -232,7 +282,9 @@ pub struct Lists {
 /// A list the daemon receives mail for.
 #[derive(Debug, Clone)]
 pub struct List {
+    /// Which list this is.
     pub name: ListName,
+    /// The list's address, where reporters and members write.
     pub address: Address,
     /// Member ids, each defined in a `[[member]]` table.
     pub members: Vec<String>,
@@ -266,13 +318,16 @@ pub enum Marks {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ListName {
+    /// The PST's list: reports, cases, commands.
     Security,
+    /// Embargoed patches from the PST to distributors.
     Distributors,
     /// The public list: only ever sent to, only with released advisories.
     Announce,
 }
 
 impl ListName {
+    /// The list's name as config and logs write it (`security`).
     pub fn as_str(self) -> &'static str {
         match self {
             ListName::Security => "security",
@@ -288,9 +343,12 @@ impl fmt::Display for ListName {
     }
 }
 
+/// A `[[member]]`: someone with a key, on one or more lists.
 #[derive(Debug, Clone)]
 pub struct Member {
+    /// A short id that lists, logs and the ledger name the member by (`alice`).
     pub id: String,
+    /// Where the member's copies go.
     pub email: Address,
     /// Armored OpenPGP certificate.
     pub key: PathBuf,
@@ -353,6 +411,7 @@ impl Config {
         std::iter::once(&self.lists.security).chain(self.lists.distributors.as_ref())
     }
 
+    /// The list `name` when it is configured.
     pub fn list(&self, name: ListName) -> Option<&List> {
         self.lists().find(|list| list.name == name)
     }

@@ -14,6 +14,7 @@ use super::{
     SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
 };
 
+/// The configuration file as written: every table and key optional, checked into [`super::Config`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {

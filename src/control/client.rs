@@ -10,6 +10,8 @@ use super::{Command, Request, Response, VERSION};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum ClientError {
     /// No daemon listens on the socket: act on the store directly.
     #[error("no daemon is listening on {0}")]

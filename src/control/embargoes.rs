@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::Response;
+use crate::clock::format_time;
 use crate::clock::from_millis;
-use crate::embargo::{check_until, format_time, parse_time, release, Change, EarlyRelease};
+use crate::embargo::{check_until, parse_time, release, Change, EarlyRelease};
 use crate::state::Shared;
 use crate::store::Audience;
 

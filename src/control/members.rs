@@ -46,7 +46,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 let status = match state.suspended {
                     Some(at) => format!(
                         "SUSPENDED since {}",
-                        crate::embargo::format_time(crate::clock::from_millis(at))
+                        crate::clock::format_time(crate::clock::from_millis(at))
                     ),
                     None => "active".into(),
                 };
@@ -57,7 +57,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 for strike in &state.strikes {
                     text.push_str(&format!(
                         "  {} {}: {}\n",
-                        crate::embargo::format_time(crate::clock::from_millis(strike.at)),
+                        crate::clock::format_time(crate::clock::from_millis(strike.at)),
                         strike.case,
                         strike.what
                     ));

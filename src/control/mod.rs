@@ -29,11 +29,14 @@ pub const VERSION: u32 = 2;
 /// A request, as sent over the socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Request {
+    /// The protocol version the client speaks ([`VERSION`]).
     pub v: u32,
+    /// What to do.
     #[serde(flatten)]
     pub command: Command,
 }
 
+/// What an admin asks of the running daemon (or, with none, of the store).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Command {
@@ -41,37 +44,58 @@ pub enum Command {
     Embargoes,
     /// Release a case now (`reason` required) or move its time (`at`).
     Release {
+        /// The case ID.
         case: String,
+        /// Release now (needs `reason`).
         #[serde(default)]
         now: bool,
+        /// Why the embargo ends early; recorded and told to the lists.
         #[serde(default)]
         reason: Option<String>,
+        /// The new disclosure time, RFC 3339.
         #[serde(default)]
         at: Option<String>,
     },
     /// Trace a suspected leak (base64 of its bytes) to a copy.
-    Trace { leak: String },
+    Trace {
+        /// The leaked bytes, base64.
+        leak: String,
+    },
     /// Who got what in a case.
-    LedgerShow { case: String },
+    LedgerShow {
+        /// The case ID.
+        case: String,
+    },
     /// Walk the ledger's hash chain.
     LedgerVerify,
     /// Record a leak by a member in a case.
     LeakRecord {
+        /// The case the leak was in.
         case: String,
+        /// The member who leaked.
         member: String,
+        /// What leaked, and to whom.
         what: String,
     },
     /// Lift a member's suspension.
-    MemberReinstate { member: String },
+    MemberReinstate {
+        /// The member's id.
+        member: String,
+    },
     /// Members with strikes or suspended.
     Members,
     /// Open cases: lead, severity, next deadline, overdue items.
     Cases,
     /// One case in full.
-    CaseShow { id: String },
+    CaseShow {
+        /// The case ID.
+        id: String,
+    },
     /// Keyword commands on a case, as an admin: `[["lead","bob"], …]`.
     CaseSet {
+        /// The case ID.
         id: String,
+        /// Keyword and value pairs, as in a command mail.
         keywords: Vec<(String, String)>,
     },
     /// Membership requests with their checklists and vouches.
@@ -81,7 +105,10 @@ pub enum Command {
     /// Deferred and waiting copies, with next retry and last error.
     Queue,
     /// Retry a queued copy now (its id in hex, as `queue` shows it).
-    QueueRetry { id: String },
+    QueueRetry {
+        /// The copy's id in hex.
+        id: String,
+    },
 }
 
 /// A response line: `{"outcome":"done",...}` or
@@ -104,7 +131,10 @@ pub enum Response {
         data: Option<serde_json::Value>,
     },
     /// The command was refused or failed, and why.
-    Failed { error: String },
+    Failed {
+        /// Why, for people.
+        error: String,
+    },
 }
 
 impl Response {

@@ -2,6 +2,8 @@
 
 /// Why a send did not go through.
 #[derive(Debug, Clone, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum SendError {
     /// Worth retrying: connection refused, 4xx, a full disk.
     #[error("temporary: {0}")]

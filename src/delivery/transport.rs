@@ -17,20 +17,26 @@ pub enum Transport {
     /// is then renamed into the outbox, envelope last, so a reader (or a
     /// crash) never sees half a message.
     File {
+        /// lettre's file transport, writing into `staging_dir`.
         staging: AsyncFileTransport<Tokio1Executor>,
+        /// Where messages are written first.
         staging_dir: PathBuf,
+        /// The outbox they are renamed into.
         dir: PathBuf,
     },
     /// A relay, over connections kept open (see `delivery/smtp.rs`).
     Smtp(SmtpRelay),
+    /// A local `sendmail` program.
     Sendmail(AsyncSendmailTransport<Tokio1Executor>),
 }
 
+/// A transport that could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("delivery transport: {0}")]
 pub struct TransportError(String);
 
 impl Transport {
+    /// The transport `config` describes; an error names what is wrong with it.
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
         Ok(match config {
             TransportConfig::File { dir } => {

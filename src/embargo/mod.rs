@@ -12,7 +12,7 @@ pub mod release;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::from_millis;
+use crate::clock::{format_time, from_millis};
 use crate::config::Config;
 use crate::schedule::{Event, EventKind};
 use crate::store::{frame, unframe, Store, StoreError, Table, Transaction};
@@ -21,17 +21,21 @@ use crate::store::{frame, unframe, Store, StoreError, Table, Transaction};
 /// the post is in the sealed [`Advisory`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Embargo {
+    /// The case ID.
     pub case: String,
     /// Agreed public disclosure time, ms since the epoch.
     pub until: u64,
     /// Member id of the PST member whose post set the current date.
     pub poster: String,
+    /// When the embargo was first set, in ms since the epoch.
     pub opened: u64,
+    /// When it last changed, in ms since the epoch.
     pub updated: u64,
     /// Copies of the latest post sent (distributors and PST).
     pub recipients: usize,
     /// Every time the date was set or moved.
     pub history: Vec<Change>,
+    /// The release, once it happened.
     pub released: Option<Released>,
     /// Creation time (ms since the epoch) of the signature behind the
     /// last change; for a change from the command line, its own time. A
@@ -41,15 +45,21 @@ pub struct Embargo {
     pub signed: u64,
 }
 
+/// One setting or move of the disclosure time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Change {
+    /// When, in ms since the epoch.
     pub at: u64,
+    /// The member id (or `admin`) who set it.
     pub by: String,
+    /// The disclosure time set, in ms since the epoch.
     pub until: u64,
 }
 
+/// How and when a case's advisory was published.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Released {
+    /// When, in ms since the epoch.
     pub at: u64,
     /// Message-ID of the announcement: one per case, so a release that is
     /// retried after a crash is the same message.
@@ -58,9 +68,12 @@ pub struct Released {
     pub early: Option<EarlyRelease>,
 }
 
+/// A release before the agreed time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EarlyRelease {
+    /// Who released it (a PST member's id, or `admin`).
     pub by: String,
+    /// Why, as they gave it.
     pub reason: String,
 }
 
@@ -102,6 +115,7 @@ impl Embargo {
         moved_from
     }
 
+    /// The agreed disclosure time.
     pub fn until(&self) -> DateTime<Utc> {
         from_millis(self.until)
     }
@@ -130,7 +144,9 @@ impl Embargo {
 /// keyword lines removed. Stored sealed with the store key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advisory {
+    /// The Subject it is published under.
     pub subject: String,
+    /// The content entity: its MIME header fields and body.
     pub content: Vec<u8>,
 }
 
@@ -214,6 +230,8 @@ pub fn advisory(store: &Store, case: &str) -> Result<Option<Advisory>, StoreErro
 /// Why an embargo could not be set, moved or released. Each message is
 /// written for whoever asked (the PST in a reply, an admin at the CLI).
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum EmbargoError {
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -264,11 +282,6 @@ pub fn check_until(
         return Err(EmbargoError::TooFar { until, max_days });
     }
     Ok(())
-}
-
-/// `2026-12-01 16:00 UTC`
-pub fn format_time(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// The banner every embargoed copy starts with.

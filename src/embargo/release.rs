@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::{format_time, from_millis, to_millis};
 use crate::config::{Config, ListName};
 use crate::context::Context;
 use crate::digest::sha256_hex;
@@ -21,7 +21,7 @@ use crate::pgp::ListKey;
 use crate::schedule::{Event, EventKind};
 use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
 
-use super::{format_time, public_subject, Advisory, EarlyRelease, Embargo, EmbargoError, Released};
+use super::{public_subject, Advisory, EarlyRelease, Embargo, EmbargoError, Released};
 
 /// The batch that publishes `case` now; `early` when the PST or an admin
 /// releases it before its time.

@@ -105,6 +105,7 @@ impl ProsePart {
 /// How the copies of one message are marked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marking {
+    /// Which marks: invisible, visible or none.
     pub marks: Marks,
     /// With invisible marks, patches get the copy's trailer too.
     pub patches: bool,
@@ -284,6 +285,7 @@ pub struct SealedCopy {
     pub bytes: Vec<u8>,
     /// SHA-256 of the signed inner entity, hex.
     pub plaintext_sha256: String,
+    /// The copy's Message-ID.
     pub message_id: String,
     /// The recipient's certificate.
     pub fingerprint: String,

@@ -25,9 +25,11 @@ pub use copies::{seal_copy, Marking, Outgoing};
 /// Who gets a copy of a message, as members of which list.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipients<'a> {
+    /// The list the copies go out as.
     pub list: ListName,
     /// How the list names itself in the copies.
     pub identity: &'a ListIdentity,
+    /// The members who get a copy.
     pub members: &'a [&'a Member],
 }
 

@@ -11,11 +11,11 @@
 //! (and the poster) are told why.
 
 use crate::case::id::CaseId;
-use crate::clock::{from_millis, to_millis};
+use crate::clock::{format_time, from_millis, to_millis};
 use crate::config::{ListName, Member};
 use crate::embargo::{
-    banner, check_until, embargoed_subject, format_time, parse_time, release, Advisory, Change,
-    EarlyRelease, Embargo,
+    banner, check_until, embargoed_subject, parse_time, release, Advisory, Change, EarlyRelease,
+    Embargo,
 };
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};

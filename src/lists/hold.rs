@@ -15,11 +15,14 @@ use super::Post;
 /// `status`, and never carries a value from the post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
+    /// A short label for logs and metrics (`not signed`).
     pub kind: &'static str,
+    /// The reason in full, for the PST and the poster.
     pub detail: String,
 }
 
 impl Held {
+    /// A reason to hold: `kind` for logs, `detail` for people.
     pub fn new(kind: &'static str, detail: impl std::fmt::Display) -> Held {
         Held {
             kind,

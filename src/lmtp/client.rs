@@ -14,7 +14,9 @@ use crate::config::ListenAddr;
 /// ("5.1.1 no such list").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The reply code (RFC 5321 §4.2), e.g. 250.
     pub code: u16,
+    /// The text after the code, lines joined.
     pub text: String,
 }
 
@@ -147,6 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(out)
     }
 
+    /// Ends the session (QUIT) and waits for the server's reply.
     pub async fn quit(mut self) -> io::Result<()> {
         self.command("QUIT").await.map(|_| ())
     }

@@ -32,9 +32,11 @@ pub enum Event {
 /// A message read to its end, with its envelope.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Delivery {
+    /// The envelope sender (MAIL FROM), `<>` as empty.
     pub mail_from: String,
     /// (address as given, list), in RCPT order.
     pub rcpts: Vec<(String, ListName)>,
+    /// The message as received, dot-unstuffed, with CRLF line ends.
     pub raw: Vec<u8>,
 }
 
@@ -66,6 +68,7 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine for one session, greeting not yet sent.
     pub fn new(config: Arc<Config>) -> Machine {
         Machine {
             config,

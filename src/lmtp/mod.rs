@@ -24,7 +24,9 @@ use crate::state::Shared;
 /// A bound LMTP socket.
 #[derive(Debug)]
 pub enum Listener {
+    /// A loopback TCP listener.
     Tcp(TcpListener),
+    /// A Unix socket listener.
     Unix(UnixListener),
 }
 

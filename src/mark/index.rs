@@ -18,11 +18,17 @@ static SHINGLES: Table = Table::plain("shingles");
 /// One recipient's copy, as the tracer needs it: who got it, of what.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CopyInfo {
+    /// The copy's id, marked into it.
     pub copy_id: u64,
+    /// The spool id of the message it is a copy of.
     pub message: u64,
+    /// The recipient's member id.
     pub member: String,
+    /// The recipient's address.
     pub email: String,
+    /// The list it went out as.
     pub list: ListName,
+    /// The case, when known.
     pub case: Option<String>,
 }
 

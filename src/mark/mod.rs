@@ -111,6 +111,8 @@ impl std::fmt::Debug for MarkSecret {
 }
 
 impl MarkSecret {
+    /// The secret of the marks: a domain-separated hash of the store
+    /// key, so there is no second secret to keep.
     pub fn derive(store_key: &[u8]) -> MarkSecret {
         MarkSecret(digest(&[b"embargod-mark-v1", store_key]))
     }
@@ -237,7 +239,9 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 /// carries a look-alike letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
+    /// Its first byte in the text.
     pub start: usize,
+    /// The byte after its last.
     pub end: usize,
     /// Lower case, look-alikes mapped back to Latin: what the look-alike
     /// bits are keyed on.
@@ -245,6 +249,7 @@ pub struct Word {
     /// Lower case after a confusables pass: what shingles and spacing
     /// bits are keyed on, so they survive one.
     pub skeleton: String,
+    /// Carries a look-alike letter in this copy.
     pub marked: bool,
     /// Has a letter that can take a look-alike.
     pub markable: bool,
@@ -265,18 +270,26 @@ pub enum Spacing {
 /// [`Reading::words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
+    /// Which kind of white space.
     pub kind: Spacing,
+    /// Its first byte in the text.
     pub start: usize,
+    /// The byte after its last.
     pub end: usize,
+    /// How many spaces it shows (1 or 2; 0 or 1 at a line end).
     pub spacing: u8,
+    /// The word before it.
     pub before: usize,
+    /// The word after it.
     pub after: usize,
 }
 
 /// The places of a text that can carry marks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reading {
+    /// The prose words, in text order.
     pub words: Vec<Word>,
+    /// The marked white space between them.
     pub gaps: Vec<Gap>,
     /// When read from several texts (the parts of a leak): the index of
     /// each one's first word. A word's look-alike bit is keyed on the word
@@ -442,6 +455,7 @@ pub fn visible_line(member: &str, email: &str, copy_id: u64) -> String {
     )
 }
 
+/// A copy id as 16 lower-case hex digits, as the copy's `X-Embargod-Copy:` field and the ledger show it.
 pub fn copy_id_hex(copy_id: u64) -> String {
     format!("{copy_id:016x}")
 }

@@ -16,7 +16,9 @@ use std::ops::Range;
 /// What one line is, for marking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
+    /// Sentences a mark may change.
     Prose,
+    /// An empty line.
     Blank,
     /// Not prose, and the rule that said so.
     Other(&'static str),

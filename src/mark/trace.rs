@@ -60,15 +60,21 @@ fn tail(n: usize, k: usize) -> f64 {
 pub enum Verdict {
     /// One copy: its recipient.
     Attributed {
+        /// The copy, and so its recipient.
         copy: CopyInfo,
+        /// What points to it, one line each, for the PST to weigh.
         evidence: Vec<String>,
     },
     /// Several copies are possible; none is named alone.
     Candidates {
+        /// The copies that agree as well as any.
         copies: Vec<CopyInfo>,
+        /// What points to them, one line each.
         evidence: Vec<String>,
     },
+    /// No copy is named.
     NoMatch {
+        /// Why: no marks found, too few votes, or no copy of that message.
         reason: String,
     },
 }

@@ -14,6 +14,7 @@ pub struct TextSlot {
     /// Header fields written again with the new text: its type (now
     /// UTF-8), disposition and description.
     headers: String,
+    /// The decoded text of the part.
     pub text: String,
     /// text/html rather than text/plain (or another text type).
     pub html: bool,

@@ -16,6 +16,8 @@ pub const MAX_PARTS: usize = 10_000;
 
 /// Why a message is refused at the end of DATA; each maps to an LMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum Refusal {
     #[error("empty message")]
     Empty,
@@ -101,6 +103,7 @@ fn check_structure(message: &Message<'_>, outer_depth: usize) -> Result<(), Refu
 /// How the message reached the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encryption {
+    /// In plaintext.
     None,
     /// Encrypted to the list key and decrypted.
     ToList,
@@ -134,7 +137,9 @@ pub struct Unwrapped {
     pub from_address: Option<String>,
     /// Message-ID, In-Reply-To and References, for threading.
     pub message_ids: Threading,
+    /// How it reached the list.
     pub encryption: Encryption,
+    /// Every signature found over the message as a whole, checked.
     pub signatures: Signatures,
     /// How parts that are not the message as a whole arrived, one line per
     /// part: signatures that cover only some parts (an inline-signed text
@@ -150,6 +155,7 @@ pub struct Unwrapped {
 /// The message's place in a thread.
 #[derive(Debug, Clone, Default)]
 pub struct Threading {
+    /// The Message-ID, with angle brackets.
     pub message_id: Option<String>,
     /// In-Reply-To and References, nearest first.
     pub refers_to: Vec<String>,
@@ -180,6 +186,8 @@ impl Threading {
 
 /// Why a message cannot be forwarded; it goes to quarantine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum UnwrapError {
     #[error("unparsable message")]
     Unparsable,

@@ -37,6 +37,7 @@ pub fn one_line(text: &str) -> String {
 pub struct HeaderSection(Headers);
 
 impl HeaderSection {
+    /// An empty header section.
     pub fn new() -> HeaderSection {
         HeaderSection::default()
     }

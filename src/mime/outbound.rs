@@ -31,6 +31,7 @@ pub struct ListIdentity {
 }
 
 impl ListIdentity {
+    /// How `list` of `config` names itself.
     pub fn new(config: &Config, list: &List) -> ListIdentity {
         let address = list.address.to_string();
         ListIdentity {
@@ -66,10 +67,13 @@ impl ListIdentity {
 /// transport's, not this.)
 #[derive(Debug, Clone)]
 pub struct ListHeader<'a> {
+    /// The list it comes from.
     pub list: &'a ListIdentity,
+    /// The recipient's address.
     pub to: &'a str,
     /// With angle brackets.
     pub message_id: &'a str,
+    /// The Date field.
     pub date: DateTime<Utc>,
 }
 

@@ -14,7 +14,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
-use chrono::{DateTime, Utc};
 use sequoia_openpgp as openpgp;
 
 use openpgp::cert::prelude::*;
@@ -34,6 +33,8 @@ pub static POLICY: StandardPolicy<'static> = StandardPolicy::new();
 /// Why a member's certificate cannot be used. The daemon sends such a
 /// member nothing — never plaintext — and tells the PST.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum KeyProblem {
     #[error("key file {file} cannot be read: {reason}")]
     Unreadable { file: String, reason: String },
@@ -158,7 +159,7 @@ pub fn alive(cert: &Cert, time: SystemTime) -> Result<ValidCert<'_>, KeyProblem>
         let when = valid
             .primary_key()
             .key_expiration_time()
-            .map(format_time)
+            .map(|time| crate::clock::format_time(time.into()))
             .unwrap_or_else(|| "an unknown date".into());
         return Err(KeyProblem::Expired { fingerprint, when });
     }
@@ -197,7 +198,7 @@ pub fn signing_key_in_force(cert: &Cert, key: &str, time: SystemTime) -> Result<
     if ka.alive().is_err() {
         let when = ka
             .key_expiration_time()
-            .map(format_time)
+            .map(|time| crate::clock::format_time(time.into()))
             .unwrap_or_else(|| "an unknown date".into());
         return Err(KeyProblem::SigningKeyExpired {
             fingerprint,
@@ -273,12 +274,6 @@ pub fn unreadable_advertised(cert: &Cert, time: SystemTime) -> Vec<String> {
         .collect()
 }
 
-pub fn format_time(time: SystemTime) -> String {
-    DateTime::<Utc>::from(time)
-        .format("%Y-%m-%d %H:%M UTC")
-        .to_string()
-}
-
 /// The list's own key: signs every copy and decrypts what reporters
 /// encrypted to the list.
 #[derive(Clone)]
@@ -298,6 +293,8 @@ impl fmt::Debug for ListKey {
 
 /// Why the list key cannot be used.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum ListKeyError {
     #[error("list key {file}: {reason}")]
     Unusable { file: String, reason: String },
@@ -382,10 +379,12 @@ impl ListKey {
         Self::from_cert(cert).map_err(unusable)
     }
 
+    /// The list key's certificate, with its secret keys.
     pub fn cert(&self) -> &Cert {
         &self.cert
     }
 
+    /// The list key's fingerprint, upper-case hex.
     pub fn fingerprint(&self) -> String {
         self.cert.fingerprint().to_hex()
     }

@@ -30,6 +30,7 @@ pub struct Signers {
 }
 
 impl Signers {
+    /// The signers to check signatures against: each member id with their pinned certificate.
     pub fn new(certs: Vec<(String, Cert)>) -> Signers {
         Signers { certs }
     }
@@ -59,6 +60,7 @@ impl Signers {
 pub enum SignatureCheck {
     /// Valid, by the pinned certificate of this member.
     Good {
+        /// The member's id.
         member: String,
         /// The certificate (primary key) fingerprint.
         fingerprint: String,
@@ -75,10 +77,16 @@ pub enum SignatureCheck {
         digest: String,
     },
     /// Made by a key that belongs to no member; not trusted.
-    UnknownKey { issuer: String },
+    UnknownKey {
+        /// The issuer fingerprint or key ID the signature names.
+        issuer: String,
+    },
     /// By a member's key but invalid: bad, expired or revoked key, broken
     /// packet.
-    Bad { reason: String },
+    Bad {
+        /// Why, as Sequoia says it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for SignatureCheck {
@@ -105,6 +113,7 @@ pub struct Signatures(pub Vec<SignatureCheck>);
 /// changes see it ([`crate::freshness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GoodSignature<'a> {
+    /// The member whose pinned key made it.
     pub member: &'a str,
     /// Fingerprint of the key that made it (primary or subkey).
     pub key: &'a str,
@@ -161,14 +170,18 @@ impl fmt::Display for Signatures {
 /// A message after [`open`].
 #[derive(Debug)]
 pub struct Opened {
+    /// What was signed and encrypted: the inner message.
     pub plaintext: Vec<u8>,
     /// It was encrypted (to the list key, or it would not have opened).
     pub encrypted: bool,
+    /// Every signature found on it, checked.
     pub signatures: Signatures,
 }
 
 /// Why a message could not be opened.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum OpenError {
     /// Encrypted, but not to the list key: it is passed on as it is.
     #[error("encrypted to other keys, not to the list key")]

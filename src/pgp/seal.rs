@@ -18,6 +18,8 @@ use super::{encryption_key, usable_for_encryption, KeyProblem, ListKey, POLICY};
 
 /// Why a copy could not be sealed.
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum SealError {
     /// The recipient's certificate cannot be used: no copy for them.
     #[error(transparent)]

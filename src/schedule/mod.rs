@@ -18,11 +18,15 @@ static SCHEDULE: Table = Table::plain("schedule");
 /// Something due at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Event {
+    /// When, in ms since the epoch.
     pub due: u64,
+    /// What is due.
     pub kind: EventKind,
+    /// The case it belongs to (`case#milestone` for deadlines).
     pub case: String,
 }
 
+/// What an event does when it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     /// An embargo's reminder to the PST and distributors.
@@ -44,6 +48,7 @@ impl Event {
         key
     }
 
+    /// The event a store key names; `None` for a key not of [`Event::key`]'s shape.
     pub fn from_key(key: &[u8]) -> Option<Event> {
         let due = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
         let kind = match key.get(8)? {

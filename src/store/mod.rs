@@ -60,6 +60,8 @@ pub use transaction::Transaction;
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 #[derive(Debug, thiserror::Error)]
+// Each variant says what it is in its `#[error]` message.
+#[allow(missing_docs)]
 pub enum StoreError {
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
@@ -74,29 +76,38 @@ pub enum StoreError {
 /// Mail the daemon has accepted or written, waiting in the spool.
 #[derive(Debug, Clone)]
 pub struct Incoming {
+    /// When and how it came in.
     pub meta: IncomingMeta,
     /// The RFC 5322 message, exactly as received.
     pub raw: Vec<u8>,
 }
 
+/// What is kept in the clear about spooled mail: when and how it came.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncomingMeta {
     /// Milliseconds since the epoch.
     pub received: u64,
+    /// How it came: over LMTP, or written by the daemon.
     pub source: Source,
 }
 
+/// How a spooled message came in.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Source {
     /// Received over LMTP for these lists.
     Lmtp {
+        /// The envelope sender (RFC 5321 MAIL FROM); empty for a bounce.
         mail_from: String,
+        /// The lists it was addressed to (RCPT TO).
         lists: Vec<ListName>,
     },
     /// Written by the daemon (a member without a key, a quarantined
     /// message, a failed delivery, an embargo reminder). Notices never
     /// cause further notices.
-    Notice { to: Audience },
+    Notice {
+        /// Who the notice is for.
+        to: Audience,
+    },
 }
 
 /// Who a notice is for.
@@ -114,6 +125,7 @@ pub enum Audience {
 /// made of when it is sent (see [`crate::fanout::copies`]).
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// What every copy shares.
     pub meta: JobMeta,
     /// Header fields carried into each copy's protected headers.
     pub headers: Vec<u8>,
@@ -121,15 +133,20 @@ pub struct Job {
     pub content: Vec<u8>,
 }
 
+/// A job's metadata, stored sealed beside its header fields and content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobMeta {
     /// Spool id of the message.
     pub message: u64,
+    /// The list the copies go out as.
     pub list: ListName,
     /// The info part at the top of each copy.
     pub info: String,
+    /// The case of the message, when known.
     pub case: Option<String>,
+    /// How the copies are marked.
     pub marks: crate::config::Marks,
+    /// Whether patches get the copy's trailer too.
     pub mark_patches: bool,
     /// A notice's copies: failures are logged, not noticed again.
     pub notice: bool,
@@ -143,8 +160,11 @@ pub struct JobMeta {
 /// Quarantined mail: why, and the sealed original.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuarantineMeta {
+    /// When it was quarantined, in ms since the epoch.
     pub time: u64,
+    /// Why, for the PST and the logs.
     pub reason: String,
+    /// How the message came in.
     pub incoming: IncomingMeta,
 }
 
@@ -330,6 +350,7 @@ impl Store {
             .map_err(|e| StoreError::Sled(sled::Error::Io(std::io::Error::other(e))))
     }
 
+    /// [`Store::flush`] for a caller off the runtime: blocks until every earlier write is durable.
     pub fn flush_sync(&self) -> Result<(), StoreError> {
         let _writes = self.io.write();
         self.db.flush()?;
@@ -641,6 +662,7 @@ fn slot(tree: &[u8], key: &[u8]) -> Vec<u8> {
     [tree, key].concat()
 }
 
+/// The big-endian `u64` a key holds; an error when it is not 8 bytes.
 pub fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| {
         StoreError::Corrupt("id key of wrong length".into())

@@ -14,15 +14,20 @@ use super::{pair_key, unframe, Store, StoreError};
 /// One member's copy, encrypted, waiting for the transport.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedCopy {
+    /// The copy's id (64 random bits), as the ledger and marks name it.
     pub id: u64,
     /// Spool id of the message it is a copy of.
     pub message: u64,
     /// The case of the message, when known.
     #[serde(default)]
     pub case: Option<String>,
+    /// The list it goes out as.
     pub list: ListName,
+    /// The member's id (or `reporter`, `announce`).
     pub member: String,
+    /// The recipient's address (RCPT TO).
     pub to: String,
+    /// The certificate it is encrypted to, hex; empty for unencrypted copies (a reporter without a key, the announcement).
     pub fingerprint: String,
     /// Message-ID header of this copy.
     pub message_id: String,
@@ -30,7 +35,9 @@ pub struct QueuedCopy {
     pub notice: bool,
     /// When it was first queued, in ms; the retry age counts from here.
     pub queued: u64,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// The last temporary failure, as the relay said it.
     pub last_error: Option<String>,
     /// The job it is made from when it is sent (a member's copy); `None`
     /// when [`QueuedCopy::bytes`] is the message.
@@ -44,7 +51,9 @@ pub struct QueuedCopy {
 /// A queue slot: when the copy is due, in ms, and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKey {
+    /// When the copy is due, in ms since the epoch.
     pub due: u64,
+    /// The copy's id.
     pub id: u64,
 }
 
@@ -135,6 +144,7 @@ impl Store {
         Ok(false)
     }
 
+    /// Copies in the queue.
     pub fn queue_len(&self) -> usize {
         self.queue.len()
     }

@@ -13,6 +13,7 @@ use super::StoreError;
 use crate::mark::MarkSecret;
 
 const NONCE_LEN: usize = 24;
+/// Length of a store key, in bytes (XChaCha20-Poly1305).
 pub const KEY_LEN: usize = 32;
 
 /// The symmetric key that seals spool and quarantine values, and the
@@ -58,6 +59,10 @@ impl StoreKey {
         crate::pgp::write_secret_file(file, &crate::random::bytes::<KEY_LEN>())
     }
 
+    /// A key from its 32 bytes.
+    ///
+    /// # Panics
+    /// When `bytes` is not [`KEY_LEN`] long.
     pub fn from_bytes(bytes: &[u8]) -> StoreKey {
         StoreKey {
             cipher: XChaCha20Poly1305::new_from_slice(bytes).expect("32-byte key"),
@@ -65,6 +70,7 @@ impl StoreKey {
         }
     }
 
+    /// The secret of the leak marks, derived from this key.
     pub fn mark_secret(&self) -> &MarkSecret {
         &self.mark
     }
@@ -98,7 +104,7 @@ impl StoreKey {
         buffer.splice(0..0, nonce);
     }
 
-    /// [`StoreKey::open`] in place.
+    /// [`StoreKey::unseal`] in place.
     pub fn unseal_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         if sealed.len() < NONCE_LEN {
             return Err(StoreError::Corrupt("sealed value too short".into()));
