@@ -225,6 +225,12 @@ async fn the_control_protocol_answers_bad_requests_clearly() {
             "{\"v\":1,\"cmd\":\"status\"}",
             "protocol version 1 not supported",
         ),
+        // The version is read first: a command of another version is not
+        // a "bad request".
+        (
+            "{\"v\":1,\"cmd\":\"no-such-command\"}",
+            "protocol version 1 not supported",
+        ),
         ("{\"v\":2,\"cmd\":\"frobnicate\"}", "bad request"),
         (
             "{\"v\":2,\"cmd\":\"case-show\",\"id\":\"KAP-2026-9999\"}",
@@ -238,6 +244,10 @@ async fn the_control_protocol_answers_bad_requests_clearly() {
         let line = lines.next_line().await.unwrap().unwrap();
         let response: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(response["outcome"], "failed", "{line}");
+        if expect.starts_with("protocol version") {
+            // What a version 1 client reads: `ok` and `error`.
+            assert_eq!(response["ok"], false, "{line}");
+        }
         assert!(
             response["error"].as_str().unwrap().contains(expect),
             "{request}: {line}"

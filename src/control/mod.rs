@@ -2,9 +2,11 @@
 //! store is single-process), or, with no daemon running, act on the store
 //! directly through the same [`handle`].
 //!
-//! Protocol, version 1: one JSON request per line, one JSON response line.
-//! `{"v":1,"cmd":"embargoes"}` →
-//! `{"ok":true,"text":"…"}` or `{"ok":false,"error":"…"}`.
+//! Protocol, version 2: one JSON request per line, one JSON response line.
+//! `{"v":2,"cmd":"embargoes"}` →
+//! `{"outcome":"done","text":"…","exit":0}` or
+//! `{"outcome":"failed","error":"…"}`. A request of another version is
+//! answered with `"ok":false` too, so a version 1 client shows why.
 //! Only root and the daemon's own user may connect.
 
 mod cases;
@@ -214,7 +216,7 @@ async fn queue(shared: &Arc<Shared>) -> Response {
                 text.push_str(&format!(
                     "{:<16}  {:<20}  {:<28}  {:>8}  {}\n",
                     crate::mark::copy_id_hex(copy.id),
-                    crate::clock::from_millis(key.due).format("%Y-%m-%d %H:%M:%S"),
+                    key.due.to_datetime().format("%Y-%m-%d %H:%M:%S"),
                     copy.to,
                     copy.attempts,
                     copy.last_error.as_deref().unwrap_or("-"),
@@ -233,7 +235,7 @@ async fn retry(shared: &Arc<Shared>, id: &str) -> Response {
         ));
     };
     let store = shared.store.clone();
-    let now = crate::clock::to_millis(shared.clock.now());
+    let now = crate::clock::Timestamp::from(shared.clock.now());
     match crate::blocking(move || store.retry_now(id, now)).await {
         Ok(true) => {
             shared.wake_delivery.notify_one();

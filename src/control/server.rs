@@ -74,19 +74,49 @@ async fn session(stream: UnixStream, shared: Arc<Shared>) {
         let response = if line.len() > MAX_LINE {
             Response::error("request line too long")
         } else {
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) if request.v == VERSION => handle(&shared, request.command).await,
-                Ok(request) => Response::error(format!(
-                    "protocol version {} not supported; this daemon speaks {VERSION}",
-                    request.v
-                )),
-                Err(e) => Response::error(format!("bad request: {e}")),
+            // The version first: an older client's request may name a
+            // command this version does not have.
+            match serde_json::from_str::<Version>(&line).map(|v| v.v) {
+                Ok(v) if v != VERSION => {
+                    if old_version(&mut write, v).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                _ => match serde_json::from_str::<Request>(&line) {
+                    Ok(request) => handle(&shared, request.command).await,
+                    Err(e) => Response::error(format!("bad request: {e}")),
+                },
             }
         };
         if reply(&mut write, &response).await.is_err() {
             return;
         }
     }
+}
+
+/// The version field of a request, read before the rest.
+#[derive(serde::Deserialize)]
+struct Version {
+    v: u32,
+}
+
+/// The answer to a client of another protocol version, in a shape both
+/// versions read: version 1's `ok` and `error` beside this version's
+/// `outcome`.
+async fn old_version<W: AsyncWriteExt + Unpin>(write: &mut W, v: u32) -> std::io::Result<()> {
+    let error = format!(
+        "protocol version {v} not supported; this daemon speaks {VERSION}: \
+         use the embargod command of the same version"
+    );
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "ok": false,
+        "outcome": "failed",
+        "error": error,
+    }))
+    .expect("a JSON object serializes");
+    line.push(b'\n');
+    write.write_all(&line).await
 }
 
 async fn reply<W: AsyncWriteExt + Unpin>(

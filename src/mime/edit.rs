@@ -38,20 +38,40 @@ impl TextSlot {
     fn new(entity: &[u8], part: &MessagePart<'_>) -> Option<TextSlot> {
         let text = part.text_contents()?.to_string();
         let ct = part.content_type();
-        let mut content_type = match ct {
-            Some(ct) => format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain")),
-            None => "text/plain".into(),
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
         };
+        let mut content_type = match ct {
+            Some(ct) if token(ct.ctype()) && ct.subtype().is_none_or(token) => {
+                format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain"))
+            }
+            _ => "text/plain".into(),
+        };
+        // The sender's other parameters (format, delsp, name …) stay, as
+        // tokens and short printable values only: a decoded value may hold
+        // line ends or quotes that would write fields of the sender's
+        // choosing into the part's header.
         for attribute in ct.and_then(|ct| ct.attributes()).unwrap_or_default() {
-            if !attribute.name.eq_ignore_ascii_case("charset") {
-                content_type.push_str(&format!(
-                    "; {}=\"{}\"",
-                    attribute.name,
-                    attribute.value.replace('"', "")
-                ));
+            let value = &attribute.value;
+            let printable = value.len() <= 200 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if token(&attribute.name)
+                && printable
+                && !attribute.name.eq_ignore_ascii_case("charset")
+            {
+                let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+                content_type.push_str(&format!("; {}=\"{quoted}\"", attribute.name));
             }
         }
-        let mut headers = format!("Content-Type: {content_type}; charset=utf-8\r\n");
+        content_type.push_str("; charset=utf-8");
+        let mut headers = String::from_utf8(
+            super::HeaderSection::new()
+                .text("Content-Type", &content_type)
+                .to_bytes(),
+        )
+        .expect("lettre writes ASCII header fields");
         for h in &part.headers {
             let name = h.name.as_str().to_ascii_lowercase();
             if name == "content-disposition" || name == "content-description" {

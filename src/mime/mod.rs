@@ -12,6 +12,7 @@ pub use parsed::{parse, parse_headers, Parsed};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use email_encoding::headers::writer::EmailWriter;
 use lettre::message::header::{
     self as field, ContentTransferEncoding, HeaderName, HeaderValue, Headers,
 };
@@ -25,6 +26,10 @@ pub fn one_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
+
+/// The longest header line written, line end not counted (RFC 5322
+/// §2.1.1's recommendation).
+const MAX_LINE: usize = 78;
 
 /// A header section written by lettre's encoder: each value RFC
 /// 2047-encoded where it is not ASCII (UTF-8, base64 words of at most 75
@@ -68,11 +73,28 @@ impl HeaderSection {
 
     /// Any unstructured or ASCII-structured field: `Subject`, `List-Id`,
     /// `Message-ID`, a `Content-Type` with its parameters.
+    ///
+    /// lettre folds at white space only, so a value with a word too long
+    /// for a line (a Subject of one 2,000-letter word, made of adjacent
+    /// encoded words, RFC 2047 §6.2) is written whole as encoded words,
+    /// which split anywhere and join again without a space: no line of
+    /// the section is over 78 octets (RFC 5322 §2.1.1).
     pub fn text(mut self, name: &'static str, value: &str) -> HeaderSection {
-        self.0.insert_raw(HeaderValue::new(
-            HeaderName::new_from_ascii_str(name),
-            one_line(value),
-        ));
+        let value = one_line(value);
+        let field = HeaderName::new_from_ascii_str(name);
+        let fits = |word: &str| name.len() + 2 + word.len() <= MAX_LINE;
+        let header = if value.split(' ').all(fits) {
+            HeaderValue::new(field, value)
+        } else {
+            let mut encoded = String::new();
+            {
+                let mut writer = EmailWriter::new(&mut encoded, name.len() + 2, 0, false);
+                email_encoding::headers::rfc2047::encode(&value, &mut writer)
+                    .expect("writing to a String");
+            }
+            HeaderValue::dangerous_new_pre_encoded(field, value, encoded)
+        };
+        self.0.insert_raw(header);
         self
     }
 
@@ -207,6 +229,16 @@ mod tests {
         // A line break in a value cannot start a field of its own.
         let injected = field("hi\r\nBcc: everyone@example.org");
         assert_eq!(injected.matches('\n').count(), 1, "{injected}");
+        // One word longer than a line: encoded words, every line short,
+        // and the same word when read back.
+        let long = format!("[KAP-2026-0001] {}", "A".repeat(2000));
+        let written = field(&long);
+        assert!(written.lines().all(|l| l.len() <= 78), "{written}");
+        let message = format!("{written}\r\n");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(message.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.subject(), Some(long.as_str()));
     }
 
     #[test]
