@@ -273,7 +273,7 @@ fn in_process(config: &Path) {
                         fingerprint: String::new(),
                         message_id: "<bench@example.org>".into(),
                         notice: false,
-                        queued: 0,
+                        queued: embargod::clock::Timestamp::default(),
                         attempts: 0,
                         last_error: None,
                         job: Some(1),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// The daemon's source of wall-clock time.
@@ -76,26 +77,91 @@ impl Clock {
     }
 }
 
-/// Milliseconds since the epoch, as kept in big-endian store keys.
-pub fn to_millis(time: DateTime<Utc>) -> u64 {
-    time.timestamp_millis().max(0) as u64
+/// A point in time as records, events and store keys keep it:
+/// milliseconds since the Unix epoch, UTC. Serialized as the bare number,
+/// so stored records and keys read the same as before the type existed.
+/// Times before the epoch are the epoch.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The time `millis` ms after the epoch.
+    pub const fn from_millis(millis: u64) -> Timestamp {
+        Timestamp(millis)
+    }
+
+    /// Milliseconds since the epoch.
+    pub const fn millis(self) -> u64 {
+        self.0
+    }
+
+    /// As a chrono time; a value out of chrono's range gives the epoch.
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0 as i64).unwrap_or_default()
+    }
+
+    /// `2026-12-01 16:00 UTC`, as [`format_time`] writes it. (No
+    /// `Display`: a timestamp written into the store or a key stays a
+    /// number, never this text by accident.)
+    pub fn formatted(self) -> String {
+        format_time(self.to_datetime())
+    }
+
+    /// How long after `earlier` this is; zero when it is not after.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
 }
 
-/// [`to_millis`] for a `SystemTime`.
-pub fn system_millis(time: std::time::SystemTime) -> u64 {
-    to_millis(DateTime::<Utc>::from(time))
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(time: DateTime<Utc>) -> Timestamp {
+        Timestamp(time.timestamp_millis().max(0) as u64)
+    }
+}
+
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(time: std::time::SystemTime) -> Timestamp {
+        Timestamp::from(DateTime::<Utc>::from(time))
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(time: Timestamp) -> DateTime<Utc> {
+        time.to_datetime()
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// Saturates at the end of `u64` milliseconds.
+    fn add(self, by: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(by.as_millis().min(u64::MAX as u128) as u64),
+        )
+    }
+}
+
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// Saturates at the epoch.
+    fn sub(self, by: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_sub(by.as_millis().min(u64::MAX as u128) as u64),
+        )
+    }
 }
 
 /// `2026-12-01 16:00 UTC`: how notices, replies and the CLI show a time
 /// (to the minute, always UTC).
 pub fn format_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// The time `millis` (ms since the epoch) stands for; a value out of
-/// chrono's range gives the epoch itself.
-pub fn from_millis(millis: u64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(millis as i64).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -120,8 +186,17 @@ mod tests {
     }
 
     #[test]
-    fn millis_round_trip() {
+    fn timestamps_round_trip_and_saturate() {
         let t = DateTime::from_timestamp_millis(1_800_000_000_123).unwrap();
-        assert_eq!(from_millis(to_millis(t)), t);
+        assert_eq!(Timestamp::from(t).to_datetime(), t);
+        assert_eq!(
+            serde_json::to_string(&Timestamp::from(t)).unwrap(),
+            "1800000000123"
+        );
+        let epoch = Timestamp::default();
+        assert_eq!(epoch - Duration::from_secs(1), epoch);
+        assert_eq!(epoch.since(Timestamp::from(t)), Duration::ZERO);
+        let before = DateTime::from_timestamp_millis(-5).unwrap();
+        assert_eq!(Timestamp::from(before), epoch);
     }
 }

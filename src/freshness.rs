@@ -26,7 +26,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::config::SignaturesConfig;
 use crate::context::Context;
 use crate::pgp::open::{GoodSignature, Signatures};
@@ -153,7 +153,7 @@ pub fn check(
         .map_err(Refused::KeyNotInForce)?;
     judge(
         &ctx.config.signatures,
-        to_millis(ctx.now),
+        Timestamp::from(ctx.now),
         sig.created,
         used(ctx, batch, sig.digest),
     )
@@ -172,17 +172,21 @@ fn used(ctx: &Context<'_>, batch: &Transaction, digest: &str) -> bool {
 }
 
 /// The time rules and the used-before rule, without I/O.
-fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<(), Refused> {
-    let skew = rule.clock_skew.as_millis() as u64;
-    if created > now.saturating_add(skew) {
+fn judge(
+    rule: &SignaturesConfig,
+    now: Timestamp,
+    created: Timestamp,
+    used: bool,
+) -> Result<(), Refused> {
+    if created > now + rule.clock_skew {
         return Err(Refused::FromTheFuture {
-            when: crate::clock::format_time(from_millis(created)),
+            when: created.formatted(),
         });
     }
-    let age = now.saturating_sub(created);
-    if age > rule.max_age.as_millis() as u64 {
+    let age = now.since(created);
+    if age > rule.max_age {
         return Err(Refused::TooOld {
-            age: humantime::format_duration(Duration::from_secs(age / 1000)).to_string(),
+            age: humantime::format_duration(Duration::from_secs(age.as_secs())).to_string(),
             max: humantime::format_duration(rule.max_age).to_string(),
         });
     }
@@ -196,10 +200,11 @@ fn judge(rule: &SignaturesConfig, now: u64, created: u64, used: bool) -> Result<
 /// the change it authorised, and forgets used signatures that have left
 /// the window (they are refused as too old anyway).
 pub fn spend(ctx: &Context<'_>, batch: &mut Transaction, signatures: &Signatures) {
-    let horizon = to_millis(ctx.now).saturating_sub(window(&ctx.config.signatures));
+    let horizon = Timestamp::from(ctx.now) - window(&ctx.config.signatures);
     if let Ok(entries) = ctx.store.scan(&USED_SIGNATURES, USED.as_bytes()) {
         for (key, value) in entries {
-            let created: u64 = String::from_utf8_lossy(&value).parse().unwrap_or(0);
+            let created =
+                Timestamp::from_millis(String::from_utf8_lossy(&value).parse().unwrap_or(0));
             if created < horizon {
                 batch.remove(&USED_SIGNATURES, key);
             }
@@ -209,22 +214,24 @@ pub fn spend(ctx: &Context<'_>, batch: &mut Transaction, signatures: &Signatures
         batch.put(
             &USED_SIGNATURES,
             format!("{USED}{}", sig.digest),
-            sig.created.to_string().into_bytes(),
+            sig.created.millis().to_string().into_bytes(),
         );
     }
 }
 
 /// How long a used signature must be remembered: as long as it could
 /// still pass the time rules.
-fn window(rule: &SignaturesConfig) -> u64 {
-    (rule.max_age + rule.clock_skew).as_millis() as u64
+fn window(rule: &SignaturesConfig) -> Duration {
+    rule.max_age + rule.clock_skew
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HOUR: u64 = 3_600_000;
+    const HOUR: Duration = Duration::from_secs(3600);
+    const NOW: Timestamp = Timestamp::from_millis(1000 * 3_600_000);
+    const MS: Duration = Duration::from_millis(1);
 
     fn rule() -> SignaturesConfig {
         SignaturesConfig {
@@ -235,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_fresh_unused_signature_passes() {
-        let now = 1000 * HOUR;
+        let now = NOW;
         assert_eq!(judge(&rule(), now, now - HOUR, false), Ok(()));
         // A sender's clock a little ahead is tolerated.
         assert_eq!(judge(&rule(), now, now + HOUR / 4, false), Ok(()));
@@ -243,35 +250,35 @@ mod tests {
 
     #[test]
     fn a_backdated_signature_is_too_old() {
-        let now = 1000 * HOUR;
+        let now = NOW;
         let err = judge(&rule(), now, now - 30 * 24 * HOUR, false).unwrap_err();
         assert!(matches!(err, Refused::TooOld { .. }), "{err}");
         assert!(err.to_string().contains("7days"), "{err}");
         // Just inside the window still counts.
-        assert_eq!(judge(&rule(), now, now - 7 * 24 * HOUR + 1, false), Ok(()));
+        assert_eq!(judge(&rule(), now, now - 7 * 24 * HOUR + MS, false), Ok(()));
     }
 
     #[test]
     fn a_signature_from_the_future_is_refused() {
-        let now = 1000 * HOUR;
+        let now = NOW;
         let err = judge(&rule(), now, now + 2 * HOUR, false).unwrap_err();
         assert!(matches!(err, Refused::FromTheFuture { .. }), "{err}");
     }
 
     #[test]
     fn a_used_signature_is_refused_however_fresh() {
-        let now = 1000 * HOUR;
+        let now = NOW;
         assert_eq!(judge(&rule(), now, now, true), Err(Refused::AlreadyUsed));
     }
 
     #[test]
     fn used_signatures_are_kept_as_long_as_they_could_pass() {
         let rule = rule();
-        let now = 1000 * HOUR;
+        let now = NOW;
         // The oldest signature that still passes the time rules...
-        let oldest = now - rule.max_age.as_millis() as u64;
+        let oldest = now - rule.max_age;
         assert_eq!(judge(&rule, now, oldest, false), Ok(()));
         // ...is inside the window that `spend` keeps.
-        assert!(now - oldest <= window(&rule));
+        assert!(now.since(oldest) <= window(&rule));
     }
 }

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::store::{be_u64, Chain, KeyValue, Store, StoreError, Table, Transaction};
 
@@ -18,7 +19,7 @@ use crate::store::{be_u64, Chain, KeyValue, Store, StoreError, Table, Transactio
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeliveryRecord {
     /// Milliseconds since the epoch.
-    pub time: u64,
+    pub time: Timestamp,
     /// Spool id of the message.
     pub message: u64,
     /// The case the message belongs to, when known.
@@ -53,7 +54,7 @@ impl DeliveryRecord {
     /// A record with no copy details yet (no key, suspended, or to be
     /// filled in).
     pub fn new(
-        time: u64,
+        time: Timestamp,
         message: u64,
         case: Option<String>,
         list: ListName,
@@ -316,7 +317,7 @@ mod tests {
 
     fn record(member: &str) -> DeliveryRecord {
         DeliveryRecord {
-            time: 1,
+            time: Timestamp::from_millis(1),
             message: 7,
             case: Some("KAP-2026-0001".into()),
             list: ListName::Distributors,

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::mime::outbound::notice_message;
 use crate::store::{Audience, Incoming, IncomingMeta, Source};
@@ -23,7 +23,7 @@ pub fn notice(
 ) -> Incoming {
     Incoming {
         meta: IncomingMeta {
-            received: to_millis(now),
+            received: Timestamp::from(now),
             source: Source::Notice { to },
         },
         raw: notice_message(

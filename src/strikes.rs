@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::store::{Audience, Store, StoreError, Table, Transaction};
 
@@ -50,14 +50,14 @@ pub struct MemberState {
     /// Every recorded leak, oldest first.
     pub strikes: Vec<Strike>,
     /// Since when (ms) the member is suspended.
-    pub suspended: Option<u64>,
+    pub suspended: Option<Timestamp>,
 }
 
 /// One recorded leak.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Strike {
     /// When it was recorded, in ms since the epoch.
-    pub at: u64,
+    pub at: Timestamp,
     /// The case it was in.
     pub case: String,
     /// What leaked, and to whom.
@@ -99,7 +99,7 @@ pub fn record(
     }
     let mut state = state(ctx.store, member)?;
     state.strikes.push(Strike {
-        at: to_millis(ctx.now),
+        at: Timestamp::from(ctx.now),
         case: case.clone(),
         what: what.trim().to_string(),
     });
@@ -107,7 +107,7 @@ pub fn record(
     let max = config.leak.max_strikes;
     let suspend = count >= max as usize && state.suspended.is_none();
     if suspend {
-        state.suspended = Some(to_millis(ctx.now));
+        state.suspended = Some(Timestamp::from(ctx.now));
     }
     let mut batch = Transaction::default();
     let (subject, text) = if suspend {

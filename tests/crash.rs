@@ -424,7 +424,7 @@ async fn a_spooled_message_processed_at_three_deaths_is_quarantined_untouched() 
         let id = store
             .spool(&embargod::store::Incoming {
                 meta: embargod::store::IncomingMeta {
-                    received: embargod::clock::to_millis(chrono::Utc::now()),
+                    received: embargod::clock::Timestamp::from(chrono::Utc::now()),
                     source: embargod::store::Source::Lmtp {
                         mail_from: "rita@reporter.example".into(),
                         lists: vec![ListName::Security],

@@ -99,7 +99,7 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
 fn process(ctx: &Context<'_>, data: &[u8]) -> Transaction {
     let incoming = Incoming {
         meta: IncomingMeta {
-            received: 0,
+            received: embargod::clock::Timestamp::default(),
             source: Source::Lmtp {
                 mail_from: "r@example.net".into(),
                 lists: vec![ListName::Security, ListName::Distributors],

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::context::Context;
 use crate::keywords::Keyword;
 use crate::store::Transaction;
@@ -119,7 +119,7 @@ pub fn apply(
     case: &mut Case,
 ) -> Report {
     let config = ctx.config;
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let mut report = Report::default();
     let old = case.clone();
     let pst = &config.lists.security.members;
@@ -243,11 +243,11 @@ pub struct JoinRequest {
     /// The applicant's address.
     pub applicant: String,
     /// When it was opened, in ms since the epoch.
-    pub opened: u64,
+    pub opened: Timestamp,
     /// The policy's membership criteria, each with whether it is met.
     pub criteria: Vec<(String, bool)>,
     /// Who vouched, each with when (ms since the epoch).
-    pub vouches: Vec<(String, u64)>,
+    pub vouches: Vec<(String, Timestamp)>,
 }
 
 /// The criteria of the policy's "Membership Criteria".
@@ -284,7 +284,7 @@ pub fn join(
         id: format!("REQ-{year}-{seq:04}"),
         list: "distributors".into(),
         applicant: applicant.to_string(),
-        opened: to_millis(ctx.now),
+        opened: Timestamp::from(ctx.now),
         criteria: CRITERIA.iter().map(|c| (c.to_string(), false)).collect(),
         vouches: Vec::new(),
     };
@@ -309,7 +309,7 @@ pub fn vouch(
     }
     request
         .vouches
-        .push((voucher.to_string(), to_millis(ctx.now)));
+        .push((voucher.to_string(), Timestamp::from(ctx.now)));
     if let Some(criterion) = request.criteria.last_mut() {
         criterion.1 = true;
     }

@@ -26,7 +26,7 @@ use std::fmt;
 use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::config::{Config, TimelineConfig};
 use crate::context::Context;
 use crate::store::{Store, StoreError, Table, Transaction};
@@ -37,7 +37,7 @@ pub struct Case {
     /// The case ID (KAP-2026-0001).
     pub id: String,
     /// When the report came in (ms); the timeline counts from here.
-    pub opened: u64,
+    pub opened: Timestamp,
     /// The reporter's address, for acknowledgements and answers; `None`
     /// for cases the PST opened.
     pub reporter: Option<String>,
@@ -56,12 +56,12 @@ pub struct Case {
     /// One deadline per milestone of the policy's timeline.
     pub deadlines: Vec<Deadline>,
     /// When the fix was released (the case is closed).
-    pub closed: Option<u64>,
+    pub closed: Option<Timestamp>,
     /// Creation time (ms) of the newest signature whose commands changed
     /// the case: an older signed command, replayed or delayed on the way,
     /// changes nothing (a removed team member is not added back).
     #[serde(default)]
-    pub signed: u64,
+    pub signed: Timestamp,
 }
 
 /// A CVSS vector and what RustSec's `cvss` crate makes of it.
@@ -156,7 +156,7 @@ pub struct Deadline {
     /// Which milestone.
     pub milestone: Milestone,
     /// ms since the epoch.
-    pub due: u64,
+    pub due: Timestamp,
     /// When and by whom it was met; `None` while pending.
     pub done: Option<Done>,
 }
@@ -165,7 +165,7 @@ pub struct Deadline {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Done {
     /// When, in ms since the epoch.
-    pub at: u64,
+    pub at: Timestamp,
     /// A member id, or what met it ("distributors post").
     pub by: String,
 }
@@ -184,7 +184,7 @@ impl Case {
     }
 
     /// Marks `milestone` met; false when it already was.
-    pub fn meet(&mut self, milestone: Milestone, at: u64, by: &str) -> bool {
+    pub fn meet(&mut self, milestone: Milestone, at: Timestamp, by: &str) -> bool {
         match self.deadlines.iter_mut().find(|d| d.milestone == milestone) {
             Some(deadline) if deadline.done.is_none() => {
                 deadline.done = Some(Done { at, by: by.into() });
@@ -369,7 +369,7 @@ pub fn create_named(
     batch: &mut Transaction,
     id: &str,
 ) -> Result<Case, CaseError> {
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let mut case = new_case(ctx, batch, id.to_string(), None, None)?;
     let old = case.clone();
     for milestone in [Milestone::Team, Milestone::Fix, Milestone::Users] {
@@ -387,13 +387,13 @@ fn new_case(
     reporter: Option<String>,
     reporter_cert: Option<String>,
 ) -> Result<Case, CaseError> {
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let lead = next_lead(ctx, batch)?;
     let deadlines = Milestone::ALL
         .into_iter()
         .map(|milestone| Deadline {
             milestone,
-            due: now + milestone.after(&ctx.config.timeline).as_millis() as u64,
+            due: now + milestone.after(&ctx.config.timeline),
             done: None,
         })
         .collect();
@@ -409,7 +409,7 @@ fn new_case(
         slow: None,
         deadlines,
         closed: None,
-        signed: 0,
+        signed: Timestamp::default(),
     };
     timeline::schedule(ctx.config, batch, None, &case, now);
     put(batch, &case);
@@ -460,11 +460,6 @@ pub fn score(vector: &str) -> Result<Cvss, CaseError> {
         score: parsed.score(),
         severity: parsed.severity().as_str().to_string(),
     })
-}
-
-/// `2026-12-01 16:00 UTC`
-pub fn when(millis: u64) -> String {
-    crate::clock::format_time(from_millis(millis))
 }
 
 /// The case, if `config`'s prefix makes `text` an ID.

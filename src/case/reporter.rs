@@ -13,7 +13,7 @@ use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::Cert;
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::context::Context;
 use crate::digest::sha256_hex;
@@ -24,7 +24,7 @@ use crate::mime::outbound::{signed_message, ListHeader, ListIdentity};
 use crate::mime::HeaderSection;
 use crate::store::{QueueKey, QueuedCopy, Transaction};
 
-use super::{when, Case, Milestone};
+use super::{Case, Milestone};
 
 /// How the reporter appears in the ledger and the queue, where members
 /// appear by id; no member may take this id.
@@ -118,7 +118,11 @@ fn autocrypt_cert(value: &str, address: &str) -> Option<Cert> {
 /// happens next — nothing of the report itself.
 pub fn acknowledgement(ctx: &Context<'_>, case: &Case) -> (String, String) {
     let project = &ctx.config.project.name;
-    let deadline = |m: Milestone| case.deadline(m).map(|d| when(d.due)).unwrap_or_default();
+    let deadline = |m: Milestone| {
+        case.deadline(m)
+            .map(|d| d.due.formatted())
+            .unwrap_or_default()
+    };
     let text = format!(
         "Thank you for your report to the {project} Product Security Team.\n\n\
          It is case {id}. Please keep this ID in the Subject of anything you\n\
@@ -215,7 +219,7 @@ pub fn send(
         bytes
     };
     let id = crate::random::u64();
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     crate::ledger::append(
         batch,
         DeliveryRecord {

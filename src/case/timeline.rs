@@ -6,27 +6,27 @@
 //! Events are kept in the store's schedule (see [`crate::embargo`]) under
 //! the name `case#milestone`.
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::context::Context;
 use crate::schedule::{Event, EventKind};
 use crate::store::{Audience, Transaction};
 
-use super::{get, when, Case, Milestone};
+use super::{get, Case, Milestone};
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn name(case: &str, milestone: Milestone) -> String {
     format!("{case}#{milestone}")
 }
 
 /// The events of `case`'s open deadlines.
-fn events(config: &Config, case: &Case, now: u64) -> Vec<Event> {
-    let before = config.timeline.reminder_before.as_millis() as u64;
+fn events(config: &Config, case: &Case, now: Timestamp) -> Vec<Event> {
+    let before = config.timeline.reminder_before;
     let mut events = Vec::new();
     for deadline in case.pending_deadlines() {
         let name = name(&case.id, deadline.milestone);
-        let reminder = deadline.due.saturating_sub(before);
+        let reminder = deadline.due - before;
         if reminder > now && !case.public {
             events.push(Event {
                 due: reminder,
@@ -49,18 +49,18 @@ pub fn schedule(
     batch: &mut Transaction,
     old: Option<&Case>,
     case: &Case,
-    now: u64,
+    now: Timestamp,
 ) {
     if let Some(old) = old {
         // The old events, whatever "now" they were made at: both kinds at
         // every open deadline of the old state.
-        let before = config.timeline.reminder_before.as_millis() as u64;
+        let before = config.timeline.reminder_before;
         for deadline in old.pending_deadlines() {
             let name = name(&old.id, deadline.milestone);
             crate::schedule::cancel(
                 batch,
                 &Event {
-                    due: deadline.due.saturating_sub(before),
+                    due: deadline.due - before,
                     kind: EventKind::Deadline,
                     case: name.clone(),
                 },
@@ -84,7 +84,7 @@ pub fn schedule(
 
 /// Makes every open deadline due now: the case is public. (The caller
 /// reschedules.)
-pub fn make_public(case: &mut Case, now: u64) {
+pub fn make_public(case: &mut Case, now: Timestamp) {
     case.public = true;
     for deadline in case.deadlines.iter_mut().filter(|d| d.done.is_none()) {
         deadline.due = deadline.due.min(now);
@@ -94,9 +94,8 @@ pub fn make_public(case: &mut Case, now: u64) {
 /// Moves every open deadline `slow_by` later: a low-severity case the Fix
 /// Team slowed down. (The caller reschedules.)
 pub fn slow_down(config: &Config, case: &mut Case) {
-    let by = config.timeline.slow_by.as_millis() as u64;
     for deadline in case.deadlines.iter_mut().filter(|d| d.done.is_none()) {
-        deadline.due += by;
+        deadline.due = deadline.due + config.timeline.slow_by;
     }
 }
 
@@ -120,12 +119,12 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
     else {
         return batch;
     };
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let lead = case.lead.clone().unwrap_or_else(|| "(no Fix Lead)".into());
     match event.kind {
         EventKind::Deadline => {
-            let before = ctx.config.timeline.reminder_before.as_millis() as u64;
-            if event.due != deadline.due.saturating_sub(before) {
+            let before = ctx.config.timeline.reminder_before;
+            if event.due != deadline.due - before {
                 return batch; // the deadline moved; its new reminder is scheduled
             }
             if let Some(lead) = &case.lead {
@@ -133,13 +132,17 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                     ctx.config,
                     ctx.now,
                     Audience::Member(lead.clone()),
-                    &format!("{id}: {} due {}", milestone.label(), when(deadline.due)),
+                    &format!(
+                        "{id}: {} due {}",
+                        milestone.label(),
+                        deadline.due.formatted()
+                    ),
                     &format!(
                         "Reminder for the Fix Lead of {id}: \"{}\" is due at {}.\n\
                          When it is done, post to the security list, signed, with\n\
                          X-Case: {id}\nX-Done: {milestone}\n",
                         milestone.label(),
-                        when(deadline.due)
+                        deadline.due.formatted()
                     ),
                 ));
             }
@@ -154,7 +157,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                     "Case {id}: \"{}\" was due at {}{} and is not done.\n\
                      Fix Lead: {lead}.\n",
                     milestone.label(),
-                    when(deadline.due),
+                    deadline.due.formatted(),
                     if case.public {
                         " (the case is public: as soon as possible)"
                     } else {
@@ -167,7 +170,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                 crate::schedule::add(
                     &mut batch,
                     &Event {
-                        due: now + DAY_MS,
+                        due: now + DAY,
                         kind: EventKind::Overdue,
                         case: event.case.clone(),
                     },
@@ -189,7 +192,7 @@ pub fn milestone_met(
     milestone: super::Milestone,
     by: &str,
 ) {
-    let now = crate::clock::to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let case = match super::get(ctx, id) {
         Ok(Some(case)) => Some(case),
         Ok(None) => super::create_named(ctx, batch, id).ok(),

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use super::Response;
 use crate::case::commands::{self, Actor};
-use crate::case::{self, when, Case};
+use crate::case::{self, Case};
 use crate::keywords::Keyword;
 use crate::state::Shared;
 
 pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
-    let now = crate::clock::to_millis(shared.clock.now());
+    let now = crate::clock::Timestamp::from(shared.clock.now());
     match crate::blocking(move || case::all(&store)).await {
         Ok(cases) => {
             let open: Vec<&Case> = cases.iter().filter(|c| c.closed.is_none()).collect();
@@ -27,7 +27,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 let next = deadlines
                     .iter()
                     .find(|d| d.due > now)
-                    .map(|d| format!("{} {}", d.milestone, when(d.due)))
+                    .map(|d| format!("{} {}", d.milestone, d.due.formatted()))
                     .unwrap_or_else(|| "-".into());
                 let overdue: Vec<&str> = deadlines
                     .iter()
@@ -64,7 +64,7 @@ pub(super) async fn show(shared: &Arc<Shared>, id: String) -> Response {
 }
 
 fn describe(c: &Case) -> String {
-    let mut text = format!("case {}\n  opened    {}\n", c.id, when(c.opened));
+    let mut text = format!("case {}\n  opened    {}\n", c.id, c.opened.formatted());
     text.push_str(&format!(
         "  reporter  {}{}\n",
         c.reporter.as_deref().unwrap_or("-"),
@@ -102,13 +102,13 @@ fn describe(c: &Case) -> String {
     text.push_str("  timeline\n");
     for d in &c.deadlines {
         let state = match &d.done {
-            Some(done) => format!("done {} by {}", when(done.at), done.by),
+            Some(done) => format!("done {} by {}", done.at.formatted(), done.by),
             None => "open".into(),
         };
         text.push_str(&format!(
             "    {:<13} due {}  {state}\n",
             d.milestone.name(),
-            when(d.due)
+            d.due.formatted()
         ));
     }
     text
@@ -160,7 +160,7 @@ pub(super) async fn requests(shared: &Arc<Shared>) -> Response {
                     r.id,
                     r.list,
                     r.applicant,
-                    when(r.opened)
+                    r.opened.formatted()
                 ));
                 for (criterion, met) in &r.criteria {
                     text.push_str(&format!(
@@ -169,7 +169,10 @@ pub(super) async fn requests(shared: &Arc<Shared>) -> Response {
                     ));
                 }
                 for (voucher, at) in &r.vouches {
-                    text.push_str(&format!("  vouched for by {voucher} on {}\n", when(*at)));
+                    text.push_str(&format!(
+                        "  vouched for by {voucher} on {}\n",
+                        at.formatted()
+                    ));
                 }
             }
             Response::ok(text)

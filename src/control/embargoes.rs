@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::Response;
 use crate::clock::format_time;
-use crate::clock::from_millis;
+use crate::clock::Timestamp;
 use crate::embargo::{check_until, parse_time, release, Change, EarlyRelease};
 use crate::state::Shared;
 use crate::store::Audience;
@@ -85,13 +85,13 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         Err(e) => return Response::error(e.to_string()),
     };
     let old = embargo.clone();
-    let at = crate::clock::to_millis(now);
+    let at = Timestamp::from(now);
     // The command line outranks every post signed before it.
     embargo.change(
         Change {
             at,
             by: "an admin (command line)".into(),
-            until: crate::clock::to_millis(until),
+            until: Timestamp::from(until),
         },
         at,
     );
@@ -108,7 +108,7 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         &format!(
             "The disclosure time of case {case} moved from {} to {}.\n\
              The embargo holds until then.\n",
-            format_time(from_millis(old.until)),
+            old.until.formatted(),
             format_time(until)
         ),
     ));

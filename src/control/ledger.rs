@@ -62,7 +62,7 @@ pub(super) async fn show(shared: &Arc<Shared>, case: &str) -> Response {
         text.push_str(&format!(
             "{:>6}  {:<20}  {:<12}  {:<13}  {:<16}  {:<10}  {}\n",
             e.seq,
-            crate::clock::from_millis(r.time).format("%Y-%m-%d %H:%M:%S"),
+            r.time.to_datetime().format("%Y-%m-%d %H:%M:%S"),
             r.member,
             r.list.as_str(),
             r.copy_id

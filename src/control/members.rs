@@ -44,10 +44,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
             let mut text = String::new();
             for (member, state) in &states {
                 let status = match state.suspended {
-                    Some(at) => format!(
-                        "SUSPENDED since {}",
-                        crate::clock::format_time(crate::clock::from_millis(at))
-                    ),
+                    Some(at) => format!("SUSPENDED since {}", at.formatted()),
                     None => "active".into(),
                 };
                 text.push_str(&format!(
@@ -57,7 +54,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 for strike in &state.strikes {
                     text.push_str(&format!(
                         "  {} {}: {}\n",
-                        crate::clock::format_time(crate::clock::from_millis(strike.at)),
+                        strike.at.formatted(),
                         strike.case,
                         strike.what
                     ));

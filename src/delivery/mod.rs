@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::fanout::copies::{seal_copy, Outgoing};
 use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::outbound::ListIdentity;
@@ -137,7 +137,10 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         if free > 0 {
             // A few small values read from sled's cache: in place, not
             // worth a thread hop per round.
-            match shared.store.due_copies(to_millis(now), free, &worker.busy) {
+            match shared
+                .store
+                .due_copies(Timestamp::from(now), free, &worker.busy)
+            {
                 Ok(due) => {
                     for (key, copy) in due {
                         if !start(&shared, &mut worker, &mut sending, key, copy).await {
@@ -165,7 +168,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             )));
         }
         let next_due = match shared.store.first_queued() {
-            Ok(Some(key)) if !worker.busy.contains(&key.id) => Some(from_millis(key.due)),
+            Ok(Some(key)) if !worker.busy.contains(&key.id) => Some(key.due.to_datetime()),
             // The first is in flight: its result wakes us.
             _ => None,
         };
@@ -466,7 +469,7 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
         }
         batch.quarantine(
             QuarantineMeta {
-                time: to_millis(now),
+                time: Timestamp::from(now),
                 reason,
                 incoming: IncomingMeta {
                     received: job.meta.date,
@@ -487,7 +490,7 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
 /// A delivery record about `copy`, as of `now`, to be given its outcome.
 fn copy_record(copy: &QueuedCopy, now: DateTime<Utc>) -> DeliveryRecord {
     DeliveryRecord {
-        time: to_millis(now),
+        time: Timestamp::from(now),
         message: copy.message,
         case: copy.case.clone(),
         copy_id: Some(copy.id),
@@ -568,7 +571,7 @@ async fn closed(shared: &Arc<Shared>, worker: &mut Worker, done: Vec<Attempted>)
         worker.busy.remove(&attempted.key.id);
         jobs.extend(attempted.copy.job);
     }
-    let now = to_millis(shared.clock.now());
+    let now = Timestamp::from(shared.clock.now());
     for job in jobs {
         if worker.per_job.get(&job).is_some_and(|n| *n > 0) {
             continue;
@@ -616,7 +619,7 @@ fn outcome(
     } = attempted;
     batch.dequeue(*key);
     let base = copy_record(copy, now);
-    let age = Duration::from_millis(to_millis(now).saturating_sub(copy.queued));
+    let age = Timestamp::from(now).since(copy.queued);
     let failure = match result {
         Ok(sent) => {
             info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
@@ -645,7 +648,7 @@ fn outcome(
             shared.metrics.copy("deferred", 1);
             batch.queue(
                 QueueKey {
-                    due: to_millis(due),
+                    due: Timestamp::from(due),
                     id: copy.id,
                 },
                 QueuedCopy {

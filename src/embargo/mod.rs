@@ -12,7 +12,7 @@ pub mod release;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{format_time, from_millis};
+use crate::clock::{format_time, Timestamp};
 use crate::config::Config;
 use crate::schedule::{Event, EventKind};
 use crate::store::{frame, unframe, Store, StoreError, Table, Transaction};
@@ -24,13 +24,13 @@ pub struct Embargo {
     /// The case ID.
     pub case: String,
     /// Agreed public disclosure time, ms since the epoch.
-    pub until: u64,
+    pub until: Timestamp,
     /// Member id of the PST member whose post set the current date.
     pub poster: String,
     /// When the embargo was first set, in ms since the epoch.
-    pub opened: u64,
+    pub opened: Timestamp,
     /// When it last changed, in ms since the epoch.
-    pub updated: u64,
+    pub updated: Timestamp,
     /// Copies of the latest post sent (distributors and PST).
     pub recipients: usize,
     /// Every time the date was set or moved.
@@ -42,25 +42,25 @@ pub struct Embargo {
     /// change needs a signature at least as new ([`Embargo::accepts`]), so
     /// an older post, replayed or reordered, can never move the date back.
     #[serde(default)]
-    pub signed: u64,
+    pub signed: Timestamp,
 }
 
 /// One setting or move of the disclosure time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Change {
     /// When, in ms since the epoch.
-    pub at: u64,
+    pub at: Timestamp,
     /// The member id (or `admin`) who set it.
     pub by: String,
     /// The disclosure time set, in ms since the epoch.
-    pub until: u64,
+    pub until: Timestamp,
 }
 
 /// How and when a case's advisory was published.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Released {
     /// When, in ms since the epoch.
-    pub at: u64,
+    pub at: Timestamp,
     /// Message-ID of the announcement: one per case, so a release that is
     /// retried after a crash is the same message.
     pub message_id: String,
@@ -80,7 +80,7 @@ pub struct EarlyRelease {
 impl Embargo {
     /// A new embargo for `case`, set by `change` under a signature made at
     /// `signed` (ms).
-    pub fn new(case: &str, change: Change, signed: u64) -> Embargo {
+    pub fn new(case: &str, change: Change, signed: Timestamp) -> Embargo {
         Embargo {
             case: case.to_string(),
             until: change.until,
@@ -94,18 +94,18 @@ impl Embargo {
         }
     }
 
-    /// Whether a change authorised by a signature made at `signed` (ms)
+    /// Whether a change authorised by a signature made at `signed`
     /// may apply: only one not older than the last change's. OpenPGP
     /// signature times have a resolution of one second, so two posts made
     /// in the same second both pass; the used-signature rule
     /// ([`crate::freshness`]) refuses the replay of either.
-    pub fn accepts(&self, signed: u64) -> bool {
+    pub fn accepts(&self, signed: Timestamp) -> bool {
         signed >= self.signed
     }
 
     /// Applies `change` (already checked with [`Embargo::accepts`]),
-    /// authorised at `signed` (ms). Returns the old time when it moved.
-    pub fn change(&mut self, change: Change, signed: u64) -> Option<u64> {
+    /// authorised at `signed`. Returns the old time when it moved.
+    pub fn change(&mut self, change: Change, signed: Timestamp) -> Option<Timestamp> {
         let moved_from = (self.until != change.until).then_some(self.until);
         self.until = change.until;
         self.poster = change.by.clone();
@@ -117,14 +117,12 @@ impl Embargo {
 
     /// The agreed disclosure time.
     pub fn until(&self) -> DateTime<Utc> {
-        from_millis(self.until)
+        self.until.to_datetime()
     }
 
     /// The reminder and release events of the current date.
     pub fn events(&self, config: &Config) -> Vec<Event> {
-        let reminder = self
-            .until
-            .saturating_sub(config.embargo.reminder_before.as_millis() as u64);
+        let reminder = self.until - config.embargo.reminder_before;
         vec![
             Event {
                 due: reminder,
@@ -170,7 +168,7 @@ pub fn put_scheduled(
     tx: &mut Transaction,
     old: Option<&Embargo>,
     embargo: &Embargo,
-    now: u64,
+    now: Timestamp,
 ) {
     for event in old.map(|old| old.events(config)).unwrap_or_default() {
         crate::schedule::cancel(tx, &event);
@@ -210,7 +208,7 @@ fn decode(case: &[u8], json: &[u8]) -> Result<Embargo, StoreError> {
     })?;
     // Kept before signature times were: no post signed before the last
     // change was received may change it.
-    if embargo.signed == 0 {
+    if embargo.signed == Timestamp::default() {
         embargo.signed = embargo.updated;
     }
     Ok(embargo)
@@ -325,12 +323,12 @@ mod tests {
     #[test]
     fn event_keys_sort_by_time_and_round_trip() {
         let a = Event {
-            due: 5,
+            due: Timestamp::from_millis(5),
             kind: EventKind::Release,
             case: "KAP-2026-0002".into(),
         };
         let b = Event {
-            due: 300,
+            due: Timestamp::from_millis(300),
             kind: EventKind::Reminder,
             case: "KAP-2026-0001".into(),
         };

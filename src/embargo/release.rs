@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::{format_time, from_millis, to_millis};
+use crate::clock::{format_time, Timestamp};
 use crate::config::{Config, ListName};
 use crate::context::Context;
 use crate::digest::sha256_hex;
@@ -36,7 +36,7 @@ pub fn release(
     if let Some(released) = &embargo.released {
         return Err(EmbargoError::Released {
             case: case.to_string(),
-            at: from_millis(released.at),
+            at: released.at.to_datetime(),
         });
     }
     let advisory = crate::embargo::advisory(ctx.store, case)?
@@ -64,7 +64,7 @@ pub fn release(
     };
     let bytes = announcement(&ctx.keys.list_key, &header, case, &advisory, &head)?;
 
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let copy_id = crate::random::u64();
     let mut batch = Transaction::new();
     crate::ledger::append(

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use openssl::sha::Sha256;
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::config::{ListName, Marks};
 use crate::context::Origin;
 use crate::keys::Keys;
@@ -221,7 +221,7 @@ impl Outgoing {
                 marks: self.marks,
                 mark_patches: self.mark_patches,
                 notice,
-                date: to_millis(date),
+                date: Timestamp::from(date),
                 headers_len: 0,
             },
             headers: self.headers,
@@ -314,7 +314,7 @@ pub fn seal_copy(
     now: DateTime<Utc>,
 ) -> Result<SealedCopy, SealError> {
     let cert = keys.member(&copy.member)?;
-    let date = from_millis(meta.date);
+    let date = meta.date.to_datetime();
     let header = ListHeader {
         list: identity,
         to: &copy.to,

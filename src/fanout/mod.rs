@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use tracing::{info, warn};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::config::{ListName, Member};
 use crate::mark::index::CopyInfo;
 use crate::mime::inbound::{Encryption, Unwrapped};
@@ -52,7 +52,7 @@ pub(crate) fn fan_out(
         members,
     } = to;
     let notice = origin == Origin::Notice;
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let record = |member: &str, outcome| {
         crate::ledger::DeliveryRecord::new(now, id, outgoing.case.clone(), list, member, outcome)
     };
@@ -206,7 +206,7 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
         list.display,
         list.address,
         unwrapped.sender,
-        from_millis(meta.received).to_rfc2822(),
+        meta.received.to_datetime().to_rfc2822(),
         unwrapped.signatures,
     );
     for line in &unwrapped.part_notes {

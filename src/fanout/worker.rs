@@ -105,8 +105,8 @@ async fn fanout_pass(shared: &Arc<Shared>) -> bool {
             let _ = shared.store.clear_attempt(crate::store::Attempt::Spool, id);
             return false;
         }
-        let took = crate::clock::to_millis(shared.clock.now()).saturating_sub(received);
-        shared.metrics.processing.observe(took as f64 / 1000.0);
+        let took = crate::clock::Timestamp::from(shared.clock.now()).since(received);
+        shared.metrics.processing.observe(took.as_secs_f64());
     }
 }
 
@@ -148,7 +148,7 @@ async fn quarantined(
     }
     tx.quarantine(
         QuarantineMeta {
-            time: crate::clock::to_millis(now),
+            time: crate::clock::Timestamp::from(now),
             reason,
             incoming: meta,
         },

@@ -11,7 +11,7 @@
 //! (and the poster) are told why.
 
 use crate::case::id::CaseId;
-use crate::clock::{format_time, from_millis, to_millis};
+use crate::clock::{format_time, Timestamp};
 use crate::config::{ListName, Member};
 use crate::embargo::{
     banner, check_until, embargoed_subject, parse_time, release, Advisory, Change, EarlyRelease,
@@ -39,7 +39,7 @@ enum Decision {
     Forward {
         case: Option<String>,
         embargo: Option<Embargo>,
-        moved_from: Option<u64>,
+        moved_from: Option<Timestamp>,
     },
     /// Publish the case now.
     ReleaseNow { case: String, reason: String },
@@ -157,7 +157,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             if let (Some(from), Some(e)) = (moved_from, &pending) {
                 info.push_str(&format!(
                     "The disclosure time moved from {} to {}.\n",
-                    format_time(from_millis(from)),
+                    from.formatted(),
                     format_time(e.until())
                 ));
             }
@@ -192,7 +192,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                     batch,
                     old.as_ref(),
                     &embargo,
-                    to_millis(ctx.now),
+                    Timestamp::from(ctx.now),
                 );
                 crate::embargo::put_advisory(
                     batch,
@@ -271,7 +271,7 @@ fn pst_post(
                 "case already public",
                 format!(
                     "case {case} is already public (released {})",
-                    format_time(from_millis(released.at))
+                    released.at.formatted()
                 ),
             ));
         }
@@ -282,8 +282,8 @@ fn pst_post(
                 format!(
                     "the signature was made {}, before the signature behind the last \
                      change to case {case}'s embargo ({}): an older post cannot change it",
-                    format_time(from_millis(sig.created)),
-                    format_time(from_millis(existing.signed))
+                    sig.created.formatted(),
+                    existing.signed.formatted()
                 ),
             ));
         }
@@ -326,11 +326,11 @@ fn pst_post(
     let until = parse_time(until).map_err(|e| Held::new("bad X-Embargo-Until", e))?;
     check_until(ctx.config, until, ctx.now)
         .map_err(|e| Held::new("X-Embargo-Until out of range", e))?;
-    let now = to_millis(ctx.now);
+    let now = Timestamp::from(ctx.now);
     let change = Change {
         at: now,
         by: sig.member.to_string(),
-        until: to_millis(until),
+        until: Timestamp::from(until),
     };
     let (embargo, moved_from) = match existing {
         Some(mut embargo) => {

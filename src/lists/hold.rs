@@ -3,7 +3,7 @@
 
 use tracing::warn;
 
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::context::{Context, Origin};
 use crate::store::{Audience, QuarantineMeta, Transaction};
@@ -74,7 +74,7 @@ pub(crate) fn hold(
     }
     batch.quarantine(
         QuarantineMeta {
-            time: to_millis(ctx.now),
+            time: Timestamp::from(ctx.now),
             reason: format!("{list}: {}", held.detail),
             incoming: incoming.meta.clone(),
         },

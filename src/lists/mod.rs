@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use tracing::{info, warn};
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::config::{Config, ListName};
 use crate::context::{Context, Origin};
 use crate::mime::inbound::{unwrap, Unwrapped};
@@ -71,14 +71,14 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
                 &format!(
                     "Message {id}, received {}, could not be processed and is held in the\n\
                      quarantine: {reason}.\n\nIts content is not included here.\n",
-                    from_millis(incoming.meta.received).to_rfc2822(),
+                    incoming.meta.received.to_datetime().to_rfc2822(),
                 ),
             ) {
                 batch.spool(notice);
             };
             batch.quarantine(
                 QuarantineMeta {
-                    time: to_millis(ctx.now),
+                    time: Timestamp::from(ctx.now),
                     reason,
                     incoming: incoming.meta,
                 },
@@ -204,7 +204,7 @@ mod tests {
             };
             let incoming = Incoming {
                 meta: IncomingMeta {
-                    received: to_millis(ctx.now),
+                    received: Timestamp::from(ctx.now),
                     source: Source::Lmtp {
                         mail_from: mail_from.into(),
                         lists: vec![list],

@@ -171,7 +171,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
 /// `limits.acks_per_hour_total` to all together, so that mail with forged
 /// senders cannot make the list flood anyone.
 fn ack_allowed(ctx: &Context<'_>, batch: &mut Transaction, address: &str) -> bool {
-    let hour = crate::clock::to_millis(ctx.now) / 3_600_000;
+    let hour = crate::clock::Timestamp::from(ctx.now).millis() / 3_600_000;
     let who = ctx
         .store
         .mark_secret()

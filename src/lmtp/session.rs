@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::machine::{sanitize, Delivery, Event, Machine};
-use crate::clock::to_millis;
+use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::mime::inbound::{precheck, Refusal};
 use crate::state::Shared;
@@ -112,7 +112,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
     let bytes = raw.len();
     let incoming = Incoming {
         meta: IncomingMeta {
-            received: to_millis(shared.clock.now()),
+            received: Timestamp::from(shared.clock.now()),
             source: Source::Lmtp {
                 mail_from,
                 lists: lists.clone(),

@@ -5,6 +5,8 @@
 //! result names the issuer so the PST can see who claims to have signed.
 
 use std::fmt;
+
+use crate::clock::Timestamp;
 use std::io::Read;
 use std::time::SystemTime;
 
@@ -70,7 +72,7 @@ pub enum SignatureCheck {
         #[serde(default)]
         key: String,
         /// When the signature says it was made, ms since the epoch.
-        created: u64,
+        created: Timestamp,
         /// What identifies the signature for replay protection:
         /// [`signed_data_digest`], over what was signed, never over the
         /// unhashed area or the transport encoding.
@@ -118,7 +120,7 @@ pub struct GoodSignature<'a> {
     /// Fingerprint of the key that made it (primary or subkey).
     pub key: &'a str,
     /// Signature creation time, ms since the epoch.
-    pub created: u64,
+    pub created: Timestamp,
     /// [`signed_data_digest`], hex.
     pub digest: &'a str,
 }
@@ -431,8 +433,8 @@ fn record(
                         created: good
                             .sig
                             .signature_creation_time()
-                            .map(crate::clock::system_millis)
-                            .unwrap_or(0),
+                            .map(Timestamp::from)
+                            .unwrap_or_default(),
                         digest: signed_data_digest(&good.ka.key().fingerprint(), good.sig),
                     },
                     // `get_certs` only hands out member certs, so this is

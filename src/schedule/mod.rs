@@ -10,6 +10,7 @@
 
 pub mod task;
 
+use crate::clock::Timestamp;
 use crate::store::{Store, StoreError, Table, Transaction};
 
 /// Events by [`Event::key`]; the value is empty.
@@ -19,7 +20,7 @@ static SCHEDULE: Table = Table::plain("schedule");
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Event {
     /// When, in ms since the epoch.
-    pub due: u64,
+    pub due: Timestamp,
     /// What is due.
     pub kind: EventKind,
     /// The case it belongs to (`case#milestone` for deadlines).
@@ -42,7 +43,7 @@ pub enum EventKind {
 impl Event {
     /// Store key: big-endian due time, kind, case — ordered by time.
     pub fn key(&self) -> Vec<u8> {
-        let mut key = self.due.to_be_bytes().to_vec();
+        let mut key = self.due.millis().to_be_bytes().to_vec();
         key.push(self.kind as u8);
         key.extend_from_slice(self.case.as_bytes());
         key
@@ -50,7 +51,7 @@ impl Event {
 
     /// The event a store key names; `None` for a key not of [`Event::key`]'s shape.
     pub fn from_key(key: &[u8]) -> Option<Event> {
-        let due = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+        let due = Timestamp::from_millis(u64::from_be_bytes(key.get(..8)?.try_into().ok()?));
         let kind = match key.get(8)? {
             1 => EventKind::Reminder,
             2 => EventKind::Release,
@@ -79,9 +80,14 @@ pub fn changes(tx: &Transaction) -> bool {
 }
 
 /// Events due at `now` (ms since the epoch), oldest first.
-pub fn due(store: &Store, now: u64) -> Result<Vec<Event>, StoreError> {
+pub fn due(store: &Store, now: Timestamp) -> Result<Vec<Event>, StoreError> {
     store
-        .keys_before(&SCHEDULE, &(now + 1).to_be_bytes())?
+        .keys_before(
+            &SCHEDULE,
+            &(now + std::time::Duration::from_millis(1))
+                .millis()
+                .to_be_bytes(),
+        )?
         .iter()
         .map(|key| decode(key))
         .collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::clock::{from_millis, to_millis};
+use crate::clock::Timestamp;
 use crate::schedule::EventKind;
 use crate::state::Shared;
 
@@ -20,7 +20,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let next = super::next(&shared.store)
             .ok()
             .flatten()
-            .map(|e| from_millis(e.due));
+            .map(|e| e.due.to_datetime());
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = shared.wake_scheduler.notified() => {}
@@ -39,7 +39,7 @@ async fn fire_due(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> 
     let _embargoes = shared.embargo_lock.lock().await;
     let now = shared.clock.now();
     let store = shared.store.clone();
-    let due = crate::blocking(move || super::due(&store, to_millis(now))).await?;
+    let due = crate::blocking(move || super::due(&store, Timestamp::from(now))).await?;
     for event in due {
         let batch = shared
             .in_context(move |ctx| match event.kind {

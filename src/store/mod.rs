@@ -50,6 +50,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+use crate::clock::Timestamp;
 use crate::config::ListName;
 pub use queue::{QueueKey, QueuedCopy};
 pub use seal::{StoreKey, KEY_LEN};
@@ -86,7 +87,7 @@ pub struct Incoming {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncomingMeta {
     /// Milliseconds since the epoch.
-    pub received: u64,
+    pub received: Timestamp,
     /// How it came: over LMTP, or written by the daemon.
     pub source: Source,
 }
@@ -151,7 +152,7 @@ pub struct JobMeta {
     /// A notice's copies: failures are logged, not noticed again.
     pub notice: bool,
     /// The copies' Date, in ms: the same in every attempt.
-    pub date: u64,
+    pub date: Timestamp,
     /// Length of [`Job::headers`] in the stored value.
     #[serde(default)]
     pub headers_len: usize,
@@ -161,7 +162,7 @@ pub struct JobMeta {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuarantineMeta {
     /// When it was quarantined, in ms since the epoch.
-    pub time: u64,
+    pub time: Timestamp,
     /// Why, for the PST and the logs.
     pub reason: String,
     /// How the message came in.
@@ -726,7 +727,7 @@ mod tests {
     fn incoming(text: &str) -> Incoming {
         Incoming {
             meta: IncomingMeta {
-                received: 1,
+                received: Timestamp::from_millis(1),
                 source: Source::Lmtp {
                     mail_from: "r@example.org".into(),
                     lists: vec![ListName::Security],
@@ -777,9 +778,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let id = store.spool(&incoming("x")).unwrap();
+        let ms = Timestamp::from_millis;
         let copy = |id: u64, due: u64| {
             (
-                QueueKey { due, id },
+                QueueKey { due: ms(due), id },
                 QueuedCopy {
                     id,
                     message: 1,
@@ -790,7 +792,7 @@ mod tests {
                     fingerprint: "F".into(),
                     message_id: "<m>".into(),
                     notice: false,
-                    queued: 0,
+                    queued: Timestamp::default(),
                     attempts: 0,
                     last_error: None,
                     job: None,
@@ -804,13 +806,22 @@ mod tests {
         tx.queue(copy(11, 100).0, copy(11, 100).1);
         store.apply(tx).unwrap();
         assert!(store.next_spooled(0).unwrap().is_none());
-        let due = store.due_copies(200, 10, &Default::default()).unwrap();
+        let due = store.due_copies(ms(200), 10, &Default::default()).unwrap();
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].0, QueueKey { due: 100, id: 11 });
+        assert_eq!(
+            due[0].0,
+            QueueKey {
+                due: ms(100),
+                id: 11
+            }
+        );
         assert_eq!(due[0].1.bytes, vec![b'c'; 10]);
         assert_eq!(
             store.first_queued().unwrap(),
-            Some(QueueKey { due: 100, id: 11 })
+            Some(QueueKey {
+                due: ms(100),
+                id: 11
+            })
         );
     }
 

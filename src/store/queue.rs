@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::clock::Timestamp;
 use crate::config::ListName;
 
 use super::{pair_key, unframe, Store, StoreError};
@@ -34,7 +35,7 @@ pub struct QueuedCopy {
     /// A copy of a notice: its failure is logged, not noticed again.
     pub notice: bool,
     /// When it was first queued, in ms; the retry age counts from here.
-    pub queued: u64,
+    pub queued: Timestamp,
     /// Attempts made so far.
     pub attempts: u32,
     /// The last temporary failure, as the relay said it.
@@ -52,14 +53,14 @@ pub struct QueuedCopy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKey {
     /// When the copy is due, in ms since the epoch.
-    pub due: u64,
+    pub due: Timestamp,
     /// The copy's id.
     pub id: u64,
 }
 
 impl QueueKey {
     pub(super) fn to_bytes(self) -> [u8; 16] {
-        pair_key(self.due, self.id)
+        pair_key(self.due.millis(), self.id)
     }
 
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<QueueKey, StoreError> {
@@ -67,7 +68,9 @@ impl QueueKey {
             .try_into()
             .map_err(|_| StoreError::Corrupt("queue key of wrong length".into()))?;
         Ok(QueueKey {
-            due: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            due: Timestamp::from_millis(u64::from_be_bytes(
+                bytes[..8].try_into().expect("8 bytes"),
+            )),
             id: u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
         })
     }
@@ -85,7 +88,7 @@ impl Store {
     /// Copies due at `now` (ms), in due order, skipping `busy` ids.
     pub fn due_copies(
         &self,
-        now: u64,
+        now: Timestamp,
         limit: usize,
         busy: &std::collections::HashSet<u64>,
     ) -> Result<Vec<(QueueKey, QueuedCopy)>, StoreError> {
@@ -122,7 +125,7 @@ impl Store {
 
     /// Makes queued copy `id` due at `now` (an admin's "retry now").
     /// False when no such copy is queued.
-    pub fn retry_now(&self, id: u64, now: u64) -> Result<bool, StoreError> {
+    pub fn retry_now(&self, id: u64, now: Timestamp) -> Result<bool, StoreError> {
         for item in self.queue.iter() {
             let (key, value) = item?;
             if QueueKey::from_bytes(&key)?.id == id {
@@ -150,10 +153,10 @@ impl Store {
     }
 
     /// The queue's entries due at `now` (ms), in due order.
-    fn due_range(&self, now: u64) -> sled::Iter {
+    fn due_range(&self, now: Timestamp) -> sled::Iter {
         self.queue.range(
             ..QueueKey {
-                due: now + 1,
+                due: now + std::time::Duration::from_millis(1),
                 id: 0,
             }
             .to_bytes(),
@@ -161,7 +164,7 @@ impl Store {
     }
 
     /// Whether a copy of job `id` is due at `now` (ms).
-    pub fn job_due(&self, id: u64, now: u64) -> Result<bool, StoreError> {
+    pub fn job_due(&self, id: u64, now: Timestamp) -> Result<bool, StoreError> {
         for item in self.due_range(now) {
             let (key, value) = item?;
             let key = QueueKey::from_bytes(&key)?;
