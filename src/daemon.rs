@@ -120,6 +120,9 @@ impl Daemon {
     /// says when it stops.
     pub async fn run(self, sockets: Sockets, shutdown: impl Future<Output = ()>) {
         let Daemon { shared, grace } = self;
+        shared
+            .serving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let sessions = TaskTracker::new();

@@ -35,6 +35,9 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// When the daemon started.
     pub started: chrono::DateTime<chrono::Utc>,
+    /// Whether the daemon's tasks run (`embargod run`), or an admin
+    /// command opened the store with no daemon running.
+    pub serving: std::sync::atomic::AtomicBool,
 }
 
 /// What a reload replaces.
@@ -71,6 +74,7 @@ impl Shared {
             embargo_lock: tokio::sync::Mutex::new(()),
             metrics: crate::metrics::Metrics::default(),
             started: now,
+            serving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -71,14 +71,22 @@ pub fn report(shared: &Shared) -> String {
     let config = shared.config();
     let now = shared.clock.now();
     let mut text = String::new();
-    let uptime = (now - shared.started).to_std().unwrap_or_default();
-    let uptime = std::time::Duration::from_secs(uptime.as_secs());
-    let _ = writeln!(
-        text,
-        "embargod {} up {}",
-        env!("CARGO_PKG_VERSION"),
-        humantime::format_duration(uptime)
-    );
+    if shared.serving.load(std::sync::atomic::Ordering::Relaxed) {
+        let uptime = (now - shared.started).to_std().unwrap_or_default();
+        let uptime = std::time::Duration::from_secs(uptime.as_secs());
+        let _ = writeln!(
+            text,
+            "embargod {} up {}",
+            env!("CARGO_PKG_VERSION"),
+            humantime::format_duration(uptime)
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "embargod {}: no daemon is running; this is read from the store",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let _ = writeln!(
         text,
         "config {} (loaded {})",

@@ -69,6 +69,50 @@ fn init_creates_keys_once_and_prints_the_public_certificate() {
     );
 }
 
+/// With no daemon running, an admin command reads the store, and says so;
+/// a store path with a typo is named, never created empty.
+#[test]
+fn offline_commands_say_what_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    let config = sandbox.write_config().unwrap();
+
+    let typo = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("path = \"state\"", "path = \"stat\"");
+    let typo_file = dir.path().join("typo.toml");
+    std::fs::write(&typo_file, typo).unwrap();
+    let cases = embargod(&typo_file, &["cases"]);
+    let out = text(&cases);
+    assert!(!cases.status.success(), "{out}");
+    assert!(
+        out.contains("there is no store at") && out.contains("store.path"),
+        "{out}"
+    );
+    assert!(!dir.path().join("stat").exists(), "no store made by a typo");
+
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("state"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let status = embargod(&config, &["status"]);
+    let out = text(&status);
+    assert!(status.status.success(), "{out}");
+    assert!(out.contains("no daemon is running"), "{out}");
+    assert!(!out.contains(" up "), "{out}");
+    let members = embargod(&config, &["member", "list"]);
+    assert!(
+        text(&members).contains("no member has a strike"),
+        "{}",
+        text(&members)
+    );
+}
+
 #[test]
 fn check_reports_each_member_and_fails_on_problems() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,13 +21,23 @@ pub async fn admin(config: Config, command: crate::control::Command) -> crate::c
     use crate::control::Response;
     match request(&config.control.socket, command.clone()).await {
         Ok(response) => response,
+        Err(ClientError::NotRunning(_)) if !config.store.path.exists() => Response::error(format!(
+            "no daemon answers on {} and there is no store at {} (store.path): \
+             check both paths against the running daemon's config; \
+             `embargod run` creates the store at its first start",
+            config.control.socket.display(),
+            config.store.path.display()
+        )),
         Err(ClientError::NotRunning(_)) => {
+            let socket = config.control.socket.clone();
             let daemon =
                 match crate::daemon::Daemon::open(config, crate::daemon::Options::default()) {
                     Ok(daemon) => daemon,
                     Err(e) => {
                         return Response::error(format!(
-                            "no daemon is running, and the store cannot be opened: {e}"
+                            "no daemon answers on {} (control.socket), and the store cannot be \
+                             opened: {e}; if a daemon runs, its control.socket is another",
+                            socket.display()
                         ))
                     }
                 };
@@ -121,7 +131,12 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<8}{}: {}", self.level, self.subject, self.detail)
+        // An error that names its own subject is not prefixed twice.
+        let detail = self
+            .detail
+            .strip_prefix(&format!("{}: ", self.subject))
+            .unwrap_or(&self.detail);
+        write!(f, "{:<8}{}: {detail}", self.level, self.subject)
     }
 }
 

@@ -42,6 +42,9 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     match crate::blocking(move || crate::strikes::states(&store)).await {
         Ok(states) => {
             let mut text = String::new();
+            if states.is_empty() {
+                text.push_str("no member has a strike or a suspension\n");
+            }
             for (member, state) in &states {
                 let status = match state.suspended {
                     Some(at) => format!("SUSPENDED since {}", at.formatted()),

@@ -622,7 +622,7 @@ fn outcome(
     let age = Timestamp::from(now).since(copy.queued);
     let failure = match result {
         Ok(sent) => {
-            info!(msg = copy.message, member = %copy.member, copy = copy.id, "sent");
+            info!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), "sent");
             shared.metrics.copy("sent", 1);
             crate::ledger::append(
                 batch,
@@ -643,7 +643,7 @@ fn outcome(
                 copy.attempts,
             );
             let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
-            warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, retry_in = ?delay, "deferred");
+            warn!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, retry_in = ?delay, "deferred");
             crate::ledger::append(batch, record(&base, Outcome::Deferred(reason.clone())));
             shared.metrics.copy("deferred", 1);
             batch.queue(
@@ -665,7 +665,7 @@ fn outcome(
         )),
         Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason.clone()),
         Err(Unsent::NoKey(reason)) => {
-            warn!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "no copy: key unusable");
+            warn!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "no copy: key unusable");
             crate::ledger::append(
                 batch,
                 DeliveryRecord {
@@ -691,7 +691,7 @@ fn outcome(
         }
     };
     if let Some(reason) = failure {
-        error!(msg = copy.message, member = %copy.member, copy = copy.id, %reason, "delivery failed");
+        error!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "delivery failed");
         crate::ledger::append(batch, record(&base, Outcome::Failed(reason.clone())));
         shared.metrics.copy("failed", 1);
         if !copy.notice {

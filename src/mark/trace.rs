@@ -101,11 +101,13 @@ impl fmt::Display for Verdict {
                 evidence.iter().try_for_each(|e| writeln!(f, "  - {e}"))
             }
             Verdict::Candidates { copies, evidence } => {
-                writeln!(
-                    f,
-                    "{} candidates; the evidence names no single recipient:",
-                    copies.len()
-                )?;
+                match copies.len() {
+                    1 => writeln!(
+                        f,
+                        "1 candidate, not attributed: the evidence is too weak to name its recipient:"
+                    )?,
+                    n => writeln!(f, "{n} candidates; the evidence names no single recipient:")?,
+                }
                 copies.iter().try_for_each(|c| line(f, c))?;
                 writeln!(f, "evidence:")?;
                 evidence.iter().try_for_each(|e| writeln!(f, "  - {e}"))
@@ -115,8 +117,17 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// Whether `bytes` hold an armored OpenPGP message: a copy as it was
+/// sent, which shows nothing of its marks until decrypted.
+fn is_ciphertext(bytes: &[u8]) -> bool {
+    bytes
+        .windows(27)
+        .any(|w| w == b"-----BEGIN PGP MESSAGE-----")
+}
+
 /// Traces `leak` against the copies recorded in `store`.
 pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict, StoreError> {
+    let leak_bytes = leak;
     let leak = Leak::read(leak);
     let mut evidence = Vec::new();
     let mut direct: Vec<CopyInfo> = Vec::new();
@@ -173,6 +184,11 @@ pub fn trace(store: &Store, secret: &MarkSecret, leak: &[u8]) -> Result<Verdict,
         // A header field or a visible line is text anyone can copy into a
         // leak (a member quoting their own copy's line, say): on its own it
         // names a candidate, never the culprit.
+        Mark::None(_) if direct.is_empty() && is_ciphertext(leak_bytes) => Ok(Verdict::NoMatch {
+            reason: "this is an encrypted copy (an OpenPGP message): decrypt it with the \
+                     member's key first, then trace what it says"
+                .into(),
+        }),
         Mark::None(reason) if direct.is_empty() => Ok(Verdict::NoMatch { reason }),
         Mark::None(reason) => {
             evidence.push(format!("invisible mark: {reason}"));

@@ -42,6 +42,11 @@ pub enum KeyProblem {
     NotACertificate { file: String, reason: String },
     #[error("key file {file} holds {count} certificates, the pin allows exactly one")]
     SeveralCertificates { file: String, count: usize },
+    #[error(
+        "key file {file} holds the member's secret key: it belongs with the member only; \
+         put their public certificate there instead (`gpg --armor --export FINGERPRINT`)"
+    )]
+    SecretKeyMaterial { file: String },
     #[error("key file {file} holds {found}, not the pinned {pinned}")]
     PinMismatch {
         file: String,
@@ -80,6 +85,7 @@ impl KeyProblem {
             KeyProblem::Unreadable { .. } => "key file unreadable",
             KeyProblem::NotACertificate { .. } => "not a certificate",
             KeyProblem::SeveralCertificates { .. } => "several certificates",
+            KeyProblem::SecretKeyMaterial { .. } => "secret key in key file",
             KeyProblem::PinMismatch { .. } => "pin mismatch",
             KeyProblem::Invalid { .. } => "key invalid under the policy",
             KeyProblem::Expired { .. } => "key expired",
@@ -125,8 +131,12 @@ pub fn load_member_cert(member: &Member) -> Result<Cert, KeyProblem> {
             pinned: member.fingerprint.clone(),
         });
     }
-    // A member key file has no business holding secrets; never keep them.
-    Ok(cert.strip_secret_key_material())
+    // A member's secret key has no business on the list's server: the
+    // file is refused (no copies, the PST told), not quietly used.
+    if cert.is_tsk() {
+        return Err(KeyProblem::SecretKeyMaterial { file });
+    }
+    Ok(cert)
 }
 
 /// Whether `cert` can receive an encrypted copy at `time`: valid under
@@ -486,6 +496,32 @@ mod tests {
         member.fingerprint = "0".repeat(40);
         let problem = load_member_cert(&member).unwrap_err();
         assert!(problem.to_string().contains("not the pinned"), "{problem}");
+    }
+
+    #[test]
+    fn a_member_key_file_holding_a_secret_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = generate_cert("Ben <ben@example.org>").unwrap();
+        let file = dir.path().join("ben.asc");
+        let mut armored = Vec::new();
+        cert.as_tsk().armored().serialize(&mut armored).unwrap();
+        std::fs::write(&file, armored).unwrap();
+        let member = Member {
+            id: "ben".into(),
+            email: "ben@example.org".parse().unwrap(),
+            key: file,
+            fingerprint: cert.fingerprint().to_hex(),
+            away: false,
+        };
+        let problem = load_member_cert(&member).unwrap_err();
+        assert!(
+            matches!(problem, KeyProblem::SecretKeyMaterial { .. }),
+            "{problem}"
+        );
+        assert!(
+            problem.to_string().contains("gpg --armor --export"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -202,6 +202,11 @@ impl Store {
     /// recovers from its log on open, so a store left by a killed process
     /// opens with every flushed write.
     pub fn open(path: &Path, key: StoreKey) -> Result<Store, StoreError> {
+        if !path.exists() {
+            // Said, because a typo in `store.path` looks like every case
+            // and queued copy gone.
+            tracing::warn!(path = %path.display(), "no store here: creating a new, empty one");
+        }
         std::fs::create_dir_all(path).map_err(|e| StoreError::Sled(e.into()))?;
         // The spool holds only sealed values, but its metadata is still
         // nobody else's business.
