@@ -139,10 +139,7 @@ impl std::ops::Add<Duration> for Timestamp {
 
     /// Saturates at the end of `u64` milliseconds.
     fn add(self, by: Duration) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_add(by.as_millis().min(u64::MAX as u128) as u64),
-        )
+        Timestamp(self.0.saturating_add(whole_millis(by)))
     }
 }
 
@@ -151,11 +148,13 @@ impl std::ops::Sub<Duration> for Timestamp {
 
     /// Saturates at the epoch.
     fn sub(self, by: Duration) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_sub(by.as_millis().min(u64::MAX as u128) as u64),
-        )
+        Timestamp(self.0.saturating_sub(whole_millis(by)))
     }
+}
+
+/// `by` in whole milliseconds, at most `u64::MAX`.
+fn whole_millis(by: Duration) -> u64 {
+    u64::try_from(by.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `2026-12-01 16:00 UTC`: how notices, replies and the CLI show a time

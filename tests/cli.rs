@@ -29,15 +29,20 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// A config in `dir` with alice on the security list; returns its path.
+fn config_with_alice(dir: &Path) -> std::path::PathBuf {
+    let mut sandbox = Sandbox::new(dir).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    sandbox.write_config().unwrap()
+}
+
 #[test]
 fn init_creates_keys_once_and_prints_the_public_certificate() {
     let dir = tempfile::tempdir().unwrap();
     // A config written by an admin, keys not there yet.
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    sandbox
-        .generate_member("alice", ListName::Security)
-        .unwrap();
-    let config = sandbox.write_config().unwrap();
+    let config = config_with_alice(dir.path());
     std::fs::remove_file(dir.path().join("keys/list.key")).unwrap();
     std::fs::remove_file(dir.path().join("keys/store.key")).unwrap();
 
@@ -74,11 +79,7 @@ fn init_creates_keys_once_and_prints_the_public_certificate() {
 #[test]
 fn offline_commands_say_what_they_read() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    sandbox
-        .generate_member("alice", ListName::Security)
-        .unwrap();
-    let config = sandbox.write_config().unwrap();
+    let config = config_with_alice(dir.path());
 
     let typo = std::fs::read_to_string(&config)
         .unwrap()
