@@ -42,10 +42,36 @@ pub enum Command {
     Run,
     /// Walk through the whole flow in a temporary folder.
     Demo,
+    /// Deliver one message from standard input to a list, for an MTA's
+    /// pipe transport; exits with a sysexits.h status (0, 65, 67, 75, 77).
+    Deliver {
+        /// The list: security or distributors.
+        #[arg(long, value_enum)]
+        list: IntakeList,
+        /// The envelope sender (MAIL FROM); empty for a bounce.
+        #[arg(long, short = 'f', default_value = "")]
+        from: String,
+    },
     /// Admin commands: through the running daemon's control socket, or on
     /// the store when no daemon runs.
     #[command(flatten)]
     Admin(Admin),
+}
+
+/// The lists mail can be delivered to.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum IntakeList {
+    Security,
+    Distributors,
+}
+
+impl From<IntakeList> for config::ListName {
+    fn from(list: IntakeList) -> config::ListName {
+        match list {
+            IntakeList::Security => config::ListName::Security,
+            IntakeList::Distributors => config::ListName::Distributors,
+        }
+    }
 }
 
 #[derive(Subcommand)]

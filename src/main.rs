@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; its daemon only speaks up for problems.
     let default_level = match cli.command {
-        Command::Demo => "warn",
+        // A pipe transport's log: only what went wrong.
+        Command::Demo | Command::Deliver { .. } => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
             };
             match command {
                 Command::Init => init(&config),
+                Command::Deliver { list, from } => deliver(config, list.into(), &from),
                 Command::Check => check(&config),
                 Command::Run => match runtime().block_on(run(config)) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -72,6 +74,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `deliver`: standard input to `list`, the exit status a pipe transport
+/// reads.
+fn deliver(config: Config, list: embargod::config::ListName, from: &str) -> ExitCode {
+    use std::io::Read;
+    let mut message = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut message) {
+        eprintln!("embargod: standard input: {e}");
+        return ExitCode::from(commands::deliver::EX_TEMPFAIL);
+    }
+    let outcome = runtime().block_on(commands::deliver::deliver(config, list, from, &message));
+    if outcome.status != commands::deliver::EX_OK {
+        eprintln!("embargod: {}", outcome.message);
+    }
+    ExitCode::from(outcome.status)
 }
 
 /// An admin command, through the daemon or on the store.

@@ -211,6 +211,71 @@ fn a_bad_config_names_the_file_and_the_key() {
     }
 }
 
+/// `embargod deliver`, as an MTA's pipe transport runs it, with the
+/// message on standard input: to the running daemon, then with no daemon
+/// (spooled in the store, sent at the next start); the exit status is the
+/// sysexits code the MTA acts on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_delivers_with_the_daemon_up_and_down() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    for id in ["alice", "bob"] {
+        sandbox.generate_member(id, ListName::Security).unwrap();
+    }
+    let (config, addr) = common::config_on_fixed_port(&sandbox);
+    let pipe = |list: &str, message: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_embargod"))
+            .arg("--config")
+            .arg(&config)
+            .args(["deliver", "--list", list, "-f", "rita@reporter.example"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    // Up: through the daemon's LMTP listener.
+    let daemon = common::spawn_binary(&config, "info");
+    for _ in 0..200 {
+        if embargod::lmtp::client::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let up = pipe("security", &common::report("by pipe", "pipe-up"));
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    // What the daemon refuses, the MTA bounces: not a message at all.
+    let garbage = pipe("security", b"\x00\x01 not a message\r\n");
+    assert_eq!(garbage.status.code(), Some(65), "{}", text(&garbage));
+    let to_members = |mail: &[embargod::sandbox::OutboxMail]| {
+        mail.iter()
+            .filter(|m| m.to[0].ends_with("@example.org"))
+            .count()
+    };
+    let mail = common::wait_outbox(&sandbox.outbox_dir(), 2).await;
+    assert_eq!(to_members(&mail), 2, "a copy for alice and for bob");
+    drop(daemon);
+
+    // Down: the same checks in process, into the spool; the copies go at
+    // the next start.
+    let down = pipe(
+        "security",
+        &common::report("by pipe, no daemon", "pipe-down"),
+    );
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let _daemon = common::spawn_binary(&config, "info");
+    let mail = common::wait_outbox(&sandbox.outbox_dir(), 4).await;
+    assert_eq!(
+        to_members(&mail),
+        4,
+        "the second report's copies after the start"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
     let dir = tempfile::tempdir().unwrap();

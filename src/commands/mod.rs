@@ -2,6 +2,7 @@
 //! configuration the way `nginx -t` does, `demo` walks through the whole
 //! flow in a temporary folder.
 
+pub mod deliver;
 mod demo;
 
 use std::fmt;

@@ -54,6 +54,12 @@ pub async fn connect(address: &ListenAddr) -> io::Result<Client<Box<dyn Stream>>
         }
         ListenAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
     };
+    over(stream).await
+}
+
+/// An LMTP session over `stream`, already open: reads the greeting and
+/// says LHLO.
+pub async fn over(stream: Box<dyn Stream>) -> io::Result<Client<Box<dyn Stream>>> {
     let mut client = Client {
         stream,
         responses: ResponseReceiver::default(),

@@ -6,7 +6,7 @@
 
 pub mod client;
 pub mod machine;
-mod session;
+pub(crate) mod session;
 
 use std::io;
 use std::path::Path;
