@@ -80,10 +80,20 @@ fn main() -> ExitCode {
 /// reads.
 fn deliver(config: Config, list: embargod::config::ListName, from: &str) -> ExitCode {
     use std::io::Read;
+    // Never more than the LMTP listener would take, plus one byte to
+    // know it was more.
+    let limit = config.lmtp.max_message_size;
     let mut message = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut message) {
+    if let Err(e) = std::io::stdin()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut message)
+    {
         eprintln!("embargod: standard input: {e}");
         return ExitCode::from(commands::deliver::EX_TEMPFAIL);
+    }
+    if message.len() > limit {
+        eprintln!("embargod: 552 5.3.4 message larger than lmtp.max_message_size ({limit} bytes)");
+        return ExitCode::from(commands::deliver::EX_DATAERR);
     }
     let outcome = runtime().block_on(commands::deliver::deliver(config, list, from, &message));
     if outcome.status != commands::deliver::EX_OK {
