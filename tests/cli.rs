@@ -211,6 +211,19 @@ fn a_bad_config_names_the_file_and_the_key() {
     }
 }
 
+/// An LMTP session with the daemon at `addr`, once it listens.
+async fn when_up(
+    addr: &ListenAddr,
+) -> embargod::lmtp::client::Client<Box<dyn embargod::lmtp::client::Stream>> {
+    for _ in 0..200 {
+        if let Ok(client) = embargod::lmtp::client::connect(addr).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("daemon did not come up");
+}
+
 /// `embargod deliver`, as an MTA's pipe transport runs it, with the
 /// message on standard input: to the running daemon, then with no daemon
 /// (spooled in the store, sent at the next start); the exit status is the
@@ -242,12 +255,7 @@ async fn a_pipe_delivers_with_the_daemon_up_and_down() {
 
     // Up: through the daemon's LMTP listener.
     let daemon = common::spawn_binary(&config, "info");
-    for _ in 0..200 {
-        if embargod::lmtp::client::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drop(when_up(&addr).await);
     let up = pipe("security", &common::report("by pipe", "pipe-up"));
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     // What the daemon refuses, the MTA bounces: not a message at all.
@@ -311,15 +319,7 @@ async fn mail_accepted_before_a_sigkill_is_delivered_after_restart() {
 
     let spawn = || common::spawn_binary(&config, "info");
     let mut daemon = spawn();
-    let connect = || async {
-        for _ in 0..200 {
-            if let Ok(client) = embargod::lmtp::client::connect(&addr).await {
-                return client;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("daemon did not come up");
-    };
+    let connect = || when_up(&addr);
     let mut client = connect().await;
     let replies = client
         .send(

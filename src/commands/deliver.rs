@@ -88,14 +88,7 @@ async fn in_process(
     rcpts: &[&str],
     message: &[u8],
 ) -> Result<Reply, String> {
-    if !config.store.path.exists() {
-        return Err(format!(
-            "no daemon answers and there is no store at {} (store.path)",
-            config.store.path.display()
-        ));
-    }
-    let daemon = crate::daemon::Daemon::open(config, crate::daemon::Options::default())
-        .map_err(|e| format!("no daemon answers, and the store cannot be opened: {e}"))?;
+    let daemon = super::open_offline(config, "no daemon answers on the LMTP listener")?;
     let shared = daemon.shared();
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let stop = tokio_util::sync::CancellationToken::new();

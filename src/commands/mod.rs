@@ -22,26 +22,15 @@ pub async fn admin(config: Config, command: crate::control::Command) -> crate::c
     use crate::control::Response;
     match request(&config.control.socket, command.clone()).await {
         Ok(response) => response,
-        Err(ClientError::NotRunning(_)) if !config.store.path.exists() => Response::error(format!(
-            "no daemon answers on {} and there is no store at {} (store.path): \
-             check both paths against the running daemon's config; \
-             `embargod run` creates the store at its first start",
-            config.control.socket.display(),
-            config.store.path.display()
-        )),
         Err(ClientError::NotRunning(_)) => {
-            let socket = config.control.socket.clone();
-            let daemon =
-                match crate::daemon::Daemon::open(config, crate::daemon::Options::default()) {
-                    Ok(daemon) => daemon,
-                    Err(e) => {
-                        return Response::error(format!(
-                            "no daemon answers on {} (control.socket), and the store cannot be \
-                             opened: {e}; if a daemon runs, its control.socket is another",
-                            socket.display()
-                        ))
-                    }
-                };
+            let nobody = format!(
+                "no daemon answers on {} (control.socket)",
+                config.control.socket.display()
+            );
+            let daemon = match open_offline(config, &nobody) {
+                Ok(daemon) => daemon,
+                Err(why) => return Response::error(why),
+            };
             let shared = daemon.shared();
             let response = crate::control::handle(&shared, command).await;
             match shared.store.flush().await {
@@ -51,6 +40,23 @@ pub async fn admin(config: Config, command: crate::control::Command) -> crate::c
         }
         Err(e) => Response::error(e.to_string()),
     }
+}
+
+/// The daemon's state on the store, for a command that found no daemon
+/// running (`nobody` says what did not answer). Never creates a store: one
+/// that does not exist, or that another process holds, is an error naming
+/// it.
+pub(crate) fn open_offline(config: Config, nobody: &str) -> Result<crate::daemon::Daemon, String> {
+    if !config.store.path.exists() {
+        return Err(format!(
+            "{nobody} and there is no store at {} (store.path): check the paths against \
+             the running daemon's config; `embargod run` creates the store at its first start",
+            config.store.path.display()
+        ));
+    }
+    crate::daemon::Daemon::open(config, crate::daemon::Options::default()).map_err(|e| {
+        format!("{nobody}, and the store cannot be opened: {e}; if a daemon runs, check the paths")
+    })
 }
 
 /// A certificate expiring sooner than this is warned about.
