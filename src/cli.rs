@@ -36,8 +36,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Create the list key (and store key) if missing; print the list's public certificate.
     Init,
-    /// Validate the configuration and every key, like `nginx -t`.
-    Check,
+    /// Validate the configuration and every key, like `nginx -t`; then log
+    /// in to each mailbox and the SMTP server the configuration names.
+    Check {
+        /// Do not connect to any server: files and keys only.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Run the daemon.
     Run,
     /// Walk through the whole flow in a temporary folder.

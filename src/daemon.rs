@@ -132,6 +132,9 @@ impl Daemon {
             stop.clone(),
             sessions.clone(),
         ));
+        for list in shared.config().lists().filter(|l| l.imap.is_some()) {
+            tasks.spawn(crate::imap::run(shared.clone(), list.name, stop.clone()));
+        }
         tasks.spawn(crate::fanout::worker::run(shared.clone(), stop.clone()));
         tasks.spawn(crate::delivery::run(shared.clone(), stop.clone()));
         tasks.spawn(crate::schedule::task::run(shared.clone(), stop.clone()));

@@ -3,7 +3,9 @@
 //! The path of one message, in the order the modules take it:
 //!
 //! 1. [`lmtp`] receives it from the local MTA (RFC 2033) and answers `250`
-//!    only once it is sealed into the spool of the [`store`] and flushed.
+//!    only once it is sealed into the spool of the [`store`] and flushed;
+//!    or [`imap`] takes it from a hosted mailbox, spooling it before it
+//!    removes it there.
 //! 2. [`fanout::worker`] takes each spooled message and asks [`lists`]
 //!    what becomes of it: [`lists::security`] routes a report into the
 //!    case process ([`case`]), [`lists::distributors`] checks a signed PST
@@ -49,6 +51,7 @@ pub mod embargo;
 pub mod fanout;
 pub mod freshness;
 mod fsutil;
+pub mod imap;
 pub mod keys;
 pub mod keywords;
 pub mod ledger;

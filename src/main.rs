@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             match command {
                 Command::Init => init(&config),
                 Command::Deliver { list, from } => deliver(config, list.into(), &from),
-                Command::Check => check(&config),
+                Command::Check { offline } => check(&config, offline),
                 Command::Run => match runtime().block_on(run(config)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -174,8 +174,11 @@ fn init(config: &Config) -> ExitCode {
     }
 }
 
-fn check(config: &Config) -> ExitCode {
-    let findings = commands::check(config, SystemTime::now());
+fn check(config: &Config, offline: bool) -> ExitCode {
+    let mut findings = commands::check(config, SystemTime::now());
+    if !offline {
+        findings.extend(runtime().block_on(commands::check_servers(config)));
+    }
     for finding in &findings {
         println!("{finding}");
     }

@@ -41,6 +41,15 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// The `list` and `outcome` labels of the IMAP intake.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntakeLabel {
+    /// `security` or `distributors`.
+    pub list: String,
+    /// `spooled`, `quarantined`, `duplicate`, `too-large` or `error`.
+    pub outcome: String,
+}
+
 /// The daemon's metrics. Counters are cheap to bump from any task.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +59,9 @@ pub struct Metrics {
     pub refused: Family<ReasonLabel, Counter>,
     /// Copies, per outcome.
     pub copies: Family<OutcomeLabel, Counter>,
+    /// Messages taken from IMAP mailboxes (and sessions ended by an
+    /// error), per list and outcome.
+    pub intake: Family<IntakeLabel, Counter>,
     /// Seconds from acceptance to the fan-out committed.
     pub processing: Histogram,
     queue_depth: Gauge,
@@ -71,6 +83,7 @@ impl Default for Metrics {
             received: Family::default(),
             refused: Family::default(),
             copies: Family::default(),
+            intake: Family::default(),
             processing: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             queue_depth: Gauge::default(),
             deferred: Gauge::default(),
@@ -92,6 +105,11 @@ impl Default for Metrics {
             "copies",
             "Member copies by outcome: queued, sent, deferred, failed",
             metrics.copies.clone(),
+        );
+        registry.register(
+            "imap_intake",
+            "IMAP intake by list and outcome: spooled, quarantined, duplicate, too-large, error",
+            metrics.intake.clone(),
         );
         registry.register(
             "processing_seconds",
@@ -142,6 +160,16 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc_by(n);
+    }
+
+    /// Counts an IMAP intake `outcome` for `list`.
+    pub fn intake(&self, list: &str, outcome: &str) {
+        self.intake
+            .get_or_create(&IntakeLabel {
+                list: list.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Counts a message accepted for `list`.

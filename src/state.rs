@@ -33,6 +33,8 @@ pub struct Shared {
     pub embargo_lock: tokio::sync::Mutex<()>,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// What each IMAP intake is doing.
+    pub intakes: crate::imap::Board,
     /// When the daemon started.
     pub started: chrono::DateTime<chrono::Utc>,
     /// Whether the daemon's tasks run (`embargod run`), or an admin
@@ -73,6 +75,7 @@ impl Shared {
             wake_scheduler: Notify::new(),
             embargo_lock: tokio::sync::Mutex::new(()),
             metrics: crate::metrics::Metrics::default(),
+            intakes: crate::imap::Board::default(),
             started: now,
             serving: std::sync::atomic::AtomicBool::new(false),
         }

@@ -66,6 +66,29 @@ pub fn recent_errors() -> Vec<String> {
         .collect()
 }
 
+/// `imap security lists@imap.example.org:993/INBOX: idle, 3 taken; last error …`
+fn intake_line(intake: &crate::imap::IntakeStatus) -> String {
+    use crate::imap::IntakeState;
+    let state = match &intake.state {
+        IntakeState::Connecting => "connecting".to_string(),
+        IntakeState::Idle => "idle (IMAP IDLE)".to_string(),
+        IntakeState::Polling => "polling".to_string(),
+        IntakeState::Reconnecting { since } => {
+            format!("reconnecting since {}", since.formatted())
+        }
+    };
+    let mut line = format!(
+        "imap {:<13} {}: {state}, {} taken",
+        intake.list.as_str(),
+        intake.mailbox,
+        intake.taken
+    );
+    if let Some((when, error)) = &intake.last_error {
+        let _ = write!(line, "; last error {}: {error}", when.formatted());
+    }
+    line
+}
+
 /// The status report.
 pub fn report(shared: &Shared) -> String {
     let config = shared.config();
@@ -108,6 +131,9 @@ pub fn report(shared: &Shared) -> String {
             members.len(),
             usable
         );
+    }
+    for intake in shared.intakes.all() {
+        let _ = writeln!(text, "{}", intake_line(&intake));
     }
     let queued = shared.store.queued().unwrap_or_default();
     let deferred = queued.iter().filter(|(_, c)| c.attempts > 0).count();

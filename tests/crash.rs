@@ -425,9 +425,10 @@ async fn a_spooled_message_processed_at_three_deaths_is_quarantined_untouched() 
             .spool(&embargod::store::Incoming {
                 meta: embargod::store::IncomingMeta {
                     received: embargod::clock::Timestamp::from(chrono::Utc::now()),
-                    source: embargod::store::Source::Lmtp {
+                    source: embargod::store::Source::Mail {
                         mail_from: "rita@reporter.example".into(),
                         lists: vec![ListName::Security],
+                        via: embargod::store::Intake::Lmtp,
                     },
                 },
                 raw: common::report("deadly", &tag),

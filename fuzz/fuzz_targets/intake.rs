@@ -26,7 +26,7 @@ use embargod::lists;
 use embargod::mime::inbound::precheck;
 use embargod::mime::outbound::{outer_message, ListHeader, ListIdentity};
 use embargod::sandbox::Sandbox;
-use embargod::store::{Incoming, IncomingMeta, Source, Store, StoreKey, Transaction};
+use embargod::store::{Incoming, IncomingMeta, Intake, Source, Store, StoreKey, Transaction};
 
 /// The header size limit the daemon applies by default.
 const MAX_HEADER_SIZE: usize = 256 * 1024;
@@ -100,9 +100,10 @@ fn process(ctx: &Context<'_>, data: &[u8]) -> Transaction {
     let incoming = Incoming {
         meta: IncomingMeta {
             received: embargod::clock::Timestamp::default(),
-            source: Source::Lmtp {
+            source: Source::Mail {
                 mail_from: "r@example.net".into(),
                 lists: vec![ListName::Security, ListName::Distributors],
+                via: Intake::Lmtp,
             },
         },
         raw: data.to_vec(),

@@ -186,6 +186,25 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
             detail: e.to_string(),
         },
     });
+    for list in config.lists() {
+        if let Some(intake) = &list.imap {
+            let (level, detail) = match crate::imap::check_password(intake) {
+                Ok(()) => (
+                    Level::Ok,
+                    format!(
+                        "password file {} readable by the service user only",
+                        intake.password_file.display()
+                    ),
+                ),
+                Err(e) => (Level::Error, e.to_string()),
+            };
+            findings.push(Finding {
+                level,
+                subject: format!("list {} mailbox {}", list.name, intake.label()),
+                detail,
+            });
+        }
+    }
     for member in config.members.values() {
         let subject = format!(
             "member {} <{}> ({})",
@@ -203,6 +222,58 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
                 detail: problem.to_string(),
             },
         });
+    }
+    findings
+}
+
+/// What `check` finds on the servers the configuration names: each
+/// list's IMAP mailbox (login, IDLE, messages waiting) and the SMTP relay
+/// or submission server (connect, TLS, login). `check --offline` skips it.
+pub async fn check_servers(config: &Config) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for list in config.lists() {
+        let Some(intake) = &list.imap else { continue };
+        let subject = format!("list {} mailbox {}", list.name, intake.label());
+        findings.push(match crate::imap::probe(intake).await {
+            Ok(detail) => Finding {
+                level: Level::Ok,
+                subject,
+                detail,
+            },
+            Err(e) => Finding {
+                level: Level::Error,
+                subject,
+                detail: e.to_string(),
+            },
+        });
+    }
+    // Only an SMTP transport has a server; making a file transport would
+    // clear the running daemon's staging folder.
+    if !matches!(
+        config.delivery.transport,
+        crate::config::Transport::Smtp { .. }
+    ) {
+        return findings;
+    }
+    match crate::delivery::Transport::new(&config.delivery.transport) {
+        Ok(transport) => match transport.probe().await {
+            Some(Ok(detail)) => findings.push(Finding {
+                level: Level::Ok,
+                subject: "delivery smtp".into(),
+                detail,
+            }),
+            Some(Err(e)) => findings.push(Finding {
+                level: Level::Error,
+                subject: "delivery smtp".into(),
+                detail: e.to_string(),
+            }),
+            None => {}
+        },
+        Err(e) => findings.push(Finding {
+            level: Level::Error,
+            subject: "delivery".into(),
+            detail: e.to_string(),
+        }),
     }
     findings
 }

@@ -293,6 +293,55 @@ pub struct List {
     /// Add an `Embargo-Copy:` trailer to `git format-patch` attachments
     /// (when `marks` is not `off`).
     pub mark_patches: bool,
+    /// `[lists.NAME.imap]`: a mailbox the daemon polls for this list's
+    /// mail, besides LMTP.
+    pub imap: Option<ImapIntake>,
+}
+
+/// A hosted mailbox taken in as a list's mail: every message in it is
+/// spooled, then removed (RFC 9051 `\Deleted` and `EXPUNGE`, or `MOVE`
+/// to `processed_mailbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapIntake {
+    /// The server's host name or address.
+    pub server: String,
+    /// Its port: 993 for `tls`, 143 otherwise, unless set.
+    pub port: u16,
+    /// How the connection is encrypted.
+    pub tls: ImapTls,
+    /// The login name.
+    pub username: String,
+    /// A file holding the password (one line, mode 0600); read at each login.
+    pub password_file: PathBuf,
+    /// The mailbox taken in (`INBOX` by default).
+    pub mailbox: String,
+    /// Where taken messages are moved instead of being expunged.
+    pub processed_mailbox: Option<String>,
+    /// How often the mailbox is checked when the server has no IDLE
+    /// (RFC 2177), and how long one IDLE lasts before a fresh check.
+    pub poll_interval: Duration,
+}
+
+impl ImapIntake {
+    /// `user@server:port/mailbox`: names the mailbox in logs, status and
+    /// the store (where its position is kept).
+    pub fn label(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.username, self.server, self.port, self.mailbox
+        )
+    }
+}
+
+/// TLS to the IMAP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapTls {
+    /// Implicit TLS (RFC 8314), port 993.
+    Tls,
+    /// STARTTLS after the greeting (RFC 9051 section 6.2.1), port 143.
+    Starttls,
+    /// None: a server on loopback only.
+    None,
 }
 
 /// How each member's copy of a list's mail is marked, so that a leaked

@@ -9,9 +9,9 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, LeakConfig, LimitsConfig,
-    List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig, Project,
-    SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
+    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake, ImapTls,
+    LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig,
+    Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
 };
 
 /// The configuration file as written: every table and key optional, checked into [`super::Config`].
@@ -289,6 +289,31 @@ struct RawList {
     marks: Option<String>,
     #[serde(default)]
     mark_patches: bool,
+    imap: Option<RawImap>,
+}
+
+/// `[lists.NAME.imap]`: a hosted mailbox polled for the list's mail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    server: String,
+    port: Option<u16>,
+    /// Default `tls` (implicit TLS on 993).
+    tls: Option<RawTls>,
+    username: String,
+    password_file: PathBuf,
+    #[serde(default = "default_mailbox")]
+    mailbox: String,
+    processed_mailbox: Option<String>,
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    poll_interval: Duration,
+}
+
+fn default_mailbox() -> String {
+    "INBOX".into()
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,6 +456,73 @@ impl Checker<'_> {
             members: raw.members.clone(),
             marks,
             mark_patches: raw.mark_patches,
+            imap: raw
+                .imap
+                .as_ref()
+                .map(|imap| self.imap(&format!("{key}.imap"), imap))
+                .transpose()?,
+        })
+    }
+
+    fn imap(&self, key: &str, raw: &RawImap) -> Result<ImapIntake, ConfigError> {
+        let server = raw.server.trim();
+        if server.is_empty() || server.contains(['/', ' ', ':']) && !server.contains("::") {
+            return Err(self.invalid(
+                format!("{key}.server"),
+                format!("{server:?} is not a host name or address (the port goes in `port`)"),
+            ));
+        }
+        let tls = match raw.tls.unwrap_or(RawTls::Tls) {
+            RawTls::Tls => ImapTls::Tls,
+            RawTls::Starttls => ImapTls::Starttls,
+            RawTls::None if is_loopback(server) => ImapTls::None,
+            RawTls::None => {
+                return Err(self.invalid(
+                    format!("{key}.tls"),
+                    format!(
+                        "\"none\" sends the password in the clear: only for a server on \
+                         loopback, not {server:?}; use \"tls\" (port 993) or \"starttls\" (143)"
+                    ),
+                ))
+            }
+        };
+        let port = raw.port.unwrap_or(match tls {
+            ImapTls::Tls => 993,
+            ImapTls::Starttls | ImapTls::None => 143,
+        });
+        for (name, value) in [("username", &raw.username), ("mailbox", &raw.mailbox)]
+            .into_iter()
+            .chain(
+                raw.processed_mailbox
+                    .as_ref()
+                    .map(|m| ("processed_mailbox", m)),
+            )
+        {
+            if value.trim().is_empty() || value.chars().any(char::is_control) {
+                return Err(self.invalid(
+                    format!("{key}.{name}"),
+                    "must be non-empty text without control characters",
+                ));
+            }
+        }
+        if raw.processed_mailbox.as_deref() == Some(raw.mailbox.as_str()) {
+            return Err(self.invalid(
+                format!("{key}.processed_mailbox"),
+                "must differ from `mailbox`, or every message would be taken again",
+            ));
+        }
+        if raw.poll_interval < Duration::from_secs(1) {
+            return Err(self.invalid(format!("{key}.poll_interval"), "must be at least 1s"));
+        }
+        Ok(ImapIntake {
+            server: server.to_string(),
+            port,
+            tls,
+            username: raw.username.clone(),
+            password_file: self.path(&raw.password_file),
+            mailbox: raw.mailbox.clone(),
+            processed_mailbox: raw.processed_mailbox.clone(),
+            poll_interval: raw.poll_interval,
         })
     }
 
@@ -478,6 +570,16 @@ impl Checker<'_> {
             away: raw.away,
         })
     }
+}
+
+/// Whether `host` names this machine: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Splits "host:port", "[v6]:port".
@@ -556,6 +658,21 @@ impl RawConfig {
         {
             if !addresses.insert(address.to_string().to_ascii_lowercase()) {
                 return Err(c.invalid("lists", format!("{address} is used by two lists")));
+            }
+        }
+        if let (Some(a), Some(b)) = (
+            security.imap.as_ref(),
+            distributors.as_ref().and_then(|l| l.imap.as_ref()),
+        ) {
+            if a.label().eq_ignore_ascii_case(&b.label()) {
+                return Err(c.invalid(
+                    "lists.distributors.imap",
+                    format!(
+                        "{} is the security list's mailbox too: each list needs its own \
+                         mailbox (or folder), or mail would go to the wrong list",
+                        b.label()
+                    ),
+                ));
             }
         }
 

@@ -43,7 +43,8 @@ use crate::mime::outbound::ListIdentity;
 use crate::pgp::seal::SealError;
 use crate::state::Shared;
 use crate::store::{
-    Attempt, IncomingMeta, JobMeta, QuarantineMeta, QueueKey, QueuedCopy, Source, Transaction,
+    Attempt, IncomingMeta, Intake, JobMeta, QuarantineMeta, QueueKey, QueuedCopy, Source,
+    Transaction,
 };
 pub use transport::{SendError, Transport};
 
@@ -473,9 +474,10 @@ async fn poison(shared: &Arc<Shared>, id: u64, crashes: u32) {
                 reason,
                 incoming: IncomingMeta {
                     received: job.meta.date,
-                    source: Source::Lmtp {
+                    source: Source::Mail {
                         mail_from: String::new(),
                         lists: vec![job.meta.list],
+                        via: Intake::Lmtp,
                     },
                 },
             },

@@ -106,6 +106,30 @@ impl SmtpRelay {
         }
     }
 
+    /// Connects, says EHLO, starts TLS and logs in as a delivery would,
+    /// then QUITs: what `embargod check` reports about a relay or a
+    /// submission server (RFC 6409).
+    ///
+    /// Errors: as [`SmtpRelay::send`]'s, before any message.
+    pub async fn probe(&self) -> Result<String, SendError> {
+        let mut connection = self.connect().await?;
+        let _ = connection.quit().await;
+        let tls = match self.tls {
+            SmtpTls::None => "no TLS",
+            SmtpTls::Starttls => "STARTTLS",
+            SmtpTls::Tls => "implicit TLS",
+        };
+        let login = if self.credentials.is_some() {
+            ", logged in"
+        } else {
+            ""
+        };
+        Ok(format!(
+            "{}:{} answers ({tls}{login})",
+            self.host, self.port
+        ))
+    }
+
     fn take_idle(&self) -> Option<AsyncSmtpConnection> {
         let mut idle = self.idle.lock().expect("idle connections");
         while let Some((connection, since)) = idle.pop() {

@@ -74,6 +74,15 @@ impl Transport {
         })
     }
 
+    /// Connects to the SMTP relay or submission server and logs in
+    /// (see [`SmtpRelay::probe`]); `None` for transports with no server.
+    pub async fn probe(&self) -> Option<Result<String, SendError>> {
+        match self {
+            Transport::Smtp(relay) => Some(relay.probe().await),
+            _ => None,
+        }
+    }
+
     /// Sends `message` from `from` to `to`.
     pub async fn send(
         &self,

@@ -17,7 +17,7 @@ use crate::config::{ListName, Member};
 use crate::mark::index::CopyInfo;
 use crate::mime::inbound::{Encryption, Unwrapped};
 use crate::mime::outbound::ListIdentity;
-use crate::store::{Audience, IncomingMeta, QueueKey, QueuedCopy, Source, Transaction};
+use crate::store::{Audience, IncomingMeta, Intake, QueueKey, QueuedCopy, Source, Transaction};
 
 use crate::context::{Context, Origin};
 pub use copies::{seal_copy, Marking, Outgoing};
@@ -180,8 +180,16 @@ pub(crate) fn fan_out(
 /// arrived.
 pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &IncomingMeta) -> String {
     let envelope = match &meta.source {
-        Source::Lmtp { mail_from, .. } if mail_from.is_empty() => "<> (a bounce)".to_string(),
-        Source::Lmtp { mail_from, .. } => mail_from.clone(),
+        Source::Mail { mail_from, via, .. } => {
+            let sender = match mail_from.as_str() {
+                "" => "<> (a bounce)",
+                sender => sender,
+            };
+            match via {
+                Intake::Lmtp => sender.to_string(),
+                Intake::Imap(mailbox) => format!("{sender}, taken from the mailbox {mailbox}"),
+            }
+        }
         Source::Notice { .. } => String::new(),
     };
     let encryption = match unwrapped.encryption {

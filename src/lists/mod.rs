@@ -45,7 +45,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     let config = ctx.config;
     let mut batch = Transaction::new();
     batch.unspool(id);
-    if let Source::Lmtp { mail_from, .. } = &incoming.meta.source {
+    if let Source::Mail { mail_from, .. } = &incoming.meta.source {
         if let Some(reason) = loop_reason(config, mail_from, &incoming.raw) {
             info!(msg = id, reason, "dropped: mail loop");
             return batch;
@@ -95,7 +95,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     };
     match &incoming.meta.source {
         Source::Notice { to } => notices::post(ctx, &mut batch, id, to, &unwrapped),
-        Source::Lmtp { lists, .. } => {
+        Source::Mail { lists, .. } => {
             for &name in lists {
                 match name {
                     ListName::Security => security::post(ctx, &mut batch, post),
@@ -159,7 +159,7 @@ mod tests {
     use crate::config::Config;
     use crate::keys::Keys;
     use crate::sandbox::{Sandbox, DISTRIBUTORS, OWNER, SECURITY};
-    use crate::store::{IncomingMeta, Store, StoreKey};
+    use crate::store::{IncomingMeta, Intake, Store, StoreKey};
 
     struct World {
         _dir: tempfile::TempDir,
@@ -205,9 +205,10 @@ mod tests {
             let incoming = Incoming {
                 meta: IncomingMeta {
                     received: Timestamp::from(ctx.now),
-                    source: Source::Lmtp {
+                    source: Source::Mail {
                         mail_from: mail_from.into(),
                         lists: vec![list],
+                        via: Intake::Lmtp,
                     },
                 },
                 raw: raw.as_bytes().to_vec(),

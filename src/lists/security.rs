@@ -369,7 +369,7 @@ fn reporter_address(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<String> 
 /// envelope sender, unless the mail is automatic, from a list, a bounce,
 /// or from any of our own addresses.
 fn ack_recipient(ctx: &Context<'_>, incoming: &Incoming, id: u64) -> Option<String> {
-    let Source::Lmtp { mail_from, .. } = &incoming.meta.source else {
+    let Source::Mail { mail_from, .. } = &incoming.meta.source else {
         return None;
     };
     let message = crate::mime::parse_headers(&incoming.raw)?;

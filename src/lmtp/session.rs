@@ -13,7 +13,7 @@ use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::mime::inbound::{precheck, Refusal};
 use crate::state::Shared;
-use crate::store::{Incoming, IncomingMeta, Source};
+use crate::store::{Incoming, IncomingMeta, Intake, Source};
 
 /// Serves one connection until QUIT, EOF, idle timeout or shutdown.
 pub async fn serve<S>(mut stream: S, peer: String, shared: Arc<Shared>, shutdown: CancellationToken)
@@ -113,9 +113,10 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
     let incoming = Incoming {
         meta: IncomingMeta {
             received: Timestamp::from(shared.clock.now()),
-            source: Source::Lmtp {
+            source: Source::Mail {
                 mail_from,
                 lists: lists.clone(),
+                via: Intake::Lmtp,
             },
         },
         raw,

@@ -95,12 +95,18 @@ pub struct IncomingMeta {
 /// How a spooled message came in.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Source {
-    /// Received over LMTP for these lists.
-    Lmtp {
-        /// The envelope sender (RFC 5321 MAIL FROM); empty for a bounce.
+    /// Mail received for these lists (over LMTP, from a mailbox, a pipe).
+    // Spool entries written before other intakes existed say `Lmtp`.
+    #[serde(alias = "Lmtp")]
+    Mail {
+        /// The envelope sender (RFC 5321 MAIL FROM; a polled message's
+        /// `Return-Path:`); empty for a bounce.
         mail_from: String,
-        /// The lists it was addressed to (RCPT TO).
+        /// The lists it was addressed to (RCPT TO; a mailbox's list).
         lists: Vec<ListName>,
+        /// How it came in.
+        #[serde(default)]
+        via: Intake,
     },
     /// Written by the daemon (a member without a key, a quarantined
     /// message, a failed delivery, an embargo reminder). Notices never
@@ -109,6 +115,16 @@ pub enum Source {
         /// Who the notice is for.
         to: Audience,
     },
+}
+
+/// The way mail came in, shown to the PST in each copy's info part.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Intake {
+    /// LMTP from the local MTA, or `embargod deliver` from a pipe.
+    #[default]
+    Lmtp,
+    /// Taken from an IMAP mailbox (`user@server:port/mailbox`).
+    Imap(String),
 }
 
 /// Who a notice is for.
@@ -733,9 +749,10 @@ mod tests {
         Incoming {
             meta: IncomingMeta {
                 received: Timestamp::from_millis(1),
-                source: Source::Lmtp {
+                source: Source::Mail {
                     mail_from: "r@example.org".into(),
                     lists: vec![ListName::Security],
+                    via: Intake::Lmtp,
                 },
             },
             raw: text.as_bytes().to_vec(),

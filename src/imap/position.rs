@@ -1,0 +1,151 @@
+//! Where each mailbox's intake stands, kept in the store so it survives
+//! crashes: the UIDVALIDITY and the highest UID taken (RFC 9051 section
+//! 2.3.1.1), the UIDs deliberately left in the mailbox, and the
+//! identities of messages taken lately.
+//!
+//! The position is written in the same transaction as the spool entry of
+//! the message it names, so "spooled" and "taken" are one fact.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::store::{Store, StoreError, Table, Transaction};
+
+/// mailbox key → [`Position`] (JSON).
+static POSITIONS: Table = Table::plain("imap_positions");
+/// mailbox digest (8 bytes) ++ message identity (16 bytes) → when it was
+/// taken (ms, big-endian u64). Digests only: no content, no addresses.
+static TAKEN: Table = Table::plain("imap_taken");
+
+/// How long a taken message's identity is remembered: a server restored
+/// from a backup older than this may hand a message over again.
+pub(crate) const REMEMBERED: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// One mailbox's position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Position {
+    /// The UIDVALIDITY the UIDs below belong to.
+    pub uid_validity: u32,
+    /// Every message with a UID up to this one is taken (or left).
+    pub last_uid: u32,
+    /// UIDs at or below `last_uid` left in the mailbox on purpose (too
+    /// large to take), so they are never removed.
+    #[serde(default)]
+    pub left: Vec<u32>,
+}
+
+/// A mailbox's key in the store: its list and label.
+pub(crate) fn key(list: &str, label: &str) -> Vec<u8> {
+    format!("{list}\0{label}").into_bytes()
+}
+
+/// The saved position of `mailbox`, if it was ever read.
+pub(crate) fn load(store: &Store, mailbox: &[u8]) -> Result<Option<Position>, StoreError> {
+    store
+        .get(&POSITIONS, mailbox)?
+        .map(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("IMAP position: {e}")))
+        })
+        .transpose()
+}
+
+/// Writes `position` for `mailbox` as part of `tx`.
+pub(crate) fn save(tx: &mut Transaction, mailbox: &[u8], position: &Position) {
+    let json = serde_json::to_vec(position).expect("position serializes");
+    tx.put(&POSITIONS, mailbox.to_vec(), json);
+}
+
+/// A message's identity: its Message-ID and its body, digested (the
+/// header section may be rewritten by a server, the body is not; a
+/// Message-ID alone could be copied by anyone who saw the message).
+pub(crate) fn identity(raw: &[u8]) -> [u8; 16] {
+    let message_id = crate::mime::parse_headers(raw)
+        .and_then(|m| m.message_id().map(str::to_owned))
+        .unwrap_or_default();
+    let body = body_of(raw);
+    let mut input = Vec::with_capacity(message_id.len() + 1 + body.len());
+    input.extend_from_slice(message_id.as_bytes());
+    input.push(0);
+    input.extend_from_slice(body);
+    let digest = openssl::sha::sha256(&input);
+    digest[..16].try_into().expect("16 of 32 bytes")
+}
+
+/// What follows the first empty line (all of `raw` when there is none).
+fn body_of(raw: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while let Some(end) = raw[start..].iter().position(|&b| b == b'\n') {
+        let line = &raw[start..start + end];
+        start += end + 1;
+        if line.is_empty() || line == b"\r" {
+            return &raw[start..];
+        }
+    }
+    raw
+}
+
+fn taken_key(mailbox: &[u8], identity: &[u8; 16]) -> Vec<u8> {
+    let digest = openssl::sha::sha256(mailbox);
+    [&digest[..8], &identity[..]].concat()
+}
+
+/// Records, in `tx`, that the message `identity` was taken from `mailbox` at `now`.
+pub(crate) fn remember(tx: &mut Transaction, mailbox: &[u8], identity: &[u8; 16], now: Timestamp) {
+    tx.put(
+        &TAKEN,
+        taken_key(mailbox, identity),
+        now.millis().to_be_bytes().to_vec(),
+    );
+}
+
+/// Whether the message `identity` was taken from `mailbox` in the last
+/// [`REMEMBERED`].
+pub(crate) fn was_taken(
+    store: &Store,
+    mailbox: &[u8],
+    identity: &[u8; 16],
+) -> Result<bool, StoreError> {
+    Ok(store.get(&TAKEN, &taken_key(mailbox, identity))?.is_some())
+}
+
+/// Forgets identities taken from `mailbox` before `before`.
+pub(crate) fn forget_before(
+    store: &Store,
+    mailbox: &[u8],
+    before: Timestamp,
+) -> Result<usize, StoreError> {
+    let prefix = openssl::sha::sha256(mailbox);
+    let mut tx = Transaction::new();
+    let mut forgotten = 0;
+    for (key, value) in store.scan(&TAKEN, &prefix[..8])? {
+        let when = crate::store::be_u64(&value)?;
+        if when < before.millis() {
+            tx.remove(&TAKEN, key);
+            forgotten += 1;
+        }
+    }
+    if forgotten > 0 {
+        store.apply(tx)?;
+    }
+    Ok(forgotten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_ignores_headers_but_not_message_id_or_body() {
+        let a = b"Message-ID: <1@x>\r\nReceived: by a\r\nFrom: r@x\r\n\r\nbody\r\n";
+        let b = b"Received: by b\r\nMessage-ID: <1@x>\r\nFrom: r@x\r\n\r\nbody\r\n";
+        let c = b"Message-ID: <2@x>\r\nFrom: r@x\r\n\r\nbody\r\n";
+        let d = b"Message-ID: <1@x>\r\nFrom: r@x\r\n\r\nother body\r\n";
+        assert_eq!(identity(a), identity(b));
+        assert_ne!(identity(a), identity(c));
+        assert_ne!(identity(a), identity(d));
+        // Without a header/body split the whole text is the body.
+        assert_eq!(body_of(b"no split"), b"no split");
+        assert_eq!(body_of(b"A: b\n\nbody"), b"body");
+    }
+}

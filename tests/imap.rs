@@ -1,0 +1,691 @@
+//! The IMAP intake against a real Dovecot (Debian's `dovecot-imapd`,
+//! `.ci/deps` installs it): started by each test in its own folder with
+//! its own configuration, on a loopback port, with one plaintext-login
+//! account; no system service is touched. Mail is put into the mailbox
+//! with IMAP APPEND, as the hosting provider's delivery would.
+//!
+//! What a project without a mail server checks: mail in the mailbox
+//! reaches every member and leaves the mailbox; IDLE takes it within a
+//! second; a SIGKILL between spooling and removal, a changed UIDVALIDITY,
+//! a wrong password and a server that goes away lose nothing and take
+//! nothing twice.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use embargod::clock::Clock;
+use embargod::config::ListName;
+use embargod::sandbox::{open_copy, OutboxMail, Sandbox};
+use sequoia_openpgp::Cert;
+use tokio::net::TcpStream;
+
+const USER: &str = "security@kappital.example";
+const PASSWORD: &str = "test password";
+
+/// A Dovecot instance in `dir`, serving one account on a loopback port;
+/// stopped on drop.
+struct Dovecot {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Dovecot {
+    /// Writes the configuration and starts Dovecot; returns once it answers.
+    fn start(dir: &Path) -> Dovecot {
+        let dir = dir.join("dovecot");
+        std::fs::create_dir_all(dir.join("mail")).unwrap();
+        let mut dovecot = Dovecot {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        dovecot.configure();
+        dovecot.run();
+        dovecot
+    }
+
+    fn configure(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.dir.display();
+        // As root, Dovecot's own unprivileged users run the login and
+        // internal processes and the mail is accessed as `nobody`; as
+        // anyone else, everything runs as that user.
+        let (login, internal, group, uid, gid) = if is_root() {
+            for dir in ancestors_to_open(&self.dir) {
+                let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o011))
+                    .unwrap();
+            }
+            let mail = self.dir.join("mail");
+            std::os::unix::fs::chown(&mail, Some(65534), Some(65534)).unwrap();
+            (
+                "dovenull".to_string(),
+                "dovecot".to_string(),
+                "dovecot".to_string(),
+                65534,
+                65534,
+            )
+        } else {
+            let user = output("id", &["-un"]);
+            (
+                user.clone(),
+                user,
+                output("id", &["-gn"]),
+                output("id", &["-u"]).parse().unwrap(),
+                output("id", &["-g"]).parse().unwrap(),
+            )
+        };
+        std::fs::write(
+            self.dir.join("dovecot.conf"),
+            format!(
+                "base_dir = {d}/run\n\
+                 state_dir = {d}/state\n\
+                 instance_name = embargod-test-{port}\n\
+                 listen = 127.0.0.1\n\
+                 protocols = imap\n\
+                 ssl = no\n\
+                 disable_plaintext_auth = no\n\
+                 auth_mechanisms = plain login\n\
+                 default_login_user = {login}\n\
+                 default_internal_user = {internal}\n\
+                 default_internal_group = {group}\n\
+                 first_valid_uid = 1\n\
+                 log_path = {d}/dovecot.log\n\
+                 mail_location = maildir:{d}/mail/%n\n\
+                 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/mail/%n\n}}\n\
+                 service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                 service anvil {{\n  chroot =\n}}\n",
+                port = self.port
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.join("passwd"),
+            format!("{USER}:{{PLAIN}}{PASSWORD}\n"),
+        )
+        .unwrap();
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot (dovecot-imapd) is installed");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "dovecot did not start: {}",
+                std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops Dovecot and waits until its port is closed.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "dovecot did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The TOML for `[lists.security.imap]` on this server.
+    fn intake(&self, dir: &Path, extra: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let password = dir.join("imap-password");
+        std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        format!(
+            "[lists.security.imap]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             username = \"{USER}\"\npassword_file = \"imap-password\"\npoll_interval = \"60s\"\n{extra}\n",
+            self.port
+        )
+    }
+
+    /// A logged-in test client (not the daemon's connection).
+    async fn client(&self) -> async_imap::Session<TcpStream> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.unwrap().unwrap();
+        client
+            .login(USER, PASSWORD)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap()
+    }
+
+    /// Appends `message` to `mailbox`, as a delivery would.
+    async fn append(&self, mailbox: &str, message: &[u8]) {
+        let mut session = self.client().await;
+        session.append(mailbox, None, None, message).await.unwrap();
+        session.logout().await.unwrap();
+    }
+
+    /// How many messages `mailbox` holds.
+    async fn count(&self, mailbox: &str) -> u32 {
+        let mut session = self.client().await;
+        let status = session.status(mailbox, "(MESSAGES)").await.unwrap();
+        session.logout().await.unwrap();
+        status.exists
+    }
+
+    async fn create(&self, mailbox: &str) {
+        let mut session = self.client().await;
+        session.create(mailbox).await.unwrap();
+        session.logout().await.unwrap();
+    }
+
+    async fn uid_validity(&self, mailbox: &str) -> u32 {
+        let mut session = self.client().await;
+        let selected = session.select(mailbox).await.unwrap();
+        session.logout().await.unwrap();
+        selected.uid_validity.unwrap()
+    }
+
+    /// Makes Dovecot forget the mailbox's UIDs (its uidlist and indexes),
+    /// as a restore or migration does: the messages stay, under a new
+    /// UIDVALIDITY. Dovecot must be stopped.
+    fn forget_uids(&self) {
+        let mail = self.dir.join("mail");
+        for entry in walk(&mail) {
+            let name = entry.file_name().unwrap().to_string_lossy().to_string();
+            if name == "dovecot-uidlist" || name.starts_with("dovecot.index") {
+                std::fs::remove_file(&entry).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn is_root() -> bool {
+    output("id", &["-u"]) == "0"
+}
+
+/// `dir` and each folder above it up to `/`, which the mail processes
+/// (`nobody`) must be able to pass through.
+fn ancestors_to_open(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .filter(|p| p.parent().is_some())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A report as the provider's delivery leaves it in the mailbox: with the
+/// envelope sender in `Return-Path:`.
+fn delivered(subject: &str, canary: &str) -> Vec<u8> {
+    [
+        format!("Return-Path: <{}>\r\n", common::REPORTER).into_bytes(),
+        common::report(subject, canary),
+    ]
+    .concat()
+}
+
+/// Members and their secret keys, for reading their copies.
+struct Members {
+    list_key: embargod::pgp::ListKey,
+    secrets: Vec<(String, Cert)>,
+}
+
+impl Members {
+    fn add(sandbox: &mut Sandbox, ids: &[&str]) -> Members {
+        let secrets = ids
+            .iter()
+            .map(|id| {
+                let cert = sandbox.generate_member(id, ListName::Security).unwrap();
+                (format!("{id}@example.org"), cert)
+            })
+            .collect();
+        Members {
+            list_key: sandbox.list_key.clone(),
+            secrets,
+        }
+    }
+
+    /// How many copies each member has that read `canary`.
+    fn copies_of(&self, outbox: &[OutboxMail], canary: &str) -> HashMap<String, usize> {
+        self.secrets
+            .iter()
+            .map(|(address, secret)| {
+                let n = outbox
+                    .iter()
+                    .filter(|m| m.to.iter().any(|to| to == address))
+                    .filter_map(|m| open_copy(&m.bytes, secret, &self.list_key).ok())
+                    .filter(|opened| common::readable(&opened.content).contains(canary))
+                    .count();
+                (address.clone(), n)
+            })
+            .collect()
+    }
+
+    /// Waits (up to 60 s) until every member has a copy of every canary.
+    async fn wait_for_all(&self, outbox: &Path, canaries: &[&str]) -> Vec<OutboxMail> {
+        for _ in 0..600 {
+            let mail = common::outbox(outbox);
+            if canaries
+                .iter()
+                .all(|c| self.copies_of(&mail, c).values().all(|&n| n >= 1))
+            {
+                return mail;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mail = common::outbox(outbox);
+        let seen: Vec<_> = canaries.iter().map(|c| self.copies_of(&mail, c)).collect();
+        panic!("not every member got every report: {seen:?}");
+    }
+
+    /// Asserts every member has exactly one copy of each canary.
+    fn assert_once(&self, outbox: &Path, canaries: &[&str]) {
+        let mail = common::outbox(outbox);
+        for canary in canaries {
+            let copies = self.copies_of(&mail, canary);
+            assert!(
+                copies.values().all(|&n| n == 1),
+                "{canary}: copies per member {copies:?}"
+            );
+        }
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, patience: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_in_the_mailbox_reaches_every_member_and_idle_takes_it_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice", "bob"]);
+    sandbox.extra = dovecot.intake(dir.path(), "");
+
+    // Mail that arrived while the daemon was not running.
+    let waiting: Vec<String> = (0..3).map(|_| common::canary()).collect();
+    for canary in &waiting {
+        dovecot.append("INBOX", &delivered("Waiting", canary)).await;
+    }
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    let canaries: Vec<&str> = waiting.iter().map(String::as_str).collect();
+    members.wait_for_all(&daemon.outbox, &canaries).await;
+    wait_until(
+        "the mailbox is emptied",
+        Duration::from_secs(10),
+        || async { dovecot.count("INBOX").await == 0 },
+    )
+    .await;
+
+    // The daemon now waits in IDLE (the poll interval is 60 s): new mail
+    // is taken at once.
+    wait_until("the intake is idle", Duration::from_secs(10), || async {
+        daemon
+            .shared
+            .intakes
+            .all()
+            .iter()
+            .any(|i| matches!(i.state, embargod::imap::IntakeState::Idle))
+    })
+    .await;
+    let live = common::canary();
+    let appended = Instant::now();
+    dovecot.append("INBOX", &delivered("Live", &live)).await;
+    wait_until(
+        "IDLE takes the new message",
+        Duration::from_secs(10),
+        || async { dovecot.count("INBOX").await == 0 },
+    )
+    .await;
+    let taken_in = appended.elapsed();
+    assert!(
+        taken_in < Duration::from_secs(1),
+        "IDLE took {taken_in:?} to take a new message"
+    );
+    members.wait_for_all(&daemon.outbox, &[&live]).await;
+    daemon.settle().await;
+    let mut all = canaries.clone();
+    all.push(&live);
+    members.assert_once(&daemon.outbox, &all);
+
+    // Each copy says where the report came from; the reporter was
+    // acknowledged at the envelope sender of the delivery.
+    let mail = common::outbox(&daemon.outbox);
+    let (alice, secret) = &members.secrets[0];
+    let copy = mail
+        .iter()
+        .filter(|m| m.to.contains(alice))
+        .filter_map(|m| open_copy(&m.bytes, secret, &members.list_key).ok())
+        .map(|o| common::readable(&o.content))
+        .find(|t| t.contains(&live))
+        .unwrap();
+    assert!(
+        copy.contains(&format!(
+            "taken from the mailbox {USER}@127.0.0.1:{}/INBOX",
+            dovecot.port
+        )),
+        "{copy}"
+    );
+    let acks = embargod::sandbox::read_outbox(&daemon.outbox)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to == [common::REPORTER])
+        .count();
+    assert_eq!(acks, 4, "one acknowledgement per report");
+    let status = embargod::status::report(&daemon.shared);
+    assert!(status.contains("idle (IMAP IDLE), 4 taken"), "{status}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_intake_cannot_take_is_quarantined_or_left_never_looped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    Members::add(&mut sandbox, &["alice"]);
+    sandbox.lmtp_extra = "max_message_size = 20000\n".into();
+    sandbox.extra = dovecot.intake(dir.path(), "");
+    // No From: (LMTP refuses it); and one over the size limit.
+    dovecot
+        .append("INBOX", b"Subject: no sender\r\n\r\nwho wrote this?\r\n")
+        .await;
+    let huge = [delivered("Huge", &common::canary()), vec![b'x'; 30_000]].concat();
+    dovecot.append("INBOX", &huge).await;
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    wait_until(
+        "the bad message is quarantined",
+        Duration::from_secs(20),
+        || async { !daemon.held().is_empty() },
+    )
+    .await;
+    let held = daemon.held();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].contains("no From"), "{held:?}");
+    // The PST hears of it, encrypted.
+    daemon.wait_outbox(1).await;
+    daemon.settle().await;
+    // The huge message stays where it is, unread, and is not taken again
+    // and again.
+    assert_eq!(dovecot.count("INBOX").await, 1);
+    let counted = |outcome: &str| {
+        daemon
+            .shared
+            .metrics
+            .intake
+            .get_or_create(&embargod::metrics::IntakeLabel {
+                list: "security".into(),
+                outcome: outcome.into(),
+            })
+            .get()
+    };
+    assert_eq!(counted("too-large"), 1);
+    assert_eq!(counted("quarantined"), 1);
+    daemon.stop().await;
+}
+
+/// The daemon as a process, on this sandbox's config.
+fn spawn(config: &Path) -> common::Running {
+    common::spawn_binary(config, "info")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_between_spooling_and_removal_takes_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice", "bob"]);
+    // Taken messages are moved to a folder that does not exist yet: the
+    // daemon spools them and then cannot remove them — the state a crash
+    // between the two steps leaves.
+    sandbox.extra = dovecot.intake(dir.path(), "processed_mailbox = \"Processed\"");
+    let config = sandbox.write_config().unwrap();
+    let canaries: Vec<String> = (0..3).map(|_| common::canary()).collect();
+    for canary in &canaries {
+        dovecot.append("INBOX", &delivered("Once", canary)).await;
+    }
+    let mut daemon = spawn(&config);
+    let refs: Vec<&str> = canaries.iter().map(String::as_str).collect();
+    members.wait_for_all(&sandbox.outbox_dir(), &refs).await;
+    assert_eq!(
+        dovecot.count("INBOX").await,
+        3,
+        "not removed: no Processed folder"
+    );
+    // SIGKILL, then the folder appears and the daemon starts again.
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    dovecot.create("Processed").await;
+    let daemon = spawn(&config);
+    wait_until(
+        "the messages are moved",
+        Duration::from_secs(30),
+        || async { dovecot.count("INBOX").await == 0 && dovecot.count("Processed").await == 3 },
+    )
+    .await;
+    // One more message goes the normal way.
+    let after = common::canary();
+    dovecot.append("INBOX", &delivered("After", &after)).await;
+    members.wait_for_all(&sandbox.outbox_dir(), &[&after]).await;
+    drop(daemon);
+    let mut all = refs.clone();
+    all.push(&after);
+    members.assert_once(&sandbox.outbox_dir(), &all);
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("moving taken messages there"),
+        "the failed move is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_uidvalidity_takes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice"]);
+    sandbox.extra = dovecot.intake(dir.path(), "processed_mailbox = \"Processed\"");
+    let old: Vec<String> = (0..2).map(|_| common::canary()).collect();
+    for canary in &old {
+        dovecot.append("INBOX", &delivered("Before", canary)).await;
+    }
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    let refs: Vec<&str> = old.iter().map(String::as_str).collect();
+    members.wait_for_all(&daemon.outbox, &refs).await;
+    daemon.settle().await;
+    daemon.stop().await;
+    assert_eq!(
+        dovecot.count("INBOX").await,
+        2,
+        "still there: no Processed folder"
+    );
+
+    // The server loses its UIDs (a restore, a migration): same messages,
+    // new UIDVALIDITY, and one new message.
+    let before = dovecot.uid_validity("INBOX").await;
+    dovecot.stop();
+    dovecot.forget_uids();
+    std::thread::sleep(Duration::from_secs(1)); // UIDVALIDITY is a time in seconds
+    dovecot.run();
+    assert_ne!(dovecot.uid_validity("INBOX").await, before);
+    let new = common::canary();
+    dovecot.append("INBOX", &delivered("New", &new)).await;
+    dovecot.create("Processed").await;
+
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    members.wait_for_all(&daemon.outbox, &[&new]).await;
+    wait_until("all three are moved", Duration::from_secs(20), || async {
+        dovecot.count("INBOX").await == 0 && dovecot.count("Processed").await == 3
+    })
+    .await;
+    daemon.settle().await;
+    let mut all = refs.clone();
+    all.push(&new);
+    members.assert_once(&daemon.outbox, &all);
+    let duplicates = daemon
+        .shared
+        .metrics
+        .intake
+        .get_or_create(&embargod::metrics::IntakeLabel {
+            list: "security".into(),
+            outcome: "duplicate".into(),
+        })
+        .get();
+    assert_eq!(duplicates, 2, "both old messages recognised");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_a_server_away_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice"]);
+    sandbox.extra = dovecot.intake(dir.path(), "");
+    let password = dir.path().join("imap-password");
+    std::fs::write(&password, "not the password\n").unwrap();
+    let first = common::canary();
+    dovecot.append("INBOX", &delivered("First", &first)).await;
+    let daemon = common::start(&sandbox, Clock::system()).await;
+
+    // A clear error, in status and the log, and nothing taken.
+    let status = || embargod::status::report(&daemon.shared);
+    wait_until(
+        "the login failure shows",
+        Duration::from_secs(10),
+        || async { status().contains("reconnecting since") },
+    )
+    .await;
+    assert!(
+        status().contains(&format!("login as {USER:?} refused")),
+        "{}",
+        status()
+    );
+    assert_eq!(dovecot.count("INBOX").await, 1);
+    // The admin fixes the password file: the next attempt logs in.
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    members.wait_for_all(&daemon.outbox, &[&first]).await;
+
+    // The server goes away for a while; mail delivered meanwhile is
+    // taken when it is back.
+    wait_until("the intake is idle", Duration::from_secs(10), || async {
+        status().contains("idle (IMAP IDLE)")
+    })
+    .await;
+    dovecot.stop();
+    wait_until("the lost server shows", Duration::from_secs(10), || async {
+        status().contains("reconnecting since")
+    })
+    .await;
+    dovecot.run();
+    let second = common::canary();
+    dovecot.append("INBOX", &delivered("Second", &second)).await;
+    members.wait_for_all(&daemon.outbox, &[&second]).await;
+    daemon.settle().await;
+    members.assert_once(&daemon.outbox, &[&first, &second]);
+    daemon.stop().await;
+}
+
+#[test]
+fn a_password_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    Members::add(&mut sandbox, &["alice"]);
+    let port = free_port();
+    let password = dir.path().join("imap-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    sandbox.extra = format!(
+        "[lists.security.imap]\nserver = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         username = \"u\"\npassword_file = \"imap-password\"\n"
+    );
+    let config = sandbox.write_config().unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(&config)
+        .args(["check", "--offline"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).to_string()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{said}");
+    assert!(said.contains("readable by others (mode 644)"), "{said}");
+}
+
+#[test]
+fn a_plaintext_login_to_another_host_is_refused_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    Members::add(&mut sandbox, &["alice"]);
+    sandbox.extra = "[lists.security.imap]\nserver = \"imap.example.net\"\ntls = \"none\"\n\
+                     username = \"u\"\npassword_file = \"p\"\n"
+        .into();
+    let config = sandbox.write_config().unwrap();
+    let error = embargod::config::Config::load(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("lists.security.imap.tls"), "{error}");
+    assert!(error.contains("only for a server on loopback"), "{error}");
+}
