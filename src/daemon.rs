@@ -132,8 +132,13 @@ impl Daemon {
             stop.clone(),
             sessions.clone(),
         ));
-        for list in shared.config().lists().filter(|l| l.imap.is_some()) {
-            tasks.spawn(crate::imap::run(shared.clone(), list.name, stop.clone()));
+        for list in shared.config().lists() {
+            if list.imap.is_some() {
+                tasks.spawn(crate::imap::run(shared.clone(), list.name, stop.clone()));
+            }
+            if list.maildir.is_some() {
+                tasks.spawn(crate::maildir::run(shared.clone(), list.name, stop.clone()));
+            }
         }
         tasks.spawn(crate::fanout::worker::run(shared.clone(), stop.clone()));
         tasks.spawn(crate::delivery::run(shared.clone(), stop.clone()));

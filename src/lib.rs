@@ -4,8 +4,8 @@
 //!
 //! 1. [`lmtp`] receives it from the local MTA (RFC 2033) and answers `250`
 //!    only once it is sealed into the spool of the [`store`] and flushed;
-//!    or [`imap`] takes it from a hosted mailbox, spooling it before it
-//!    removes it there.
+//!    or [`imap`] and [`maildir`] take it from a mailbox, spooling it
+//!    before they remove it there ([`intake`]).
 //! 2. [`fanout::worker`] takes each spooled message and asks [`lists`]
 //!    what becomes of it: [`lists::security`] routes a report into the
 //!    case process ([`case`]), [`lists::distributors`] checks a signed PST
@@ -52,11 +52,13 @@ pub mod fanout;
 pub mod freshness;
 mod fsutil;
 pub mod imap;
+pub mod intake;
 pub mod keys;
 pub mod keywords;
 pub mod ledger;
 pub mod lists;
 pub mod lmtp;
+pub mod maildir;
 pub mod mark;
 pub mod metrics;
 pub mod mime;

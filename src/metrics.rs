@@ -41,7 +41,7 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
-/// The `list` and `outcome` labels of the IMAP intake.
+/// The `list` and `outcome` labels of the mailbox intakes (IMAP, maildir).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IntakeLabel {
     /// `security` or `distributors`.
@@ -59,8 +59,8 @@ pub struct Metrics {
     pub refused: Family<ReasonLabel, Counter>,
     /// Copies, per outcome.
     pub copies: Family<OutcomeLabel, Counter>,
-    /// Messages taken from IMAP mailboxes (and sessions ended by an
-    /// error), per list and outcome.
+    /// Messages taken from IMAP mailboxes and maildirs (and attempts
+    /// ended by an error), per list and outcome.
     pub intake: Family<IntakeLabel, Counter>,
     /// Seconds from acceptance to the fan-out committed.
     pub processing: Histogram,
@@ -107,8 +107,9 @@ impl Default for Metrics {
             metrics.copies.clone(),
         );
         registry.register(
-            "imap_intake",
-            "IMAP intake by list and outcome: spooled, quarantined, duplicate, too-large, error",
+            "mailbox_intake",
+            "Messages taken from IMAP mailboxes and maildirs, by list and outcome: spooled, \
+             quarantined, duplicate, too-large, error",
             metrics.intake.clone(),
         );
         registry.register(
@@ -162,7 +163,7 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Counts an IMAP intake `outcome` for `list`.
+    /// Counts a mailbox intake `outcome` for `list`.
     pub fn intake(&self, list: &str, outcome: &str) {
         self.intake
             .get_or_create(&IntakeLabel {

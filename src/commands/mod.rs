@@ -204,6 +204,24 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
                 detail,
             });
         }
+        if let Some(maildir) = &list.maildir {
+            let subject = format!("list {} maildir {}", list.name, maildir.path.display());
+            findings.push(match crate::maildir::check(maildir) {
+                Ok(()) => Finding {
+                    level: Level::Ok,
+                    subject,
+                    detail: format!(
+                        "new/ and cur/ are there; scanned every {}",
+                        humantime::format_duration(maildir.poll_interval)
+                    ),
+                },
+                Err(e) => Finding {
+                    level: Level::Error,
+                    subject,
+                    detail: e.to_string(),
+                },
+            });
+        }
     }
     for member in config.members.values() {
         let subject = format!(

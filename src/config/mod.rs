@@ -296,6 +296,19 @@ pub struct List {
     /// `[lists.NAME.imap]`: a mailbox the daemon polls for this list's
     /// mail, besides LMTP.
     pub imap: Option<ImapIntake>,
+    /// `[lists.NAME.maildir]`: a maildir the daemon takes this list's
+    /// mail from, besides LMTP.
+    pub maildir: Option<MaildirIntake>,
+}
+
+/// A maildir another program fills (getmail, fetchmail, an MDA): every
+/// message in its `new/` and `cur/` is spooled, then its file removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaildirIntake {
+    /// The maildir: the folder holding `new/`, `cur/` and `tmp/`.
+    pub path: PathBuf,
+    /// How often it is scanned (default 2 s).
+    pub poll_interval: Duration,
 }
 
 /// A hosted mailbox taken in as a list's mail: every message in it is

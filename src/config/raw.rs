@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{
     Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake, ImapTls,
-    LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig, Member, MetricsConfig,
-    Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
+    LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig, MaildirIntake, Member,
+    MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
 };
 
 /// The configuration file as written: every table and key optional, checked into [`super::Config`].
@@ -290,6 +290,21 @@ struct RawList {
     #[serde(default)]
     mark_patches: bool,
     imap: Option<RawImap>,
+    maildir: Option<RawMaildir>,
+}
+
+/// `[lists.NAME.maildir]`: a maildir another program fills (getmail,
+/// fetchmail, an MDA).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaildir {
+    path: PathBuf,
+    #[serde(default = "default_maildir_poll", with = "humantime_serde")]
+    poll_interval: Duration,
+}
+
+fn default_maildir_poll() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// `[lists.NAME.imap]`: a hosted mailbox polled for the list's mail.
@@ -461,6 +476,19 @@ impl Checker<'_> {
                 .as_ref()
                 .map(|imap| self.imap(&format!("{key}.imap"), imap))
                 .transpose()?,
+            maildir: match &raw.maildir {
+                Some(m) if m.poll_interval < Duration::from_millis(100) => {
+                    return Err(self.invalid(
+                        format!("{key}.maildir.poll_interval"),
+                        "must be at least 100ms",
+                    ))
+                }
+                Some(m) => Some(MaildirIntake {
+                    path: self.path(&m.path),
+                    poll_interval: m.poll_interval,
+                }),
+                None => None,
+            },
         })
     }
 
@@ -658,6 +686,20 @@ impl RawConfig {
         {
             if !addresses.insert(address.to_string().to_ascii_lowercase()) {
                 return Err(c.invalid("lists", format!("{address} is used by two lists")));
+            }
+        }
+        if let (Some(a), Some(b)) = (
+            security.maildir.as_ref(),
+            distributors.as_ref().and_then(|l| l.maildir.as_ref()),
+        ) {
+            if a.path == b.path {
+                return Err(c.invalid(
+                    "lists.distributors.maildir.path",
+                    format!(
+                        "{} is the security list's maildir too: each list needs its own",
+                        b.path.display()
+                    ),
+                ));
             }
         }
         if let (Some(a), Some(b)) = (

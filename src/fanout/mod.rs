@@ -187,7 +187,9 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
             };
             match via {
                 Intake::Lmtp => sender.to_string(),
-                Intake::Imap(mailbox) => format!("{sender}, taken from the mailbox {mailbox}"),
+                Intake::Imap(mailbox) | Intake::Maildir(mailbox) => {
+                    format!("{sender}, taken from the mailbox {mailbox}")
+                }
             }
         }
         Source::Notice { .. } => String::new(),

@@ -27,9 +27,9 @@
 mod connect;
 pub(crate) mod position;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -38,11 +38,9 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Timestamp;
 use crate::config::{ImapIntake, ListName};
-use crate::mime::inbound::precheck;
+use crate::intake::{IntakeState, Mailbox, Taken};
 use crate::state::Shared;
-use crate::store::{
-    Incoming, IncomingMeta, Intake, QuarantineMeta, Source, StoreError, Transaction,
-};
+use crate::store::{Intake, StoreError, Transaction};
 use connect::ImapSession;
 use position::Position;
 
@@ -78,66 +76,6 @@ pub enum ImapError {
     Timeout(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What an intake is doing, for `embargod status`.
-#[derive(Debug, Clone)]
-pub enum IntakeState {
-    /// Connecting or logging in.
-    Connecting,
-    /// Logged in, waiting in IDLE for new mail.
-    Idle,
-    /// Logged in, checking every `poll_interval` (the server has no IDLE).
-    Polling,
-    /// The last session failed; the next attempt is after a backoff.
-    Reconnecting {
-        /// Since when it has been failing.
-        since: Timestamp,
-    },
-}
-
-/// One intake's line in `embargod status`.
-#[derive(Debug, Clone)]
-pub struct IntakeStatus {
-    /// The list its mail is for.
-    pub list: ListName,
-    /// `user@server:port/mailbox`.
-    pub mailbox: String,
-    /// What it is doing.
-    pub state: IntakeState,
-    /// Messages taken (spooled or quarantined) since the daemon started.
-    pub taken: u64,
-    /// The last error and when, if any.
-    pub last_error: Option<(Timestamp, String)>,
-}
-
-/// Every intake's status, by mailbox label.
-#[derive(Debug, Default)]
-pub struct Board(Mutex<BTreeMap<String, IntakeStatus>>);
-
-impl Board {
-    /// The intakes' statuses, ordered by mailbox.
-    pub fn all(&self) -> Vec<IntakeStatus> {
-        self.lock().values().cloned().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, IntakeStatus>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn update(&self, list: ListName, mailbox: &str, change: impl FnOnce(&mut IntakeStatus)) {
-        let mut board = self.lock();
-        let status = board
-            .entry(mailbox.to_string())
-            .or_insert_with(|| IntakeStatus {
-                list,
-                mailbox: mailbox.to_string(),
-                state: IntakeState::Connecting,
-                taken: 0,
-                last_error: None,
-            });
-        change(status);
-    }
 }
 
 /// Checks the password file of `intake` (readable, mode 0600, not
@@ -196,13 +134,15 @@ pub async fn run(shared: Arc<Shared>, list: ListName, shutdown: CancellationToke
         let Some(intake) = shared.config().list(list).and_then(|l| l.imap.clone()) else {
             return;
         };
-        let label = intake.label();
-        shared
-            .intakes
-            .update(list, &label, |s| s.state = IntakeState::Connecting);
+        let mailbox = Mailbox {
+            shared: &shared,
+            list,
+            via: Intake::Imap(intake.label()),
+        };
+        mailbox.set_state(IntakeState::Connecting);
         let mut logged_in = false;
         let ended = tokio::select! {
-            ended = session(&shared, list, &intake, &shutdown, &mut logged_in) => ended,
+            ended = session(&mailbox, &intake, &shutdown, &mut logged_in) => ended,
             // Each message is taken in one transaction: stopping between
             // any two steps leaves it either untaken or taken, never half.
             _ = shutdown.cancelled() => return,
@@ -215,14 +155,8 @@ pub async fn run(shared: Arc<Shared>, list: ListName, shutdown: CancellationToke
             Ok(()) => return,
             Err(error) => error,
         };
-        let now = Timestamp::from(shared.clock.now());
-        let since = *failing_since.get_or_insert(now);
-        warn!(list = list.as_str(), mailbox = %label, %error, retry_in = ?backoff, "IMAP intake: session ended");
-        shared.metrics.intake(list.as_str(), "error");
-        shared.intakes.update(list, &label, |s| {
-            s.state = IntakeState::Reconnecting { since };
-            s.last_error = Some((now, error.to_string()));
-        });
+        let since = *failing_since.get_or_insert(Timestamp::from(shared.clock.now()));
+        mailbox.failed(&error, since, backoff);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
@@ -234,30 +168,27 @@ pub async fn run(shared: Arc<Shared>, list: ListName, shutdown: CancellationToke
 /// One connection: rounds of taking, with IDLE or a sleep between them.
 /// Returns `Ok` only at shutdown.
 async fn session(
-    shared: &Arc<Shared>,
-    list: ListName,
+    mailbox: &Mailbox<'_>,
     intake: &ImapIntake,
     shutdown: &CancellationToken,
     logged_in: &mut bool,
 ) -> Result<(), ImapError> {
-    let label = intake.label();
+    let (shared, list, label) = (mailbox.shared, mailbox.list, mailbox.label());
     let mut session = connect::login(intake).await?;
     *logged_in = true;
     let capabilities = within("CAPABILITY", session.capabilities()).await?;
     let idle = capabilities.has_str("IDLE");
-    let mailbox_key = position::key(list.as_str(), &label);
-    let before = Timestamp::from(shared.clock.now()) - position::REMEMBERED;
+    let mailbox_key = position::key(list.as_str(), label);
+    let before = Timestamp::from(shared.clock.now()) - crate::intake::REMEMBERED;
     crate::blocking({
         let (store, mailbox_key) = (shared.store.clone(), mailbox_key.clone());
-        move || position::forget_before(&store, &mailbox_key, before)
+        move || crate::intake::forget_before(&store, &mailbox_key, before)
     })
     .await?;
     info!(list = list.as_str(), mailbox = %label, idle, "IMAP intake logged in");
     let mut round = Round {
-        shared,
-        list,
+        mailbox,
         intake,
-        label: &label,
         key: &mailbox_key,
         can_move: capabilities.has_str("MOVE"),
         uidplus: capabilities.has_str("UIDPLUS"),
@@ -269,7 +200,7 @@ async fn session(
         } else {
             IntakeState::Polling
         };
-        shared.intakes.update(list, &label, |s| s.state = state);
+        mailbox.set_state(state);
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -306,23 +237,10 @@ async fn within<T>(
         .map_err(ImapError::from)
 }
 
-/// What became of one message.
-enum Taken {
-    /// Spooled: its size in bytes.
-    Spooled(usize),
-    Quarantined(String),
-    /// Taken before, under another UIDVALIDITY.
-    Duplicate,
-    /// Larger than `lmtp.max_message_size`: left in the mailbox.
-    Left(u32),
-}
-
 /// What one round reads: the mailbox and where it is kept.
 struct Round<'a> {
-    shared: &'a Arc<Shared>,
-    list: ListName,
+    mailbox: &'a Mailbox<'a>,
     intake: &'a ImapIntake,
-    label: &'a str,
     key: &'a [u8],
     /// The server has MOVE (RFC 6851) and UIDPLUS (RFC 4315).
     can_move: bool,
@@ -343,14 +261,14 @@ impl Round<'_> {
             mailbox: self.intake.mailbox.clone(),
             reason: "the server gave no UIDVALIDITY".into(),
         })?;
-        let store = &self.shared.store;
+        let store = &self.mailbox.shared.store;
         let saved = position::load(store, self.key)?;
         let (mut position, by_identity) = match saved {
             Some(p) if p.uid_validity == validity => (p, false),
             Some(p) => {
                 warn!(
-                    list = self.list.as_str(),
-                    mailbox = %self.label,
+                    list = self.mailbox.list.as_str(),
+                    mailbox = %self.mailbox.label(),
                     was = p.uid_validity,
                     now = validity,
                     "IMAP intake: UIDVALIDITY changed; messages are matched by Message-ID and body \
@@ -381,9 +299,9 @@ impl Round<'_> {
             let sizes = self.sizes(session, batch).await?;
             let mut taken = Vec::new();
             for &uid in batch {
-                let limits = &self.shared.config().limits;
+                let limits = &self.mailbox.shared.config().limits;
                 if store.spool_full(limits.spool_messages, limits.spool_bytes) {
-                    warn!(mailbox = %self.label, "spool full; taking the rest later");
+                    warn!(mailbox = %self.mailbox.label(), "spool full; taking the rest later");
                     self.remove(session, &taken).await?;
                     return Ok(());
                 }
@@ -391,7 +309,7 @@ impl Round<'_> {
                 let outcome = self
                     .take(session, &mut position, uid, size, by_identity)
                     .await?;
-                self.report(uid, &outcome);
+                self.mailbox.report(&format!("UID {uid}"), &outcome);
                 if !matches!(outcome, Taken::Left(_)) {
                     taken.push(uid);
                 }
@@ -431,32 +349,32 @@ impl Round<'_> {
         size: u32,
         by_identity: bool,
     ) -> Result<Taken, ImapError> {
-        let config = self.shared.config();
-        let now = Timestamp::from(self.shared.clock.now());
+        let config = self.mailbox.shared.config();
+        let now = Timestamp::from(self.mailbox.shared.clock.now());
         let mut next = position.clone();
         next.last_uid = uid;
         let mut tx = Transaction::new();
         let outcome = if size as usize > config.lmtp.max_message_size {
             next.left.push(uid);
-            Taken::Left(size)
+            Taken::Left(size.into())
         } else {
             let raw = self.fetch(session, uid).await?;
             let identity = position::identity(&raw);
             let seen = by_identity && {
-                let (store, key) = (self.shared.store.clone(), self.key.to_vec());
-                crate::blocking(move || position::was_taken(&store, &key, &identity)).await?
+                let (store, key) = (self.mailbox.shared.store.clone(), self.key.to_vec());
+                crate::blocking(move || crate::intake::was_taken(&store, &key, &identity)).await?
             };
             if seen {
                 Taken::Duplicate
             } else {
-                position::remember(&mut tx, self.key, &identity, now);
-                self.spool_or_quarantine(&mut tx, raw, now)
+                crate::intake::remember(&mut tx, self.key, &identity, now);
+                self.mailbox.admit(&mut tx, raw, now)
             }
         };
         position::save(&mut tx, self.key, &next);
-        let store = self.shared.store.clone();
+        let store = self.mailbox.shared.store.clone();
         crate::blocking(move || store.apply(tx)).await?;
-        self.shared.store.flush().await?;
+        self.mailbox.shared.store.flush().await?;
         *position = next;
         Ok(outcome)
     }
@@ -479,80 +397,6 @@ impl Round<'_> {
                 mailbox: self.intake.mailbox.clone(),
                 reason: format!("UID {uid} came back without its content"),
             })
-    }
-
-    /// Adds `raw` to `tx`: to the spool, or to the quarantine with a
-    /// notice to the PST when the LMTP intake would have refused it.
-    fn spool_or_quarantine(&self, tx: &mut Transaction, raw: Vec<u8>, now: Timestamp) -> Taken {
-        let config = self.shared.config();
-        let meta = IncomingMeta {
-            received: now,
-            source: Source::Mail {
-                mail_from: return_path(&raw),
-                lists: vec![self.list],
-                via: Intake::Imap(self.label.to_string()),
-            },
-        };
-        match precheck(&raw, config.lmtp.max_header_size) {
-            Ok(()) => {
-                let bytes = raw.len();
-                tx.spool(Incoming { meta, raw });
-                Taken::Spooled(bytes)
-            }
-            Err(refusal) => {
-                let reason = format!("taken from {} but not mail: {refusal}", self.label);
-                tx.spool(crate::notice::to_pst(
-                    &config,
-                    now.to_datetime(),
-                    "message from the mailbox quarantined",
-                    &format!(
-                        "A message taken from the mailbox {} could not be accepted and is\n\
-                         held in the quarantine: {refusal}.\n\nIts content is not included here.\n",
-                        self.label
-                    ),
-                ));
-                tx.quarantine(
-                    QuarantineMeta {
-                        time: now,
-                        reason: reason.clone(),
-                        incoming: meta,
-                    },
-                    raw,
-                );
-                Taken::Quarantined(reason)
-            }
-        }
-    }
-
-    fn report(&self, uid: u32, outcome: &Taken) {
-        let (list, mailbox) = (self.list.as_str(), self.label);
-        let metrics = &self.shared.metrics;
-        match outcome {
-            Taken::Spooled(bytes) => {
-                info!(list, %mailbox, uid, bytes, "taken from the mailbox");
-                metrics.received(list);
-                metrics.intake(list, "spooled");
-                self.shared.wake_fanout.notify_one();
-            }
-            Taken::Quarantined(reason) => {
-                warn!(list, %mailbox, uid, %reason, "quarantined");
-                metrics.intake(list, "quarantined");
-                self.shared.wake_fanout.notify_one();
-            }
-            Taken::Duplicate => {
-                info!(list, %mailbox, uid, "taken before the UIDVALIDITY changed; removed only");
-                metrics.intake(list, "duplicate");
-            }
-            Taken::Left(size) => {
-                warn!(list, %mailbox, uid, size, "larger than lmtp.max_message_size; left in the mailbox");
-                metrics.intake(list, "too-large");
-            }
-        }
-        if !matches!(outcome, Taken::Duplicate | Taken::Left(_)) {
-            self.shared
-                .intakes
-                .update(self.list, self.label, |s| s.taken += 1);
-        }
     }
 
     /// Removes `uids` from the mailbox: MOVE to `processed_mailbox`, or
@@ -598,7 +442,7 @@ impl Round<'_> {
             }
         })
         .await?;
-        debug!(mailbox = %self.label, removed = uids.len(), "removed from the mailbox");
+        debug!(mailbox = %self.mailbox.label(), removed = uids.len(), "removed from the mailbox");
         Ok(())
     }
 }
@@ -618,13 +462,4 @@ fn uid_set(uids: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The envelope sender the delivering server wrote as `Return-Path:`
-/// (RFC 5321 section 4.4): the first one, the last server's; empty when
-/// there is none, so no automatic reply goes anywhere.
-fn return_path(raw: &[u8]) -> String {
-    crate::mime::parse_headers(raw)
-        .and_then(|m| m.return_address().map(str::to_owned))
-        .unwrap_or_default()
 }

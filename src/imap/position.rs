@@ -1,25 +1,17 @@
 //! Where each mailbox's intake stands, kept in the store so it survives
 //! crashes: the UIDVALIDITY and the highest UID taken (RFC 9051 section
-//! 2.3.1.1), the UIDs deliberately left in the mailbox, and the
-//! identities of messages taken lately.
+//! 2.3.1.1), and the UIDs deliberately left in the mailbox; and a
+//! message's identity, for [`crate::intake::remember`].
 //!
 //! The position is written in the same transaction as the spool entry of
 //! the message it names, so "spooled" and "taken" are one fact.
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Timestamp;
 use crate::store::{Store, StoreError, Table, Transaction};
 
 /// mailbox key → [`Position`] (JSON).
 static POSITIONS: Table = Table::plain("imap_positions");
-/// mailbox digest (8 bytes) ++ message identity (16 bytes) → when it was
-/// taken (ms, big-endian u64). Digests only: no content, no addresses.
-static TAKEN: Table = Table::plain("imap_taken");
-
-/// How long a taken message's identity is remembered: a server restored
-/// from a backup older than this may hand a message over again.
-pub(crate) const REMEMBERED: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// One mailbox's position.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,52 +75,6 @@ fn body_of(raw: &[u8]) -> &[u8] {
         }
     }
     raw
-}
-
-fn taken_key(mailbox: &[u8], identity: &[u8; 16]) -> Vec<u8> {
-    let digest = openssl::sha::sha256(mailbox);
-    [&digest[..8], &identity[..]].concat()
-}
-
-/// Records, in `tx`, that the message `identity` was taken from `mailbox` at `now`.
-pub(crate) fn remember(tx: &mut Transaction, mailbox: &[u8], identity: &[u8; 16], now: Timestamp) {
-    tx.put(
-        &TAKEN,
-        taken_key(mailbox, identity),
-        now.millis().to_be_bytes().to_vec(),
-    );
-}
-
-/// Whether the message `identity` was taken from `mailbox` in the last
-/// [`REMEMBERED`].
-pub(crate) fn was_taken(
-    store: &Store,
-    mailbox: &[u8],
-    identity: &[u8; 16],
-) -> Result<bool, StoreError> {
-    Ok(store.get(&TAKEN, &taken_key(mailbox, identity))?.is_some())
-}
-
-/// Forgets identities taken from `mailbox` before `before`.
-pub(crate) fn forget_before(
-    store: &Store,
-    mailbox: &[u8],
-    before: Timestamp,
-) -> Result<usize, StoreError> {
-    let prefix = openssl::sha::sha256(mailbox);
-    let mut tx = Transaction::new();
-    let mut forgotten = 0;
-    for (key, value) in store.scan(&TAKEN, &prefix[..8])? {
-        let when = crate::store::be_u64(&value)?;
-        if when < before.millis() {
-            tx.remove(&TAKEN, key);
-            forgotten += 1;
-        }
-    }
-    if forgotten > 0 {
-        store.apply(tx)?;
-    }
-    Ok(forgotten)
 }
 
 #[cfg(test)]

@@ -125,6 +125,8 @@ pub enum Intake {
     Lmtp,
     /// Taken from an IMAP mailbox (`user@server:port/mailbox`).
     Imap(String),
+    /// Taken from a maildir (`maildir:PATH`).
+    Maildir(String),
 }
 
 /// Who a notice is for.

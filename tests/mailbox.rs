@@ -1,4 +1,4 @@
-//! The IMAP intake against a real Dovecot (Debian's `dovecot-imapd`,
+//! The mailbox intakes. IMAP against a real Dovecot (Debian's `dovecot-imapd`,
 //! `.ci/deps` installs it): started by each test in its own folder with
 //! its own configuration, on a loopback port, with one plaintext-login
 //! account; no system service is touched. Mail is put into the mailbox
@@ -8,7 +8,8 @@
 //! reaches every member and leaves the mailbox; IDLE takes it within a
 //! second; a SIGKILL between spooling and removal, a changed UIDVALIDITY,
 //! a wrong password and a server that goes away lose nothing and take
-//! nothing twice.
+//! nothing twice; SIGKILLs at random moments lose nothing. And a maildir
+//! filled the way getmail does (`tmp/`, then renamed into `new/`).
 
 mod common;
 
@@ -387,7 +388,7 @@ async fn mail_in_the_mailbox_reaches_every_member_and_idle_takes_it_within_a_sec
             .intakes
             .all()
             .iter()
-            .any(|i| matches!(i.state, embargod::imap::IntakeState::Idle))
+            .any(|i| matches!(i.state, embargod::intake::IntakeState::Idle))
     })
     .await;
     let live = common::canary();
@@ -688,4 +689,180 @@ fn a_plaintext_login_to_another_host_is_refused_in_the_config() {
         .to_string();
     assert!(error.contains("lists.security.imap.tls"), "{error}");
     assert!(error.contains("only for a server on loopback"), "{error}");
+}
+
+/// The case IDs (`[KAP-…]` in the subject) of the copies that read `canary`.
+fn cases_of(
+    members: &Members,
+    outbox: &[OutboxMail],
+    canary: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut cases = std::collections::BTreeSet::new();
+    for (address, secret) in &members.secrets {
+        for mail in outbox
+            .iter()
+            .filter(|m| m.to.iter().any(|to| to == address))
+        {
+            let Ok(opened) = open_copy(&mail.bytes, secret, &members.list_key) else {
+                continue;
+            };
+            let text = common::readable(&opened.content);
+            if !text.contains(canary) {
+                continue;
+            }
+            if let Some(start) = text.find("[KAP-") {
+                let end = text[start..]
+                    .find(']')
+                    .map_or(text.len(), |e| start + e + 1);
+                cases.insert(text[start..end].to_string());
+            }
+        }
+    }
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_while_taking_from_the_mailbox_lose_nothing_and_take_nothing_twice() {
+    const MESSAGES: usize = 20;
+    const KILLS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice", "bob", "carol"]);
+    sandbox.extra = dovecot.intake(dir.path(), "");
+    let config = sandbox.write_config().unwrap();
+    let canaries: Vec<String> = (0..MESSAGES).map(|_| common::canary()).collect();
+    for canary in &canaries {
+        dovecot.append("INBOX", &delivered("Killed", canary)).await;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("kill seed {seed}");
+    let mut random = seed;
+    let mut daemon = spawn(&config);
+    for _ in 0..KILLS {
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(150 + (random >> 33) % 750)).await;
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        daemon = spawn(&config);
+    }
+    let refs: Vec<&str> = canaries.iter().map(String::as_str).collect();
+    members.wait_for_all(&sandbox.outbox_dir(), &refs).await;
+    wait_until(
+        "the mailbox is emptied",
+        Duration::from_secs(30),
+        || async { dovecot.count("INBOX").await == 0 },
+    )
+    .await;
+    drop(daemon);
+    let mail = common::outbox(&sandbox.outbox_dir());
+    let mut resent = 0;
+    for canary in &refs {
+        // Taken once: one case; each member has it (a copy sent twice is
+        // the delivery's send-then-record window, counted, not the intake).
+        let cases = cases_of(&members, &mail, canary);
+        assert_eq!(cases.len(), 1, "{canary} taken as {cases:?} (seed {seed})");
+        for n in members.copies_of(&mail, canary).values() {
+            assert!(*n >= 1, "{canary} lost (seed {seed})");
+            resent += n - 1;
+        }
+    }
+    println!(
+        "{MESSAGES} messages, {KILLS} SIGKILLs: 0 lost, 0 taken twice, {resent} copies sent twice"
+    );
+}
+
+/// Writes `message` into the maildir as getmail does: into `tmp/`, then
+/// renamed into `new/`.
+fn deliver_to_maildir(maildir: &Path, name: &str, message: &[u8]) {
+    let tmp = maildir.join("tmp").join(name);
+    std::fs::write(&tmp, message).unwrap();
+    std::fs::rename(&tmp, maildir.join("new").join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_filled_by_getmail_reaches_every_member_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice", "bob"]);
+    sandbox.extra =
+        "[lists.security.maildir]\npath = \"Maildir\"\npoll_interval = \"200ms\"\n".into();
+    let canaries: Vec<String> = (0..3).map(|_| common::canary()).collect();
+    deliver_to_maildir(
+        &maildir,
+        "1700000001.M1P1.host",
+        &delivered("One", &canaries[0]),
+    );
+    deliver_to_maildir(
+        &maildir,
+        "1700000002.M1P1.host",
+        &delivered("Two", &canaries[1]),
+    );
+    // One a mail client already looked at: in cur/, with flags.
+    std::fs::write(
+        maildir.join("cur/1700000003.M1P1.host:2,S"),
+        delivered("Three", &canaries[2]),
+    )
+    .unwrap();
+    // A delivery still being written is not touched.
+    let writing = common::canary();
+    std::fs::write(
+        maildir.join("tmp/1700000004.M1P1.host"),
+        delivered("Writing", &writing),
+    )
+    .unwrap();
+
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    let refs: Vec<&str> = canaries.iter().map(String::as_str).collect();
+    members.wait_for_all(&daemon.outbox, &refs).await;
+    wait_until(
+        "new/ and cur/ are emptied",
+        Duration::from_secs(10),
+        || async { walk(&maildir.join("new")).is_empty() && walk(&maildir.join("cur")).is_empty() },
+    )
+    .await;
+    daemon.settle().await;
+    daemon.stop().await;
+    assert!(maildir.join("tmp/1700000004.M1P1.host").exists());
+    let mail = common::outbox(&sandbox.outbox_dir());
+    assert!(members.copies_of(&mail, &writing).values().all(|&n| n == 0));
+
+    // A crash after spooling and before the file was removed leaves the
+    // file behind: the next start removes it without taking it again.
+    std::fs::write(
+        maildir.join("new/1700000001.M1P1.host"),
+        delivered("One", &canaries[0]),
+    )
+    .unwrap();
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    wait_until(
+        "the leftover is removed",
+        Duration::from_secs(10),
+        || async { walk(&maildir.join("new")).is_empty() },
+    )
+    .await;
+    daemon.settle().await;
+    members.assert_once(&daemon.outbox, &refs);
+    let duplicates = daemon
+        .shared
+        .metrics
+        .intake
+        .get_or_create(&embargod::metrics::IntakeLabel {
+            list: "security".into(),
+            outcome: "duplicate".into(),
+        })
+        .get();
+    assert_eq!(duplicates, 1);
+    let status = embargod::status::report(&daemon.shared);
+    assert!(status.contains("maildir:"), "{status}");
+    daemon.stop().await;
 }
