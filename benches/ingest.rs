@@ -9,7 +9,13 @@
 //! burst it lags behind), and with the fan-out signing and encrypting each
 //! message's copy on the same two cores at the same time.
 //!
-//! `cargo bench --bench ingest`
+//! Then the mailbox intake next to it, as issue 15 asks: 1,000 messages
+//! of 5 KiB put into a real Dovecot mailbox at once (one `UID MOVE` from a
+//! staging folder), timed until every one is spooled and expunged, with
+//! LMTP ingest of the same 1,000 over one session beside it; the fan-out
+//! held back in both.
+//!
+//! `cargo bench --bench ingest` (needs `dovecot`, which `.ci/deps` installs)
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -17,11 +23,14 @@ use std::time::{Duration, Instant};
 use embargod::config::{Config, ListName};
 use embargod::daemon::{Daemon, Options, Sockets};
 use embargod::lmtp::client;
+use embargod::sandbox::dovecot::Dovecot;
 use embargod::sandbox::{Sandbox, SECURITY};
 
 const MESSAGES: usize = 5_000;
 const SESSIONS: usize = 32;
 const SIZE: usize = 5 * 1024;
+/// Messages in the mailbox-intake comparison.
+const MAILBOX_MESSAGES: usize = 1_000;
 
 fn message(i: usize) -> Vec<u8> {
     let mut text = format!(
@@ -50,16 +59,22 @@ fn fsync_rate(dir: &std::path::Path) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Sends MESSAGES messages over SESSIONS sessions and prints one row.
-async fn round(name: &str, lmtp: &embargod::config::ListenAddr, first: usize, fsyncs: f64) {
+/// Sends `count` messages over `sessions` sessions and prints one row;
+/// returns the messages per second.
+async fn round(
+    name: &str,
+    lmtp: &embargod::config::ListenAddr,
+    (first, count, sessions_n): (usize, usize, usize),
+    fsyncs: f64,
+) -> f64 {
     let started = Instant::now();
     let mut sessions = Vec::new();
-    for s in 0..SESSIONS {
+    for s in 0..sessions_n {
         let lmtp = lmtp.clone();
         sessions.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut session = client::connect(&lmtp).await.expect("connect");
-            for i in (s..MESSAGES).step_by(SESSIONS) {
+            for i in (s..count).step_by(sessions_n) {
                 let body = message(first + i);
                 let start = Instant::now();
                 let replies = session
@@ -80,7 +95,7 @@ async fn round(name: &str, lmtp: &embargod::config::ListenAddr, first: usize, fs
     let elapsed = started.elapsed();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let rate = MESSAGES as f64 / elapsed.as_secs_f64();
+    let rate = count as f64 / elapsed.as_secs_f64();
     println!(
         "{name:<22} {rate:>10.0}   {:>6.1}   {:>6.1}   {:>6.1}   {fsyncs:>13.0}   >= 1000/s {}",
         pct(0.5).as_secs_f64() * 1e3,
@@ -88,6 +103,27 @@ async fn round(name: &str, lmtp: &embargod::config::ListenAddr, first: usize, fs
         latencies.last().expect("latencies").as_secs_f64() * 1e3,
         if rate >= 1000.0 { "ok" } else { "BELOW TARGET" }
     );
+    rate
+}
+
+/// Moves `count` staged messages into the intake's mailbox at once and
+/// waits until every one is spooled and the mailbox is empty: messages/s.
+async fn mailbox_round(dovecot: &Dovecot, shared: &embargod::state::Shared, count: usize) -> f64 {
+    let mut client = dovecot.client().await;
+    for i in 0..count {
+        client
+            .append("Staging", None, None, &message(2 * MESSAGES + i))
+            .await
+            .expect("append");
+    }
+    let before = shared.store.spool_len();
+    let started = Instant::now();
+    client.uid_mv("1:*", "Bench").await.expect("UID MOVE");
+    client.logout().await.expect("logout");
+    while dovecot.count("Bench").await > 0 || shared.store.spool_len() < before + count {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -101,6 +137,10 @@ fn main() {
         sandbox
             .generate_member("alice", ListName::Security)
             .expect("member");
+        let dovecot = Dovecot::start(dir.path());
+        dovecot.create("Bench").await;
+        dovecot.create("Staging").await;
+        sandbox.extra = dovecot.intake(dir.path(), "mailbox = \"Bench\"");
         // Acknowledgements to the flooding sender would add work: at the
         // limit after the first few, as in production.
         let file = sandbox.write_config().expect("config");
@@ -129,14 +169,50 @@ fn main() {
         {
             // The fan-out waits for this lock: the ingest path alone.
             let _held = shared.embargo_lock.lock().await;
-            round("ingest alone", &lmtp, 0, fsyncs).await;
+            round("ingest alone", &lmtp, (0, MESSAGES, SESSIONS), fsyncs).await;
         }
         shared.wake_fanout.notify_one();
         while shared.store.spool_len() > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        round("with fan-out running", &lmtp, MESSAGES, fsyncs).await;
+        round(
+            "with fan-out running",
+            &lmtp,
+            (MESSAGES, MESSAGES, SESSIONS),
+            fsyncs,
+        )
+        .await;
         println!("(a transaction per message: MAIL, RCPT, DATA, 250 after the flush)");
+        while shared.store.spool_len() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        println!();
+        println!(
+            "Mailbox intake vs LMTP: {MAILBOX_MESSAGES} messages of {SIZE} bytes, fan-out held"
+        );
+        println!(
+            "round                  messages/s   p50 ms   p99 ms   max ms   disk fsyncs/s   target"
+        );
+        let (imap, lmtp_one) = {
+            let _held = shared.embargo_lock.lock().await;
+            let lmtp_one = round(
+                "LMTP, 1 session",
+                &lmtp,
+                (3 * MESSAGES, MAILBOX_MESSAGES, 1),
+                fsyncs,
+            )
+            .await;
+            (
+                mailbox_round(&dovecot, &shared, MAILBOX_MESSAGES).await,
+                lmtp_one,
+            )
+        };
+        println!(
+            "IMAP (Dovecot), 1 connection: {imap:.0} messages/s, spooled and expunged \
+             ({:.2}x LMTP over one session)",
+            imap / lmtp_one
+        );
         let _ = stop.send(());
         let _ = running.await;
     });

@@ -2,6 +2,8 @@
 //! keys and a config file using the file transport. `embargod demo` runs
 //! in one; the integration tests and benchmarks build theirs the same way.
 
+pub mod dovecot;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

@@ -34,7 +34,7 @@ pub struct Shared {
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// What each IMAP intake is doing.
-    pub intakes: crate::intake::Board,
+    pub intakes: crate::intake::board::Board,
     /// When the daemon started.
     pub started: chrono::DateTime<chrono::Utc>,
     /// Whether the daemon's tasks run (`embargod run`), or an admin
@@ -75,7 +75,7 @@ impl Shared {
             wake_scheduler: Notify::new(),
             embargo_lock: tokio::sync::Mutex::new(()),
             metrics: crate::metrics::Metrics::default(),
-            intakes: crate::intake::Board::default(),
+            intakes: crate::intake::board::Board::default(),
             started: now,
             serving: std::sync::atomic::AtomicBool::new(false),
         }

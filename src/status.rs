@@ -67,8 +67,8 @@ pub fn recent_errors() -> Vec<String> {
 }
 
 /// `imap security lists@imap.example.org:993/INBOX: idle, 3 taken; last error …`
-fn intake_line(intake: &crate::intake::IntakeStatus) -> String {
-    use crate::intake::IntakeState;
+fn intake_line(intake: &crate::intake::board::IntakeStatus) -> String {
+    use crate::intake::board::IntakeState;
     let state = match &intake.state {
         IntakeState::Connecting => "connecting".to_string(),
         IntakeState::Idle => "idle (IMAP IDLE)".to_string(),
