@@ -116,11 +116,25 @@ async fn mailbox_round(dovecot: &Dovecot, shared: &embargod::state::Shared, coun
             .await
             .expect("append");
     }
-    let before = shared.store.spool_len();
+    client.select("Staging").await.expect("SELECT");
+    let spooled = || {
+        shared
+            .metrics
+            .intake
+            .get_or_create(&embargod::metrics::IntakeLabel {
+                list: "security".into(),
+                outcome: "spooled".into(),
+            })
+            .get() as usize
+    };
+    let before = spooled();
     let started = Instant::now();
     client.uid_mv("1:*", "Bench").await.expect("UID MOVE");
     client.logout().await.expect("logout");
-    while dovecot.count("Bench").await > 0 || shared.store.spool_len() < before + count {
+    while spooled() < before + count {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while dovecot.count("Bench").await > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     count as f64 / started.elapsed().as_secs_f64()

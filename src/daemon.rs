@@ -133,11 +133,14 @@ impl Daemon {
             sessions.clone(),
         ));
         for list in shared.config().lists() {
-            if list.imap.is_some() {
-                tasks.spawn(crate::imap::run(shared.clone(), list.name, stop.clone()));
+            if let Some(imap) = &list.imap {
+                let run = crate::imap::run(shared.clone(), list.name, imap.clone(), stop.clone());
+                tasks.spawn(run);
             }
-            if list.maildir.is_some() {
-                tasks.spawn(crate::maildir::run(shared.clone(), list.name, stop.clone()));
+            if let Some(maildir) = &list.maildir {
+                let run =
+                    crate::maildir::run(shared.clone(), list.name, maildir.clone(), stop.clone());
+                tasks.spawn(run);
             }
         }
         tasks.spawn(crate::fanout::worker::run(shared.clone(), stop.clone()));

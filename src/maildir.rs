@@ -58,15 +58,19 @@ pub fn check(maildir: &MaildirIntake) -> Result<(), MaildirError> {
     Ok(())
 }
 
-/// Takes in `list`'s maildir every `poll_interval` until `shutdown`.
-pub async fn run(shared: Arc<Shared>, list: ListName, shutdown: CancellationToken) {
+/// Takes in `list`'s `maildir` every `poll_interval` until `shutdown`.
+/// It keeps the maildir it started with: a reload that changes it is
+/// reported as needing a restart.
+pub async fn run(
+    shared: Arc<Shared>,
+    list: ListName,
+    maildir: MaildirIntake,
+    shutdown: CancellationToken,
+) {
     let mut left = HashSet::new();
     let mut failing_since = None;
     let mut pruned: Option<std::time::Instant> = None;
     loop {
-        let Some(maildir) = shared.config().list(list).and_then(|l| l.maildir.clone()) else {
-            return;
-        };
         let mailbox = Mailbox {
             shared: &shared,
             list,
@@ -164,15 +168,22 @@ async fn take(
     let identity = digest16(unique.as_bytes());
     let taken = crate::blocking({
         let (store, key) = (shared.store.clone(), key.to_vec());
-        move || crate::intake::was_taken(&store, &key, &identity)
+        move || crate::intake::taken_at(&store, &key, &identity)
     })
-    .await?;
+    .await?
+    .is_some();
     if taken {
         return Ok(Taken::Duplicate);
     }
     let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > shared.config().lmtp.max_message_size as u64 {
-        return Ok(Taken::Left(size));
+    let limit = shared.config().lmtp.max_message_size;
+    if size > limit as u64 {
+        let why = format!("{size} bytes, over lmtp.max_message_size ({limit})");
+        let mut tx = Transaction::new();
+        mailbox.notice_left(&mut tx, name, &why, Timestamp::from(shared.clock.now()));
+        let store = shared.store.clone();
+        crate::blocking(move || store.apply(tx)).await?;
+        return Ok(Taken::Left(why));
     }
     let raw = tokio::fs::read(path).await.map_err(io)?;
     let now = Timestamp::from(shared.clock.now());

@@ -46,7 +46,7 @@ pub struct OutcomeLabel {
 pub struct IntakeLabel {
     /// `security` or `distributors`.
     pub list: String,
-    /// `spooled`, `quarantined`, `duplicate`, `too-large` or `error`.
+    /// `spooled`, `quarantined`, `duplicate`, `left` or `error`.
     pub outcome: String,
 }
 
@@ -109,7 +109,7 @@ impl Default for Metrics {
         registry.register(
             "mailbox_intake",
             "Messages taken from IMAP mailboxes and maildirs, by list and outcome: spooled, \
-             quarantined, duplicate, too-large, error",
+             quarantined, duplicate, left, error",
             metrics.intake.clone(),
         );
         registry.register(

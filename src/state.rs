@@ -123,6 +123,14 @@ impl Shared {
         if config.metrics.listen != old.metrics.listen {
             restart.push("metrics.listen");
         }
+        // The intakes keep the mailbox they started with.
+        if config
+            .lists()
+            .map(|l| (&l.imap, &l.maildir))
+            .ne(old.lists().map(|l| (&l.imap, &l.maildir)))
+        {
+            restart.push("lists.*.imap / lists.*.maildir");
+        }
         for (member, problem) in keys
             .members
             .iter()

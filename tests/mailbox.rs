@@ -240,7 +240,7 @@ async fn what_the_intake_cannot_take_is_quarantined_or_left_never_looped() {
             })
             .get()
     };
-    assert_eq!(counted("too-large"), 1);
+    assert_eq!(counted("left"), 1);
     assert_eq!(counted("quarantined"), 1);
     daemon.stop().await;
 }
@@ -268,9 +268,17 @@ async fn a_sigkill_between_spooling_and_removal_takes_each_message_once() {
     let mut daemon = spawn(&config);
     let refs: Vec<&str> = canaries.iter().map(String::as_str).collect();
     members.wait_for_all(&sandbox.outbox_dir(), &refs).await;
+    // A failing removal does not hold up new mail.
+    let meanwhile = common::canary();
+    dovecot
+        .append("INBOX", &delivered("Meanwhile", &meanwhile))
+        .await;
+    members
+        .wait_for_all(&sandbox.outbox_dir(), &[&meanwhile])
+        .await;
     assert_eq!(
         dovecot.count("INBOX").await,
-        3,
+        4,
         "not removed: no Processed folder"
     );
     // SIGKILL, then the folder appears and the daemon starts again.
@@ -281,7 +289,7 @@ async fn a_sigkill_between_spooling_and_removal_takes_each_message_once() {
     wait_until(
         "the messages are moved",
         Duration::from_secs(30),
-        || async { dovecot.count("INBOX").await == 0 && dovecot.count("Processed").await == 3 },
+        || async { dovecot.count("INBOX").await == 0 && dovecot.count("Processed").await == 4 },
     )
     .await;
     // One more message goes the normal way.
@@ -290,7 +298,7 @@ async fn a_sigkill_between_spooling_and_removal_takes_each_message_once() {
     members.wait_for_all(&sandbox.outbox_dir(), &[&after]).await;
     drop(daemon);
     let mut all = refs.clone();
-    all.push(&after);
+    all.extend([meanwhile.as_str(), after.as_str()]);
     members.assert_once(&sandbox.outbox_dir(), &all);
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(
@@ -623,5 +631,155 @@ async fn a_maildir_filled_by_getmail_reaches_every_member_once() {
     assert_eq!(duplicates, 1);
     let status = embargod::status::report(&daemon.shared);
     assert!(status.contains("maildir:"), "{status}");
+    daemon.stop().await;
+}
+
+/// `embargod check` (online) on the sandbox with `intake` as the
+/// security list's mailbox: success, and what it printed.
+fn check_with(sandbox: &mut Sandbox, intake: &str, ca_file: Option<&Path>) -> (bool, String) {
+    sandbox.extra = intake.to_string();
+    let config = sandbox.write_config().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_embargod"));
+    command.arg("--config").arg(&config).arg("check");
+    // The platform's trust store (rustls-native-certs) reads SSL_CERT_FILE.
+    match ca_file {
+        Some(ca) => command.env("SSL_CERT_FILE", ca),
+        None => command.env("SSL_CERT_FILE", "/nonexistent"),
+    };
+    let out = command.output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_logs_in_over_tls_and_starttls_and_refuses_an_untrusted_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start_with_tls(dir.path());
+    let (imaps, ca) = dovecot.tls.clone().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    Members::add(&mut sandbox, &["alice"]);
+    // The password file, mode 0600, as the intake writes it.
+    dovecot.intake(dir.path(), "");
+    dovecot
+        .append("INBOX", &delivered("Waiting", &common::canary()))
+        .await;
+    let intake = |port: u16, tls: &str| {
+        format!(
+            "[lists.security.imap]\nserver = \"localhost\"\nport = {port}\ntls = \"{tls}\"\n\
+             username = \"{USER}\"\npassword_file = \"imap-password\"\n"
+        )
+    };
+
+    for (port, tls) in [(imaps, "tls"), (dovecot.port, "starttls")] {
+        let (ok, said) = check_with(&mut sandbox, &intake(port, tls), Some(&ca));
+        assert!(ok, "{tls}: {said}");
+        assert!(said.contains(&format!("logged in as {USER:?}")), "{said}");
+        assert!(said.contains("1 message(s) in \"INBOX\" waiting"), "{said}");
+        assert!(said.contains("IDLE: new mail is taken at once"), "{said}");
+    }
+    // A certificate no trusted CA signed: no login, a clear error.
+    let (ok, said) = check_with(&mut sandbox, &intake(imaps, "tls"), None);
+    assert!(!ok, "{said}");
+    assert!(said.contains("TLS with localhost"), "{said}");
+    // `--offline` does not connect.
+    let config = sandbox.write_config().unwrap();
+    let offline = Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(&config)
+        .args(["check", "--offline"])
+        .env("SSL_CERT_FILE", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(offline.status.success());
+    // A wrong password and a missing folder are named.
+    std::fs::write(dir.path().join("imap-password"), "wrong\n").unwrap();
+    let (ok, said) = check_with(&mut sandbox, &intake(imaps, "tls"), Some(&ca));
+    assert!(!ok && said.contains("refused"), "{said}");
+    dovecot.intake(dir.path(), "");
+    let (ok, said) = check_with(
+        &mut sandbox,
+        &(intake(imaps, "tls") + "processed_mailbox = \"Taken\"\n"),
+        Some(&ca),
+    );
+    assert!(!ok && said.contains("mailbox \"Taken\""), "{said}");
+    assert_eq!(dovecot.count("INBOX").await, 1, "check takes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_message_is_left_and_the_rest_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let members = Members::add(&mut sandbox, &["alice"]);
+    sandbox.extra = dovecot.intake(dir.path(), "");
+    // Two reports without a Message-ID, with the same body: two reports.
+    let body = common::canary();
+    for sender in ["one", "two"] {
+        let message = format!(
+            "Return-Path: <{sender}@reporter.example>\r\nFrom: <{sender}@reporter.example>\r\n\
+             Subject: from {sender}\r\n\r\n{body}\r\n"
+        );
+        dovecot.append("INBOX", message.as_bytes()).await;
+    }
+    // And one the server cannot read (its file is unreadable to Dovecot).
+    let unreadable = common::canary();
+    dovecot
+        .append("INBOX", &delivered("Unreadable", &unreadable))
+        .await;
+    let last = dovecot
+        .inbox_files()
+        .into_iter()
+        .find(|f| std::fs::read_to_string(f).unwrap().contains(&unreadable))
+        .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&last, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let after = common::canary();
+    dovecot.append("INBOX", &delivered("After", &after)).await;
+
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    members.wait_for_all(&daemon.outbox, &[&after]).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    assert_eq!(members.copies_of(&mail, &body)["alice@example.org"], 2);
+    assert_eq!(
+        members.copies_of(&mail, &unreadable)["alice@example.org"],
+        0
+    );
+    assert_eq!(
+        dovecot.count("INBOX").await,
+        1,
+        "the unreadable one is left"
+    );
+    let left = daemon
+        .shared
+        .metrics
+        .intake
+        .get_or_create(&embargod::metrics::IntakeLabel {
+            list: "security".into(),
+            outcome: "left".into(),
+        })
+        .get();
+    assert_eq!(left, 1, "reported once, though looked at each round");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_mailbox_is_retried_with_backoff_not_every_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    Members::add(&mut sandbox, &["alice"]);
+    sandbox.extra = dovecot.intake(dir.path(), "mailbox = \"Security\"");
+    let before = dovecot.logins();
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let status = embargod::status::report(&daemon.shared);
+    assert!(status.contains("create it, or set `mailbox`"), "{status}");
+    // Attempts at 0, 1, 3 s (then 7 s): not six or more.
+    let logins = dovecot.logins() - before;
+    assert!((2..=4).contains(&logins), "{logins} logins in 6 s");
     daemon.stop().await;
 }

@@ -192,7 +192,8 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
                 Ok(()) => (
                     Level::Ok,
                     format!(
-                        "password file {} readable by the service user only",
+                        "password file {} is readable and private (mode 0600); the daemon's \
+                         user must own it",
                         intake.password_file.display()
                     ),
                 ),

@@ -410,6 +410,18 @@ impl Checker<'_> {
                 let (host, port) = split_host_port(relay).ok_or_else(|| {
                     self.invalid("delivery.smtp_relay", format!("{relay:?} is not HOST:PORT"))
                 })?;
+                if matches!(raw.tls, RawTls::None)
+                    && raw.credentials.is_some()
+                    && !is_loopback(&host)
+                {
+                    return Err(self.invalid(
+                        "delivery.tls",
+                        format!(
+                            "\"none\" (the default) would send delivery.credentials in the clear \
+                             to {host}: set tls = \"starttls\" (port 587) or \"tls\" (465)"
+                        ),
+                    ));
+                }
                 Transport::Smtp {
                     host,
                     port,
@@ -706,7 +718,21 @@ impl RawConfig {
             security.imap.as_ref(),
             distributors.as_ref().and_then(|l| l.imap.as_ref()),
         ) {
-            if a.label().eq_ignore_ascii_case(&b.label()) {
+            let same_server = a.server.eq_ignore_ascii_case(&b.server)
+                || (is_loopback(&a.server) && is_loopback(&b.server));
+            let same_account =
+                same_server && a.port == b.port && a.username.eq_ignore_ascii_case(&b.username);
+            let moves_into = |x: &ImapIntake, y: &ImapIntake| {
+                same_account && x.processed_mailbox.as_deref() == Some(y.mailbox.as_str())
+            };
+            if moves_into(a, b) || moves_into(b, a) {
+                return Err(c.invalid(
+                    "lists.*.imap.processed_mailbox",
+                    "one list's processed_mailbox is the other list's mailbox: every message \
+                     taken for one would be taken again for the other",
+                ));
+            }
+            if same_account && a.mailbox == b.mailbox {
                 return Err(c.invalid(
                     "lists.distributors.imap",
                     format!(

@@ -192,7 +192,11 @@ impl SmtpRelay {
                 .await
             {
                 connection.abort().await;
-                return Err(classify(e));
+                // The account's problem, not the copy's: it waits for
+                // the admin (delivery.credentials), it is never dropped.
+                return Err(SendError::Temporary(format!(
+                    "SMTP: the relay refuses the login in delivery.credentials: {e}"
+                )));
             }
         }
         Ok(connection)
@@ -275,7 +279,15 @@ async fn transaction(
     connection
         .command(Mail::new(envelope.from().cloned(), parameters))
         .await
-        .map_err(before)?;
+        .map_err(|e| match e.is_permanent() {
+            // A refused envelope sender is the account's problem (a
+            // submission server that does not let it send as
+            // delivery.from), not the copy's: it waits, never dropped.
+            true => Failure::Refused(SendError::Temporary(format!(
+                "SMTP: the relay refuses the envelope sender (delivery.from): {e}"
+            ))),
+            false => before(e),
+        })?;
     for to in envelope.to() {
         connection
             .command(Rcpt::new(to.clone(), Vec::new()))

@@ -40,7 +40,11 @@ pub(crate) async fn login(intake: &ImapIntake) -> Result<ImapSession, ImapError>
             .await
             .map_err(|(error, _)| ImapError::Login {
                 username: intake.username.clone(),
-                reason: error.to_string(),
+                reason: format!(
+                    "{} (check the password in {})",
+                    super::server_words(&error),
+                    intake.password_file.display()
+                ),
             })
     })
     .await
@@ -69,7 +73,7 @@ async fn open(intake: &ImapIntake) -> Result<Client<Box<dyn Io>>, ImapError> {
                 .await
                 .map_err(|e| ImapError::Tls {
                     server: intake.server.clone(),
-                    reason: format!("STARTTLS refused: {e}"),
+                    reason: format!("STARTTLS refused: {}", super::server_words(&e)),
                 })?;
             // Nothing the server said before TLS is kept (RFC 9051
             // section 6.2.1): the client is made anew on the TLS stream.
@@ -106,7 +110,19 @@ async fn tls(
     TlsConnector::from(client_config().map_err(|e| failed(e.to_string()))?)
         .connect(name, tcp)
         .await
-        .map_err(|e| failed(e.to_string()))
+        .map_err(|e| {
+            let hint = match e.to_string() {
+                text if text.contains("corrupt message") => {
+                    " (the server did not answer in TLS: port 993 is implicit TLS, \
+                     143 plaintext or STARTTLS: tls = \"starttls\")"
+                }
+                text if text.contains("certificate") => {
+                    " (no trusted CA vouches for it in the system store, for this name)"
+                }
+                _ => "",
+            };
+            failed(format!("{e}{hint}"))
+        })
 }
 
 /// rustls with the ring provider and the platform's trust store (the
@@ -130,7 +146,12 @@ pub(crate) fn read_password(path: &Path) -> Result<String, ImapError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => failed(format!(
+            "{e}: the daemon's user must own it (chown embargod, chmod 600)"
+        )),
+        _ => failed(e.to_string()),
+    })?;
     let mode = file
         .metadata()
         .map_err(|e| failed(e.to_string()))?

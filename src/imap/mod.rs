@@ -70,7 +70,7 @@ pub enum ImapError {
     Login { username: String, reason: String },
     #[error("mailbox {mailbox:?}: {reason}")]
     Mailbox { mailbox: String, reason: String },
-    #[error("IMAP: {0}")]
+    #[error("IMAP: {}", server_words(.0))]
     Protocol(#[from] async_imap::error::Error),
     #[error("no answer to {0} within the time allowed")]
     Timeout(&'static str),
@@ -97,11 +97,16 @@ pub async fn probe(intake: &ImapIntake) -> Result<String, ImapError> {
     let capabilities = within("CAPABILITY", session.capabilities()).await?;
     let mut detail = format!("logged in as {:?}", intake.username);
     for mailbox in std::iter::once(&intake.mailbox).chain(intake.processed_mailbox.as_ref()) {
+        let setting = if *mailbox == intake.mailbox {
+            "mailbox"
+        } else {
+            "processed_mailbox"
+        };
         let status = within("STATUS", session.status(mailbox, "(MESSAGES)"))
             .await
             .map_err(|e| ImapError::Mailbox {
                 mailbox: mailbox.clone(),
-                reason: e.to_string(),
+                reason: format!("{e} (create it, or change `{setting}`)"),
             })?;
         if *mailbox == intake.mailbox {
             detail.push_str(&format!(
@@ -120,34 +125,38 @@ pub async fn probe(intake: &ImapIntake) -> Result<String, ImapError> {
             humantime::format_duration(intake.poll_interval)
         ));
     }
-    let _ = session.logout().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
     Ok(detail)
 }
 
-/// Takes in `list`'s mailbox until `shutdown`, reconnecting with backoff.
-/// The configuration is read again at each connection, so a reload that
-/// changes the mailbox takes effect at the next one.
-pub async fn run(shared: Arc<Shared>, list: ListName, shutdown: CancellationToken) {
+/// Takes in `list`'s mailbox `intake` until `shutdown`, reconnecting
+/// with backoff. It keeps the mailbox it started with: a reload that
+/// changes it is reported as needing a restart.
+pub async fn run(
+    shared: Arc<Shared>,
+    list: ListName,
+    intake: ImapIntake,
+    shutdown: CancellationToken,
+) {
     let mut backoff = BACKOFF_FIRST;
     let mut failing_since = None;
     loop {
-        let Some(intake) = shared.config().list(list).and_then(|l| l.imap.clone()) else {
-            return;
-        };
         let mailbox = Mailbox {
             shared: &shared,
             list,
             via: Intake::Imap(intake.label()),
         };
         mailbox.set_state(IntakeState::Connecting);
-        let mut logged_in = false;
+        let mut served = false;
         let ended = tokio::select! {
-            ended = session(&mailbox, &intake, &shutdown, &mut logged_in) => ended,
+            ended = session(&mailbox, &intake, &shutdown, &mut served) => ended,
             // Each message is taken in one transaction: stopping between
             // any two steps leaves it either untaken or taken, never half.
             _ = shutdown.cancelled() => return,
         };
-        if logged_in {
+        // Only a session that took the mailbox once counts as recovered: an
+        // error right after each login must not retry every second.
+        if served {
             backoff = BACKOFF_FIRST;
             failing_since = None;
         }
@@ -171,11 +180,10 @@ async fn session(
     mailbox: &Mailbox<'_>,
     intake: &ImapIntake,
     shutdown: &CancellationToken,
-    logged_in: &mut bool,
+    served: &mut bool,
 ) -> Result<(), ImapError> {
     let (shared, list, label) = (mailbox.shared, mailbox.list, mailbox.label());
     let mut session = connect::login(intake).await?;
-    *logged_in = true;
     let capabilities = within("CAPABILITY", session.capabilities()).await?;
     let idle = capabilities.has_str("IDLE");
     let mailbox_key = position::key(list.as_str(), label);
@@ -195,6 +203,7 @@ async fn session(
     };
     loop {
         round.take_all(&mut session).await?;
+        *served = true;
         let state = if idle {
             IntakeState::Idle
         } else {
@@ -226,6 +235,33 @@ async fn wait_idle(session: ImapSession, at_most: Duration) -> Result<ImapSessio
     within("DONE", idle.done()).await
 }
 
+/// What the server said, without the client library's debug framing
+/// (`code: None, info: Some("…")`).
+pub(crate) fn server_words(error: &async_imap::error::Error) -> String {
+    use async_imap::error::Error;
+    let text = match error {
+        Error::No(text) | Error::Bad(text) => text,
+        other => return other.to_string(),
+    };
+    text.split_once("Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map(|(words, _)| words.replace("\\\"", "\""))
+        .unwrap_or_else(|| text.clone())
+}
+
+impl ImapError {
+    /// Whether the connection is gone (or can no longer be trusted), as
+    /// opposed to a command the server refused on a working connection.
+    fn connection_lost(&self) -> bool {
+        !matches!(
+            self,
+            ImapError::Mailbox { .. }
+                | ImapError::Protocol(async_imap::error::Error::No(_))
+                | ImapError::Protocol(async_imap::error::Error::Bad(_))
+        )
+    }
+}
+
 /// Runs an IMAP command with [`COMMAND_TIMEOUT`].
 async fn within<T>(
     what: &'static str,
@@ -235,6 +271,16 @@ async fn within<T>(
         .await
         .map_err(|_| ImapError::Timeout(what))?
         .map_err(ImapError::from)
+}
+
+/// A message found in the mailbox, to be taken.
+struct Found {
+    uid: u32,
+    /// Its RFC822.SIZE, when the server gave one.
+    size: Option<u32>,
+    /// After a UIDVALIDITY change (or with no position yet): it is a
+    /// duplicate if its identity was taken before this time.
+    taken_before: Option<Timestamp>,
 }
 
 /// What one round reads: the mailbox and where it is kept.
@@ -255,7 +301,7 @@ impl Round<'_> {
             .await
             .map_err(|e| ImapError::Mailbox {
                 mailbox: self.intake.mailbox.clone(),
-                reason: e.to_string(),
+                reason: format!("{e} (create it, or set `mailbox`)"),
             })?;
         let validity = mailbox.uid_validity.ok_or_else(|| ImapError::Mailbox {
             mailbox: self.intake.mailbox.clone(),
@@ -281,45 +327,80 @@ impl Round<'_> {
         if mailbox.exists == 0 {
             return Ok(());
         }
+        let round_started = Timestamp::from(self.mailbox.shared.clock.now());
         let mut uids: Vec<u32> = within("UID SEARCH", session.uid_search("ALL"))
             .await?
             .into_iter()
             .collect();
         uids.sort_unstable();
-        // Left messages that are gone need no more remembering.
+        // Left messages that are gone need no more remembering; those
+        // still there are looked at again (the limit may have been raised).
         position.left.retain(|uid| uids.binary_search(uid).is_ok());
-        let (done, new): (Vec<u32>, Vec<u32>) =
+        position
+            .unreadable
+            .retain(|uid| uids.binary_search(uid).is_ok());
+        let (old, new): (Vec<u32>, Vec<u32>) =
             uids.into_iter().partition(|&uid| uid <= position.last_uid);
-        let done: Vec<u32> = done
+        let done: Vec<u32> = old
             .into_iter()
-            .filter(|uid| !position.left.contains(uid))
+            .filter(|uid| !position.left.contains(uid) && !position.unreadable.contains(uid))
             .collect();
-        self.remove(session, &done).await?;
-        for batch in new.chunks(BATCH) {
+        self.remove_or_note(session, &done).await?;
+        // New mail first: a message left behind never holds it up.
+        let candidates: Vec<u32> = new.into_iter().chain(position.left.clone()).collect();
+        for batch in candidates.chunks(BATCH) {
             let sizes = self.sizes(session, batch).await?;
             let mut taken = Vec::new();
             for &uid in batch {
                 let limits = &self.mailbox.shared.config().limits;
                 if store.spool_full(limits.spool_messages, limits.spool_bytes) {
                     warn!(mailbox = %self.mailbox.label(), "spool full; taking the rest later");
-                    self.remove(session, &taken).await?;
-                    return Ok(());
+                    return self.remove_or_note(session, &taken).await;
                 }
-                let size = sizes.get(&uid).copied().unwrap_or(0);
-                let outcome = self
-                    .take(session, &mut position, uid, size, by_identity)
-                    .await?;
-                self.mailbox.report(&format!("UID {uid}"), &outcome);
-                if !matches!(outcome, Taken::Left(_)) {
-                    taken.push(uid);
+                let was_left = position.left.contains(&uid);
+                let found = Found {
+                    uid,
+                    size: sizes.get(&uid).copied(),
+                    // After a UIDVALIDITY change, only what was taken before
+                    // this round: two copies of one message in the mailbox
+                    // are two deliveries, as over LMTP.
+                    taken_before: by_identity.then_some(round_started),
+                };
+                let outcome = self.take(session, &mut position, found).await?;
+                match outcome {
+                    Taken::Left(_) if was_left => {}
+                    Taken::Left(_) => self.mailbox.report(&format!("UID {uid}"), &outcome),
+                    _ => {
+                        self.mailbox.report(&format!("UID {uid}"), &outcome);
+                        taken.push(uid);
+                    }
                 }
             }
-            self.remove(session, &taken).await?;
+            self.remove_or_note(session, &taken).await?;
         }
         Ok(())
     }
 
-    /// RFC822.SIZE of each message in `uids`.
+    /// Removes `uids`; a refusal (a `processed_mailbox` that does not
+    /// exist, a read-only mailbox) is shown in status and retried next
+    /// round, and does not stop new mail being taken. A lost connection
+    /// ends the session.
+    async fn remove_or_note(
+        &self,
+        session: &mut ImapSession,
+        uids: &[u32],
+    ) -> Result<(), ImapError> {
+        match self.remove(session, uids).await {
+            Err(e) if e.connection_lost() => Err(e),
+            Err(e) => {
+                self.mailbox.note_error(&e);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// RFC822.SIZE of each message in `uids` (a server may leave it out).
     async fn sizes(
         &self,
         session: &mut ImapSession,
@@ -339,47 +420,86 @@ impl Round<'_> {
             .collect())
     }
 
-    /// Takes message `uid`: spools (or quarantines) it and moves the
-    /// position past it in one transaction, flushed before this returns.
+    /// Takes message `found`: spools (or quarantines) it, or leaves it
+    /// (too large, no content) with a notice to the PST the first time,
+    /// and moves the position past it, in one transaction flushed before
+    /// this returns.
     async fn take(
         &self,
         session: &mut ImapSession,
         position: &mut Position,
-        uid: u32,
-        size: u32,
-        by_identity: bool,
+        found: Found,
     ) -> Result<Taken, ImapError> {
-        let config = self.mailbox.shared.config();
-        let now = Timestamp::from(self.mailbox.shared.clock.now());
+        let Found {
+            uid,
+            size,
+            taken_before,
+        } = found;
+        let shared = self.mailbox.shared;
+        let limit = shared.config().lmtp.max_message_size;
+        let now = Timestamp::from(shared.clock.now());
+        let too_large =
+            |bytes: usize| format!("{bytes} bytes, over lmtp.max_message_size ({limit})");
         let mut next = position.clone();
-        next.last_uid = uid;
+        next.last_uid = next.last_uid.max(uid);
+        next.left.retain(|&u| u != uid);
         let mut tx = Transaction::new();
-        let outcome = if size as usize > config.lmtp.max_message_size {
-            next.left.push(uid);
-            Taken::Left(size.into())
-        } else {
-            let raw = self.fetch(session, uid).await?;
-            let identity = position::identity(&raw);
-            let seen = by_identity && {
-                let (store, key) = (self.mailbox.shared.store.clone(), self.key.to_vec());
-                crate::blocking(move || crate::intake::was_taken(&store, &key, &identity)).await?
-            };
-            if seen {
-                Taken::Duplicate
-            } else {
-                crate::intake::remember(&mut tx, self.key, &identity, now);
-                self.mailbox.admit(&mut tx, raw, now)
+        // The size the server states is checked first; the content itself
+        // after fetching, since a server may state none or a wrong one.
+        // (why, whether to look again next round)
+        let fetched = match size {
+            Some(size) if size as usize > limit => Err((too_large(size as usize), true)),
+            _ => match self.fetch(session, uid).await? {
+                None => Err(("the server gives no content for it".to_string(), false)),
+                Some(raw) if raw.len() > limit => Err((too_large(raw.len()), true)),
+                Some(raw) => Ok(raw),
+            },
+        };
+        let outcome = match fetched {
+            Err((why, again)) => {
+                if !position.left.contains(&uid) {
+                    self.mailbox
+                        .notice_left(&mut tx, &format!("UID {uid}"), &why, now);
+                }
+                match again {
+                    true => next.left.push(uid),
+                    false => next.unreadable.push(uid),
+                }
+                Taken::Left(why)
+            }
+            Ok(raw) => {
+                let identity = position::identity(&raw);
+                let seen = match taken_before {
+                    Some(before) => {
+                        let (store, key) = (shared.store.clone(), self.key.to_vec());
+                        crate::blocking(move || crate::intake::taken_at(&store, &key, &identity))
+                            .await?
+                            .is_some_and(|at| at < before)
+                    }
+                    None => false,
+                };
+                if seen {
+                    Taken::Duplicate
+                } else {
+                    crate::intake::remember(&mut tx, self.key, &identity, now);
+                    self.mailbox.admit(&mut tx, raw, now)
+                }
             }
         };
         position::save(&mut tx, self.key, &next);
-        let store = self.mailbox.shared.store.clone();
+        let store = shared.store.clone();
         crate::blocking(move || store.apply(tx)).await?;
-        self.mailbox.shared.store.flush().await?;
+        shared.store.flush().await?;
         *position = next;
         Ok(outcome)
     }
 
-    async fn fetch(&self, session: &mut ImapSession, uid: u32) -> Result<Vec<u8>, ImapError> {
+    /// The content of `uid`; `None` when the server answers without it.
+    async fn fetch(
+        &self,
+        session: &mut ImapSession,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, ImapError> {
         let fetched: Vec<_> = within("UID FETCH", async {
             session
                 .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
@@ -388,15 +508,11 @@ impl Round<'_> {
                 .await
         })
         .await?;
-        fetched
+        Ok(fetched
             .iter()
             .find(|f| f.uid == Some(uid))
             .and_then(|f| f.body())
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| ImapError::Mailbox {
-                mailbox: self.intake.mailbox.clone(),
-                reason: format!("UID {uid} came back without its content"),
-            })
+            .map(<[u8]>::to_vec))
     }
 
     /// Removes `uids` from the mailbox: MOVE to `processed_mailbox`, or
@@ -414,7 +530,10 @@ impl Round<'_> {
             };
             moved.map_err(|e| ImapError::Mailbox {
                 mailbox: processed.clone(),
-                reason: format!("moving taken messages there: {e}"),
+                reason: format!(
+                    "moving taken messages there (processed_mailbox): {e}; create it, or \
+                     unset processed_mailbox"
+                ),
             })?;
             if self.can_move {
                 return Ok(());
@@ -462,4 +581,23 @@ fn uid_set(uids: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_words;
+    use async_imap::error::Error;
+
+    #[test]
+    fn the_server_speaks_without_the_library_framing() {
+        let no = Error::No(
+            "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
+        );
+        assert_eq!(
+            server_words(&no),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_words(&Error::Bad("plain".into())), "plain");
+        assert_eq!(server_words(&Error::ConnectionLost), "connection lost");
+    }
 }

@@ -20,10 +20,15 @@ pub(crate) struct Position {
     pub uid_validity: u32,
     /// Every message with a UID up to this one is taken (or left).
     pub last_uid: u32,
-    /// UIDs at or below `last_uid` left in the mailbox on purpose (too
-    /// large to take), so they are never removed.
+    /// UIDs at or below `last_uid` left in the mailbox on purpose, too
+    /// large to take: never removed, looked at again each round (the
+    /// limit may have been raised).
     #[serde(default)]
     pub left: Vec<u32>,
+    /// UIDs the server gave no content for: never removed, never
+    /// fetched again (a server may drop the connection over them).
+    #[serde(default)]
+    pub unreadable: Vec<u32>,
 }
 
 /// A mailbox's key in the store: its list and label.
@@ -48,18 +53,22 @@ pub(crate) fn save(tx: &mut Transaction, mailbox: &[u8], position: &Position) {
     tx.put(&POSITIONS, mailbox.to_vec(), json);
 }
 
-/// A message's identity: its Message-ID and its body, digested (the
-/// header section may be rewritten by a server, the body is not; a
-/// Message-ID alone could be copied by anyone who saw the message).
+/// A message's identity: its Message-ID, `From:`, `Date:`, `Subject:`
+/// and body, digested. A server may add header fields (`Received:`,
+/// `Return-Path:`) when it restores a message, but keeps these; two
+/// different reports without a Message-ID differ in them.
 pub(crate) fn identity(raw: &[u8]) -> [u8; 16] {
-    let message_id = crate::mime::parse_headers(raw)
-        .and_then(|m| m.message_id().map(str::to_owned))
-        .unwrap_or_default();
-    let body = body_of(raw);
-    let mut input = Vec::with_capacity(message_id.len() + 1 + body.len());
-    input.extend_from_slice(message_id.as_bytes());
-    input.push(0);
-    input.extend_from_slice(body);
+    let parsed = crate::mime::parse_headers(raw);
+    let mut input = Vec::new();
+    for name in ["Message-ID", "From", "Date", "Subject"] {
+        let value = parsed
+            .as_ref()
+            .and_then(|m| m.header_raw(name))
+            .unwrap_or_default();
+        input.extend_from_slice(value.trim().as_bytes());
+        input.push(0);
+    }
+    input.extend_from_slice(body_of(raw));
     let digest = openssl::sha::sha256(&input);
     digest[..16].try_into().expect("16 of 32 bytes")
 }
@@ -87,6 +96,9 @@ mod tests {
         let b = b"Received: by b\r\nMessage-ID: <1@x>\r\nFrom: r@x\r\n\r\nbody\r\n";
         let c = b"Message-ID: <2@x>\r\nFrom: r@x\r\n\r\nbody\r\n";
         let d = b"Message-ID: <1@x>\r\nFrom: r@x\r\n\r\nother body\r\n";
+        let e = b"From: a@x\r\nSubject: one\r\n\r\nsame\r\n";
+        let f = b"From: b@x\r\nSubject: two\r\n\r\nsame\r\n";
+        assert_ne!(identity(e), identity(f));
         assert_eq!(identity(a), identity(b));
         assert_ne!(identity(a), identity(c));
         assert_ne!(identity(a), identity(d));

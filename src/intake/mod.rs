@@ -33,9 +33,9 @@ pub(crate) enum Taken {
     /// Taken before (under another UIDVALIDITY, or before a crash):
     /// only removed.
     Duplicate,
-    /// Larger than `lmtp.max_message_size` (its size in bytes): left in
-    /// the mailbox, unread.
-    Left(u64),
+    /// Left in the mailbox, untaken, with why: larger than
+    /// `lmtp.max_message_size`, or the server gives no content for it.
+    Left(String),
 }
 
 /// One mailbox being taken in as a list's mail.
@@ -118,15 +118,9 @@ impl Mailbox<'_> {
                 info!(list, %mailbox, message, "taken before; removed only");
                 metrics.intake(list, "duplicate");
             }
-            Taken::Left(size) => {
-                warn!(
-                    list,
-                    %mailbox,
-                    message,
-                    size,
-                    "larger than lmtp.max_message_size; left in the mailbox"
-                );
-                metrics.intake(list, "too-large");
+            Taken::Left(why) => {
+                warn!(list, %mailbox, message, %why, "left in the mailbox, untaken");
+                metrics.intake(list, "left");
             }
         }
         if matches!(outcome, Taken::Spooled(_) | Taken::Quarantined(_)) {
@@ -138,6 +132,32 @@ impl Mailbox<'_> {
     /// Sets the intake's state in `embargod status`.
     pub fn set_state(&self, state: IntakeState) {
         self.update(|s| s.state = state);
+    }
+
+    /// Adds to `tx` a notice telling the PST that `message` is left in the
+    /// mailbox and why: nobody else would see it.
+    pub fn notice_left(&self, tx: &mut Transaction, message: &str, why: &str, now: Timestamp) {
+        let label = self.label();
+        tx.spool(crate::notice::to_pst(
+            &self.shared.config(),
+            now.to_datetime(),
+            "message left in the mailbox",
+            &format!(
+                "Message {message} in the mailbox {label} was not taken: {why}.\n\
+                 It stays there, unread by embargod. Raise lmtp.max_message_size and restart,\n\
+                 or read it in the mailbox and remove it.\n"
+            ),
+        ));
+    }
+
+    /// Records a failure that does not end the intake (a removal that
+    /// failed): logged and shown in `embargod status`.
+    pub fn note_error(&self, error: &dyn std::fmt::Display) {
+        let (list, mailbox) = (self.list.as_str(), self.label());
+        warn!(list, %mailbox, %error, "mailbox intake");
+        self.shared.metrics.intake(list, "error");
+        let now = Timestamp::from(self.shared.clock.now());
+        self.update(|s| s.last_error = Some((now, error.to_string())));
     }
 
     /// Records a failure: logged, counted, and shown in `embargod status`
@@ -185,14 +205,17 @@ pub(crate) fn remember(tx: &mut Transaction, mailbox: &[u8], identity: &[u8; 16]
     );
 }
 
-/// Whether the message `identity` was taken from `mailbox` in the last
-/// [`REMEMBERED`].
-pub(crate) fn was_taken(
+/// When the message `identity` was taken from `mailbox`, if within the
+/// last [`REMEMBERED`].
+pub(crate) fn taken_at(
     store: &Store,
     mailbox: &[u8],
     identity: &[u8; 16],
-) -> Result<bool, StoreError> {
-    Ok(store.get(&TAKEN, &taken_key(mailbox, identity))?.is_some())
+) -> Result<Option<Timestamp>, StoreError> {
+    store
+        .get(&TAKEN, &taken_key(mailbox, identity))?
+        .map(|value| crate::store::be_u64(&value).map(Timestamp::from_millis))
+        .transpose()
 }
 
 /// Forgets identities taken from `mailbox` before `before`.
@@ -218,10 +241,46 @@ pub(crate) fn forget_before(
 }
 
 /// The envelope sender the delivering server wrote as `Return-Path:`
-/// (RFC 5321 section 4.4): the first one, the last server's; empty when
-/// there is none, so no automatic reply goes anywhere.
+/// (RFC 5321 section 4.4): the first one, on top, the last server's (a
+/// sender may have written others below it); empty for `<>` (a bounce)
+/// and when there is none, so no automatic reply goes anywhere. Never
+/// the `From:`.
 fn return_path(raw: &[u8]) -> String {
-    crate::mime::parse_headers(raw)
-        .and_then(|m| m.return_address().map(str::to_owned))
-        .unwrap_or_default()
+    use mail_parser::{HeaderName, HeaderValue};
+    let Some(message) = crate::mime::parse_headers(raw) else {
+        return String::new();
+    };
+    let first = message
+        .headers()
+        .iter()
+        .find(|h| h.name == HeaderName::ReturnPath);
+    match first.map(|h| &h.value) {
+        Some(HeaderValue::Address(address)) => address
+            .first()
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_string(),
+        Some(HeaderValue::Text(text)) => text.trim_matches(['<', '>', ' ']).to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_path;
+
+    #[test]
+    fn the_return_path_is_the_first_and_never_the_from() {
+        let from = "From: Rita <rita@reporter.example>\r\n";
+        assert_eq!(return_path(format!("{from}\r\nbody").as_bytes()), "");
+        assert_eq!(
+            return_path(format!("Return-Path: <>\r\n{from}\r\nbody").as_bytes()),
+            ""
+        );
+        let forged = format!(
+            "Return-Path: <bounce@provider.example>\r\nReceived: by mx\r\n\
+             Return-Path: <victim@elsewhere.example>\r\n{from}\r\nbody"
+        );
+        assert_eq!(return_path(forged.as_bytes()), "bounce@provider.example");
+    }
 }

@@ -19,8 +19,11 @@ pub const PASSWORD: &str = "test password";
 /// stopped on drop.
 pub struct Dovecot {
     dir: PathBuf,
-    /// The loopback port it serves IMAP on.
+    /// The loopback port it serves IMAP on (STARTTLS offered with TLS).
     pub port: u16,
+    /// With TLS: the port of implicit TLS (RFC 8314), and the CA file
+    /// that certifies the server as `localhost`.
+    pub tls: Option<(u16, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -32,6 +35,25 @@ impl Dovecot {
         let mut dovecot = Dovecot {
             port: free_port(),
             dir,
+            tls: None,
+            child: None,
+        };
+        dovecot.configure();
+        dovecot.run();
+        dovecot
+    }
+
+    /// [`Dovecot::start`] with TLS: a throwaway CA (made with the
+    /// `openssl` command) certifies the server as `localhost`; implicit
+    /// TLS on a second port, STARTTLS on the first.
+    pub fn start_with_tls(dir: &Path) -> Dovecot {
+        let dir = dir.join("dovecot");
+        std::fs::create_dir_all(dir.join("mail")).unwrap();
+        let ca = make_certificates(&dir);
+        let mut dovecot = Dovecot {
+            port: free_port(),
+            dir,
+            tls: Some((free_port(), ca)),
             child: None,
         };
         dovecot.configure();
@@ -78,7 +100,7 @@ impl Dovecot {
                  instance_name = embargod-test-{port}\n\
                  listen = 127.0.0.1\n\
                  protocols = imap\n\
-                 ssl = no\n\
+                 {ssl}\
                  disable_plaintext_auth = no\n\
                  auth_mechanisms = plain login\n\
                  default_login_user = {login}\n\
@@ -89,9 +111,16 @@ impl Dovecot {
                  mail_location = maildir:{d}/mail/%n\n\
                  passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
                  userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/mail/%n\n}}\n\
-                 service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                 service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n\
                  service anvil {{\n  chroot =\n}}\n",
-                port = self.port
+                port = self.port,
+                imaps = self.tls.as_ref().map_or(0, |(port, _)| *port),
+                ssl = match self.tls {
+                    Some(_) => format!(
+                        "ssl = yes\nssl_cert = <{d}/server.crt\nssl_key = <{d}/server.key\n"
+                    ),
+                    None => "ssl = no\n".into(),
+                },
             ),
         )
         .unwrap();
@@ -198,6 +227,31 @@ impl Dovecot {
         selected.uid_validity.unwrap()
     }
 
+    /// How many logins Dovecot has logged.
+    pub fn logins(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("dovecot.log"))
+            .unwrap_or_default()
+            .matches("Login: user=")
+            .count()
+    }
+
+    /// The maildir file of every message in `INBOX`.
+    pub fn inbox_files(&self) -> Vec<PathBuf> {
+        let mail = self.dir.join("mail");
+        let mut files: Vec<PathBuf> = walk(&mail)
+            .into_iter()
+            .filter(|p| {
+                let inside = p.strip_prefix(&mail).unwrap_or(p).to_string_lossy();
+                // Other folders are `.Name/` in a maildir.
+                p.parent()
+                    .is_some_and(|d| d.ends_with("new") || d.ends_with("cur"))
+                    && !inside.contains("/.")
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Makes Dovecot forget the mailbox's UIDs (its uidlist and indexes),
     /// as a restore or migration does: the messages stay, under a new
     /// UIDVALIDITY. Dovecot must be stopped.
@@ -216,6 +270,85 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A CA and a server certificate for `localhost` signed by it, in `dir`
+/// (`server.crt`, `server.key`); returns the CA certificate's file.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("the openssl command");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=embargod test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    dir.join("ca.crt")
 }
 
 /// Every file under `dir`.
