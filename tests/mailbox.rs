@@ -783,3 +783,62 @@ async fn a_missing_mailbox_is_retried_with_backoff_not_every_second() {
     assert!((2..=4).contains(&logins), "{logins} logins in 6 s");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_serves_both_lists_from_two_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    dovecot.create("Distributors").await;
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let pst = Members::add(&mut sandbox, &["alice"]);
+    let dave = sandbox
+        .generate_member("dave", ListName::Distributors)
+        .unwrap();
+    sandbox.extra = dovecot.intake(dir.path(), "")
+        + &format!(
+            "[lists.distributors.imap]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             username = \"{USER}\"\npassword_file = \"imap-password\"\nmailbox = \"Distributors\"\n",
+            dovecot.port
+        );
+    // A report to the security address, and the PST's signed embargo
+    // notice to the distributors address, each filed in its folder.
+    let report = common::canary();
+    dovecot.append("INBOX", &delivered("Report", &report)).await;
+    let patch = common::canary();
+    let until = chrono::Utc::now() + chrono::Duration::days(5);
+    let post = common::sequoia_signed_post(
+        &pst.secrets[0].1,
+        "alice@example.org",
+        embargod::sandbox::DISTRIBUTORS,
+        "Embargoed fix",
+        &format!(
+            "X-Case: KAP-2026-0001\r\nX-Embargo-Until: {}\r\n\r\n{patch}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        std::time::SystemTime::now(),
+    );
+    dovecot
+        .append(
+            "Distributors",
+            &[b"Return-Path: <alice@example.org>\r\n".as_slice(), &post].concat(),
+        )
+        .await;
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    pst.wait_for_all(&daemon.outbox, &[&report]).await;
+    let distributors = Members {
+        list_key: sandbox.list_key.clone(),
+        secrets: vec![("dave@example.org".into(), dave)],
+    };
+    distributors.wait_for_all(&daemon.outbox, &[&patch]).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    // Each list's mail went to that list alone.
+    assert_eq!(
+        distributors.copies_of(&mail, &report)["dave@example.org"],
+        0
+    );
+    assert!(dovecot.count("INBOX").await == 0 && dovecot.count("Distributors").await == 0);
+    let embargoes = embargod::embargo::all(&daemon.shared.store).unwrap();
+    assert_eq!(embargoes.len(), 1, "the embargo is open");
+    daemon.stop().await;
+}
