@@ -182,6 +182,9 @@ fn check(config: &Config, offline: bool) -> ExitCode {
     for finding in &findings {
         println!("{finding}");
     }
+    if offline {
+        println!("(--offline: no mailbox or SMTP server was contacted)");
+    }
     let mut errors = findings.iter().filter(|f| f.level == Level::Error).count();
     // Suspensions live in the store: ask the daemon, or read the store.
     if errors == 0 && config.store.path.exists() {

@@ -252,6 +252,10 @@ pub async fn check_servers(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
     for list in config.lists() {
         let Some(intake) = &list.imap else { continue };
+        // A password file problem is reported by `check` already.
+        if crate::imap::check_password(intake).is_err() {
+            continue;
+        }
         let subject = format!("list {} mailbox {}", list.name, intake.label());
         findings.push(match crate::imap::probe(intake).await {
             Ok(detail) => Finding {
