@@ -75,7 +75,7 @@ impl Transport {
     }
 
     /// Connects to the SMTP relay or submission server and logs in
-    /// (see [`SmtpRelay::probe`]); `None` for transports with no server.
+    /// (connect, TLS, login, QUIT); `None` for transports with no server.
     pub async fn probe(&self) -> Option<Result<String, SendError>> {
         match self {
             Transport::Smtp(relay) => Some(relay.probe().await),

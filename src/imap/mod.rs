@@ -10,7 +10,7 @@
 //!
 //! **Never lost, never taken twice.** A message is spooled (sealed,
 //! flushed) in the same store transaction that moves the mailbox's
-//! [`position`] past its UID; only then is it removed from the mailbox
+//! position past its UID; only then is it removed from the mailbox
 //! (`\Deleted` and `UID EXPUNGE`, or `MOVE` to `processed_mailbox`). A
 //! crash between the two leaves it in the mailbox at or below the
 //! position: the next round removes it without taking it again. A UID
