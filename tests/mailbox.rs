@@ -370,7 +370,11 @@ async fn a_wrong_password_and_a_server_away_lose_nothing() {
     let mut dovecot = Dovecot::start(dir.path());
     let mut sandbox = Sandbox::new(dir.path()).unwrap();
     let members = Members::add(&mut sandbox, &["alice"]);
-    sandbox.extra = dovecot.intake(dir.path(), "");
+    // A server that goes away without closing the IDLE connection is
+    // noticed at the next check, every poll_interval.
+    sandbox.extra = dovecot
+        .intake(dir.path(), "")
+        .replace("poll_interval = \"60s\"", "poll_interval = \"2s\"");
     let password = dir.path().join("imap-password");
     std::fs::write(&password, "not the password\n").unwrap();
     let first = common::canary();
@@ -402,7 +406,7 @@ async fn a_wrong_password_and_a_server_away_lose_nothing() {
     })
     .await;
     dovecot.stop();
-    wait_until("the lost server shows", Duration::from_secs(10), || async {
+    wait_until("the lost server shows", Duration::from_secs(20), || async {
         status().contains("reconnecting since")
     })
     .await;

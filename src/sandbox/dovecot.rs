@@ -133,7 +133,11 @@ impl Dovecot {
 
     /// Starts (or restarts) Dovecot on its configuration; returns once it answers.
     pub fn run(&mut self) {
+        use std::os::unix::process::CommandExt;
         let child = Command::new("dovecot")
+            // Its own process group: stopping it stops the sessions too,
+            // which outlive their master otherwise.
+            .process_group(0)
             .arg("-F")
             .arg("-c")
             .arg(self.dir.join("dovecot.conf"))
@@ -153,14 +157,19 @@ impl Dovecot {
         }
     }
 
-    /// Stops Dovecot and waits until its port is closed.
+    /// Stops Dovecot and every session it runs (the whole process group)
+    /// and waits until its port is closed: to the daemon, the server is
+    /// gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
             let _ = child.wait();
+            // What did not stop on TERM (a session busy at that moment).
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
         }
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
