@@ -101,6 +101,19 @@ impl Members {
     }
 }
 
+/// How many messages the security list's intakes counted with `outcome`.
+fn intake_count(daemon: &common::TestDaemon, outcome: &str) -> u64 {
+    daemon
+        .shared
+        .metrics
+        .intake
+        .get_or_create(&embargod::metrics::IntakeLabel {
+            list: "security".into(),
+            outcome: outcome.into(),
+        })
+        .get()
+}
+
 async fn wait_until<F, Fut>(what: &str, patience: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -229,19 +242,8 @@ async fn what_the_intake_cannot_take_is_quarantined_or_left_never_looped() {
     // The huge message stays where it is, unread, and is not taken again
     // and again.
     assert_eq!(dovecot.count("INBOX").await, 1);
-    let counted = |outcome: &str| {
-        daemon
-            .shared
-            .metrics
-            .intake
-            .get_or_create(&embargod::metrics::IntakeLabel {
-                list: "security".into(),
-                outcome: outcome.into(),
-            })
-            .get()
-    };
-    assert_eq!(counted("left"), 1);
-    assert_eq!(counted("quarantined"), 1);
+    assert_eq!(intake_count(&daemon, "left"), 1);
+    assert_eq!(intake_count(&daemon, "quarantined"), 1);
     daemon.stop().await;
 }
 
@@ -351,15 +353,7 @@ async fn a_changed_uidvalidity_takes_nothing_twice() {
     let mut all = refs.clone();
     all.push(&new);
     members.assert_once(&daemon.outbox, &all);
-    let duplicates = daemon
-        .shared
-        .metrics
-        .intake
-        .get_or_create(&embargod::metrics::IntakeLabel {
-            list: "security".into(),
-            outcome: "duplicate".into(),
-        })
-        .get();
+    let duplicates = intake_count(&daemon, "duplicate");
     assert_eq!(duplicates, 2, "both old messages recognised");
     daemon.stop().await;
 }
@@ -623,15 +617,7 @@ async fn a_maildir_filled_by_getmail_reaches_every_member_once() {
     .await;
     daemon.settle().await;
     members.assert_once(&daemon.outbox, &refs);
-    let duplicates = daemon
-        .shared
-        .metrics
-        .intake
-        .get_or_create(&embargod::metrics::IntakeLabel {
-            list: "security".into(),
-            outcome: "duplicate".into(),
-        })
-        .get();
+    let duplicates = intake_count(&daemon, "duplicate");
     assert_eq!(duplicates, 1);
     let status = embargod::status::report(&daemon.shared);
     assert!(status.contains("maildir:"), "{status}");
@@ -757,15 +743,7 @@ async fn an_unreadable_message_is_left_and_the_rest_are_taken() {
         1,
         "the unreadable one is left"
     );
-    let left = daemon
-        .shared
-        .metrics
-        .intake
-        .get_or_create(&embargod::metrics::IntakeLabel {
-            list: "security".into(),
-            outcome: "left".into(),
-        })
-        .get();
+    let left = intake_count(&daemon, "left");
     assert_eq!(left, 1, "reported once, though looked at each round");
     daemon.stop().await;
 }

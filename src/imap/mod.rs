@@ -406,14 +406,7 @@ impl Round<'_> {
         session: &mut ImapSession,
         uids: &[u32],
     ) -> Result<HashMap<u32, u32>, ImapError> {
-        let fetched: Vec<_> = within("UID FETCH", async {
-            session
-                .uid_fetch(uid_set(uids), "(UID RFC822.SIZE)")
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
+        let fetched = uid_fetch(session, &uid_set(uids), "(UID RFC822.SIZE)").await?;
         Ok(fetched
             .iter()
             .filter_map(|f| Some((f.uid?, f.size?)))
@@ -500,14 +493,7 @@ impl Round<'_> {
         session: &mut ImapSession,
         uid: u32,
     ) -> Result<Option<Vec<u8>>, ImapError> {
-        let fetched: Vec<_> = within("UID FETCH", async {
-            session
-                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
+        let fetched = uid_fetch(session, &uid.to_string(), "(UID BODY.PEEK[])").await?;
         Ok(fetched
             .iter()
             .find(|f| f.uid == Some(uid))
@@ -573,6 +559,18 @@ impl Position {
             ..Position::default()
         }
     }
+}
+
+/// UID FETCH of `items` for the UIDs in `set`, every answer collected.
+async fn uid_fetch(
+    session: &mut ImapSession,
+    set: &str,
+    items: &str,
+) -> Result<Vec<async_imap::types::Fetch>, ImapError> {
+    within("UID FETCH", async {
+        session.uid_fetch(set, items).await?.try_collect().await
+    })
+    .await
 }
 
 /// `1,2,5` for the UIDs given.
