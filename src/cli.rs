@@ -50,9 +50,16 @@ pub enum Command {
     /// Deliver one message from standard input to a list, for an MTA's
     /// pipe transport; exits with a sysexits.h status (0, 65, 67, 75, 77).
     Deliver {
-        /// The list: security or distributors.
+        /// The list: security or distributors; `bounces` for the owner
+        /// address (`delivery.from`), where bounces come back.
         #[arg(long, value_enum)]
         list: IntakeList,
+        /// The recipient address as the MTA has it (Postfix `${recipient}`,
+        /// Exim `$local_part$local_part_suffix@$domain`): needed for bounces,
+        /// whose `+TOKEN` names the copy. Must be the list's address, or
+        /// the owner address with or without a token.
+        #[arg(long)]
+        recipient: Option<String>,
         /// The envelope sender (MAIL FROM); empty for a bounce.
         #[arg(long, short = 'f', default_value = "")]
         from: String,
@@ -63,18 +70,21 @@ pub enum Command {
     Admin(Admin),
 }
 
-/// The lists mail can be delivered to.
+/// The addresses mail can be delivered to.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum IntakeList {
     Security,
     Distributors,
+    Bounces,
 }
 
-impl From<IntakeList> for config::ListName {
-    fn from(list: IntakeList) -> config::ListName {
-        match list {
-            IntakeList::Security => config::ListName::Security,
-            IntakeList::Distributors => config::ListName::Distributors,
+impl IntakeList {
+    /// The list, or `None` for the owner address.
+    pub fn list(self) -> Option<config::ListName> {
+        match self {
+            IntakeList::Security => Some(config::ListName::Security),
+            IntakeList::Distributors => Some(config::ListName::Distributors),
+            IntakeList::Bounces => None,
         }
     }
 }
@@ -189,8 +199,11 @@ pub enum LeakCommand {
 pub enum MemberCommand {
     /// Lift a member's suspension.
     Reinstate { member: String },
-    /// Members with strikes, and who is suspended.
+    /// Every member: lists, key expiry, bounce standing; strikes and
+    /// suspensions.
     List,
+    /// Clear a member's bounce score once their address is fixed.
+    ClearBounces { member: String },
 }
 
 impl TryFrom<Admin> for Request {
@@ -228,6 +241,9 @@ impl TryFrom<Admin> for Request {
                 Request::MemberReinstate { member }
             }
             Admin::Member(MemberCommand::List) => Request::Members,
+            Admin::Member(MemberCommand::ClearBounces { member }) => {
+                Request::MemberClearBounces { member }
+            }
             Admin::Cases => Request::Cases,
             Admin::Requests => Request::Requests,
             Admin::Status => Request::Status,

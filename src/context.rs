@@ -24,7 +24,7 @@ impl From<&Source> for Origin {
     fn from(source: &Source) -> Origin {
         match source {
             Source::Notice { .. } => Origin::Notice,
-            Source::Mail { .. } => Origin::Mail,
+            Source::Mail { .. } | Source::Bounce { .. } => Origin::Mail,
         }
     }
 }

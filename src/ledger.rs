@@ -95,6 +95,16 @@ pub enum Outcome {
     NoKey(String),
     /// The member is suspended for leaking: nothing was sent to them.
     Suspended,
+    /// A bounce came back for the copy (RFC 3464 status and diagnostic),
+    /// or the relay refused it for good.
+    Bounced(String),
+    /// A distributor's signed `X-Status:` about the case (`received`,
+    /// `affected`, `not-affected`, `ready`); the record's message is
+    /// their reply, the fingerprint the key that signed it.
+    Status(String),
+    /// The member's certificate was refreshed from their mail (same
+    /// fingerprint; what changed).
+    KeyRefreshed(String),
 }
 
 impl Outcome {
@@ -107,6 +117,9 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::NoKey(_) => "no-key",
             Outcome::Suspended => "suspended",
+            Outcome::Bounced(_) => "bounced",
+            Outcome::Status(_) => "status",
+            Outcome::KeyRefreshed(_) => "key-refreshed",
         }
     }
 }

@@ -38,6 +38,7 @@
 // Every public item says what it is, with units for times and sizes.
 #![warn(missing_docs)]
 
+pub mod bounce;
 pub mod case;
 pub mod clock;
 pub mod commands;
@@ -53,6 +54,7 @@ pub mod freshness;
 mod fsutil;
 pub mod imap;
 pub mod intake;
+pub mod keyhealth;
 pub mod keys;
 pub mod keywords;
 pub mod ledger;

@@ -53,7 +53,11 @@ fn main() -> ExitCode {
             };
             match command {
                 Command::Init => init(&config),
-                Command::Deliver { list, from } => deliver(config, list.into(), &from),
+                Command::Deliver {
+                    list,
+                    recipient,
+                    from,
+                } => deliver(config, list.list(), recipient, &from),
                 Command::Check { offline } => check(&config, offline),
                 Command::Run => match runtime().block_on(run(config)) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -76,9 +80,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `deliver`: standard input to `list`, the exit status a pipe transport
-/// reads.
-fn deliver(config: Config, list: embargod::config::ListName, from: &str) -> ExitCode {
+/// `deliver`: standard input to `list` (or the owner address), the exit
+/// status a pipe transport reads.
+fn deliver(
+    config: Config,
+    list: Option<embargod::config::ListName>,
+    recipient: Option<String>,
+    from: &str,
+) -> ExitCode {
     use std::io::Read;
     // Never more than the LMTP listener would take, plus one byte to
     // know it was more.
@@ -95,7 +104,9 @@ fn deliver(config: Config, list: embargod::config::ListName, from: &str) -> Exit
         eprintln!("embargod: 552 5.3.4 message larger than lmtp.max_message_size ({limit} bytes)");
         return ExitCode::from(commands::deliver::EX_DATAERR);
     }
-    let outcome = runtime().block_on(commands::deliver::deliver(config, list, from, &message));
+    let outcome = runtime().block_on(commands::deliver::deliver(
+        config, list, recipient, from, &message,
+    ));
     if outcome.status != commands::deliver::EX_OK {
         eprintln!("embargod: {}", outcome.message);
     }

@@ -177,7 +177,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                 );
             }
         }
-        EventKind::Reminder | EventKind::Release => {}
+        EventKind::Reminder | EventKind::Release | EventKind::StatusDigest | EventKind::Daily => {}
     }
     batch
 }

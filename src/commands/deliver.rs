@@ -36,14 +36,39 @@ pub struct Outcome {
 }
 
 /// Delivers `message` from envelope sender `sender` (empty for a bounce)
-/// to `list`.
-pub async fn deliver(config: Config, list: ListName, sender: &str, message: &[u8]) -> Outcome {
-    let Some(address) = config.list(list).map(|l| l.address.to_string()) else {
+/// to `list`, or to the owner address when `list` is `None`; at
+/// `recipient` when given (a VERP address), which must be that list's
+/// address or the owner address.
+pub async fn deliver(
+    config: Config,
+    list: Option<ListName>,
+    recipient: Option<String>,
+    sender: &str,
+    message: &[u8],
+) -> Outcome {
+    let expected = match list {
+        Some(list) => match config.list(list) {
+            Some(l) => l.address.to_string(),
+            None => {
+                return Outcome {
+                    status: EX_NOUSER,
+                    message: format!("the {list} list is not configured"),
+                }
+            }
+        },
+        None => config.delivery.from.to_string(),
+    };
+    let address = recipient.unwrap_or(expected.clone());
+    let matches = match list {
+        Some(_) => address.eq_ignore_ascii_case(&expected),
+        None => crate::bounce::owner_token(&config, &address).is_some(),
+    };
+    if !matches {
         return Outcome {
             status: EX_NOUSER,
-            message: format!("the {list} list is not configured"),
+            message: format!("{address} is not the address of --list (expected {expected})"),
         };
-    };
+    }
     let rcpts = [address.as_str()];
     let running = match config.lmtp.listen.first() {
         Some(listen) => crate::lmtp::client::connect(listen).await.ok(),

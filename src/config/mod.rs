@@ -81,6 +81,32 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[signatures]`: how fresh a signed command must be.
     pub signatures: SignaturesConfig,
+    /// `[bounces]`: when a member whose copies bounce counts as bouncing.
+    pub bounces: BouncesConfig,
+    /// `[keys]`: warnings ahead of a key's expiry.
+    pub keys: KeysConfig,
+}
+
+/// `[bounces]`: Mailman's bounce score, per member ([`crate::bounce`]).
+/// Each day with a permanent failure of one of the member's copies adds
+/// one point; a score older than `stale_after` starts again from zero.
+#[derive(Debug, Clone)]
+pub struct BouncesConfig {
+    /// Points at which a probe goes out (3); a bounced probe makes the
+    /// member "bouncing".
+    pub threshold: u32,
+    /// A score with no new bounce for this long is forgotten (7 days).
+    pub stale_after: Duration,
+    /// A probe not bounced within this long clears the score (3 days).
+    pub probe_wait: Duration,
+}
+
+/// `[keys]`: key health ahead of time ([`crate::keyhealth`]).
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// How long before a key expires its holder is warned, longest first
+    /// (30, 14 and 3 days): one encrypted notice at each.
+    pub warn_before: Vec<Duration>,
 }
 
 /// The freshness rule for signed input that changes state
@@ -151,6 +177,9 @@ pub struct EmbargoConfig {
     pub max_embargo_days: u32,
     /// When the reminder goes out, before the disclosure time.
     pub reminder_before: Duration,
+    /// When the PST gets the digest of distributors who have not said
+    /// `X-Status: received`, before the disclosure time (48 hours).
+    pub status_digest_before: Duration,
 }
 
 /// `[control]`.

@@ -9,9 +9,9 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake, ImapTls,
+    BouncesConfig, Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake, ImapTls,
     LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig, MaildirIntake, Member,
-    MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
+    KeysConfig, MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
 };
 
 /// The configuration file as written: every table and key optional, checked into [`super::Config`].
@@ -42,6 +42,48 @@ pub struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     signatures: RawSignatures,
+    #[serde(default)]
+    bounces: RawBounces,
+    #[serde(default)]
+    keys: RawKeys,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBounces {
+    threshold: u32,
+    #[serde(with = "humantime_serde")]
+    stale_after: Duration,
+    #[serde(with = "humantime_serde")]
+    probe_wait: Duration,
+}
+
+impl Default for RawBounces {
+    fn default() -> Self {
+        // Mailman 3's defaults are a threshold of 5 and 7 days; a security
+        // list wants to hear sooner.
+        RawBounces {
+            threshold: 3,
+            stale_after: Duration::from_secs(7 * 86400),
+            probe_wait: Duration::from_secs(3 * 86400),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKeys {
+    warn_before: Vec<humantime_serde::Serde<Duration>>,
+}
+
+impl Default for RawKeys {
+    fn default() -> Self {
+        RawKeys {
+            warn_before: [30, 14, 3]
+                .map(|days| Duration::from_secs(days * 86400).into())
+                .to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +182,8 @@ struct RawEmbargo {
     max_embargo_days: u32,
     #[serde(with = "humantime_serde")]
     reminder_before: Duration,
+    #[serde(with = "humantime_serde")]
+    status_digest_before: Duration,
 }
 
 impl Default for RawEmbargo {
@@ -147,6 +191,7 @@ impl Default for RawEmbargo {
         RawEmbargo {
             max_embargo_days: 14,
             reminder_before: Duration::from_secs(24 * 3600),
+            status_digest_before: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -767,6 +812,19 @@ impl RawConfig {
                 "must differ from every list address, or the daemon would read its own mail",
             ));
         }
+        if from.user().contains('+') {
+            return Err(c.invalid(
+                "delivery.from",
+                "must have no '+' in its local part: each copy is sent from \
+                 LOCAL+TOKEN@DOMAIN so that its bounce names it (VERP)",
+            ));
+        }
+        if self.bounces.threshold == 0 {
+            return Err(c.invalid("bounces.threshold", "must be at least 1"));
+        }
+        if self.keys.warn_before.iter().any(|d| d.is_zero()) {
+            return Err(c.invalid("keys.warn_before", "each warning must be ahead of the expiry"));
+        }
         if self.delivery.concurrency == 0 {
             return Err(c.invalid("delivery.concurrency", "must be at least 1"));
         }
@@ -824,6 +882,21 @@ impl RawConfig {
             embargo: EmbargoConfig {
                 max_embargo_days: self.embargo.max_embargo_days,
                 reminder_before: self.embargo.reminder_before,
+                status_digest_before: self.embargo.status_digest_before,
+            },
+            bounces: BouncesConfig {
+                threshold: self.bounces.threshold,
+                stale_after: self.bounces.stale_after,
+                probe_wait: self.bounces.probe_wait,
+            },
+            keys: KeysConfig {
+                warn_before: {
+                    let mut warn: Vec<Duration> =
+                        self.keys.warn_before.iter().map(|d| **d).collect();
+                    warn.sort_unstable_by(|a, b| b.cmp(a));
+                    warn.dedup();
+                    warn
+                },
             },
             control: ControlConfig {
                 socket: c.path(&self.control.socket),

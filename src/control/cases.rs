@@ -55,9 +55,26 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
 }
 
 pub(super) async fn show(shared: &Arc<Shared>, id: String) -> Response {
-    let result = shared.in_context(move |ctx| case::get(ctx, &id)).await;
+    let result = shared
+        .in_context(move |ctx| {
+            let found = case::get(ctx, &id)?;
+            // The distributors' word on the patch, when the case has an embargo.
+            let statuses = match crate::embargo::get(ctx.store, &id) {
+                Ok(Some(embargo)) => {
+                    crate::embargo::statuses::read(ctx.config, ctx.store, &embargo)
+                        .map(|rows| crate::embargo::statuses::text(&rows))
+                        .unwrap_or_else(|e| format!("  (cannot read: {e})\n"))
+                }
+                _ => String::new(),
+            };
+            Ok::<_, case::CaseError>(found.map(|c| (c, statuses)))
+        })
+        .await;
     match result {
-        Ok(Some(c)) => Response::ok(describe(&c)),
+        Ok(Some((c, statuses))) if statuses.is_empty() => Response::ok(describe(&c)),
+        Ok(Some((c, statuses))) => {
+            Response::ok(format!("{}  distributors\n{statuses}", describe(&c)))
+        }
         Ok(None) => Response::error("no such case"),
         Err(e) => Response::error(e),
     }

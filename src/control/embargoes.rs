@@ -11,10 +11,17 @@ use crate::store::Audience;
 
 pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
-    let embargoes = match crate::blocking(move || crate::embargo::all(&store)).await {
-        Ok(embargoes) => embargoes,
+    let read = crate::blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            crate::embargo::all(&store)?,
+            crate::ledger::records(&store)?,
+        ))
+    });
+    let (embargoes, records) = match read.await {
+        Ok(read) => read,
         Err(e) => return Response::error(e.to_string()),
     };
+    let config = shared.config();
     let pending: Vec<_> = embargoes.iter().filter(|e| e.released.is_none()).collect();
     if pending.is_empty() {
         return Response::ok("no pending embargoes\n".into());
@@ -24,7 +31,7 @@ pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
         "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",
         "CASE", "PUBLIC AT", "IN", "POSTER", "RECIPIENTS"
     );
-    for e in pending {
+    for e in &pending {
         let left = e.until().signed_duration_since(now);
         let left = if left.num_seconds() <= 0 {
             "due".to_string()
@@ -42,6 +49,16 @@ pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
             e.poster,
             e.recipients
         ));
+    }
+    for e in pending {
+        let rows = crate::embargo::statuses::rows(&config, e, &records);
+        if !rows.is_empty() {
+            text.push_str(&format!(
+                "\n{} distributors:\n{}",
+                e.case,
+                crate::embargo::statuses::text(&rows)
+            ));
+        }
     }
     Response::ok(text)
 }

@@ -45,6 +45,7 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
             if states.is_empty() {
                 text.push_str("no member has a strike or a suspension\n");
             }
+            text.push_str(&reachability(shared));
             for (member, state) in &states {
                 let status = match state.suspended {
                     Some(at) => format!("SUSPENDED since {}", at.formatted()),
@@ -64,6 +65,72 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
                 }
             }
             Response::ok(text).with_data(states)
+        }
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
+/// Every configured member: their lists, when their key stops working,
+/// and whether their mail arrives ([`crate::bounce::standing`]).
+fn reachability(shared: &Shared) -> String {
+    let (config, keys) = (shared.config(), shared.keys());
+    let now = shared.clock.now();
+    let mut text = format!(
+        "{:<14} {:<24} {:<22} MAIL\n",
+        "MEMBER", "LISTS", "KEY USABLE UNTIL"
+    );
+    for member in config.members.values() {
+        let lists: Vec<&str> = config
+            .lists()
+            .filter(|l| l.members.contains(&member.id))
+            .map(|l| l.name.as_str())
+            .collect();
+        let key = match keys.member(&member.id) {
+            Ok(cert) => match crate::pgp::expiration(cert, std::time::SystemTime::from(now)) {
+                Some(at) => crate::clock::format_time(at.into()),
+                None => "does not expire".into(),
+            },
+            Err(problem) => format!("UNUSABLE ({})", problem.kind()),
+        };
+        let mail = match crate::bounce::standing::get(
+            &shared.store,
+            &member.id,
+            &member.email.to_string(),
+        ) {
+            Ok(standing) if standing.bounces == 0 => standing.state.describe(),
+            Ok(standing) => format!(
+                "{} ({} bounce(s), score {}; last: {})",
+                standing.state.describe(),
+                standing.bounces,
+                standing.score,
+                standing.last_diagnostic
+            ),
+            Err(e) => format!("unknown ({e})"),
+        };
+        let lists = if lists.is_empty() {
+            "-".to_string()
+        } else {
+            lists.join(",")
+        };
+        text.push_str(&format!(
+            "{:<14} {:<24} {:<22} {mail}\n",
+            member.id, lists, key
+        ));
+    }
+    text.push('\n');
+    text
+}
+
+pub(super) async fn clear_bounces(shared: &Arc<Shared>, member: String) -> Response {
+    if !shared.config().members.contains_key(&member) {
+        return Response::error(format!("no member {member:?} in the config"));
+    }
+    let mut batch = crate::store::Transaction::new();
+    crate::bounce::standing::clear(&mut batch, &member);
+    match shared.commit(batch).await {
+        Ok(()) => {
+            tracing::info!(%member, "bounce standing cleared by an admin");
+            Response::ok(format!("{member}: bounce score cleared; reachable\n"))
         }
         Err(e) => Response::error(e.to_string()),
     }

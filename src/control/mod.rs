@@ -84,8 +84,13 @@ pub enum Command {
         /// The member's id.
         member: String,
     },
-    /// Members with strikes or suspended.
+    /// Every member's key and bounce standing; strikes and suspensions.
     Members,
+    /// Clear a member's bounce score (the address was fixed).
+    MemberClearBounces {
+        /// The member's id.
+        member: String,
+    },
     /// Open cases: lead, severity, next deadline, overdue items.
     Cases,
     /// One case in full.
@@ -258,6 +263,7 @@ pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
         }
         Command::MemberReinstate { member } => members::reinstate(shared, member).await,
         Command::Members => members::list(shared).await,
+        Command::MemberClearBounces { member } => members::clear_bounces(shared, member).await,
         Command::Cases => cases::list(shared).await,
         Command::CaseShow { id } => cases::show(shared, id).await,
         Command::CaseSet { id, keywords } => cases::set(shared, id, keywords).await,

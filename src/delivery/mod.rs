@@ -342,7 +342,14 @@ async fn attempt(
         ),
     };
     let transport = shared.transport();
-    let from = shared.config().delivery.from.clone();
+    let config = shared.config();
+    // A member's copy goes out from its own VERP address, so its bounce
+    // names it; the rest (acknowledgements, the announcement) from the
+    // owner address itself.
+    let from = match copy.job {
+        Some(_) => crate::bounce::verp_sender(&config, shared.store.mark_secret(), copy.id),
+        None => config.delivery.from.clone(),
+    };
     let to = copy
         .to
         .parse()
@@ -665,6 +672,41 @@ fn outcome(
             "still failing after {}: {reason}",
             humantime::format_duration(config.delivery.retry_max_age)
         )),
+        Err(Unsent::Send(SendError::Permanent(reason))) if copy.job.is_some() => {
+            // The relay refused the member's copy for good: a bounce like
+            // any other, counted once; the PST hears when the member's
+            // standing changes, not per copy.
+            error!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "delivery failed");
+            crate::ledger::append(batch, record(&base, Outcome::Failed(reason.clone())));
+            shared.metrics.copy("failed", 1);
+            let keys = shared.keys();
+            let ctx = crate::context::Context {
+                config,
+                keys: &keys,
+                store: &shared.store,
+                now,
+            };
+            crate::bounce::standing::register(
+                &ctx,
+                batch,
+                &crate::bounce::Bounced {
+                    copy: crate::mark::index::CopyInfo {
+                        copy_id: copy.id,
+                        message: copy.message,
+                        member: copy.member.clone(),
+                        email: copy.to.clone(),
+                        list: copy.list,
+                        case: copy.case.clone(),
+                    },
+                    queued: copy.queued,
+                    diagnostic: crate::bounce::dsn::one_line(reason),
+                },
+            );
+            if let Some(job) = copy.job {
+                batch.copy_done(job, copy.id);
+            }
+            return;
+        }
         Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason.clone()),
         Err(Unsent::NoKey(reason)) => {
             warn!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "no copy: key unusable");

@@ -8,6 +8,7 @@
 //! exactly once per case.
 
 pub mod release;
+pub mod statuses;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,61 @@ pub struct Embargo {
     /// an older post, replayed or reordered, can never move the date back.
     #[serde(default)]
     pub signed: Timestamp,
+    /// Each distributor's latest signed `X-Status:` on the case, by
+    /// member id: VINCE's vendor-status table, by mail.
+    #[serde(default)]
+    pub statuses: std::collections::BTreeMap<String, DistributorStatus>,
+}
+
+/// A distributor's latest word on a case, from a signed reply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DistributorStatus {
+    /// What they said.
+    pub status: Ack,
+    /// Their note (`X-Note:`, or the words after the status), one line.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When it was processed, ms since the epoch.
+    pub at: Timestamp,
+    /// Creation time of the signature behind it: an older one, replayed
+    /// or delayed, does not replace it.
+    pub signed: Timestamp,
+}
+
+/// The `X-Status:` words a distributor may send, in the order a case
+/// usually takes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ack {
+    /// They have the patch.
+    Received,
+    /// Their product is affected.
+    Affected,
+    /// Their product is not affected.
+    NotAffected,
+    /// Their fixed packages are ready for the disclosure time.
+    Ready,
+}
+
+impl Ack {
+    /// Every status, as written in `X-Status:`.
+    pub const ALL: [Ack; 4] = [Ack::Received, Ack::Affected, Ack::NotAffected, Ack::Ready];
+
+    /// `received`, `affected`, `not-affected`, `ready`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ack::Received => "received",
+            Ack::Affected => "affected",
+            Ack::NotAffected => "not-affected",
+            Ack::Ready => "ready",
+        }
+    }
+
+    /// The status `word` names (any case; `not_affected` too).
+    pub fn parse(word: &str) -> Option<Ack> {
+        let word = word.trim().to_ascii_lowercase().replace('_', "-");
+        Ack::ALL.into_iter().find(|a| a.as_str() == word)
+    }
 }
 
 /// One setting or move of the disclosure time.
@@ -91,6 +147,7 @@ impl Embargo {
             history: vec![change],
             released: None,
             signed,
+            statuses: Default::default(),
         }
     }
 
@@ -120,21 +177,25 @@ impl Embargo {
         self.until.to_datetime()
     }
 
-    /// The reminder and release events of the current date.
+    /// The reminder and release events of the current date, and the
+    /// PST's digest of distributor statuses when the embargo was opened
+    /// before it falls due.
     pub fn events(&self, config: &Config) -> Vec<Event> {
+        let event = |due, kind| Event {
+            due,
+            kind,
+            case: self.case.clone(),
+        };
         let reminder = self.until - config.embargo.reminder_before;
-        vec![
-            Event {
-                due: reminder,
-                kind: EventKind::Reminder,
-                case: self.case.clone(),
-            },
-            Event {
-                due: self.until,
-                kind: EventKind::Release,
-                case: self.case.clone(),
-            },
-        ]
+        let digest = self.until - config.embargo.status_digest_before;
+        let mut events = vec![
+            event(reminder, EventKind::Reminder),
+            event(self.until, EventKind::Release),
+        ];
+        if digest > self.opened {
+            events.push(event(digest, EventKind::StatusDigest));
+        }
+        events
     }
 }
 

@@ -168,6 +168,44 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                 ));
             }
         },
+        EventKind::StatusDigest => {
+            let rows = match super::statuses::read(ctx.config, ctx.store, &embargo) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(case = %event.case, error = %e, "cannot read the distributor statuses");
+                    return batch;
+                }
+            };
+            let missing: Vec<&str> = rows
+                .iter()
+                .filter(|r| !r.confirmed)
+                .map(|r| r.member.as_str())
+                .collect();
+            let subject = if missing.is_empty() {
+                format!("{}: every distributor confirmed receipt", event.case)
+            } else {
+                format!(
+                    "{}: {} distributor(s) have not confirmed receipt",
+                    event.case,
+                    missing.len()
+                )
+            };
+            let mut body = format!(
+                "Case {} goes public at {}. Each distributor's latest X-Status:\n\n{}\n",
+                event.case,
+                format_time(embargo.until()),
+                super::statuses::text(&rows)
+            );
+            if !missing.is_empty() {
+                body.push_str(&format!(
+                    "Not yet confirmed (no X-Status at all): {}.\n                     They may not have the patch: ask them, or check `embargod embargoes`.\n",
+                    missing.join(", ")
+                ));
+            }
+            batch.spool(crate::notice::to_pst(ctx.config, ctx.now, &subject, &body));
+        }
+        // The daily job is not an embargo's.
+        EventKind::Daily => {}
         EventKind::Reminder => {
             let hours = (embargo.until().signed_duration_since(ctx.now).num_minutes() + 30) / 60;
             batch.spool(crate::notice::notice(

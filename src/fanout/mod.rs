@@ -110,6 +110,7 @@ pub(crate) fn fan_out(
                 case: outgoing.case.clone(),
             },
         );
+        crate::bounce::put_token(batch, marks, copy_id, now);
         if let Some(case) = &outgoing.case {
             // Replies to any copy join the case.
             crate::case::put_reference(ctx, batch, &message_id, case);
@@ -192,7 +193,8 @@ pub(crate) fn info_text(list: &ListIdentity, unwrapped: &Unwrapped, meta: &Incom
                 }
             }
         }
-        Source::Notice { .. } => String::new(),
+        // Bounces are never fanned out.
+        Source::Notice { .. } | Source::Bounce { .. } => String::new(),
     };
     let encryption = match unwrapped.encryption {
         Encryption::ToList => "encrypted to the list key",

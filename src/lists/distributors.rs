@@ -14,8 +14,8 @@ use crate::case::id::CaseId;
 use crate::clock::{format_time, Timestamp};
 use crate::config::{ListName, Member};
 use crate::embargo::{
-    banner, check_until, embargoed_subject, parse_time, release, Advisory, Change, EarlyRelease,
-    Embargo,
+    banner, check_until, embargoed_subject, parse_time, release, Ack, Advisory, Change,
+    DistributorStatus, EarlyRelease, Embargo,
 };
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
@@ -31,7 +31,15 @@ use crate::context::{Context, Origin};
 use crate::fanout::{fan_out, info_text, Marking, Outgoing, Recipients};
 
 /// Keywords a distributors post may carry.
-const KNOWN: &[&str] = &["case", "embargo-until", "release", "reason", "subject"];
+const KNOWN: &[&str] = &[
+    "case",
+    "embargo-until",
+    "release",
+    "reason",
+    "subject",
+    "status",
+    "note",
+];
 
 /// What a post asks for, once checked.
 enum Decision {
@@ -43,6 +51,12 @@ enum Decision {
     },
     /// Publish the case now.
     ReleaseNow { case: String, reason: String },
+    /// A distributor's `X-Status:` on a case: recorded, and forwarded to
+    /// the PST alone.
+    Status {
+        case: String,
+        status: DistributorStatus,
+    },
 }
 
 pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
@@ -111,7 +125,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
     let decision = if is_pst {
         pst_post(ctx, sig, &keywords, &rest)
     } else {
-        distributor_reply(ctx, &keywords, unwrapped)
+        distributor_reply(ctx, sig, &keywords, unwrapped)
     };
     let decision = match decision {
         Ok(decision) => decision,
@@ -119,6 +133,10 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
     };
 
     match decision {
+        Decision::Status { case, status } => {
+            freshness::spend(ctx, batch, &unwrapped.signatures);
+            record_status(ctx, batch, post, sig, &case, status, content);
+        }
         Decision::ReleaseNow { case, reason } => {
             let early = EarlyRelease {
                 by: signer.to_string(),
@@ -346,9 +364,11 @@ fn pst_post(
     })
 }
 
-/// A distributor's reply: forwarded, but it may not touch an embargo.
+/// A distributor's reply: forwarded, but it may not touch an embargo;
+/// with `X-Status:`, their word on the case, for the PST alone.
 fn distributor_reply(
     ctx: &Context<'_>,
+    sig: GoodSignature<'_>,
     keywords: &[Keyword],
     unwrapped: &Unwrapped,
 ) -> Result<Decision, Held> {
@@ -360,6 +380,9 @@ fn distributor_reply(
             "not a PST member",
             "only PST members may set, move or release an embargo",
         ));
+    }
+    if let Some(value) = keywords::get(keywords, "status") {
+        return status_reply(ctx, sig, keywords, value, unwrapped);
     }
     let case = match keywords::get(keywords, "case") {
         Some(case) => {
@@ -387,12 +410,159 @@ fn distributor_reply(
     })
 }
 
+/// `X-Status: WORD [note]`, with an optional `X-Note:`. The case must be
+/// named where the signature covers it (`X-Case:`, or a signed Subject):
+/// an unsigned Subject could move a captured status to another case.
+fn status_reply(
+    ctx: &Context<'_>,
+    sig: GoodSignature<'_>,
+    keywords: &[Keyword],
+    value: &str,
+    unwrapped: &Unwrapped,
+) -> Result<Decision, Held> {
+    let (word, after) = value
+        .split_once(|c: char| c.is_whitespace() || c == ';' || c == ',')
+        .unwrap_or((value, ""));
+    let ack = Ack::parse(word).ok_or_else(|| {
+        Held::new(
+            "bad X-Status",
+            format!(
+                "X-Status: {word:?} is not understood; use received, affected, not-affected or ready"
+            ),
+        )
+    })?;
+    let note = keywords::get(keywords, "note")
+        .or(Some(after.trim_matches([' ', '-', ';', ',', ':'])))
+        .map(crate::mime::one_line)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(STATUS_NOTE_CHARS).collect());
+    let signed_subject = (unwrapped.headers_signer.as_deref() == Some(sig.member))
+        .then(|| CaseId::find_in(ctx.config, &unwrapped.subject))
+        .flatten();
+    let case = match (keywords::get(keywords, "case"), signed_subject) {
+        (Some(case), _) => CaseId::parse(ctx.config, case).map_err(|e| Held::new("bad X-Case", e))?,
+        (None, Some(case)) => case,
+        (None, None) => {
+            return Err(Held::new(
+                "no X-Case",
+                "an X-Status: reply names its case in an X-Case: line (the Subject is not \
+                 signed, so it cannot say which case)",
+            ))
+        }
+    }
+    .into_string();
+    let embargo = crate::embargo::get(ctx.store, &case)
+        .map_err(|e| Held::new("store error", e.to_string()))?
+        .ok_or_else(|| {
+            Held::new(
+                "unknown case",
+                format!("case {case} has no embargo on this list"),
+            )
+        })?;
+    if embargo.released.is_some() {
+        return Err(Held::new(
+            "case already public",
+            format!("case {case} is already public; its statuses are closed"),
+        ));
+    }
+    if let Some(last) = embargo.statuses.get(sig.member) {
+        if sig.created < last.signed {
+            return Err(Held::new(
+                "older than the last status",
+                format!(
+                    "the signature was made {}, before the one behind {}'s last status on {case} \
+                     ({}): a delayed or replayed status cannot replace a later one",
+                    sig.created.formatted(),
+                    sig.member,
+                    last.signed.formatted()
+                ),
+            ));
+        }
+    }
+    Ok(Decision::Status {
+        case,
+        status: DistributorStatus {
+            status: ack,
+            note,
+            at: Timestamp::from(ctx.now),
+            signed: sig.created,
+        },
+    })
+}
+
+/// Longest note kept with a status, in characters.
+const STATUS_NOTE_CHARS: usize = 200;
+
+/// Records `status` on `case` (the embargo's table, the ledger) and sends
+/// the reply to the PST alone, encrypted: other distributors never learn
+/// who is affected or ready.
+fn record_status(
+    ctx: &Context<'_>,
+    batch: &mut Transaction,
+    post: Post<'_>,
+    sig: GoodSignature<'_>,
+    case: &str,
+    status: DistributorStatus,
+    content: Vec<u8>,
+) {
+    let config = ctx.config;
+    let Ok(Some(mut embargo)) = crate::embargo::get(ctx.store, case) else {
+        return;
+    };
+    let word = status.status.as_str();
+    let summary = match &status.note {
+        Some(note) => format!("{word}: {note}"),
+        None => word.to_string(),
+    };
+    let mut record = crate::ledger::DeliveryRecord::new(
+        status.at,
+        post.id,
+        Some(case.to_string()),
+        ListName::Distributors,
+        sig.member,
+        crate::ledger::Outcome::Status(summary.clone()),
+    );
+    record.fingerprint = Some(sig.key.to_string());
+    crate::ledger::append(batch, record);
+    tracing::info!(msg = post.id, %case, member = sig.member, status = word, "distributor status");
+    embargo.statuses.insert(sig.member.to_string(), status);
+    crate::embargo::put(batch, &embargo);
+
+    let identity = ListIdentity::new(config, &config.lists.security);
+    let mut info = format!(
+        "Status from distributor {} on {case}: {summary}
+         Only the PST gets this; the other distributors do not.
+
+",
+        sig.member
+    );
+    info.push_str(&info_text(&identity, post.unwrapped, &post.incoming.meta));
+    let outgoing = Outgoing::new(
+        with_header(
+            &post.unwrapped.headers,
+            "Subject",
+            &format!("[{case}] status from {}: {word}", sig.member),
+        ),
+        info,
+        content,
+        Some(case.to_string()),
+        Marking::OFF,
+    );
+    let members = super::notices::audience(config, &Audience::Pst);
+    let to = Recipients {
+        list: ListName::Security,
+        identity: &identity,
+        members: &members,
+    };
+    fan_out(ctx, batch, post.id, to, outgoing, Origin::Mail);
+}
+
 fn check_known(keywords: &[Keyword]) -> Result<(), Held> {
     match keywords.iter().find(|k| !KNOWN.contains(&k.name.as_str())) {
         Some(unknown) => Err(Held::new(
             "unknown keyword",
             format!(
-                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason, X-Subject",
+                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason, X-Subject, X-Status, X-Note",
                 unknown.name
             ),
         )),

@@ -45,6 +45,10 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     let config = ctx.config;
     let mut batch = Transaction::new();
     batch.unspool(id);
+    if let Source::Bounce { rcpts, .. } = &incoming.meta.source {
+        crate::bounce::post(ctx, &mut batch, id, rcpts, &incoming);
+        return batch;
+    }
     if let Source::Mail { mail_from, .. } = &incoming.meta.source {
         if let Some(reason) = loop_reason(config, mail_from, &incoming.raw) {
             info!(msg = id, reason, "dropped: mail loop");
@@ -95,6 +99,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     };
     match &incoming.meta.source {
         Source::Notice { to } => notices::post(ctx, &mut batch, id, to, &unwrapped),
+        Source::Bounce { .. } => {}
         Source::Mail { lists, .. } => {
             for &name in lists {
                 match name {

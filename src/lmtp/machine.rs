@@ -29,13 +29,24 @@ pub enum Event {
     Refused(&'static str),
 }
 
+/// What an accepted recipient address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcpt {
+    /// A list's address.
+    List(ListName),
+    /// The owner address, `delivery.from`, with or without a VERP token:
+    /// bounces ([`crate::bounce`]).
+    Owner,
+}
+
 /// A message read to its end, with its envelope.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// The envelope sender (MAIL FROM), `<>` as empty.
     pub mail_from: String,
-    /// (address as given, list), in RCPT order.
-    pub rcpts: Vec<(String, ListName)>,
+    /// (address as given, what it is), in RCPT order; all lists or all
+    /// the owner address, never both.
+    pub rcpts: Vec<(String, Rcpt)>,
     /// The message as received, dot-unstuffed, with CRLF line ends.
     pub raw: Vec<u8>,
 }
@@ -56,7 +67,7 @@ pub struct Machine {
     state: State,
     greeted: bool,
     mail_from: Option<String>,
-    rcpts: Vec<(String, ListName)>,
+    rcpts: Vec<(String, Rcpt)>,
     /// The command line being assembled.
     line: Vec<u8>,
     /// Discarding the rest of an over-long line.
@@ -228,18 +239,36 @@ impl Machine {
                     line("503 5.5.1 MAIL first")
                 } else if self.rcpts.len() >= MAX_RECIPIENTS {
                     line("452 4.5.3 Too many recipients")
-                } else if self.storage_full && self.config.list_for_address(&to.address).is_some() {
-                    line("452 4.3.1 Insufficient system storage; try again later")
                 } else {
-                    match self.config.list_for_address(&to.address) {
-                        Some(list) => {
-                            self.rcpts.push((to.address, list.name));
-                            line("250 2.1.5 Recipient OK")
-                        }
+                    let rcpt = match self.config.list_for_address(&to.address) {
+                        Some(list) => Some(Rcpt::List(list.name)),
+                        None => crate::bounce::owner_token(&self.config, &to.address)
+                            .map(|_| Rcpt::Owner),
+                    };
+                    let owner = |r: Rcpt| r == Rcpt::Owner;
+                    match rcpt {
                         None => line(&format!(
                             "550 5.1.1 <{}>: no such list here",
                             sanitize(&to.address)
                         )),
+                        Some(_) if self.storage_full => {
+                            line("452 4.3.1 Insufficient system storage; try again later")
+                        }
+                        // Bounces and list mail are spooled apart: the
+                        // client sends this one again in a new
+                        // transaction (RFC 5321 §4.5.3.1.10).
+                        Some(rcpt)
+                            if self
+                                .rcpts
+                                .first()
+                                .is_some_and(|(_, first)| owner(*first) != owner(rcpt)) =>
+                        {
+                            line("452 4.5.3 Send mail for this address in its own transaction")
+                        }
+                        Some(rcpt) => {
+                            self.rcpts.push((to.address, rcpt));
+                            line("250 2.1.5 Recipient OK")
+                        }
                     }
                 }
             }

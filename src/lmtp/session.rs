@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::machine::{sanitize, Delivery, Event, Machine};
+use super::machine::{sanitize, Delivery, Event, Machine, Rcpt};
 use crate::clock::Timestamp;
 use crate::config::ListName;
 use crate::mime::inbound::{precheck, Refusal};
@@ -106,18 +106,32 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
         shared.metrics.refused("spool-full");
         return per_rcpt("452 4.3.1 Insufficient system storage; try again later\r\n");
     }
-    let mut lists: Vec<ListName> = rcpts.iter().map(|(_, list)| *list).collect();
+    let mut lists: Vec<ListName> = rcpts
+        .iter()
+        .filter_map(|(_, rcpt)| match rcpt {
+            Rcpt::List(list) => Some(*list),
+            Rcpt::Owner => None,
+        })
+        .collect();
     lists.sort();
     lists.dedup();
     let bytes = raw.len();
+    let source = if lists.is_empty() {
+        Source::Bounce {
+            mail_from,
+            rcpts: rcpts.iter().map(|(address, _)| address.clone()).collect(),
+        }
+    } else {
+        Source::Mail {
+            mail_from,
+            lists: lists.clone(),
+            via: Intake::Lmtp,
+        }
+    };
     let incoming = Incoming {
         meta: IncomingMeta {
             received: Timestamp::from(shared.clock.now()),
-            source: Source::Mail {
-                mail_from,
-                lists: lists.clone(),
-                via: Intake::Lmtp,
-            },
+            source,
         },
         raw,
     };

@@ -165,6 +165,15 @@ impl MarkSecret {
         d[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The VERP token of copy `copy_id` (20 hex digits, 80 bits of a
+    /// keyed hash): its envelope sender is `OWNER+TOKEN@DOMAIN`, so a
+    /// bounce names the copy, and the envelope names neither the member
+    /// nor the copy id to anyone without the store key.
+    pub fn verp_token(&self, copy_id: u64) -> String {
+        let d = digest(&[b"verp", &self.0, &copy_id.to_be_bytes()]);
+        crate::digest::hex(&d[..10])
+    }
+
     fn keyed(&self, label: &[u8], words: &[&str]) -> u64 {
         let joined = words.join(" ");
         let d = digest(&[label, &self.0, joined.as_bytes()]);

@@ -38,6 +38,12 @@ pub enum EventKind {
     Deadline = 3,
     /// A case deadline passed (`case#milestone`): the PST is told.
     Overdue = 4,
+    /// The PST's digest of which distributors have not confirmed
+    /// receipt of an embargoed patch.
+    StatusDigest = 5,
+    /// The daily look at every member: keys near expiry, bounce probes
+    /// ([`crate::keyhealth`]); its `case` is empty.
+    Daily = 6,
 }
 
 impl Event {
@@ -57,6 +63,8 @@ impl Event {
             2 => EventKind::Release,
             3 => EventKind::Deadline,
             4 => EventKind::Overdue,
+            5 => EventKind::StatusDigest,
+            6 => EventKind::Daily,
             _ => return None,
         };
         let case = String::from_utf8(key.get(9..)?.to_vec()).ok()?;
@@ -88,6 +96,15 @@ pub fn due(store: &Store, now: Timestamp) -> Result<Vec<Event>, StoreError> {
                 .millis()
                 .to_be_bytes(),
         )?
+        .iter()
+        .map(|key| decode(key))
+        .collect()
+}
+
+/// Every scheduled event, oldest first.
+pub fn all(store: &Store) -> Result<Vec<Event>, StoreError> {
+    store
+        .keys(&SCHEDULE, b"", usize::MAX)?
         .iter()
         .map(|key| decode(key))
         .collect()

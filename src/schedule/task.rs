@@ -13,6 +13,9 @@ use crate::state::Shared;
 /// Runs until `stop`: fires what is due, then sleeps until the next
 /// event or a wake-up (a transaction that changed the schedule).
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    if let Err(e) = crate::keyhealth::ensure_scheduled(&shared.store, shared.clock.now()) {
+        error!(error = %e, "cannot schedule the daily key and bounce check");
+    }
     loop {
         if let Err(e) = fire_due(&shared).await {
             error!(error = %e, "scheduler cannot read or write the store");
@@ -43,9 +46,10 @@ async fn fire_due(shared: &Arc<Shared>) -> Result<(), crate::store::StoreError> 
     for event in due {
         let batch = shared
             .in_context(move |ctx| match event.kind {
-                EventKind::Reminder | EventKind::Release => {
+                EventKind::Reminder | EventKind::Release | EventKind::StatusDigest => {
                     crate::embargo::release::fire(ctx, &event)
                 }
+                EventKind::Daily => crate::keyhealth::daily(ctx, &event),
                 EventKind::Deadline | EventKind::Overdue => {
                     crate::case::timeline::fire(ctx, &event)
                 }

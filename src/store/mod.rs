@@ -108,6 +108,14 @@ pub enum Source {
         #[serde(default)]
         via: Intake,
     },
+    /// Mail to the owner address, `delivery.from` with or without a VERP
+    /// token: bounces ([`crate::bounce`]). Never forwarded.
+    Bounce {
+        /// The envelope sender; empty for a DSN.
+        mail_from: String,
+        /// The owner addresses it came for (RCPT TO), tokens included.
+        rcpts: Vec<String>,
+    },
     /// Written by the daemon (a member without a key, a quarantined
     /// message, a failed delivery, an embargo reminder). Notices never
     /// cause further notices.
