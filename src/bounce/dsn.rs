@@ -180,10 +180,7 @@ fn blocks(text: &str) -> Vec<Vec<(String, String)>> {
 /// `rfc822; user@example.org` → `user@example.org`.
 fn address_of(value: &str) -> String {
     let address = value.split_once(';').map_or(value, |(_, a)| a);
-    address
-        .trim()
-        .trim_matches(['<', '>'])
-        .to_ascii_lowercase()
+    address.trim().trim_matches(['<', '>']).to_ascii_lowercase()
 }
 
 /// Exim's bounces carry `X-Failed-Recipients:` and say the error is
@@ -221,9 +218,15 @@ const BOUNCE_PHRASES: &[(&str, bool)] = &[
     ("the following addresses had permanent fatal errors", true),
     ("message not delivered", true),
     ("undeliverable", true),
-    ("delivery to the following recipient failed permanently", true),
+    (
+        "delivery to the following recipient failed permanently",
+        true,
+    ),
     ("has not yet been delivered", false),
-    ("delivery to the following recipient has been delayed", false),
+    (
+        "delivery to the following recipient has been delayed",
+        false,
+    ),
     ("still being retried", false),
     ("will keep trying", false),
     ("this is a temporary error", false),
@@ -303,9 +306,15 @@ fn is_auto_reply(message: &Message<'_>) -> bool {
         return true;
     }
     let subject = message.subject().unwrap_or_default().to_lowercase();
-    ["out of office", "automatic reply", "auto:", "autoreply", "vacation"]
-        .iter()
-        .any(|marker| subject.contains(marker))
+    [
+        "out of office",
+        "automatic reply",
+        "auto:",
+        "autoreply",
+        "vacation",
+    ]
+    .iter()
+    .any(|marker| subject.contains(marker))
 }
 
 /// The first text part, or the HTML one as text (Exchange sends both).

@@ -191,7 +191,10 @@ mod tests {
             Some(None)
         );
         assert_eq!(owner_token(&config, "security@kappital.example"), None);
-        assert_eq!(owner_token(&config, "security-owner@elsewhere.example"), None);
+        assert_eq!(
+            owner_token(&config, "security-owner@elsewhere.example"),
+            None
+        );
         assert_ne!(marks.verp_token(42), marks.verp_token(43));
     }
 }

@@ -136,7 +136,9 @@ pub fn register(ctx: &Context<'_>, batch: &mut Transaction, bounced: &Bounced) {
     let now = Timestamp::from(ctx.now);
     let config = &ctx.config.bounces;
     let day = |t: Timestamp| t.millis() / 86_400_000;
-    let new_day = standing.last_bounce.is_none_or(|last| day(last) != day(now));
+    let new_day = standing
+        .last_bounce
+        .is_none_or(|last| day(last) != day(now));
     if standing
         .last_bounce
         .is_some_and(|last| now.since(last) > config.stale_after)

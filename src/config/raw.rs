@@ -9,9 +9,10 @@ use lettre::Address;
 use serde::Deserialize;
 
 use super::{
-    BouncesConfig, Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake, ImapTls,
-    LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig, MaildirIntake, Member,
-    KeysConfig, MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig, TimelineConfig, Transport,
+    BouncesConfig, Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake,
+    ImapTls, KeysConfig, LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig,
+    MaildirIntake, Member, MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig,
+    TimelineConfig, Transport,
 };
 
 /// The configuration file as written: every table and key optional, checked into [`super::Config`].
@@ -823,7 +824,10 @@ impl RawConfig {
             return Err(c.invalid("bounces.threshold", "must be at least 1"));
         }
         if self.keys.warn_before.iter().any(|d| d.is_zero()) {
-            return Err(c.invalid("keys.warn_before", "each warning must be ahead of the expiry"));
+            return Err(c.invalid(
+                "keys.warn_before",
+                "each warning must be ahead of the expiry",
+            ));
         }
         if self.delivery.concurrency == 0 {
             return Err(c.invalid("delivery.concurrency", "must be at least 1"));

@@ -45,7 +45,10 @@ pub fn rows(config: &Config, embargo: &Embargo, records: &[DeliveryRecord]) -> V
                 .filter(|r| {
                     matches!(
                         r.outcome,
-                        Outcome::Sent | Outcome::Bounced(_) | Outcome::Failed(_) | Outcome::NoKey(_)
+                        Outcome::Sent
+                            | Outcome::Bounced(_)
+                            | Outcome::Failed(_)
+                            | Outcome::NoKey(_)
                     )
                 })
                 .max_by_key(|r| r.time);

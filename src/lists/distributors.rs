@@ -440,7 +440,9 @@ fn status_reply(
         .then(|| CaseId::find_in(ctx.config, &unwrapped.subject))
         .flatten();
     let case = match (keywords::get(keywords, "case"), signed_subject) {
-        (Some(case), _) => CaseId::parse(ctx.config, case).map_err(|e| Held::new("bad X-Case", e))?,
+        (Some(case), _) => {
+            CaseId::parse(ctx.config, case).map_err(|e| Held::new("bad X-Case", e))?
+        }
         (None, Some(case)) => case,
         (None, None) => {
             return Err(Held::new(

@@ -1,0 +1,485 @@
+//! Members that stay reachable, end to end with the real daemon, LMTP and
+//! GnuPG: bounces that come back to a copy's VERP address mark the member
+//! (and the PST hears once); distributors' signed `X-Status:` replies
+//! build the PST's table of who has the patch; keys near their expiry are
+//! warned about at 30, 14 and 3 days, with an injected clock.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use common::{addressed_to, open_copy, signed_text, start, TestDaemon, World};
+use embargod::config::ListName;
+use embargod::control::{client::request, Command};
+use embargod::ledger::Outcome;
+use embargod::sandbox::{read_outbox, OutboxMail, DISTRIBUTORS, OWNER, SECURITY};
+
+/// Waits until the outbox (reporters' mail aside) holds exactly `n`
+/// messages and the daemon is idle.
+async fn outbox(daemon: &TestDaemon, n: usize) -> Vec<OutboxMail> {
+    daemon.wait_outbox(n).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    assert_eq!(mail.len(), n, "expected exactly {n} messages");
+    mail
+}
+
+async fn control(daemon: &TestDaemon, command: Command) -> String {
+    request(&daemon.config.control.socket, command)
+        .await
+        .unwrap()
+        .text()
+        .expect("the command succeeds")
+}
+
+/// The newest message to `address` (the file transport's names are
+/// random: by the time the file was written).
+fn newest<'a>(mail: &'a [OutboxMail], address: &str) -> &'a OutboxMail {
+    addressed_to(mail, address)
+        .into_iter()
+        .max_by_key(|m| {
+            std::fs::metadata(&m.eml)
+                .and_then(|m| m.modified())
+                .unwrap()
+        })
+        .expect("a message to that address")
+}
+
+/// A Postfix DSN (the fixture) about `recipient`.
+fn dsn(recipient: &str) -> Vec<u8> {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/bounces/postfix.eml"
+    ))
+    .unwrap()
+    .replace("carol@example.org", recipient)
+    .into_bytes()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/bounces/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The mail whose text, decrypted, contains `needle`.
+fn opened_with(w: &World, mail: &[OutboxMail], needle: &str) -> Vec<String> {
+    mail.iter()
+        .map(|m| open_copy(&w.gpg, m))
+        .filter(|t| t.contains(needle))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounces_to_a_copys_verp_address_mark_the_member_and_the_pst_hears_once() {
+    let mut w = World::new(
+        &[
+            ("alice", Some(ListName::Security)),
+            ("bob", Some(ListName::Security)),
+        ],
+        None,
+    );
+    w.sandbox.extra.push_str("[bounces]\nthreshold = 2\n");
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let report = common::report("overflow", &common::canary());
+    daemon.send(common::REPORTER, &[SECURITY], &report).await;
+    let mail = outbox(&daemon, 2).await;
+
+    // Each member's copy has its own envelope sender; it names neither
+    // the member nor the copy, and the reporter's acknowledgement leaves
+    // from the owner address itself.
+    let alice_copy = newest(&mail, "alice@example.org");
+    let bob_copy = newest(&mail, "bob@example.org");
+    let alice_from = alice_copy.from.clone().unwrap();
+    assert!(
+        alice_from.starts_with("security-owner+") && alice_from.ends_with("@kappital.example"),
+        "{alice_from}"
+    );
+    assert!(!alice_from.contains("alice"));
+    assert_ne!(Some(alice_from.clone()), bob_copy.from);
+    let ack = read_outbox(&daemon.outbox)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.to == [common::REPORTER])
+        .expect("the reporter's acknowledgement");
+    assert_eq!(ack.from.as_deref(), Some(OWNER));
+
+    // What must count for nothing: a bounce to the bare owner address or
+    // with a made-up token (anyone can send those), a vacation reply, a
+    // delay warning.
+    let forged_token = "security-owner+00112233445566778899@kappital.example";
+    for (rcpt, message) in [
+        (OWNER, dsn("alice@example.org")),
+        (forged_token, dsn("alice@example.org")),
+        (alice_from.as_str(), fixture("vacation.eml")),
+        (alice_from.as_str(), fixture("postfix-delayed.eml")),
+    ] {
+        let replies = daemon.send("", &[rcpt], &message).await;
+        assert_eq!(replies[0].code, 250, "{replies:?}");
+    }
+    daemon.settle().await;
+    let members = control(&daemon, Command::Members).await;
+    let alice_line = members.lines().find(|l| l.starts_with("alice")).unwrap();
+    assert!(
+        alice_line.contains("reachable") && !alice_line.contains("bounce(s)"),
+        "{members}"
+    );
+
+    // A real bounce of alice's copy counts; sent again (a replay, or the
+    // MTA's second report) it counts once.
+    for _ in 0..2 {
+        daemon
+            .send("", &[&alice_from], &dsn("alice@example.org"))
+            .await;
+    }
+    daemon.settle().await;
+    let members = control(&daemon, Command::Members).await;
+    assert!(
+        members.contains("1 bounce(s), score 1") && members.contains("5.1.1"),
+        "{members}"
+    );
+    // A second day with a bounce reaches the threshold: a probe to alice
+    // alone, encrypted, from its own VERP address.
+    // (The day also brings the case's first overdue notices.)
+    w.clock.advance(Duration::from_secs(86400));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.settle().await;
+    let mut n = common::outbox(&daemon.outbox).len();
+    daemon.send(common::REPORTER, &[SECURITY], &report).await;
+    n += 2;
+    let mail = outbox(&daemon, n).await;
+    let second = newest(&mail, "alice@example.org").from.clone().unwrap();
+    daemon.send("", &[&second], &dsn("alice@example.org")).await;
+    n += 1;
+    let mail = outbox(&daemon, n).await;
+    let probe = newest(&mail, "alice@example.org");
+    let probe_text = open_copy(&w.gpg, probe);
+    assert!(
+        probe_text.contains("This message is a probe"),
+        "{probe_text}"
+    );
+    assert!(!String::from_utf8_lossy(&probe.bytes).contains("probe"));
+    assert!(control(&daemon, Command::Members)
+        .await
+        .contains("probing since"));
+
+    // The probe bounces: the PST is told, once, encrypted.
+    let probe_from = probe.from.clone().unwrap();
+    daemon.send("", &[&probe_from], &fixture("exim.eml")).await;
+    n += 2;
+    let mail = outbox(&daemon, n).await;
+    let told = opened_with(&w, &mail, "alice <alice@example.org> bounce");
+    assert_eq!(told.len(), 2, "to alice and bob");
+    assert!(told[0].contains("not delivered"), "{}", told[0]);
+    let members = control(&daemon, Command::Members).await;
+    assert!(members.contains("BOUNCING since"), "{members}");
+
+    // More bounces of a bouncing member: no more notices.
+    daemon.send(common::REPORTER, &[SECURITY], &report).await;
+    n += 2;
+    let mail = outbox(&daemon, n).await;
+    let third = newest(&mail, "alice@example.org").from.clone().unwrap();
+    daemon.send("", &[&third], &fixture("qmail.eml")).await;
+    daemon.settle().await;
+    outbox(&daemon, n).await;
+
+    // Every counted bounce is in the ledger, against its copy.
+    let bounced = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r.outcome, Outcome::Bounced(_)))
+        .filter(|r| r.member == "alice" && r.copy_id.is_some())
+        .count();
+    assert_eq!(bounced, 4);
+
+    // The admin fixed the address: the member is reachable again.
+    let cleared = control(
+        &daemon,
+        Command::MemberClearBounces {
+            member: "alice".into(),
+        },
+    )
+    .await;
+    assert!(cleared.contains("reachable"), "{cleared}");
+    assert!(!control(&daemon, Command::Members)
+        .await
+        .contains("BOUNCING"));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_for_a_list_and_for_the_owner_address_is_never_mixed() {
+    let w = World::new(&[("alice", Some(ListName::Security))], None);
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let replies = daemon
+        .send("", &[SECURITY, OWNER], &dsn("alice@example.org"))
+        .await;
+    // RCPT for the owner address after a list's gets 452: the MTA sends
+    // it again in a transaction of its own.
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 452], "{replies:?}");
+    daemon.stop().await;
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distributors_statuses_reach_the_pst_alone_and_build_its_table() {
+    let w = World::new(
+        &[
+            ("alice", Some(ListName::Security)),
+            ("bob", Some(ListName::Security)),
+            ("distro-a", Some(ListName::Distributors)),
+            ("distro-b", Some(ListName::Distributors)),
+            ("distro-c", Some(ListName::Distributors)),
+        ],
+        // Keys made a day ago, so a signature can be backdated.
+        Some(&common::gpg_time(Utc::now() - chrono::Duration::days(1))),
+    );
+    // Someone with a key the list does not know.
+    w.gpg
+        .gen_key("mallory <mallory@example.org>", "future-default");
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let until = w.clock.now() + chrono::Duration::days(5);
+    let post = signed_text(
+        &w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "patch",
+        &format!(
+            "X-Case: KAP-2026-0007\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(until)
+        ),
+        "The patch for the parser overflow.",
+        None,
+    );
+    daemon
+        .send("alice@example.org", &[DISTRIBUTORS], &post)
+        .await;
+    outbox(&daemon, 5).await;
+
+    let status = |signer: &str, keywords: &str| {
+        signed_text(
+            &w.gpg,
+            signer,
+            DISTRIBUTORS,
+            "Re: [EMBARGOED] [KAP-2026-0007] patch",
+            keywords,
+            "Thanks.",
+            None,
+        )
+    };
+    let received = status(
+        "distro-a@example.org",
+        "X-Case: KAP-2026-0007\r\nX-Status: received\r\n",
+    );
+    daemon
+        .send("distro-a@example.org", &[DISTRIBUTORS], &received)
+        .await;
+    let mail = outbox(&daemon, 7).await;
+    let told = opened_with(
+        &w,
+        &mail,
+        "Status from distributor distro-a on KAP-2026-0007: received",
+    );
+    assert_eq!(told.len(), 2, "alice and bob");
+    for other in [
+        "distro-b@example.org",
+        "distro-c@example.org",
+        "distro-a@example.org",
+    ] {
+        assert_eq!(
+            addressed_to(&mail, other).len(),
+            1,
+            "{other} got only the patch"
+        );
+    }
+
+    // distro-b: affected, with a note; then ready. Both to the PST only.
+    w.clock.advance(Duration::from_secs(2));
+    let affected = status(
+        "distro-b@example.org",
+        "X-Case: KAP-2026-0007\r\nX-Status: affected; packages build on Thursday\r\n",
+    );
+    daemon
+        .send("distro-b@example.org", &[DISTRIBUTORS], &affected)
+        .await;
+    outbox(&daemon, 9).await;
+
+    // Refused and held: the same reply again (a replay), a status from a
+    // key the list does not know, an unsigned one, an unknown word, and
+    // one whose case is named only by the unsigned Subject.
+    daemon
+        .send("distro-a@example.org", &[DISTRIBUTORS], &received)
+        .await;
+    let forged = status(
+        "mallory@example.org",
+        "X-Case: KAP-2026-0007\r\nX-Status: ready\r\n",
+    );
+    daemon
+        .send("distro-c@example.org", &[DISTRIBUTORS], &forged)
+        .await;
+    let unsigned = format!(
+        "From: distro-c@example.org\r\nTo: {DISTRIBUTORS}\r\nSubject: status\r\n\r\n\
+         X-Case: KAP-2026-0007\r\nX-Status: ready\r\n"
+    );
+    daemon
+        .send("distro-c@example.org", &[DISTRIBUTORS], unsigned.as_bytes())
+        .await;
+    let unknown = status(
+        "distro-c@example.org",
+        "X-Case: KAP-2026-0007\r\nX-Status: shipped\r\n",
+    );
+    daemon
+        .send("distro-c@example.org", &[DISTRIBUTORS], &unknown)
+        .await;
+    let subject_only = status("distro-c@example.org", "X-Status: received\r\n");
+    daemon
+        .send("distro-c@example.org", &[DISTRIBUTORS], &subject_only)
+        .await;
+    daemon.settle().await;
+    let held = daemon.held();
+    assert_eq!(held.len(), 5, "{held:?}");
+    for reason in [
+        "already used",
+        "no valid signature",
+        "not signed;",
+        "\"shipped\" is not understood",
+        "names its case in an X-Case: line",
+    ] {
+        assert!(
+            held.iter().any(|h| h.contains(reason)),
+            "{reason}: {held:?}"
+        );
+    }
+
+    // A status signed before the last one (delayed, or replayed from an
+    // earlier reply) cannot replace it.
+    let earlier = signed_text(
+        &w.gpg,
+        "distro-b@example.org",
+        DISTRIBUTORS,
+        "status",
+        "X-Case: KAP-2026-0007\r\nX-Status: not-affected\r\n",
+        "",
+        Some(w.clock.now() - chrono::Duration::minutes(10)),
+    );
+    daemon
+        .send("distro-b@example.org", &[DISTRIBUTORS], &earlier)
+        .await;
+    daemon.settle().await;
+    assert!(daemon
+        .held()
+        .iter()
+        .any(|h| h.contains("cannot replace a later one")));
+
+    // The PST's table: `embargoes` and `case show`.
+    let listing = control(&daemon, Command::Embargoes).await;
+    let line = |who: &str| {
+        listing
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .unwrap_or_else(|| panic!("{who} in {listing}"))
+            .to_string()
+    };
+    assert!(line("distro-a").contains("received"), "{listing}");
+    assert!(
+        line("distro-b").contains("affected")
+            && line("distro-b").contains("packages build on Thursday"),
+        "{listing}"
+    );
+    assert!(line("distro-c").contains("no status yet"), "{listing}");
+    let show = control(
+        &daemon,
+        Command::CaseShow {
+            id: "KAP-2026-0007".into(),
+        },
+    )
+    .await;
+    assert!(
+        show.contains("distro-b") && show.contains("affected"),
+        "{show}"
+    );
+
+    // The ledger holds each status, with the key that signed it.
+    let statuses: Vec<_> = embargod::ledger::records(&daemon.shared.store)
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r.outcome, Outcome::Status(_)))
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses.iter().all(|r| r.fingerprint.is_some()));
+
+    // 48 hours before the release: the PST's digest names who has not
+    // confirmed receipt.
+    // (The case's own deadlines fall due on the way.)
+    w.clock.advance(
+        (until - chrono::Duration::hours(48) - w.clock.now())
+            .to_std()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.settle().await;
+    let mail = common::outbox(&daemon.outbox);
+    let digest = opened_with(&w, &mail, "Each distributor's latest X-Status");
+    assert_eq!(digest.len(), 2, "to alice and bob");
+    assert!(
+        digest[0].contains("Not yet confirmed (no X-Status at all): distro-c."),
+        "{}",
+        digest[0]
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_near_expiry_is_warned_about_at_30_14_and_3_days_once_each() {
+    let mut w = World::new(&[("bob", Some(ListName::Security))], None);
+    // alice's key (a distributor's) expires in 31 days.
+    let uid = "alice <alice@example.org>";
+    w.gpg.ok(
+        &["--quick-gen-key", uid, "future-default", "default", "31d"],
+        b"",
+    );
+    let cert = w.gpg.cert("alice@example.org");
+    w.sandbox
+        .add_member("alice", "alice@example.org", ListName::Distributors, &cert)
+        .unwrap();
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    daemon.settle().await;
+    assert!(
+        common::outbox(&daemon.outbox).is_empty(),
+        "31 days: nothing yet"
+    );
+
+    let mut expected = 0;
+    // Days from now to each step: 30, 14 and 3 days left.
+    for (advance, left) in [(1, "30"), (15, "14"), (10, "3")] {
+        w.clock.advance(Duration::from_secs(advance * 86400));
+        expected += 2;
+        let mail = outbox(&daemon, expected).await;
+        let warning = open_copy(&w.gpg, newest(&mail, "alice@example.org"));
+        assert!(
+            warning.contains(&format!("(in {left} days)")),
+            "{left}: {warning}"
+        );
+        let summary = open_copy(&w.gpg, newest(&mail, "bob@example.org"));
+        assert!(
+            summary.contains("- alice: ") && summary.contains("warned today"),
+            "{summary}"
+        );
+        // The next day brings nothing new.
+        w.clock.advance(Duration::from_secs(86400));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        outbox(&daemon, expected).await;
+    }
+    // Never in plaintext.
+    for mail in common::outbox(&daemon.outbox) {
+        assert!(!String::from_utf8_lossy(&mail.bytes).contains("expires"));
+    }
+    daemon.stop().await;
+}
