@@ -3,7 +3,9 @@
 //! addresses to embargod over LMTP with the README's snippet, embargod
 //! sends its copies back through that Postfix, and Postfix delivers them
 //! to Maildirs, where `gpg` decrypts them. Mail goes in through Postfix's
-//! own `sendmail`.
+//! own `sendmail`. One member's address is unknown to Postfix: it bounces
+//! that copy, the DSN comes back over LMTP to the copy's VERP address,
+//! the probe bounces too, and the PST is told the member is bouncing.
 //!
 //! It needs root and Postfix installed (`.ci/run` installs it). It never
 //! touches a Postfix that is configured on the machine: it runs only when
@@ -129,7 +131,8 @@ async fn postfix_hands_mail_to_embargod_and_delivers_its_copies() {
     let sandbox_dir = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(sandbox_dir.path()).unwrap();
     let gpg = Gpg::new();
-    for id in ["alice", "bob"] {
+    // carol's address has no mailbox: Postfix bounces her copies.
+    for id in ["alice", "bob", "carol"] {
         let email = format!("{id}@example.org");
         gpg.gen_key(&format!("{id} <{email}>"), "future-default");
         sandbox
@@ -137,6 +140,8 @@ async fn postfix_hands_mail_to_embargod_and_delivers_its_copies() {
             .unwrap();
     }
     gpg.import(&common::list_public(&sandbox));
+    // One bounce is enough for a probe.
+    sandbox.extra.push_str("[bounces]\nthreshold = 1\n");
     sandbox.delivery = format!(
         "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{smtp_port}\"\nfrom = \"{}\"\n",
         embargod::sandbox::OWNER
@@ -164,6 +169,7 @@ async fn postfix_hands_mail_to_embargod_and_delivers_its_copies() {
          myhostname = mail.kappital.example\nmydomain = kappital.example\nmyorigin = kappital.example\n\
          mydestination = kappital.example, localhost\nmynetworks = 127.0.0.0/8\nalias_maps =\n\
          virtual_mailbox_domains = example.org\nvirtual_mailbox_base = {m}\n\
+         smtpd_reject_unlisted_recipient = no\n\
          virtual_mailbox_maps = hash:{c}/vmailbox\nvirtual_uid_maps = static:{uid}\nvirtual_gid_maps = static:{gid}\n\
          maillog_file_prefixes = {root}\nmaillog_file = {root}/maillog\n",
         q = dir.path().join("queue").display(),
@@ -248,29 +254,58 @@ async fn postfix_hands_mail_to_embargod_and_delivers_its_copies() {
         .unwrap();
     assert!(sendmail.wait().unwrap().success());
 
-    // Both members' Maildirs get their copy; gpg opens each.
-    let mut copies = Vec::new();
+    // alice's and bob's Maildirs get their copy, then the notice that
+    // carol is bouncing; gpg opens each.
+    let mut mail = Vec::new();
     for _ in 0..300 {
-        copies = ["alice", "bob"]
+        mail = ["alice", "bob"]
             .iter()
-            .flat_map(|u| maildir(&mail_root, u))
-            .collect();
-        if copies.len() == 2 {
+            .map(|u| maildir(&mail_root, u))
+            .collect::<Vec<_>>();
+        if mail.iter().all(|m| m.len() >= 2) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let log = std::fs::read_to_string(dir.path().join("maillog")).unwrap_or_default();
-    assert_eq!(copies.len(), 2, "Maildir copies; Postfix log:\n{log}");
-    for copy in &copies {
+    assert!(
+        mail.iter().all(|m| m.len() == 2),
+        "two messages each; Postfix log:\n{log}"
+    );
+    let mut copies = 0;
+    let mut told = 0;
+    for message in mail.iter().flatten() {
         assert!(
-            !String::from_utf8_lossy(copy).contains(&canary),
+            !String::from_utf8_lossy(message).contains(&canary),
             "plaintext in a Maildir"
         );
-        let (plaintext, status) = gpg.decrypt(&armored_part(copy));
+        let (plaintext, status) = gpg.decrypt(&armored_part(message));
         assert!(status.contains("GOODSIG"), "{status}");
-        assert!(readable(&plaintext).contains(&canary));
+        let text = readable(&plaintext);
+        if text.contains(&canary) {
+            copies += 1;
+        } else if text.contains("Copies to carol <carol@example.org> bounce") {
+            told += 1;
+        }
     }
+    assert_eq!((copies, told), (2, 2), "a copy and one notice each");
+    assert!(
+        log.contains("status=bounced") && log.contains("carol@example.org"),
+        "Postfix bounced carol's copy:\n{log}"
+    );
+    let members = embargod::control::client::request(
+        &daemon.config.control.socket,
+        embargod::control::Command::Members,
+    )
+    .await
+    .unwrap()
+    .text()
+    .unwrap();
+    let carol = members.lines().find(|l| l.starts_with("carol")).unwrap();
+    assert!(
+        carol.contains("BOUNCING") && carol.contains("5.1.1"),
+        "{members}"
+    );
     assert!(
         log.contains(&format!("relay=127.0.0.1[127.0.0.1]:{lmtp_port}")),
         "Postfix used LMTP to embargod:\n{log}"

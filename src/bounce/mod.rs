@@ -28,6 +28,7 @@ use tracing::info;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::context::Context;
+use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mark::index::CopyInfo;
 use crate::mark::MarkSecret;
 use crate::store::{be_u64, Incoming, Store, StoreError, Table, Transaction};
@@ -139,6 +140,16 @@ pub fn post(
                     token_value(copy_id, queued, true),
                 );
                 info!(msg = id, copy = %crate::mark::copy_id_hex(copy_id), member = %copy.member, shape = report.shape, %diagnostic, "bounce");
+                let mut record = DeliveryRecord::new(
+                    Timestamp::from(ctx.now),
+                    copy.message,
+                    copy.case.clone(),
+                    copy.list,
+                    &copy.member,
+                    Outcome::Bounced(diagnostic.clone()),
+                );
+                record.copy_id = Some(copy_id);
+                crate::ledger::append(batch, record);
                 standing::register(
                     ctx,
                     batch,

@@ -15,7 +15,8 @@
 //!   fixes the address (a new address starts a new standing) or runs
 //!   `embargod member clear-bounces`.
 //!
-//! Every counted bounce is also a ledger record of the copy.
+//! Every counted bounce is also a ledger record of the copy: `bounced`
+//! for a bounce that came back, `failed` for a relay's outright refusal.
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -23,7 +24,6 @@ use tracing::{info, warn};
 use super::Bounced;
 use crate::clock::Timestamp;
 use crate::context::Context;
-use crate::ledger::{DeliveryRecord, Outcome};
 use crate::store::{Audience, Store, StoreError, Table, Transaction};
 
 /// Member id → [`Standing`] (JSON). Plain: counts, times and a server's
@@ -104,20 +104,11 @@ fn put(tx: &mut Transaction, member: &str, standing: &Standing) {
     );
 }
 
-/// Counts `bounced` against its member: a ledger record, the score, and
-/// a probe or the PST's notice when the standing changes.
+/// Counts `bounced` against its member: the score, and a probe or the
+/// PST's notice when the standing changes. (The caller records the copy's
+/// outcome in the ledger.)
 pub fn register(ctx: &Context<'_>, batch: &mut Transaction, bounced: &Bounced) {
     let copy = &bounced.copy;
-    let mut record = DeliveryRecord::new(
-        Timestamp::from(ctx.now),
-        copy.message,
-        copy.case.clone(),
-        copy.list,
-        &copy.member,
-        Outcome::Bounced(bounced.diagnostic.clone()),
-    );
-    record.copy_id = Some(copy.copy_id);
-    crate::ledger::append(batch, record);
     let Some(member) = ctx.config.members.get(&copy.member) else {
         return;
     };
