@@ -38,17 +38,24 @@ impl Keys {
             .values()
             .map(|member| (member.id.clone(), load_member_cert(member)))
             .collect();
-        let signers = Signers::new(
-            members
+        Ok(Keys {
+            list_key,
+            members,
+            signers: Signers::new(Vec::new()),
+        }
+        .with_signers())
+    }
+
+    /// These keys with the signature checkers made from `members` as they
+    /// are now (after a member's certificate changed).
+    pub fn with_signers(mut self) -> Keys {
+        self.signers = Signers::new(
+            self.members
                 .iter()
                 .filter_map(|(id, cert)| Some((id.clone(), cert.as_ref().ok()?.clone())))
                 .collect(),
         );
-        Ok(Keys {
-            list_key,
-            members,
-            signers,
-        })
+        self
     }
 
     /// The certificate of `member`, or why there is none.

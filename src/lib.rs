@@ -55,6 +55,7 @@ mod fsutil;
 pub mod imap;
 pub mod intake;
 pub mod keyhealth;
+pub mod keyrefresh;
 pub mod keys;
 pub mod keywords;
 pub mod ledger;

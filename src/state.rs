@@ -61,6 +61,7 @@ impl Shared {
         clock: Clock,
     ) -> Shared {
         let now = clock.now();
+        let keys = refreshed_keys(&config, &store, keys);
         Shared {
             live: RwLock::new(Live {
                 config: Arc::new(config),
@@ -109,6 +110,7 @@ impl Shared {
         let old = self.config();
         let config = Config::load(&old.file).map_err(|e| e.to_string())?;
         let keys = Keys::load(&config).map_err(|e| e.to_string())?;
+        let keys = refreshed_keys(&config, &self.store, keys);
         let transport = Transport::new(&config.delivery.transport).map_err(|e| e.to_string())?;
         let mut restart = Vec::new();
         if config.lmtp.listen != old.lmtp.listen {
@@ -190,6 +192,7 @@ impl Shared {
 
     /// Applies `batch` durably and wakes the tasks it gave work to.
     pub async fn commit(&self, batch: Transaction) -> Result<(), StoreError> {
+        let refreshed = crate::keyrefresh::changes(&batch);
         let spooled = batch.spools();
         let queued = !batch.queued().is_empty();
         self.metrics.copy("queued", batch.queued().len() as u64);
@@ -206,6 +209,25 @@ impl Shared {
         if scheduled {
             self.wake_scheduler.notify_one();
         }
+        if refreshed {
+            let (config, keys) = (self.config(), self.keys());
+            let store = self.store.clone();
+            let keys =
+                crate::blocking(move || refreshed_keys(&config, &store, (*keys).clone())).await;
+            self.live.write().expect("live lock").keys = Arc::new(keys);
+        }
         Ok(())
+    }
+}
+
+/// `keys` with the refreshed certificates the store keeps
+/// ([`crate::keyrefresh`]); as loaded when the store cannot be read.
+fn refreshed_keys(config: &Config, store: &Store, keys: Keys) -> Keys {
+    match crate::keyrefresh::apply(config, store, &keys) {
+        Ok(refreshed) => refreshed,
+        Err(e) => {
+            warn!(error = %e, "cannot read the refreshed keys; using the key files as they are");
+            keys
+        }
     }
 }

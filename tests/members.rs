@@ -483,3 +483,197 @@ async fn a_key_near_expiry_is_warned_about_at_30_14_and_3_days_once_each() {
     }
     daemon.stop().await;
 }
+
+/// A plain mail from `from` to the security list with extra header
+/// lines `headers` and `body` (a MIME body with its Content-Type header
+/// at the top, or plain text).
+fn mail_with(from: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{SECURITY}>\r\nSubject: hello\r\n\
+         Date: Tue, 01 Dec 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n{headers}{body}"
+    )
+    .into_bytes()
+}
+
+fn autocrypt(addr: &str, cert: &[u8]) -> String {
+    use base64::Engine;
+    let keydata = base64::engine::general_purpose::STANDARD.encode(cert);
+    let folded: Vec<String> = keydata
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    format!(
+        "Autocrypt: addr={addr}; keydata=\r\n {}\r\n",
+        folded.join("\r\n ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_mail_refreshes_their_key_under_the_same_pin_only() {
+    let mut w = World::new(&[("bob", Some(ListName::Security))], None);
+    let uid = "alice <alice@example.org>";
+    w.gpg.ok(
+        &["--quick-gen-key", uid, "future-default", "default", "20d"],
+        b"",
+    );
+    let fpr = w.gpg.fingerprint("alice@example.org");
+    let cert = w.gpg.cert("alice@example.org");
+    w.sandbox
+        .add_member("alice", "alice@example.org", ListName::Security, &cert)
+        .unwrap();
+    w.sandbox.extra.push_str("[keys]\nwarn_before = []\n");
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let key_file = daemon.config.members["alice"].key.clone();
+    let usable_until = |daemon: &TestDaemon| {
+        let keys = daemon.shared.keys();
+        let cert = keys.member("alice").unwrap().clone();
+        embargod::pgp::expiration(&cert, std::time::SystemTime::now()).unwrap()
+    };
+    let before = usable_until(&daemon);
+
+    // alice extends her key by a year and mails the list with it in an
+    // Autocrypt header (unsigned: the key material signs itself).
+    w.gpg.ok(&["--quick-set-expire", &fpr, "1y"], b"");
+    w.gpg.ok(&["--quick-set-expire", &fpr, "1y", "*"], b"");
+    let extended = w.gpg.ok(&["--export", "alice@example.org"], b"");
+    let headers = autocrypt("alice@example.org", &extended);
+    daemon
+        .send(
+            "alice@example.org",
+            &[SECURITY],
+            &mail_with("alice@example.org", &headers, "\r\nSee you.\r\n"),
+        )
+        .await;
+    daemon.settle().await;
+    let after = usable_until(&daemon);
+    assert!(
+        after.duration_since(before).unwrap() > Duration::from_secs(300 * 86400),
+        "the key in force is extended"
+    );
+    let on_disk = embargod::pgp::load_member_cert(&daemon.config.members["alice"]).unwrap();
+    assert_eq!(
+        embargod::pgp::expiration(&on_disk, std::time::SystemTime::now()),
+        Some(after),
+        "written back to {}",
+        key_file.display()
+    );
+    let members = control(&daemon, Command::Members).await;
+    assert!(members.contains("(refreshed from mail)"), "{members}");
+    let records = embargod::ledger::records(&daemon.shared.store).unwrap();
+    let refreshed: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::KeyRefreshed(_)))
+        .collect();
+    assert_eq!(refreshed.len(), 1);
+    assert_eq!(refreshed[0].fingerprint.as_deref(), Some(fpr.as_str()));
+    let mail = common::outbox(&daemon.outbox);
+    assert_eq!(
+        opened_with(&w, &mail, "alice's certificate").len(),
+        2,
+        "the PST (alice and bob) is told, encrypted"
+    );
+    // The same key again changes nothing.
+    daemon
+        .send(
+            "alice@example.org",
+            &[SECURITY],
+            &mail_with("alice@example.org", &headers, "\r\nAgain.\r\n"),
+        )
+        .await;
+    daemon.settle().await;
+    let records = embargod::ledger::records(&daemon.shared.store).unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::KeyRefreshed(_)))
+            .count(),
+        1
+    );
+
+    // bob adds a new encryption subkey and attaches his key: merged, and
+    // the next copy to bob goes to the new subkey.
+    let bob_fpr = w.gpg.fingerprint("bob@example.org");
+    w.gpg
+        .ok(&["--quick-add-key", &bob_fpr, "cv25519", "encr", "2y"], b"");
+    // The daemon's clock stands still; the new subkey must not be in
+    // its future.
+    w.clock.advance(Duration::from_secs(60));
+    let bob_key =
+        String::from_utf8(w.gpg.ok(&["--armor", "--export", "bob@example.org"], b"")).unwrap();
+    let body = format!(
+        "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain\r\n\r\nMy new subkey.\r\n--b\r\n\
+         Content-Type: application/pgp-keys; name=\"bob.asc\"\r\n\r\n{bob_key}\r\n--b--\r\n"
+    );
+    daemon
+        .send(
+            "bob@example.org",
+            &[SECURITY],
+            &mail_with("bob@example.org", "", &body),
+        )
+        .await;
+    daemon.settle().await;
+    let listing = String::from_utf8(
+        w.gpg
+            .ok(&["--with-colons", "--list-keys", "bob@example.org"], b""),
+    )
+    .unwrap();
+    let newest_subkey = listing
+        .lines()
+        .filter(|l| l.starts_with("fpr:"))
+        .filter_map(|l| l.split(':').nth(9))
+        .next_back()
+        .unwrap()
+        .to_string();
+    daemon
+        .send(
+            common::REPORTER,
+            &[SECURITY],
+            &common::report("later", "c2"),
+        )
+        .await;
+    daemon.settle().await;
+    let records = embargod::ledger::records(&daemon.shared.store).unwrap();
+    let last_to_bob = records
+        .iter()
+        .rfind(|r| r.member == "bob" && r.outcome == Outcome::Sent)
+        .unwrap();
+    assert_eq!(
+        last_to_bob.encryption_subkey.as_deref(),
+        Some(newest_subkey.as_str())
+    );
+
+    // Someone offers another key for alice's address: never taken, the
+    // PST is told once that day however often it comes.
+    let mallory = common::Gpg::new();
+    mallory.gen_key("alice <alice@example.org>", "future-default");
+    let other = mallory.ok(&["--export", "alice@example.org"], b"");
+    for _ in 0..3 {
+        daemon
+            .send(
+                "alice@example.org",
+                &[SECURITY],
+                &mail_with(
+                    "alice@example.org",
+                    &autocrypt("alice@example.org", &other),
+                    "\r\nNew key!\r\n",
+                ),
+            )
+            .await;
+    }
+    daemon.settle().await;
+    let keys = daemon.shared.keys();
+    assert_eq!(
+        keys.member("alice").unwrap().fingerprint().to_hex(),
+        fpr,
+        "the pin holds"
+    );
+    let mail = common::outbox(&daemon.outbox);
+    assert_eq!(
+        opened_with(&w, &mail, "was not taken: a new key needs a config change").len(),
+        2,
+        "one notice, to alice and bob"
+    );
+    daemon.stop().await;
+}

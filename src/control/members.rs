@@ -86,27 +86,31 @@ fn reachability(shared: &Shared) -> String {
             .map(|l| l.name.as_str())
             .collect();
         let key = match keys.member(&member.id) {
-            Ok(cert) => match crate::pgp::expiration(cert, std::time::SystemTime::from(now)) {
-                Some(at) => crate::clock::format_time(at.into()),
-                None => "does not expire".into(),
-            },
+            Ok(cert) => {
+                let until = match crate::pgp::expiration(cert, std::time::SystemTime::from(now)) {
+                    Some(at) => crate::clock::format_time(at.into()),
+                    None => "does not expire".into(),
+                };
+                if crate::keyrefresh::refreshed(&shared.store, &member.id) {
+                    format!("{until} (refreshed from mail)")
+                } else {
+                    until
+                }
+            }
             Err(problem) => format!("UNUSABLE ({})", problem.kind()),
         };
-        let mail = match crate::bounce::standing::get(
-            &shared.store,
-            &member.id,
-            &member.email.to_string(),
-        ) {
-            Ok(standing) if standing.bounces == 0 => standing.state.describe(),
-            Ok(standing) => format!(
-                "{} ({} bounce(s), score {}; last: {})",
-                standing.state.describe(),
-                standing.bounces,
-                standing.score,
-                standing.last_diagnostic
-            ),
-            Err(e) => format!("unknown ({e})"),
-        };
+        let mail =
+            match crate::bounce::standing::get(&shared.store, &member.id, member.email.as_ref()) {
+                Ok(standing) if standing.bounces == 0 => standing.state.describe(),
+                Ok(standing) => format!(
+                    "{} ({} bounce(s), score {}; last: {})",
+                    standing.state.describe(),
+                    standing.bounces,
+                    standing.score,
+                    standing.last_diagnostic
+                ),
+                Err(e) => format!("unknown ({e})"),
+            };
         let lists = if lists.is_empty() {
             "-".to_string()
         } else {

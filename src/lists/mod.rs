@@ -101,6 +101,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
         Source::Notice { to } => notices::post(ctx, &mut batch, id, to, &unwrapped),
         Source::Bounce { .. } => {}
         Source::Mail { lists, .. } => {
+            crate::keyrefresh::offered_in(ctx, &mut batch, post);
             for &name in lists {
                 match name {
                     ListName::Security => security::post(ctx, &mut batch, post),

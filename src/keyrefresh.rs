@@ -1,0 +1,408 @@
+//! Key refresh from a member's own mail: an `Autocrypt:` header (the
+//! Autocrypt Level 1 `addr=…; keydata=…` form) or an attached
+//! `application/pgp-keys` part whose certificate has a member's **pinned
+//! fingerprint** is merged into that member's certificate (Sequoia's
+//! `Cert::merge_public`), so an extended expiry, a new encryption subkey
+//! or a revocation reaches the daemon before the old key runs out.
+//!
+//! Certificate material authenticates itself: only components bound by
+//! valid self-signatures of the pinned primary key are kept (third-party
+//! certifications, unbound user IDs and subkeys, and bad signatures are
+//! dropped), so whoever sends the mail — the From field authorises
+//! nothing — can add nothing the key holder did not sign. A certificate
+//! with another fingerprint is never taken: the pin changes only with the
+//! config. When one is offered for a member's address, the PST is told
+//! (once a day per member, so forged offers cannot flood it).
+//!
+//! A refresh is recorded in the ledger (`key-refreshed`), kept in the
+//! store (so it holds across restarts even where the key files are
+//! read-only) and written back to the member's key file when the daemon
+//! may write there. [`crate::state::Shared`] applies the refreshed
+//! certificates to the keys in force after each commit, at start and on
+//! reload.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use mail_parser::{MessageParser, MimeHeaders};
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::serialize::SerializeInto;
+use sequoia_openpgp::{Cert, Packet};
+use tracing::{info, warn};
+
+use crate::clock::{format_time, Timestamp};
+use crate::config::Config;
+use crate::context::Context;
+use crate::keys::Keys;
+use crate::ledger::{DeliveryRecord, Outcome};
+use crate::lists::Post;
+use crate::store::{Store, StoreError, Table, Transaction};
+
+/// Member id → their refreshed certificate (binary OpenPGP). Plain:
+/// public keys.
+static REFRESHED: Table = Table::plain("refreshed_keys");
+/// `member/day` → empty: a different key was offered for the member
+/// that day and the PST was told.
+static REFUSED: Table = Table::plain("refused_keys");
+
+/// Largest certificate taken from a message, in bytes (a minimal
+/// Autocrypt key is about 1 KiB; keys.openpgp.org allows far less than
+/// this).
+pub const MAX_OFFERED: usize = 64 * 1024;
+/// Most certificates looked at in one message.
+const MAX_PER_MESSAGE: usize = 4;
+
+/// Looks at the keys `post` offers, and refreshes or refuses them.
+pub fn offered_in(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
+    for (addr, cert) in offered(&post.incoming.raw, &post.unwrapped.content) {
+        let fingerprint = cert.fingerprint().to_hex();
+        match ctx
+            .config
+            .members
+            .values()
+            .find(|m| m.fingerprint == fingerprint)
+        {
+            Some(member) => refresh(ctx, batch, post.id, &member.id, cert),
+            None => {
+                let Some(member) = addr.as_deref().and_then(|addr| {
+                    ctx.config
+                        .members
+                        .values()
+                        .find(|m| m.email.to_string().eq_ignore_ascii_case(addr))
+                }) else {
+                    continue;
+                };
+                refuse(ctx, batch, &member.id, &fingerprint);
+            }
+        }
+    }
+}
+
+/// The certificates a message offers: its `Autocrypt:` headers (with the
+/// `addr` each names) and the `application/pgp-keys` parts of its
+/// content (with the first e-mail address of their user IDs).
+fn offered(raw: &[u8], content: &[u8]) -> Vec<(Option<String>, Cert)> {
+    let mut found = Vec::new();
+    if let Some(headers) = crate::mime::parse_headers(raw) {
+        for value in headers.header_values("Autocrypt") {
+            if let Some(text) = value.as_text() {
+                found.extend(autocrypt(text));
+            }
+        }
+    }
+    if let Some(message) = MessageParser::default().parse(content) {
+        for part in &message.parts {
+            let is_key = part.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("application")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
+            });
+            let body = part.contents();
+            if is_key && body.len() <= MAX_OFFERED {
+                if let Ok(cert) = Cert::from_bytes(body) {
+                    let addr = cert
+                        .userids()
+                        .find_map(|u| u.userid().email().ok().flatten())
+                        .map(|e| e.to_ascii_lowercase());
+                    found.push((addr, cert));
+                }
+            }
+        }
+    }
+    found.truncate(MAX_PER_MESSAGE);
+    found
+}
+
+/// `addr=…; [prefer-encrypt=…;] keydata=BASE64` (Autocrypt Level 1 §2.1).
+fn autocrypt(value: &str) -> Option<(Option<String>, Cert)> {
+    use base64::Engine;
+    let mut addr = None;
+    let mut keydata = None;
+    for attribute in value.split(';') {
+        let (name, v) = attribute.split_once('=')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "addr" => addr = Some(v.trim().to_ascii_lowercase()),
+            "keydata" => keydata = Some(v),
+            _ => {}
+        }
+    }
+    let keydata: String = keydata?.chars().filter(|c| !c.is_whitespace()).collect();
+    if keydata.len() > MAX_OFFERED * 4 / 3 + 4 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(keydata)
+        .ok()?;
+    Some((addr, Cert::from_bytes(&bytes).ok()?))
+}
+
+/// `cert` with only what its own primary key signed: the primary key and
+/// its self-signatures and revocations, each user ID and subkey with a
+/// valid binding and its revocations. No secret material.
+pub fn self_signed(cert: &Cert) -> Option<Cert> {
+    let cert = cert.clone().strip_secret_key_material();
+    let primary = cert.primary_key();
+    let mut packets: Vec<Packet> = vec![primary.key().clone().into()];
+    packets.extend(
+        primary
+            .self_signatures()
+            .chain(primary.self_revocations())
+            .cloned()
+            .map(Packet::from),
+    );
+    for ua in cert.userids() {
+        if ua.self_signatures().next().is_none() {
+            continue;
+        }
+        packets.push(ua.userid().clone().into());
+        packets.extend(
+            ua.self_signatures()
+                .chain(ua.self_revocations())
+                .cloned()
+                .map(Packet::from),
+        );
+    }
+    for ka in cert.keys().subkeys() {
+        if ka.self_signatures().next().is_none() {
+            continue;
+        }
+        packets.push(ka.key().clone().into());
+        packets.extend(
+            ka.self_signatures()
+                .chain(ka.self_revocations())
+                .cloned()
+                .map(Packet::from),
+        );
+    }
+    Cert::from_packets(packets.into_iter()).ok()
+}
+
+/// Merges `offered` (the member's pinned fingerprint) into `member`'s
+/// certificate when it adds anything.
+fn refresh(ctx: &Context<'_>, batch: &mut Transaction, message: u64, member: &str, offered: Cert) {
+    let Ok(current) = ctx.keys.member(member) else {
+        // An unreadable key file is the admin's to fix.
+        return;
+    };
+    let Some(merged) = current
+        .clone()
+        .merge_public(offered)
+        .ok()
+        .and_then(|merged| self_signed(&merged))
+    else {
+        return;
+    };
+    let Some(before) = self_signed(current) else {
+        return;
+    };
+    if merged == before {
+        return;
+    }
+    let change = describe(&before, &merged, SystemTime::from(ctx.now));
+    info!(%member, fingerprint = %merged.fingerprint(), %change, "key refreshed from the member's mail");
+    let Ok(bytes) = merged.to_vec() else {
+        return;
+    };
+    batch.put(&REFRESHED, member.as_bytes().to_vec(), bytes);
+    let mut record = DeliveryRecord::new(
+        Timestamp::from(ctx.now),
+        message,
+        None,
+        crate::config::ListName::Security,
+        member,
+        Outcome::KeyRefreshed(change.clone()),
+    );
+    record.fingerprint = Some(merged.fingerprint().to_hex());
+    crate::ledger::append(batch, record);
+    batch.spool(crate::notice::to_pst(
+        ctx.config,
+        ctx.now,
+        &format!("{member}'s key was refreshed"),
+        &format!(
+            "{member}'s certificate {} was refreshed from their mail (message {message}):\n\n  \
+             {change}\n\nSame fingerprint, so the pin holds; only what the key itself signed \
+             was taken.\nIt is kept in the store and written back to the key file when the \
+             daemon may.\n",
+            merged.fingerprint()
+        ),
+    ));
+}
+
+/// What `after` has that `before` had not, in words.
+fn describe(before: &Cert, after: &Cert, now: SystemTime) -> String {
+    let expiry = |cert: &Cert| match crate::pgp::expiration(cert, now) {
+        Some(at) => format_time(at.into()),
+        None => "never".into(),
+    };
+    let subkeys = |cert: &Cert| cert.keys().subkeys().count();
+    let mut parts = Vec::new();
+    if expiry(before) != expiry(after) {
+        parts.push(format!(
+            "usable until {} (was {})",
+            expiry(after),
+            expiry(before)
+        ));
+    }
+    if subkeys(before) != subkeys(after) {
+        parts.push(format!(
+            "{} subkey(s) (was {})",
+            subkeys(after),
+            subkeys(before)
+        ));
+    }
+    if crate::pgp::usable_for_encryption(after, now).is_err()
+        && crate::pgp::usable_for_encryption(before, now).is_ok()
+    {
+        parts.push("NOW UNUSABLE (revoked by its holder?)".into());
+    }
+    if parts.is_empty() {
+        parts.push("new self-signatures".into());
+    }
+    parts.join("; ")
+}
+
+/// A different certificate was offered for `member`'s address: the PST
+/// is told, once a day per member.
+fn refuse(ctx: &Context<'_>, batch: &mut Transaction, member: &str, fingerprint: &str) {
+    let day = Timestamp::from(ctx.now).millis() / 86_400_000;
+    let key = format!("{member}/{day}").into_bytes();
+    if ctx.store.get(&REFUSED, &key).ok().flatten().is_some() || batch.puts(&REFUSED, &key) {
+        return;
+    }
+    warn!(%member, offered = %fingerprint, "a different key was offered for a member: not taken");
+    batch.put(&REFUSED, key, Vec::new());
+    batch.spool(crate::notice::to_pst(
+        ctx.config,
+        ctx.now,
+        &format!("a different key was offered for {member}"),
+        &format!(
+            "A message carried certificate {fingerprint} for {member}'s address, but {member}'s\n\
+             pinned fingerprint is another. It was not taken: a new key needs a config change\n\
+             (key file and fingerprint, checked with {member} out of band), then a reload.\n\
+             Anyone can put any key in a message; if {member} did not send it, nothing needs doing.\n\
+             (Further offers for {member} today are not reported.)\n"
+        ),
+    ));
+}
+
+/// Whether `tx` refreshes a key (the keys in force must be read again).
+pub fn changes(tx: &Transaction) -> bool {
+    tx.touches(&REFRESHED)
+}
+
+/// `keys` with every refreshed certificate kept in `store` merged in,
+/// for members whose pin it still matches; each key file that lacks the
+/// refresh is written back when possible.
+pub fn apply(config: &Config, store: &Store, keys: &Keys) -> Result<Keys, StoreError> {
+    let mut keys = keys.clone();
+    for (id, bytes) in store.scan(&REFRESHED, b"")? {
+        let id = String::from_utf8_lossy(&id).into_owned();
+        let (Some(member), Ok(refreshed)) = (config.members.get(&id), Cert::from_bytes(&bytes))
+        else {
+            continue;
+        };
+        if refreshed.fingerprint().to_hex() != member.fingerprint {
+            continue; // the pin changed since: the config wins
+        }
+        let Some(Ok(file)) = keys.members.get(&id) else {
+            continue;
+        };
+        let Some(merged) = file
+            .clone()
+            .merge_public(refreshed)
+            .ok()
+            .and_then(|m| self_signed(&m))
+        else {
+            continue;
+        };
+        if self_signed(file).as_ref() != Some(&merged) {
+            write_back(&member.key, &merged);
+        }
+        keys.members.insert(id, Ok(merged));
+    }
+    Ok(keys.with_signers())
+}
+
+/// Replaces `file` with `cert`, armored, through a temporary file in the
+/// same folder; a failure (a read-only `/etc`) is logged only.
+fn write_back(file: &std::path::Path, cert: &Cert) {
+    let result = (|| -> std::io::Result<()> {
+        let armored = cert.armored().to_vec().map_err(std::io::Error::other)?;
+        let dir = file.parent().unwrap_or(std::path::Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&armored)?;
+        tmp.as_file().sync_all()?;
+        if let Ok(meta) = std::fs::metadata(file) {
+            tmp.as_file().set_permissions(meta.permissions())?;
+        }
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => info!(file = %file.display(), "refreshed key written back"),
+        Err(e) => warn!(
+            file = %file.display(),
+            error = %e,
+            "cannot write the refreshed key back; it is kept in the store and used"
+        ),
+    }
+}
+
+/// Whether `member`'s key in force came from a refresh.
+pub fn refreshed(store: &Store, member: &str) -> bool {
+    store
+        .get(&REFRESHED, member.as_bytes())
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autocrypt_header_values_are_read_and_bounded() {
+        use base64::Engine;
+        let cert = crate::pgp::generate_cert("a <a@example.org>").unwrap();
+        let public = cert.strip_secret_key_material();
+        let keydata = base64::engine::general_purpose::STANDARD.encode(public.to_vec().unwrap());
+        let folded: String = keydata
+            .as_bytes()
+            .chunks(70)
+            .map(|c| format!(" {}", String::from_utf8_lossy(c)))
+            .collect();
+        let (addr, read) = autocrypt(&format!(
+            "addr=A@example.org; prefer-encrypt=mutual; keydata={folded}"
+        ))
+        .unwrap();
+        assert_eq!(addr.as_deref(), Some("a@example.org"));
+        assert_eq!(read.fingerprint(), public.fingerprint());
+        assert!(autocrypt("addr=a@example.org; keydata=!!!").is_none());
+        let huge = "A".repeat(MAX_OFFERED * 2);
+        assert!(autocrypt(&format!("addr=a@example.org; keydata={huge}")).is_none());
+    }
+
+    #[test]
+    fn only_what_the_key_signed_is_kept() {
+        use sequoia_openpgp::cert::CertBuilder;
+        use sequoia_openpgp::packet::UserID;
+        let (cert, _) = CertBuilder::general_purpose(Some("a <a@example.org>"))
+            .generate()
+            .unwrap();
+        // A user ID nobody bound, slipped in by whoever sent the mail.
+        let (stuffed, _) = cert
+            .clone()
+            .insert_packets(Packet::from(UserID::from("mallory <m@example.net>")))
+            .unwrap();
+        assert_eq!(stuffed.userids().count(), 2);
+        let clean = self_signed(&stuffed).unwrap();
+        assert_eq!(clean.userids().count(), 1);
+        assert!(!clean.is_tsk(), "no secret material");
+        assert_eq!(
+            clean.keys().subkeys().count(),
+            cert.keys().subkeys().count()
+        );
+    }
+}
