@@ -132,14 +132,14 @@ impl Daemon {
             stop.clone(),
             sessions.clone(),
         ));
-        for list in shared.config().lists() {
-            if let Some(imap) = &list.imap {
-                let run = crate::imap::run(shared.clone(), list.name, imap.clone(), stop.clone());
+        for (target, imap, maildir) in shared.config().intakes() {
+            if let Some(imap) = imap {
+                let run = crate::imap::run(shared.clone(), target, imap.clone(), stop.clone());
                 tasks.spawn(run);
             }
-            if let Some(maildir) = &list.maildir {
+            if let Some(maildir) = maildir {
                 let run =
-                    crate::maildir::run(shared.clone(), list.name, maildir.clone(), stop.clone());
+                    crate::maildir::run(shared.clone(), target, maildir.clone(), stop.clone());
                 tasks.spawn(run);
             }
         }

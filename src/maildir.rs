@@ -18,7 +18,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Timestamp;
-use crate::config::{ListName, MaildirIntake};
+use crate::config::MaildirIntake;
+use crate::intake::Target;
 use crate::intake::{IntakeState, Mailbox, Taken};
 use crate::state::Shared;
 use crate::store::{Intake, StoreError, Transaction};
@@ -63,7 +64,7 @@ pub fn check(maildir: &MaildirIntake) -> Result<(), MaildirError> {
 /// reported as needing a restart.
 pub async fn run(
     shared: Arc<Shared>,
-    list: ListName,
+    target: Target,
     maildir: MaildirIntake,
     shutdown: CancellationToken,
 ) {
@@ -73,7 +74,7 @@ pub async fn run(
     loop {
         let mailbox = Mailbox {
             shared: &shared,
-            list,
+            target,
             via: Intake::Maildir(format!("maildir:{}", maildir.path.display())),
         };
         if pruned.is_none_or(|at| at.elapsed() > std::time::Duration::from_secs(24 * 3600)) {
@@ -210,7 +211,7 @@ fn remove(path: &Path) -> Result<(), MaildirError> {
 
 /// The maildir's key among the taken identities: its list and path.
 fn mailbox_key(mailbox: &Mailbox<'_>) -> Vec<u8> {
-    format!("{}\0{}", mailbox.list.as_str(), mailbox.label()).into_bytes()
+    format!("{}\0{}", mailbox.target.as_str(), mailbox.label()).into_bytes()
 }
 
 /// A maildir message's unique name: its file name without the `:2,FLAGS`

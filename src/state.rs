@@ -126,12 +126,8 @@ impl Shared {
             restart.push("metrics.listen");
         }
         // The intakes keep the mailbox they started with.
-        if config
-            .lists()
-            .map(|l| (&l.imap, &l.maildir))
-            .ne(old.lists().map(|l| (&l.imap, &l.maildir)))
-        {
-            restart.push("lists.*.imap / lists.*.maildir");
+        if config.intakes() != old.intakes() {
+            restart.push("lists.*.imap / lists.*.maildir / bounces.imap / bounces.maildir");
         }
         for (member, problem) in keys
             .members

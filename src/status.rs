@@ -79,7 +79,7 @@ fn intake_line(intake: &crate::intake::board::IntakeStatus) -> String {
     };
     let mut line = format!(
         "imap {:<13} {}: {state}, {} taken",
-        intake.list.as_str(),
+        intake.target.as_str(),
         intake.mailbox,
         intake.taken
     );

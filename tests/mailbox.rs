@@ -824,3 +824,62 @@ async fn one_account_serves_both_lists_from_two_folders() {
     assert_eq!(embargoes.len(), 1, "the embargo is open");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounces_filed_in_a_folder_of_the_hosted_mailbox_mark_the_member() {
+    // The hosted setup: copies leave through the provider's submission
+    // server from security-owner+TOKEN@…, and the provider files the
+    // bounces that come back in a folder the daemon takes as bounces.
+    let dir = tempfile::tempdir().unwrap();
+    let dovecot = Dovecot::start(dir.path());
+    dovecot.create("Bounces").await;
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    let pst = Members::add(&mut sandbox, &["alice", "bob"]);
+    sandbox.extra = dovecot.intake(dir.path(), "")
+        + &format!(
+            "[bounces]\nthreshold = 1\n[bounces.imap]\nserver = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nusername = \"{USER}\"\npassword_file = \"imap-password\"\n\
+             mailbox = \"Bounces\"\n",
+            dovecot.port
+        );
+    let report = common::canary();
+    dovecot.append("INBOX", &delivered("Report", &report)).await;
+    let daemon = common::start(&sandbox, Clock::system()).await;
+    let mail = pst.wait_for_all(&daemon.outbox, &[&report]).await;
+    daemon.settle().await;
+    let alice_from = mail
+        .iter()
+        .find(|m| m.to == ["alice@example.org"])
+        .and_then(|m| m.from.clone())
+        .unwrap();
+    // The provider's DSN, as its delivery leaves it in the folder.
+    let dsn = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/bounces/postfix.eml"
+    ))
+    .unwrap()
+    .replace("carol@example.org", "alice@example.org")
+    .replace(
+        "security-owner+0a1b2c3d4e5f60718293@kappital.example",
+        &alice_from,
+    );
+    dovecot
+        .append(
+            "Bounces",
+            &[
+                format!("Delivered-To: {alice_from}\r\n").as_bytes(),
+                dsn.as_bytes(),
+            ]
+            .concat(),
+        )
+        .await;
+    wait_until("alice is probed", Duration::from_secs(30), || async {
+        embargod::bounce::standing::get(&daemon.shared.store, "alice", "alice@example.org")
+            .is_ok_and(|s| s.bounces == 1)
+    })
+    .await;
+    assert_eq!(dovecot.count("Bounces").await, 0, "taken from the folder");
+    let status = embargod::status::report(&daemon.shared);
+    assert!(status.contains("bounces"), "{status}");
+    daemon.stop().await;
+}

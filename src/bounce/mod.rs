@@ -90,6 +90,42 @@ pub fn owner_token(config: &Config, address: &str) -> Option<Option<String>> {
         .then(|| Some(token.to_ascii_lowercase()))
 }
 
+/// The owner addresses a message taken from a mailbox was delivered to,
+/// from the header fields mail systems add (`Delivered-To:`,
+/// `X-Original-To:`, `Envelope-To:`) and `To:` (a DSN is addressed to the
+/// envelope sender it returns to). Anyone can write these fields: what
+/// counts is the token, which only the copy's envelope carried.
+pub fn delivered_to(config: &Config, raw: &[u8]) -> Vec<String> {
+    let Some(headers) = crate::mime::parse_headers(raw) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = Vec::new();
+    for name in ["Delivered-To", "X-Original-To", "Envelope-To", "To"] {
+        for value in headers.header_values(name) {
+            let text = match value {
+                mail_parser::HeaderValue::Address(address) => address
+                    .iter()
+                    .filter_map(|a| a.address())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+                other => other
+                    .as_text()
+                    .map(|t| vec![t.trim().trim_matches(['<', '>']).to_string()])
+                    .unwrap_or_default(),
+            };
+            for address in text {
+                if owner_token(config, &address).is_some()
+                    && !found.iter().any(|f| f.eq_ignore_ascii_case(&address))
+                {
+                    found.push(address);
+                }
+            }
+        }
+    }
+    found.truncate(8);
+    found
+}
+
 /// Handles spool entry `id`, mail to the owner address `rcpts`: a bounce
 /// of one of our copies counts against its member; anything else is
 /// dropped with a log line.

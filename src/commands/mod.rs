@@ -186,8 +186,8 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
             detail: e.to_string(),
         },
     });
-    for list in config.lists() {
-        if let Some(intake) = &list.imap {
+    for (target, imap, maildir) in config.intakes() {
+        if let Some(intake) = imap {
             let (level, detail) = match crate::imap::check_password(intake) {
                 Ok(()) => (
                     Level::Ok,
@@ -201,12 +201,12 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
             };
             findings.push(Finding {
                 level,
-                subject: format!("list {} mailbox {}", list.name, intake.label()),
+                subject: format!("{} mailbox {}", intake_name(target), intake.label()),
                 detail,
             });
         }
-        if let Some(maildir) = &list.maildir {
-            let subject = format!("list {} maildir {}", list.name, maildir.path.display());
+        if let Some(maildir) = maildir {
+            let subject = format!("{} maildir {}", intake_name(target), maildir.path.display());
             findings.push(match crate::maildir::check(maildir) {
                 Ok(()) => Finding {
                     level: Level::Ok,
@@ -245,18 +245,27 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
     findings
 }
 
+/// `list security`, `bounces`: what a mailbox's mail is for, in findings.
+fn intake_name(target: crate::intake::Target) -> String {
+    match target {
+        crate::intake::Target::List(list) => format!("list {list}"),
+        crate::intake::Target::Bounces => "bounces".into(),
+    }
+}
+
 /// What `check` finds on the servers the configuration names: each
-/// list's IMAP mailbox (login, IDLE, messages waiting) and the SMTP relay
-/// or submission server (connect, TLS, login). `check --offline` skips it.
+/// IMAP mailbox (login, IDLE, messages waiting; the lists' and the
+/// bounces') and the SMTP relay or submission server (connect, TLS,
+/// login). `check --offline` skips it.
 pub async fn check_servers(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for list in config.lists() {
-        let Some(intake) = &list.imap else { continue };
+    for (target, imap, _) in config.intakes() {
+        let Some(intake) = imap else { continue };
         // A password file problem is reported by `check` already.
         if crate::imap::check_password(intake).is_err() {
             continue;
         }
-        let subject = format!("list {} mailbox {}", list.name, intake.label());
+        let subject = format!("{} mailbox {}", intake_name(target), intake.label());
         findings.push(match crate::imap::probe(intake).await {
             Ok(detail) => Finding {
                 level: Level::Ok,

@@ -99,6 +99,11 @@ pub struct BouncesConfig {
     pub stale_after: Duration,
     /// A probe not bounced within this long clears the score (3 days).
     pub probe_wait: Duration,
+    /// `[bounces.imap]`: a mailbox the owner address's mail lands in,
+    /// for a daemon with no MTA in front of it.
+    pub imap: Option<ImapIntake>,
+    /// `[bounces.maildir]`: likewise, a maildir.
+    pub maildir: Option<MaildirIntake>,
 }
 
 /// `[keys]`: key health ahead of time ([`crate::keyhealth`]).
@@ -505,6 +510,26 @@ impl Config {
     /// The list `name` when it is configured.
     pub fn list(&self, name: ListName) -> Option<&List> {
         self.lists().find(|list| list.name == name)
+    }
+
+    /// Every mailbox the daemon takes mail from: each list's and the
+    /// owner address's, with what its mail is for.
+    pub fn intakes(
+        &self,
+    ) -> Vec<(
+        crate::intake::Target,
+        Option<&ImapIntake>,
+        Option<&MaildirIntake>,
+    )> {
+        use crate::intake::Target;
+        self.lists()
+            .map(|l| (Target::List(l.name), l.imap.as_ref(), l.maildir.as_ref()))
+            .chain(std::iter::once((
+                Target::Bounces,
+                self.bounces.imap.as_ref(),
+                self.bounces.maildir.as_ref(),
+            )))
+            .collect()
     }
 
     /// The members of a list, in config order.

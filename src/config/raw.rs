@@ -57,6 +57,8 @@ struct RawBounces {
     stale_after: Duration,
     #[serde(with = "humantime_serde")]
     probe_wait: Duration,
+    imap: Option<RawImap>,
+    maildir: Option<RawMaildir>,
 }
 
 impl Default for RawBounces {
@@ -67,6 +69,8 @@ impl Default for RawBounces {
             threshold: 3,
             stale_after: Duration::from_secs(7 * 86400),
             probe_wait: Duration::from_secs(3 * 86400),
+            imap: None,
+            maildir: None,
         }
     }
 }
@@ -534,19 +538,21 @@ impl Checker<'_> {
                 .as_ref()
                 .map(|imap| self.imap(&format!("{key}.imap"), imap))
                 .transpose()?,
-            maildir: match &raw.maildir {
-                Some(m) if m.poll_interval < Duration::from_millis(100) => {
-                    return Err(self.invalid(
-                        format!("{key}.maildir.poll_interval"),
-                        "must be at least 100ms",
-                    ))
-                }
-                Some(m) => Some(MaildirIntake {
-                    path: self.path(&m.path),
-                    poll_interval: m.poll_interval,
-                }),
-                None => None,
-            },
+            maildir: raw
+                .maildir
+                .as_ref()
+                .map(|m| self.maildir(&format!("{key}.maildir"), m))
+                .transpose()?,
+        })
+    }
+
+    fn maildir(&self, key: &str, raw: &RawMaildir) -> Result<MaildirIntake, ConfigError> {
+        if raw.poll_interval < Duration::from_millis(100) {
+            return Err(self.invalid(format!("{key}.poll_interval"), "must be at least 100ms"));
+        }
+        Ok(MaildirIntake {
+            path: self.path(&raw.path),
+            poll_interval: raw.poll_interval,
         })
     }
 
@@ -746,47 +752,78 @@ impl RawConfig {
                 return Err(c.invalid("lists", format!("{address} is used by two lists")));
             }
         }
-        if let (Some(a), Some(b)) = (
-            security.maildir.as_ref(),
-            distributors.as_ref().and_then(|l| l.maildir.as_ref()),
-        ) {
-            if a.path == b.path {
-                return Err(c.invalid(
-                    "lists.distributors.maildir.path",
-                    format!(
-                        "{} is the security list's maildir too: each list needs its own",
-                        b.path.display()
-                    ),
-                ));
-            }
-        }
-        if let (Some(a), Some(b)) = (
-            security.imap.as_ref(),
-            distributors.as_ref().and_then(|l| l.imap.as_ref()),
-        ) {
-            let same_server = a.server.eq_ignore_ascii_case(&b.server)
-                || (is_loopback(&a.server) && is_loopback(&b.server));
-            let same_account =
-                same_server && a.port == b.port && a.username.eq_ignore_ascii_case(&b.username);
-            let moves_into = |x: &ImapIntake, y: &ImapIntake| {
-                same_account && x.processed_mailbox.as_deref() == Some(y.mailbox.as_str())
-            };
-            if moves_into(a, b) || moves_into(b, a) {
-                return Err(c.invalid(
-                    "lists.*.imap.processed_mailbox",
-                    "one list's processed_mailbox is the other list's mailbox: every message \
-                     taken for one would be taken again for the other",
-                ));
-            }
-            if same_account && a.mailbox == b.mailbox {
-                return Err(c.invalid(
-                    "lists.distributors.imap",
-                    format!(
-                        "{} is the security list's mailbox too: each list needs its own \
-                         mailbox (or folder), or mail would go to the wrong list",
-                        b.label()
-                    ),
-                ));
+        let bounce_imap = self
+            .bounces
+            .imap
+            .as_ref()
+            .map(|imap| c.imap("bounces.imap", imap))
+            .transpose()?;
+        let bounce_maildir = self
+            .bounces
+            .maildir
+            .as_ref()
+            .map(|m| c.maildir("bounces.maildir", m))
+            .transpose()?;
+        // Each intake needs its own mailbox, or mail would be taken for
+        // the wrong list (or a report as a bounce).
+        let intakes: Vec<(&str, Option<&ImapIntake>, Option<&MaildirIntake>)> = [
+            (
+                "lists.security",
+                security.imap.as_ref(),
+                security.maildir.as_ref(),
+            ),
+            (
+                "lists.distributors",
+                distributors.as_ref().and_then(|l| l.imap.as_ref()),
+                distributors.as_ref().and_then(|l| l.maildir.as_ref()),
+            ),
+            ("bounces", bounce_imap.as_ref(), bounce_maildir.as_ref()),
+        ]
+        .into_iter()
+        .collect();
+        for (i, (first, a_imap, a_maildir)) in intakes.iter().enumerate() {
+            for (second, b_imap, b_maildir) in &intakes[i + 1..] {
+                if let (Some(a), Some(b)) = (a_maildir, b_maildir) {
+                    if a.path == b.path {
+                        return Err(c.invalid(
+                            format!("{second}.maildir.path"),
+                            format!(
+                                "{} is {first}'s maildir too: each needs its own",
+                                b.path.display()
+                            ),
+                        ));
+                    }
+                }
+                let (Some(a), Some(b)) = (a_imap, b_imap) else {
+                    continue;
+                };
+                let same_server = a.server.eq_ignore_ascii_case(&b.server)
+                    || (is_loopback(&a.server) && is_loopback(&b.server));
+                let same_account =
+                    same_server && a.port == b.port && a.username.eq_ignore_ascii_case(&b.username);
+                let moves_into = |x: &ImapIntake, y: &ImapIntake| {
+                    same_account && x.processed_mailbox.as_deref() == Some(y.mailbox.as_str())
+                };
+                if moves_into(a, b) || moves_into(b, a) {
+                    return Err(c.invalid(
+                        format!("{second}.imap.processed_mailbox"),
+                        format!(
+                            "{first}'s and {second}'s mailboxes: one's processed_mailbox is \
+                             the other's mailbox, so every message taken for one would be \
+                             taken again for the other"
+                        ),
+                    ));
+                }
+                if same_account && a.mailbox == b.mailbox {
+                    return Err(c.invalid(
+                        format!("{second}.imap"),
+                        format!(
+                            "{} is {first}'s mailbox too: each needs its own mailbox (or \
+                             folder), or mail would be taken for the wrong one",
+                            b.label()
+                        ),
+                    ));
+                }
             }
         }
 
@@ -892,6 +929,8 @@ impl RawConfig {
                 threshold: self.bounces.threshold,
                 stale_after: self.bounces.stale_after,
                 probe_wait: self.bounces.probe_wait,
+                imap: bounce_imap,
+                maildir: bounce_maildir,
             },
             keys: KeysConfig {
                 warn_before: {

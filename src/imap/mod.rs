@@ -37,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::Timestamp;
-use crate::config::{ImapIntake, ListName};
+use crate::config::ImapIntake;
+use crate::intake::Target;
 use crate::intake::{IntakeState, Mailbox, Taken};
 use crate::state::Shared;
 use crate::store::{Intake, StoreError, Transaction};
@@ -134,7 +135,7 @@ pub async fn probe(intake: &ImapIntake) -> Result<String, ImapError> {
 /// changes it is reported as needing a restart.
 pub async fn run(
     shared: Arc<Shared>,
-    list: ListName,
+    target: Target,
     intake: ImapIntake,
     shutdown: CancellationToken,
 ) {
@@ -143,7 +144,7 @@ pub async fn run(
     loop {
         let mailbox = Mailbox {
             shared: &shared,
-            list,
+            target,
             via: Intake::Imap(intake.label()),
         };
         mailbox.set_state(IntakeState::Connecting);
@@ -182,7 +183,7 @@ async fn session(
     shutdown: &CancellationToken,
     served: &mut bool,
 ) -> Result<(), ImapError> {
-    let (shared, list, label) = (mailbox.shared, mailbox.list, mailbox.label());
+    let (shared, list, label) = (mailbox.shared, mailbox.target, mailbox.label());
     let mut session = connect::login(intake).await?;
     let capabilities = within("CAPABILITY", session.capabilities()).await?;
     let idle = capabilities.has_str("IDLE");
@@ -313,7 +314,7 @@ impl Round<'_> {
             Some(p) if p.uid_validity == validity => (p, false),
             Some(p) => {
                 warn!(
-                    list = self.mailbox.list.as_str(),
+                    list = self.mailbox.target.as_str(),
                     mailbox = %self.mailbox.label(),
                     was = p.uid_validity,
                     now = validity,

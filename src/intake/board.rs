@@ -7,6 +7,26 @@ use std::sync::Mutex;
 use crate::clock::Timestamp;
 use crate::config::ListName;
 
+/// What a mailbox intake's mail is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A list's mail.
+    List(ListName),
+    /// Mail to the owner address: bounces ([`crate::bounce`]).
+    Bounces,
+}
+
+impl Target {
+    /// `security`, `distributors`, `bounces`: in logs, metrics, status
+    /// and the store's keys of the mailbox.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::List(list) => list.as_str(),
+            Target::Bounces => "bounces",
+        }
+    }
+}
+
 /// What an intake is doing, for `embargod status`.
 #[derive(Debug, Clone)]
 pub enum IntakeState {
@@ -26,8 +46,8 @@ pub enum IntakeState {
 /// One intake's line in `embargod status`.
 #[derive(Debug, Clone)]
 pub struct IntakeStatus {
-    /// The list its mail is for.
-    pub list: ListName,
+    /// What its mail is for.
+    pub target: Target,
     /// The mailbox: `user@server:port/mailbox`, or `maildir:PATH`.
     pub mailbox: String,
     /// What it is doing.
@@ -54,7 +74,7 @@ impl Board {
 
     pub(crate) fn update(
         &self,
-        list: ListName,
+        target: Target,
         mailbox: &str,
         change: impl FnOnce(&mut IntakeStatus),
     ) {
@@ -62,7 +82,7 @@ impl Board {
         let status = board
             .entry(mailbox.to_string())
             .or_insert_with(|| IntakeStatus {
-                list,
+                target,
                 mailbox: mailbox.to_string(),
                 state: IntakeState::Connecting,
                 taken: 0,

@@ -15,13 +15,12 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::clock::Timestamp;
-use crate::config::ListName;
 use crate::mime::inbound::precheck;
 use crate::state::Shared;
 use crate::store::{
     Incoming, IncomingMeta, Intake, QuarantineMeta, Source, Store, StoreError, Table, Transaction,
 };
-pub use board::{Board, IntakeState, IntakeStatus};
+pub use board::{Board, IntakeState, IntakeStatus, Target};
 
 /// What became of one message found in a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +37,10 @@ pub(crate) enum Taken {
     Left(String),
 }
 
-/// One mailbox being taken in as a list's mail.
+/// One mailbox being taken in as a list's mail, or as bounces.
 pub(crate) struct Mailbox<'a> {
     pub shared: &'a Arc<Shared>,
-    pub list: ListName,
+    pub target: Target,
     /// How the spool entries say they came in.
     pub via: Intake,
 }
@@ -61,10 +60,17 @@ impl Mailbox<'_> {
         let config = self.shared.config();
         let meta = IncomingMeta {
             received: now,
-            source: Source::Mail {
-                mail_from: return_path(&raw),
-                lists: vec![self.list],
-                via: self.via.clone(),
+            source: match self.target {
+                Target::List(list) => Source::Mail {
+                    mail_from: return_path(&raw),
+                    lists: vec![list],
+                    via: self.via.clone(),
+                },
+                Target::Bounces => Source::Bounce {
+                    mail_from: return_path(&raw),
+                    rcpts: crate::bounce::delivered_to(&config, &raw),
+                    via: self.via.clone(),
+                },
             },
         };
         match precheck(&raw, config.lmtp.max_header_size) {
@@ -102,7 +108,7 @@ impl Mailbox<'_> {
     /// and wakes the fan-out for what entered the spool. Call it once
     /// the transaction is durable.
     pub fn report(&self, message: &str, outcome: &Taken) {
-        let (list, mailbox) = (self.list.as_str(), self.label());
+        let (list, mailbox) = (self.target.as_str(), self.label());
         let metrics = &self.shared.metrics;
         match outcome {
             Taken::Spooled(bytes) => {
@@ -153,7 +159,7 @@ impl Mailbox<'_> {
     /// Records a failure that does not end the intake (a removal that
     /// failed): logged and shown in `embargod status`.
     pub fn note_error(&self, error: &dyn std::fmt::Display) {
-        let (list, mailbox) = (self.list.as_str(), self.label());
+        let (list, mailbox) = (self.target.as_str(), self.label());
         warn!(list, %mailbox, %error, "mailbox intake");
         self.shared.metrics.intake(list, "error");
         let now = Timestamp::from(self.shared.clock.now());
@@ -168,7 +174,7 @@ impl Mailbox<'_> {
         since: Timestamp,
         retry_in: std::time::Duration,
     ) {
-        let (list, mailbox) = (self.list.as_str(), self.label());
+        let (list, mailbox) = (self.target.as_str(), self.label());
         warn!(list, %mailbox, %error, ?retry_in, "mailbox intake failed; retrying");
         self.shared.metrics.intake(list, "error");
         let now = Timestamp::from(self.shared.clock.now());
@@ -179,7 +185,9 @@ impl Mailbox<'_> {
     }
 
     fn update(&self, change: impl FnOnce(&mut IntakeStatus)) {
-        self.shared.intakes.update(self.list, self.label(), change);
+        self.shared
+            .intakes
+            .update(self.target, self.label(), change);
     }
 }
 

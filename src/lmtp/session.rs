@@ -120,6 +120,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &str, delivery: Delivery) -> String
         Source::Bounce {
             mail_from,
             rcpts: rcpts.iter().map(|(address, _)| address.clone()).collect(),
+            via: Intake::Lmtp,
         }
     } else {
         Source::Mail {

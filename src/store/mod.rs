@@ -113,8 +113,12 @@ pub enum Source {
     Bounce {
         /// The envelope sender; empty for a DSN.
         mail_from: String,
-        /// The owner addresses it came for (RCPT TO), tokens included.
+        /// The owner addresses it came for (RCPT TO, or a polled
+        /// message's `Delivered-To:` and the like), tokens included.
         rcpts: Vec<String>,
+        /// How it came in.
+        #[serde(default)]
+        via: Intake,
     },
     /// Written by the daemon (a member without a key, a quarantined
     /// message, a failed delivery, an embargo reminder). Notices never
