@@ -39,15 +39,17 @@ fn event(due: Timestamp) -> Event {
     }
 }
 
-/// Schedules the first daily job, due now, unless one is scheduled.
-pub fn ensure_scheduled(store: &Store, now: DateTime<Utc>) -> Result<(), StoreError> {
-    if crate::schedule::all(store)?
-        .iter()
-        .any(|e| e.kind == EventKind::Daily)
-    {
-        return Ok(());
-    }
+/// Moves the daily job to now: at each start and reload, so a changed
+/// key file or `keys.warn_before` is looked at at once (warnings already
+/// sent are not sent again).
+pub fn run_now(store: &Store, now: DateTime<Utc>) -> Result<(), StoreError> {
     let mut tx = Transaction::new();
+    for daily in crate::schedule::all(store)?
+        .iter()
+        .filter(|e| e.kind == EventKind::Daily)
+    {
+        crate::schedule::cancel(&mut tx, daily);
+    }
     crate::schedule::add(&mut tx, &event(Timestamp::from(now)));
     store.apply(tx)
 }
@@ -206,7 +208,7 @@ fn warned_key(d: &Due) -> Vec<u8> {
 }
 
 /// Whole days from `now` to `until`, rounded to the nearest.
-fn days_left(until: SystemTime, now: DateTime<Utc>) -> u64 {
+pub fn days_left(until: SystemTime, now: DateTime<Utc>) -> u64 {
     let left = until
         .duration_since(SystemTime::from(now))
         .unwrap_or_default();

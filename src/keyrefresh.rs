@@ -35,7 +35,6 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::keys::Keys;
 use crate::ledger::{DeliveryRecord, Outcome};
-use crate::lists::Post;
 use crate::store::{Store, StoreError, Table, Transaction};
 
 /// Member id → their refreshed certificate (binary OpenPGP). Plain:
@@ -52,9 +51,19 @@ pub const MAX_OFFERED: usize = 64 * 1024;
 /// Most certificates looked at in one message.
 const MAX_PER_MESSAGE: usize = 4;
 
-/// Looks at the keys `post` offers, and refreshes or refuses them.
-pub fn offered_in(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
-    for (addr, cert) in offered(&post.incoming.raw, &post.unwrapped.content) {
+/// Looks at the keys message `id` offers — in the header fields of `raw`
+/// and the parts of `content` (its signed or decrypted content entity,
+/// or `raw` itself) — and refreshes or refuses them. True when it
+/// offered a key for a member (refreshed, unchanged or refused).
+pub fn offered_in(
+    ctx: &Context<'_>,
+    batch: &mut Transaction,
+    id: u64,
+    raw: &[u8],
+    content: &[u8],
+) -> bool {
+    let mut for_a_member = false;
+    for (addr, cert) in offered(raw, content) {
         let fingerprint = cert.fingerprint().to_hex();
         match ctx
             .config
@@ -62,7 +71,10 @@ pub fn offered_in(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             .values()
             .find(|m| m.fingerprint == fingerprint)
         {
-            Some(member) => refresh(ctx, batch, post.id, &member.id, cert),
+            Some(member) => {
+                for_a_member = true;
+                refresh(ctx, batch, id, &member.id, cert)
+            }
             None => {
                 let Some(member) = addr.as_deref().and_then(|addr| {
                     ctx.config
@@ -72,10 +84,12 @@ pub fn offered_in(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                 }) else {
                     continue;
                 };
+                for_a_member = true;
                 refuse(ctx, batch, &member.id, &fingerprint);
             }
         }
     }
+    for_a_member
 }
 
 /// The certificates a message offers: its `Autocrypt:` headers (with the

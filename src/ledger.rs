@@ -108,6 +108,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The words that came with it (a relay's reply, a status note), if
+    /// any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Deferred(d)
+            | Outcome::Failed(d)
+            | Outcome::NoKey(d)
+            | Outcome::Bounced(d)
+            | Outcome::Status(d)
+            | Outcome::KeyRefreshed(d) => Some(d),
+            Outcome::Queued | Outcome::Sent | Outcome::Suspended => None,
+        }
+    }
+
     /// A short label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -142,6 +142,10 @@ impl Shared {
             transport: Arc::new(transport),
             loaded: self.clock.now(),
         };
+        // Changed keys and warning steps are looked at now.
+        if let Err(e) = crate::keyhealth::run_now(&self.store, self.clock.now()) {
+            warn!(error = %e, "cannot schedule the key and bounce check");
+        }
         // New members may be owed queued work; let every task look again.
         self.wake_fanout.notify_one();
         self.wake_delivery.notify_one();

@@ -135,6 +135,39 @@ pub fn report(shared: &Shared) -> String {
     for intake in shared.intakes.all() {
         let _ = writeln!(text, "{}", intake_line(&intake));
     }
+    let standings = crate::bounce::standing::all(&shared.store).unwrap_or_default();
+    let current = |id: &str, s: &crate::bounce::standing::Standing| {
+        config
+            .members
+            .get(id)
+            .is_some_and(|m| AsRef::<str>::as_ref(&m.email).eq_ignore_ascii_case(&s.address))
+    };
+    let named = |bouncing: bool| -> Vec<&str> {
+        standings
+            .iter()
+            .filter(|(id, s)| current(id, s))
+            .filter(|(_, s)| match s.state {
+                crate::bounce::standing::State::Bouncing { .. } => bouncing,
+                crate::bounce::standing::State::Probing { .. } => !bouncing,
+                crate::bounce::standing::State::Reachable => false,
+            })
+            .map(|(id, _)| id.as_str())
+            .collect()
+    };
+    let (bouncing, probing) = (named(true), named(false));
+    let or_none = |v: &[&str]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let _ = writeln!(
+        text,
+        "members bouncing: {}; probed: {} (see `embargod member list`)",
+        or_none(&bouncing),
+        or_none(&probing)
+    );
     let queued = shared.store.queued().unwrap_or_default();
     let deferred = queued.iter().filter(|(_, c)| c.attempts > 0).count();
     let _ = writeln!(

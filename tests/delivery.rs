@@ -24,19 +24,39 @@ struct Seen {
 }
 
 /// Refuses recipients in `refuse` with 550, the first `fail_first` other
-/// recipients with 451 (a greylisting relay), and keeps everything else.
+/// recipients with 451 (a greylisting relay), and keeps everything else;
+/// refuses every RCPT for `SENDER_REFUSED` in `refuse` the way Postfix
+/// refuses a sender (at RCPT, with smtpd_delay_reject).
 #[derive(Clone)]
 struct Relay {
     seen: Arc<Mutex<Seen>>,
     fail_first: usize,
     refuse: Vec<String>,
+    from: String,
     rcpts: Vec<String>,
     data: Vec<u8>,
 }
 
+const SENDER_REFUSED: &str = "(the sender)";
+
 impl Handler for Relay {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, from: &str) -> Response {
+        self.from = from.to_string();
+        response::OK
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
         let mut seen = self.seen.lock().unwrap();
+        if self.refuse.iter().any(|r| r == SENDER_REFUSED) {
+            seen.attempts.push((to.to_string(), 554));
+            return Response::custom(
+                554,
+                format!(
+                    "5.7.1 <{}>: Sender address rejected: Access denied",
+                    self.from
+                ),
+            );
+        }
         let code = if self.refuse.iter().any(|r| r == to) {
             550
         } else if seen
@@ -86,6 +106,7 @@ fn relay(fail_first: usize, refuse: &[&str]) -> (u16, Arc<Mutex<Seen>>) {
         seen: seen.clone(),
         fail_first,
         refuse: refuse.iter().map(|s| s.to_string()).collect(),
+        from: String::new(),
         rcpts: Vec::new(),
         data: Vec::new(),
     };
@@ -229,6 +250,54 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_relay_refusing_the_verp_sender_at_rcpt_keeps_the_copies_and_blames_nobody() {
+    let (port, seen) = relay(0, &[SENDER_REFUSED]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    sandbox.generate_member("bob", ListName::Security).unwrap();
+    sandbox.delivery = format!(
+        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
+         from = \"{}\"\nretry_initial = \"10m\"\n",
+        embargod::sandbox::OWNER
+    );
+    sandbox.extra.push_str("[bounces]\nthreshold = 1\n");
+    let clock = Clock::manual(chrono::Utc::now());
+    let daemon = start(&sandbox, clock.clone()).await;
+    daemon
+        .send(
+            "alice@example.org",
+            &[SECURITY],
+            &member_report("sender refused", "s1"),
+        )
+        .await;
+    eventually("both copies tried", || {
+        seen.lock().unwrap().attempts.len() >= 2
+    })
+    .await;
+    eventually("both copies wait in the queue", || {
+        let queued = daemon.shared.store.queued().unwrap();
+        queued.len() == 2 && queued.iter().all(|(_, c)| c.attempts == 1)
+    })
+    .await;
+    let queued = daemon.shared.store.queued().unwrap();
+    let error = queued[0].1.last_error.clone().unwrap_or_default();
+    assert!(error.contains("refuses the envelope sender"), "{error}");
+    for member in ["alice", "bob"] {
+        let standing = embargod::bounce::standing::get(
+            &daemon.shared.store,
+            member,
+            &format!("{member}@example.org"),
+        )
+        .unwrap();
+        assert_eq!(standing.bounces, 0, "{member} is not to blame");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_resumes_the_queue() {
     // First run: the relay is down (nothing listens on the port).
     let port = {
@@ -289,6 +358,7 @@ async fn a_restart_resumes_the_queue() {
         seen: seen.clone(),
         fail_first: 0,
         refuse: Vec::new(),
+        from: String::new(),
         rcpts: Vec::new(),
         data: Vec::new(),
     };

@@ -120,7 +120,13 @@ async fn bounces_to_a_copys_verp_address_mark_the_member_and_the_pst_hears_once(
         let replies = daemon.send("", &[rcpt], &message).await;
         assert_eq!(replies[0].code, 250, "{replies:?}");
     }
+    // A bounce sent to the list address instead (a server that bounces to
+    // the From field) opens no case.
+    daemon
+        .send("", &[SECURITY], &dsn("alice@example.org"))
+        .await;
     daemon.settle().await;
+    assert_eq!(embargod::case::all(&daemon.shared.store).unwrap().len(), 1);
     let members = control(&daemon, Command::Members).await;
     let alice_line = members.lines().find(|l| l.starts_with("alice")).unwrap();
     assert!(
@@ -224,6 +230,30 @@ async fn mail_for_a_list_and_for_the_owner_address_is_never_mixed() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_person_writes_to_the_owner_address_reaches_the_pst() {
+    let w = World::new(&[("alice", Some(ListName::Security))], None);
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    let question = common::canary();
+    let replies = daemon
+        .send(
+            common::REPORTER,
+            &[OWNER],
+            &mail_with(
+                common::REPORTER,
+                "",
+                &format!("\r\nA question: {question}\r\n"),
+            ),
+        )
+        .await;
+    assert_eq!(replies[0].code, 250);
+    let mail = outbox(&daemon, 1).await;
+    let text = open_copy(&w.gpg, &mail[0]);
+    assert!(text.contains(&question), "{text}");
+    assert!(!String::from_utf8_lossy(&mail[0].bytes).contains(&question));
+    daemon.stop().await;
+}
+
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -281,24 +311,33 @@ async fn distributors_statuses_reach_the_pst_alone_and_build_its_table() {
     daemon
         .send("distro-a@example.org", &[DISTRIBUTORS], &received)
         .await;
-    let mail = outbox(&daemon, 7).await;
+    // The PST gets it; distro-a gets a confirmation; the others nothing.
+    let mail = outbox(&daemon, 8).await;
     let told = opened_with(
         &w,
         &mail,
         "Status from distributor distro-a on KAP-2026-0007: received",
     );
     assert_eq!(told.len(), 2, "alice and bob");
-    for other in [
-        "distro-b@example.org",
-        "distro-c@example.org",
-        "distro-a@example.org",
-    ] {
+    for other in ["distro-b@example.org", "distro-c@example.org"] {
         assert_eq!(
             addressed_to(&mail, other).len(),
             1,
             "{other} got only the patch"
         );
     }
+    let to_a = addressed_to(&mail, "distro-a@example.org");
+    assert_eq!(to_a.len(), 2);
+    let patch = to_a
+        .iter()
+        .map(|m| open_copy(&w.gpg, m))
+        .find(|t| t.contains("The patch for the parser overflow"))
+        .unwrap();
+    assert!(
+        patch.contains("X-Case: KAP-2026-0007") && patch.contains("X-Status: received"),
+        "the copy shows how to answer:\n{patch}"
+    );
+    assert_eq!(opened_with(&w, &mail, "is recorded: received").len(), 1);
 
     // distro-b: affected, with a note; then ready. Both to the PST only.
     w.clock.advance(Duration::from_secs(2));
@@ -309,7 +348,7 @@ async fn distributors_statuses_reach_the_pst_alone_and_build_its_table() {
     daemon
         .send("distro-b@example.org", &[DISTRIBUTORS], &affected)
         .await;
-    outbox(&daemon, 9).await;
+    outbox(&daemon, 11).await;
 
     // Refused and held: the same reply again (a replay), a status from a
     // key the list does not know, an unsigned one, an unknown word, and
@@ -532,8 +571,9 @@ async fn a_members_mail_refreshes_their_key_under_the_same_pin_only() {
     };
     let before = usable_until(&daemon);
 
-    // alice extends her key by a year and mails the list with it in an
-    // Autocrypt header (unsigned: the key material signs itself).
+    // alice extends her key by a year and replies to the expiry warning
+    // (from the owner address) from a client that sends an Autocrypt
+    // header (unsigned: the key material signs itself).
     w.gpg.ok(&["--quick-set-expire", &fpr, "1y"], b"");
     w.gpg.ok(&["--quick-set-expire", &fpr, "1y", "*"], b"");
     let extended = w.gpg.ok(&["--export", "alice@example.org"], b"");
@@ -541,11 +581,17 @@ async fn a_members_mail_refreshes_their_key_under_the_same_pin_only() {
     daemon
         .send(
             "alice@example.org",
-            &[SECURITY],
+            &[OWNER],
             &mail_with("alice@example.org", &headers, "\r\nSee you.\r\n"),
         )
         .await;
     daemon.settle().await;
+    assert!(
+        embargod::case::all(&daemon.shared.store)
+            .unwrap()
+            .is_empty(),
+        "a key refresh opens no case"
+    );
     let after = usable_until(&daemon);
     assert!(
         after.duration_since(before).unwrap() > Duration::from_secs(300 * 86400),

@@ -31,8 +31,10 @@ pub enum Kind {
     Delayed,
     /// An auto-reply (vacation, out of office): not a bounce.
     AutoReply,
-    /// Neither a bounce nor an auto-reply (a success DSN, a person
-    /// writing to the owner address).
+    /// A delivery status notification without a failure (delivered,
+    /// relayed, expanded).
+    Delivered,
+    /// None of these: a person writing to the owner address.
     Other,
 }
 
@@ -148,7 +150,11 @@ fn delivery_status(message: &Message<'_>) -> Option<Report> {
             shape: "RFC 3464",
         }
     } else {
-        other("RFC 3464, no failure")
+        Report {
+            kind: Kind::Delivered,
+            recipients: Vec::new(),
+            shape: "RFC 3464",
+        }
     })
 }
 

@@ -126,24 +126,55 @@ pub fn delivered_to(config: &Config, raw: &[u8]) -> Vec<String> {
     found
 }
 
+/// What became of mail to the owner address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A bounce, a delay warning, an auto-reply or a key refresh: done.
+    Done,
+    /// Written by a person: it goes to the PST like mail to the security
+    /// list, so nothing written to the owner address is lost.
+    ToThePst,
+}
+
 /// Handles spool entry `id`, mail to the owner address `rcpts`: a bounce
-/// of one of our copies counts against its member; anything else is
-/// dropped with a log line.
+/// of one of our copies counts against its member; a delay warning or an
+/// auto-reply is dropped with a log line; a member's reply carrying their
+/// refreshed key ([`crate::keyrefresh`]) refreshes it; anything else is
+/// for the PST.
 pub fn post(
     ctx: &Context<'_>,
     batch: &mut Transaction,
     id: u64,
     rcpts: &[String],
     incoming: &Incoming,
-) {
+) -> Handled {
     let report = dsn::read(&incoming.raw);
     let tokens: Vec<String> = rcpts
         .iter()
         .filter_map(|rcpt| owner_token(ctx.config, rcpt).flatten())
         .collect();
-    if report.kind != dsn::Kind::Failed {
-        info!(msg = id, kind = ?report.kind, shape = report.shape, "mail to the owner address: not a failure, dropped");
-        return;
+    match report.kind {
+        dsn::Kind::Failed => {}
+        dsn::Kind::Other => {
+            // A reply to a key warning: the key is taken, no case opened.
+            if crate::keyrefresh::offered_in(ctx, batch, id, &incoming.raw, &incoming.raw) {
+                return Handled::Done;
+            }
+            info!(
+                msg = id,
+                "mail to the owner address, not a bounce: to the PST"
+            );
+            return Handled::ToThePst;
+        }
+        kind => {
+            info!(
+                msg = id,
+                ?kind,
+                shape = report.shape,
+                "mail to the owner address: not a failure, dropped"
+            );
+            return Handled::Done;
+        }
     }
     if tokens.is_empty() {
         info!(
@@ -151,12 +182,13 @@ pub fn post(
             shape = report.shape,
             "bounce without a VERP token: it names no copy of ours, dropped"
         );
-        return;
+        return Handled::Done;
     }
     let recipient = report.recipients.first().cloned().unwrap_or_default();
     let diagnostic = match (&recipient.status, recipient.diagnostic.as_str()) {
         (Some(status), "") => status.clone(),
         (Some(status), words) if !words.contains(status.as_str()) => format!("{status} {words}"),
+        (None, "") => format!("(a {} bounce with no status given)", report.shape),
         (_, words) => words.to_string(),
     };
     for token in tokens {
@@ -200,6 +232,7 @@ pub fn post(
             Err(e) => tracing::warn!(msg = id, error = %e, "cannot read a VERP token"),
         }
     }
+    Handled::Done
 }
 
 fn lookup(store: &Store, token: &str) -> Result<Option<(u64, Timestamp, bool)>, StoreError> {

@@ -174,7 +174,8 @@ pub fn register(ctx: &Context<'_>, batch: &mut Transaction, bounced: &Bounced) {
                      sent {} bounced too. The last said:\n\n  {}\n\n\
                      Their copies are still sent (encrypted) but do not arrive: embargoed\n\
                      patches among them are shown as \"not delivered\" by `embargod embargoes`.\n\
-                     Fix the address in the config and reload, or remove the member; then\n\
+                     Fix the address in the config and reload (a new address starts afresh),\n\
+                     or remove the member. If the address works again as it is:\n\
                      `embargod member clear-bounces {}`.\n",
                     copy.member,
                     standing.bounces,
@@ -211,6 +212,30 @@ pub fn expire_probes(ctx: &Context<'_>, batch: &mut Transaction) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Every kept standing, by member id (for the members' current address
+/// only: see [`get`]).
+pub fn all(store: &Store) -> Result<Vec<(String, Standing)>, StoreError> {
+    store
+        .scan(&STANDINGS, b"")?
+        .into_iter()
+        .map(|(key, value)| {
+            let standing = serde_json::from_slice(&value)
+                .map_err(|e| StoreError::Corrupt(format!("bounce standing: {e}")))?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), standing))
+        })
+        .collect()
+}
+
+impl Standing {
+    /// The score as it counts at `now`: zero once it went stale.
+    pub fn score_at(&self, now: Timestamp, stale_after: std::time::Duration) -> u32 {
+        match (self.state, self.last_bounce) {
+            (State::Reachable, Some(last)) if now.since(last) > stale_after => 0,
+            _ => self.score,
+        }
+    }
 }
 
 /// Clears `member`'s standing (an admin fixed the address, or knows it

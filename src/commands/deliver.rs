@@ -25,6 +25,8 @@ pub const EX_NOUSER: u8 = 67;
 pub const EX_TEMPFAIL: u8 = 75;
 /// Refused by policy (RFC 3463 class 5.7).
 pub const EX_NOPERM: u8 = 77;
+/// The command line is wrong (`--list bounces` without `--recipient`).
+pub const EX_USAGE: u8 = 64;
 
 /// What happened to the message: the exit status, and a line saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,15 @@ pub async fn deliver(
         },
         None => config.delivery.from.to_string(),
     };
+    if list.is_none() && recipient.is_none() {
+        return Outcome {
+            status: EX_USAGE,
+            message: "--list bounces needs --recipient: the address the bounce came to, \
+                      with its +TOKEN (Postfix ${recipient}); without it no bounce can be \
+                      counted"
+                .into(),
+        };
+    }
     let address = recipient.unwrap_or(expected.clone());
     let matches = match list {
         Some(_) => address.eq_ignore_ascii_case(&expected),

@@ -59,7 +59,8 @@ pub(crate) fn open_offline(config: Config, nobody: &str) -> Result<crate::daemon
     })
 }
 
-/// A certificate expiring sooner than this is warned about.
+/// A certificate expiring sooner than this is warned about when
+/// `keys.warn_before` is empty (warnings to members off).
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
 
 /// What `init` did.
@@ -149,8 +150,15 @@ impl fmt::Display for Finding {
 
 /// Checks the keys a configuration refers to, as of `now`: the list key,
 /// the store key, and every member's certificate (parses, matches its pin,
-/// alive, unrevoked, can encrypt; expiring within 30 days is a warning).
+/// alive, unrevoked, can encrypt; expiring within the longest of
+/// `keys.warn_before` — 30 days by default — is a warning).
 pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
+    let warn = config
+        .keys
+        .warn_before
+        .first()
+        .copied()
+        .unwrap_or(EXPIRY_WARNING);
     let mut findings = vec![Finding {
         level: Level::Ok,
         subject: format!("config {}", config.file.display()),
@@ -165,7 +173,7 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         .and_then(|()| ListKey::load(&config.list_key).map_err(|e| e.to_string()));
     match list_finding {
         Ok(key) => {
-            findings.push(expiry_finding(list_subject.clone(), key.cert(), now));
+            findings.push(expiry_finding(list_subject.clone(), key.cert(), now, warn));
             findings.push(aead_finding(list_subject, key.cert(), now));
         }
         Err(detail) => findings.push(Finding {
@@ -234,7 +242,7 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         let usable = pgp::load_member_cert(member)
             .and_then(|cert| pgp::usable_for_encryption(&cert, now).map(|()| cert));
         findings.push(match usable {
-            Ok(cert) => expiry_finding(subject, &cert, now),
+            Ok(cert) => expiry_finding(subject, &cert, now, warn),
             Err(problem) => Finding {
                 level: Level::Error,
                 subject,
@@ -334,11 +342,17 @@ fn aead_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) 
     }
 }
 
-fn expiry_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) -> Finding {
+/// `warn`: the longest of `keys.warn_before`, as the daily job warns.
+fn expiry_finding(
+    subject: String,
+    cert: &sequoia_openpgp::Cert,
+    now: SystemTime,
+    warn: Duration,
+) -> Finding {
     let fingerprint = cert.fingerprint().to_hex();
     match pgp::expiration(cert, now) {
-        Some(when) if when <= now + EXPIRY_WARNING => {
-            let days = when.duration_since(now).unwrap_or_default().as_secs() / 86400;
+        Some(when) if when <= now + warn => {
+            let days = crate::keyhealth::days_left(when, now.into());
             Finding {
                 level: Level::Warning,
                 subject,

@@ -860,6 +860,29 @@ impl RawConfig {
         if self.bounces.threshold == 0 {
             return Err(c.invalid("bounces.threshold", "must be at least 1"));
         }
+        if self.bounces.stale_after < Duration::from_secs(86400) {
+            return Err(c.invalid(
+                "bounces.stale_after",
+                "must be at least 1d: the score counts days with a bounce",
+            ));
+        }
+        if self.bounces.probe_wait < Duration::from_secs(3600) {
+            return Err(c.invalid(
+                "bounces.probe_wait",
+                "must be at least 1h: a probe's bounce takes time to come back",
+            ));
+        }
+        let longest = Duration::from_secs(u64::from(self.embargo.max_embargo_days) * 86400);
+        if self.embargo.status_digest_before >= longest {
+            return Err(c.invalid(
+                "embargo.status_digest_before",
+                format!(
+                    "must be shorter than the longest embargo (embargo.max_embargo_days, {} \
+                     days); \"0s\" turns the digest off",
+                    self.embargo.max_embargo_days
+                ),
+            ));
+        }
         if self.keys.warn_before.iter().any(|d| d.is_zero()) {
             return Err(c.invalid(
                 "keys.warn_before",

@@ -33,13 +33,14 @@ pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
     );
     for e in &pending {
         let left = e.until().signed_duration_since(now);
-        let left = if left.num_seconds() <= 0 {
-            "due".to_string()
-        } else {
-            humantime::format_duration(std::time::Duration::from_secs(
-                left.num_minutes().max(0) as u64 * 60,
-            ))
-            .to_string()
+        let left = match (
+            left.num_days(),
+            left.num_hours() % 24,
+            left.num_minutes() % 60,
+        ) {
+            _ if left.num_seconds() <= 0 => "due".to_string(),
+            (0, hours, minutes) => format!("{hours}h {minutes:02}m"),
+            (days, hours, _) => format!("{days}d {hours:02}h"),
         };
         text.push_str(&format!(
             "{:<16} {:<22} {:>12}  {:<12} {:>10}\n",

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::Response;
+use crate::ledger::Outcome;
 use crate::mark::trace::{trace as trace_leak, Verdict};
 use crate::state::Shared;
 
@@ -71,6 +72,15 @@ pub(super) async fn show(shared: &Arc<Shared>, case: &str) -> Response {
             r.outcome.label(),
             r.fingerprint.as_deref().unwrap_or("-"),
         ));
+        // Bounces, statuses and refreshes say what came with them.
+        if let Some(detail) = match r.outcome {
+            Outcome::Bounced(_) | Outcome::Status(_) | Outcome::KeyRefreshed(_) => {
+                r.outcome.detail()
+            }
+            _ => None,
+        } {
+            text.push_str(&format!("{:>6}  {detail}\n", ""));
+        }
     }
     Response::ok(text)
 }

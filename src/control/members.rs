@@ -41,11 +41,10 @@ pub(super) async fn list(shared: &Arc<Shared>) -> Response {
     let store = shared.store.clone();
     match crate::blocking(move || crate::strikes::states(&store)).await {
         Ok(states) => {
-            let mut text = String::new();
+            let mut text = reachability(shared);
             if states.is_empty() {
                 text.push_str("no member has a strike or a suspension\n");
             }
-            text.push_str(&reachability(shared));
             for (member, state) in &states {
                 let status = match state.suspended {
                     Some(at) => format!("SUSPENDED since {}", at.formatted()),
@@ -106,7 +105,10 @@ fn reachability(shared: &Shared) -> String {
                     "{} ({} bounce(s), score {}; last: {})",
                     standing.state.describe(),
                     standing.bounces,
-                    standing.score,
+                    standing.score_at(
+                        crate::clock::Timestamp::from(now),
+                        config.bounces.stale_after
+                    ),
                     standing.last_diagnostic
                 ),
                 Err(e) => format!("unknown ({e})"),

@@ -292,7 +292,15 @@ async fn transaction(
         connection
             .command(Rcpt::new(to.clone(), Vec::new()))
             .await
-            .map_err(before)?;
+            .map_err(|e| match refuses_the_relay_itself(&e, envelope.from()) {
+                // Postfix, with smtpd_delay_reject (its default), refuses
+                // a sender only at RCPT: the copy is not at fault.
+                Some(why) => Failure::Refused(SendError::Temporary(format!(
+                    "SMTP: the relay refuses {why}: {e}; allow delivery.from with any \
+                     +TOKEN (each member's copy is sent from its own VERP address)"
+                ))),
+                None => before(e),
+            })?;
     }
     connection.command(Data).await.map_err(before)?;
     // lettre ends the data with CRLF "." CRLF; the message's own last line
@@ -310,6 +318,27 @@ async fn transaction(
 fn closed_while_idle(e: &Error) -> bool {
     let replied = e.is_permanent() || e.is_transient();
     !replied || e.status().is_some_and(|code| code.to_string() == "421")
+}
+
+/// Whether a refused RCPT is about the sender or the relay's own rules,
+/// not the recipient: Postfix names a refused sender at RCPT time
+/// ("Sender address rejected"), and "Relay access denied" is the relay's
+/// configuration. What it is about, or `None` for the recipient's own
+/// refusal (a bounce).
+fn refuses_the_relay_itself(e: &Error, from: Option<&lettre::Address>) -> Option<&'static str> {
+    if !e.is_permanent() {
+        return None;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    let names_sender =
+        from.is_some_and(|from| text.contains(&from.to_string().to_ascii_lowercase()));
+    if text.contains("sender") || names_sender {
+        Some("the envelope sender")
+    } else if text.contains("relay access denied") || text.contains("relaying denied") {
+        Some("to relay for the daemon")
+    } else {
+        None
+    }
 }
 
 /// A relay's 5xx is final; anything else may pass.

@@ -178,8 +178,9 @@ impl Embargo {
     }
 
     /// The reminder and release events of the current date, and the
-    /// PST's digest of distributor statuses when the embargo was opened
-    /// before it falls due.
+    /// PST's digest of distributor statuses: `status_digest_before` the
+    /// date, or half-way there for an embargo opened later than that; none
+    /// when `status_digest_before` is zero.
     pub fn events(&self, config: &Config) -> Vec<Event> {
         let event = |due, kind| Event {
             due,
@@ -187,13 +188,20 @@ impl Embargo {
             case: self.case.clone(),
         };
         let reminder = self.until - config.embargo.reminder_before;
-        let digest = self.until - config.embargo.status_digest_before;
         let mut events = vec![
             event(reminder, EventKind::Reminder),
             event(self.until, EventKind::Release),
         ];
-        if digest > self.opened {
-            events.push(event(digest, EventKind::StatusDigest));
+        let before = config.embargo.status_digest_before;
+        if !before.is_zero() {
+            let mut digest = self.until - before;
+            if digest <= self.opened {
+                let half = self.until.since(self.opened) / 2;
+                digest = self.opened + half;
+            }
+            if digest > self.opened {
+                events.push(event(digest, EventKind::StatusDigest));
+            }
         }
         events
     }

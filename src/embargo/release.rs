@@ -198,7 +198,8 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
             );
             if !missing.is_empty() {
                 body.push_str(&format!(
-                    "Not yet confirmed (no X-Status at all): {}.\n                     They may not have the patch: ask them, or check `embargod embargoes`.\n",
+                    "Not yet confirmed (no X-Status at all): {}.\n\
+                     They may not have the patch: ask them, or check `embargod embargoes`.\n",
                     missing.join(", ")
                 ));
             }

@@ -172,6 +172,16 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                     config.project.name
                 ),
             };
+            if let (true, Some(e)) = (is_pst, &pending) {
+                info.push_str(&format!(
+                    "Distributors: tell the PST where you stand with a signed reply to the\n\
+                     list whose text starts with these two lines (a note may follow the word):\n\
+                     \x20 X-Case: {}\n\
+                     \x20 X-Status: received    (or affected, not-affected, ready)\n\
+                     Only the PST sees it.\n",
+                    e.case
+                ));
+            }
             if let (Some(from), Some(e)) = (moved_from, &pending) {
                 info.push_str(&format!(
                     "The disclosure time moved from {} to {}.\n",
@@ -527,15 +537,24 @@ fn record_status(
     record.fingerprint = Some(sig.key.to_string());
     crate::ledger::append(batch, record);
     tracing::info!(msg = post.id, %case, member = sig.member, status = word, "distributor status");
+    batch.spool(crate::notice::notice(
+        config,
+        ctx.now,
+        Audience::Member(sig.member.to_string()),
+        &format!("{case}: your status \"{word}\" is recorded"),
+        &format!(
+            "Your X-Status on case {case} is recorded: {summary}.\n\
+             Only the PST sees it; the other distributors do not. Send a new signed\n\
+             X-Status when it changes (ready, once your fixed packages are).\n"
+        ),
+    ));
     embargo.statuses.insert(sig.member.to_string(), status);
     crate::embargo::put(batch, &embargo);
 
     let identity = ListIdentity::new(config, &config.lists.security);
     let mut info = format!(
-        "Status from distributor {} on {case}: {summary}
-         Only the PST gets this; the other distributors do not.
-
-",
+        "Status from distributor {} on {case}: {summary}\n\
+         Only the PST gets this; the other distributors do not.\n\n",
         sig.member
     );
     info.push_str(&info_text(&identity, post.unwrapped, &post.incoming.meta));

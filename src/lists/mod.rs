@@ -45,9 +45,24 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     let config = ctx.config;
     let mut batch = Transaction::new();
     batch.unspool(id);
-    if let Source::Bounce { rcpts, .. } = &incoming.meta.source {
-        crate::bounce::post(ctx, &mut batch, id, rcpts, &incoming);
-        return batch;
+    let mut incoming = incoming;
+    if let Source::Bounce {
+        mail_from,
+        rcpts,
+        via,
+    } = &incoming.meta.source
+    {
+        match crate::bounce::post(ctx, &mut batch, id, rcpts, &incoming) {
+            crate::bounce::Handled::Done => return batch,
+            // A person wrote to the owner address: the PST reads it.
+            crate::bounce::Handled::ToThePst => {
+                incoming.meta.source = Source::Mail {
+                    mail_from: mail_from.clone(),
+                    lists: vec![ListName::Security],
+                    via: via.clone(),
+                }
+            }
+        }
     }
     if let Source::Mail { mail_from, .. } = &incoming.meta.source {
         if let Some(reason) = loop_reason(config, mail_from, &incoming.raw) {
@@ -101,7 +116,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
         Source::Notice { to } => notices::post(ctx, &mut batch, id, to, &unwrapped),
         Source::Bounce { .. } => {}
         Source::Mail { lists, .. } => {
-            crate::keyrefresh::offered_in(ctx, &mut batch, post);
+            crate::keyrefresh::offered_in(ctx, &mut batch, id, &incoming.raw, &unwrapped.content);
             for &name in lists {
                 match name {
                     ListName::Security => security::post(ctx, &mut batch, post),
@@ -120,6 +135,18 @@ fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static 
     let own = config.delivery.from.to_string();
     if mail_from.eq_ignore_ascii_case(&own) {
         return Some("envelope sender is the daemon's own");
+    }
+    // A server that bounces to the From field instead of the envelope
+    // sender: a report about delivery, never a report for the PST.
+    if mail_from.is_empty()
+        && matches!(
+            crate::bounce::dsn::read(raw).kind,
+            crate::bounce::dsn::Kind::Failed
+                | crate::bounce::dsn::Kind::Delayed
+                | crate::bounce::dsn::Kind::Delivered
+        )
+    {
+        return Some("a delivery status notification sent to a list address");
     }
     let parsed = crate::mime::parse_headers(raw)?;
     let own_lists: Vec<ListIdentity> = config

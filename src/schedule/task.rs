@@ -13,7 +13,7 @@ use crate::state::Shared;
 /// Runs until `stop`: fires what is due, then sleeps until the next
 /// event or a wake-up (a transaction that changed the schedule).
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    if let Err(e) = crate::keyhealth::ensure_scheduled(&shared.store, shared.clock.now()) {
+    if let Err(e) = crate::keyhealth::run_now(&shared.store, shared.clock.now()) {
         error!(error = %e, "cannot schedule the daily key and bounce check");
     }
     loop {
