@@ -167,7 +167,14 @@ fn keys_due(ctx: &Context<'_>) -> Result<Vec<Due>, StoreError> {
     );
     let mut due = Vec::new();
     for (member, cert) in certs {
-        let Some(expires) = crate::pgp::expiration(cert, at) else {
+        let expires = match &member {
+            None => crate::pgp::list_key_expiration(cert, at),
+            // A key already unusable gets no warning: the fan-out tells
+            // the PST each time a copy cannot be made.
+            Some(_) if crate::pgp::usable_for_encryption(cert, at).is_err() => continue,
+            Some(_) => crate::pgp::expiration(cert, at),
+        };
+        let Some(expires) = expires else {
             continue;
         };
         let Ok(left) = expires.duration_since(at) else {

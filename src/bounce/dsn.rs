@@ -50,6 +50,20 @@ pub struct Recipient {
     pub diagnostic: String,
 }
 
+impl Recipient {
+    /// Whether the failure is about the address (RFC 3463 classes X.1
+    /// address, X.2 mailbox, X.4 routing, or no status given), not about
+    /// the message: X.3.4 too large, X.6 content, X.7 policy (spam,
+    /// refused content) fail one message, and anyone can send a message
+    /// that fails everywhere.
+    pub fn about_the_address(&self) -> bool {
+        match self.status.as_deref().and_then(|s| s.split('.').nth(1)) {
+            Some(subject) => matches!(subject, "1" | "2" | "4"),
+            None => true,
+        }
+    }
+}
+
 /// Longest diagnostic kept, in characters: enough for a server's reply
 /// line, not enough to carry a message.
 pub const DIAGNOSTIC_CHARS: usize = 200;
@@ -372,13 +386,21 @@ fn first_address(text: &str) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
-/// `text` on one line of printable characters, cut to [`DIAGNOSTIC_CHARS`].
+/// `text` on one line of printable ASCII (anything else, bidi and
+/// zero-width characters included, becomes `?`: it ends up in terminals
+/// and notices), cut to [`DIAGNOSTIC_CHARS`].
 pub fn one_line(text: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
-        .filter(|c| !c.is_control())
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(DIAGNOSTIC_CHARS)
         .collect()
 }

@@ -149,10 +149,15 @@ pub fn post(
     incoming: &Incoming,
 ) -> Handled {
     let report = dsn::read(&incoming.raw);
-    let tokens: Vec<String> = rcpts
+    let mut tokens: Vec<String> = rcpts
         .iter()
         .filter_map(|rcpt| owner_token(ctx.config, rcpt).flatten())
         .collect();
+    // One message counts once per copy and once per member, however many
+    // times (or spellings) it names a token.
+    tokens.sort();
+    tokens.dedup();
+    let mut members_counted = std::collections::HashSet::new();
     match report.kind {
         dsn::Kind::Failed => {}
         dsn::Kind::Other => {
@@ -207,6 +212,9 @@ pub fn post(
                     token.into_bytes(),
                     token_value(copy_id, queued, true),
                 );
+                if !members_counted.insert(copy.member.clone()) {
+                    continue;
+                }
                 info!(msg = id, copy = %crate::mark::copy_id_hex(copy_id), member = %copy.member, shape = report.shape, %diagnostic, "bounce");
                 let mut record = DeliveryRecord::new(
                     Timestamp::from(ctx.now),
@@ -218,6 +226,10 @@ pub fn post(
                 );
                 record.copy_id = Some(copy_id);
                 crate::ledger::append(batch, record);
+                if !recipient.about_the_address() {
+                    info!(msg = id, member = %copy.member, "the bounce is about the message, not the address: not counted against the member");
+                    continue;
+                }
                 standing::register(
                     ctx,
                     batch,

@@ -173,7 +173,13 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         .and_then(|()| ListKey::load(&config.list_key).map_err(|e| e.to_string()));
     match list_finding {
         Ok(key) => {
-            findings.push(expiry_finding(list_subject.clone(), key.cert(), now, warn));
+            findings.push(expiry_finding(
+                list_subject.clone(),
+                key.cert(),
+                now,
+                warn,
+                true,
+            ));
             findings.push(aead_finding(list_subject, key.cert(), now));
         }
         Err(detail) => findings.push(Finding {
@@ -242,7 +248,7 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         let usable = pgp::load_member_cert(member)
             .and_then(|cert| pgp::usable_for_encryption(&cert, now).map(|()| cert));
         findings.push(match usable {
-            Ok(cert) => expiry_finding(subject, &cert, now, warn),
+            Ok(cert) => expiry_finding(subject, &cert, now, warn, false),
             Err(problem) => Finding {
                 level: Level::Error,
                 subject,
@@ -342,15 +348,21 @@ fn aead_finding(subject: String, cert: &sequoia_openpgp::Cert, now: SystemTime) 
     }
 }
 
-/// `warn`: the longest of `keys.warn_before`, as the daily job warns.
+/// `warn`: the longest of `keys.warn_before`, as the daily job warns;
+/// `list_key`: its signing key counts too.
 fn expiry_finding(
     subject: String,
     cert: &sequoia_openpgp::Cert,
     now: SystemTime,
     warn: Duration,
+    list_key: bool,
 ) -> Finding {
     let fingerprint = cert.fingerprint().to_hex();
-    match pgp::expiration(cert, now) {
+    let expires = match list_key {
+        true => pgp::list_key_expiration(cert, now),
+        false => pgp::expiration(cert, now),
+    };
+    match expires {
         Some(when) if when <= now + warn => {
             let days = crate::keyhealth::days_left(when, now.into());
             Finding {

@@ -84,9 +84,13 @@ fn reachability(shared: &Shared) -> String {
             .filter(|l| l.members.contains(&member.id))
             .map(|l| l.name.as_str())
             .collect();
-        let key = match keys.member(&member.id) {
+        let at = std::time::SystemTime::from(now);
+        let key = match keys
+            .member(&member.id)
+            .and_then(|cert| crate::pgp::usable_for_encryption(cert, at).map(|()| cert))
+        {
             Ok(cert) => {
-                let until = match crate::pgp::expiration(cert, std::time::SystemTime::from(now)) {
+                let until = match crate::pgp::expiration(cert, at) {
                     Some(at) => crate::clock::format_time(at.into()),
                     None => "does not expire".into(),
                 };

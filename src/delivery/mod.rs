@@ -672,10 +672,11 @@ fn outcome(
             "still failing after {}: {reason}",
             humantime::format_duration(config.delivery.retry_max_age)
         )),
-        Err(Unsent::Send(SendError::Permanent(reason))) if copy.job.is_some() => {
-            // The relay refused the member's copy for good: a bounce like
-            // any other, counted once; the PST hears when the member's
-            // standing changes, not per copy.
+        Err(Unsent::Send(SendError::Rejected(reason))) if copy.job.is_some() => {
+            // The relay refused the member's address for good: a bounce
+            // like any other, counted once; the PST hears when the
+            // member's standing changes, not per copy. (A refusal of the
+            // message itself — too large, its content — is no bounce.)
             error!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "delivery failed");
             crate::ledger::append(batch, record(&base, Outcome::Failed(reason.clone())));
             shared.metrics.copy("failed", 1);
@@ -707,7 +708,9 @@ fn outcome(
             }
             return;
         }
-        Err(Unsent::Send(SendError::Permanent(reason))) => Some(reason.clone()),
+        Err(Unsent::Send(SendError::Permanent(reason) | SendError::Rejected(reason))) => {
+            Some(reason.clone())
+        }
         Err(Unsent::NoKey(reason)) => {
             warn!(msg = copy.message, member = %copy.member, copy = %crate::mark::copy_id_hex(copy.id), case = copy.case.as_deref().unwrap_or("-"), %reason, "no copy: key unusable");
             crate::ledger::append(

@@ -299,6 +299,10 @@ async fn transaction(
                     "SMTP: the relay refuses {why}: {e}; allow delivery.from with any \
                      +TOKEN (each member's copy is sent from its own VERP address)"
                 ))),
+                // Only a refused recipient says anything about the address.
+                None if e.is_permanent() => {
+                    Failure::Refused(SendError::Rejected(format!("SMTP: {e}")))
+                }
                 None => before(e),
             })?;
     }

@@ -532,7 +532,9 @@ fn record_status(
         Some(case.to_string()),
         ListName::Distributors,
         sig.member,
-        crate::ledger::Outcome::Status(summary.clone()),
+        // The word only: the ledger is not sealed, and a note may say
+        // what is embargoed (it stays in the sealed embargo record).
+        crate::ledger::Outcome::Status(word.to_string()),
     );
     record.fingerprint = Some(sig.key.to_string());
     crate::ledger::append(batch, record);
@@ -551,7 +553,12 @@ fn record_status(
     embargo.statuses.insert(sig.member.to_string(), status);
     crate::embargo::put(batch, &embargo);
 
-    let identity = ListIdentity::new(config, &config.lists.security);
+    let Some(list) = &config.lists.distributors else {
+        return;
+    };
+    // As the distributors list: a message sent to both lists is fanned
+    // out for the security list too, and copy ids are per list.
+    let identity = ListIdentity::new(config, list);
     let mut info = format!(
         "Status from distributor {} on {case}: {summary}\n\
          Only the PST gets this; the other distributors do not.\n\n",
@@ -571,7 +578,7 @@ fn record_status(
     );
     let members = super::notices::audience(config, &Audience::Pst);
     let to = Recipients {
-        list: ListName::Security,
+        list: ListName::Distributors,
         identity: &identity,
         members: &members,
     };

@@ -133,7 +133,7 @@ pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
 /// Why mail must not be processed again: it is the daemon's own.
 fn loop_reason(config: &Config, mail_from: &str, raw: &[u8]) -> Option<&'static str> {
     let own = config.delivery.from.to_string();
-    if mail_from.eq_ignore_ascii_case(&own) {
+    if crate::bounce::owner_token(config, mail_from).is_some() {
         return Some("envelope sender is the daemon's own");
     }
     // A server that bounces to the From field instead of the envelope

@@ -259,6 +259,25 @@ pub fn expiration(cert: &Cert, time: SystemTime) -> Option<SystemTime> {
     }
 }
 
+/// When the list key stops working: the earliest of [`expiration`] (it
+/// decrypts reports) and its newest signing key's expiry (it signs every
+/// copy); `None` if never.
+pub fn list_key_expiration(cert: &Cert, time: SystemTime) -> Option<SystemTime> {
+    let valid = cert.with_policy(&POLICY, time).ok()?;
+    let signing = valid
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .max_by_key(|ka| ka.key().creation_time())
+        .and_then(|ka| ka.key_expiration_time());
+    match (expiration(cert, time), signing) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The AEAD modes (RFC 9580 §5.13.2) this build's crypto backend can
 /// decrypt, e.g. `["OCB", "GCM"]` with OpenSSL.
 pub fn readable_aead() -> Vec<String> {
