@@ -201,6 +201,18 @@ async fn bounces_to_a_copys_verp_address_mark_the_member_and_the_pst_hears_once(
         .count();
     assert_eq!(bounced, 4);
 
+    // The daemon's own copy coming back to a list (a member forwarding
+    // to it) is a loop, dropped like mail from the owner address.
+    let cases = embargod::case::all(&daemon.shared.store).unwrap().len();
+    daemon
+        .send(&third, &[SECURITY], &common::report("looped", "l1"))
+        .await;
+    daemon.settle().await;
+    assert_eq!(
+        embargod::case::all(&daemon.shared.store).unwrap().len(),
+        cases
+    );
+
     // The admin fixed the address: the member is reachable again.
     let cleared = control(
         &daemon,
@@ -453,6 +465,13 @@ async fn distributors_statuses_reach_the_pst_alone_and_build_its_table() {
         .collect();
     assert_eq!(statuses.len(), 2);
     assert!(statuses.iter().all(|r| r.fingerprint.is_some()));
+    assert!(
+        statuses.iter().all(
+            |r| r.outcome.detail() != Some("affected; packages build on Thursday")
+                && !r.outcome.detail().unwrap_or("").contains("Thursday")
+        ),
+        "the note is embargoed: it stays out of the plain ledger"
+    );
 
     // 48 hours before the release: the PST's digest names who has not
     // confirmed receipt.
@@ -721,5 +740,53 @@ async fn a_members_mail_refreshes_their_key_under_the_same_pin_only() {
         2,
         "one notice, to alice and bob"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bounce_about_the_message_or_naming_a_token_twice_counts_once_or_not_at_all() {
+    let w = World::new(&[("alice", Some(ListName::Security))], None);
+    let daemon = start(&w.sandbox, w.clock.clone()).await;
+    daemon
+        .send(common::REPORTER, &[SECURITY], &common::report("big", "b1"))
+        .await;
+    let mail = outbox(&daemon, 1).await;
+    let from = mail[0].from.clone().unwrap();
+    // Anyone can send a report too large for a member's server, or one
+    // its spam filter refuses: that says nothing about the address.
+    let too_large = dsn("alice@example.org").into_iter().collect::<Vec<u8>>();
+    let too_large = String::from_utf8(too_large)
+        .unwrap()
+        .replace("Status: 5.1.1", "Status: 5.3.4")
+        .replace(
+            "User unknown in virtual mailbox table",
+            "message size exceeds fixed limit",
+        );
+    daemon.send("", &[&from], too_large.as_bytes()).await;
+    daemon.settle().await;
+    let standing =
+        embargod::bounce::standing::get(&daemon.shared.store, "alice", "alice@example.org")
+            .unwrap();
+    assert_eq!(standing.bounces, 0, "{standing:?}");
+    // A second copy's bounce, sent to its token in several spellings at
+    // once: one bounce.
+    daemon
+        .send(
+            common::REPORTER,
+            &[SECURITY],
+            &common::report("again", "b2"),
+        )
+        .await;
+    let mail = outbox(&daemon, 2).await;
+    let second = newest(&mail, "alice@example.org").from.clone().unwrap();
+    let upper = second.replacen("security-owner", "SECURITY-OWNER", 1);
+    daemon
+        .send("", &[&second, &upper, &second], &dsn("alice@example.org"))
+        .await;
+    daemon.settle().await;
+    let standing =
+        embargod::bounce::standing::get(&daemon.shared.store, "alice", "alice@example.org")
+            .unwrap();
+    assert_eq!((standing.bounces, standing.score), (1, 1));
     daemon.stop().await;
 }
