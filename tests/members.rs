@@ -754,8 +754,7 @@ async fn a_bounce_about_the_message_or_naming_a_token_twice_counts_once_or_not_a
     let from = mail[0].from.clone().unwrap();
     // Anyone can send a report too large for a member's server, or one
     // its spam filter refuses: that says nothing about the address.
-    let too_large = dsn("alice@example.org").into_iter().collect::<Vec<u8>>();
-    let too_large = String::from_utf8(too_large)
+    let too_large = String::from_utf8(dsn("alice@example.org"))
         .unwrap()
         .replace("Status: 5.1.1", "Status: 5.3.4")
         .replace(
