@@ -269,19 +269,19 @@ fn text_bounce(message: &Message<'_>) -> Option<Report> {
     let from_mailer = ["mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"]
         .contains(&local)
         || lower.contains("this is the qmail-send program");
-    if !from_mailer {
+    let subject = message.subject().unwrap_or_default().to_lowercase();
+    // A postmaster's own out-of-office reply is still an auto-reply.
+    if !from_mailer || out_of_office(&subject) {
         return None;
     }
-    let subject = message.subject().unwrap_or_default().to_lowercase();
     let (_, permanent) = BOUNCE_PHRASES
         .iter()
         .find(|(phrase, _)| lower.contains(phrase) || subject.contains(phrase))?;
     let status = status_code(&text);
-    let permanent = match status.as_deref().and_then(|s| s.chars().next()) {
-        Some('5') => true,
-        Some('4') => false,
-        _ => *permanent,
-    };
+    // A delay text stays a delay whatever number it carries (a version
+    // like "Postfix 5.2.10" looks like a status); a failure text with a
+    // 4.X.X status is a temporary one.
+    let permanent = *permanent && !status.as_deref().is_some_and(|s| s.starts_with('4'));
     let shape = if lower.contains("qmail-send program") {
         "qmail"
     } else if lower.contains("delivery has failed to these recipients")
@@ -325,7 +325,11 @@ fn is_auto_reply(message: &Message<'_>) -> bool {
     if header("Precedence").is_some_and(|v| v == "auto_reply") {
         return true;
     }
-    let subject = message.subject().unwrap_or_default().to_lowercase();
+    out_of_office(&message.subject().unwrap_or_default().to_lowercase())
+}
+
+/// Whether a lower-cased Subject is a vacation program's.
+fn out_of_office(subject: &str) -> bool {
     [
         "out of office",
         "automatic reply",
@@ -473,6 +477,20 @@ mod tests {
     fn vacation_reply_is_not_a_bounce() {
         let report = fixture("vacation.eml");
         assert_eq!(report.kind, Kind::AutoReply, "{report:?}");
+    }
+
+    #[test]
+    fn a_postmasters_vacation_and_a_delay_with_a_version_number_are_no_failures() {
+        let vacation = read(
+            b"From: postmaster@example.net\r\nSubject: Out of office\r\n\
+              Auto-Submitted: auto-replied\r\n\r\nAway; mail may be undeliverable.\r\n",
+        );
+        assert_eq!(vacation.kind, Kind::AutoReply);
+        let delay = read(
+            b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Delayed Mail\r\n\r\n\
+              Your message has not yet been delivered. Postfix 5.2.10 will keep trying.\r\n",
+        );
+        assert_eq!(delay.kind, Kind::Delayed);
     }
 
     #[test]

@@ -81,8 +81,25 @@ impl State {
 /// `member`'s standing for `address` (the default when none was kept, or
 /// when it was kept for another address).
 pub fn get(store: &Store, member: &str, address: &str) -> Result<Standing, StoreError> {
-    let stored = store
-        .get(&STANDINGS, member.as_bytes())?
+    read(store.get(&STANDINGS, member.as_bytes())?, address)
+}
+
+/// [`get`], as `batch` leaves it: several bounces of one member in one
+/// transaction each see the one before.
+fn get_in(
+    store: &Store,
+    batch: &Transaction,
+    member: &str,
+    address: &str,
+) -> Result<Standing, StoreError> {
+    match batch.pending(&STANDINGS, member.as_bytes()) {
+        Some(pending) => read(pending.map(<[u8]>::to_vec), address),
+        None => get(store, member, address),
+    }
+}
+
+fn read(value: Option<Vec<u8>>, address: &str) -> Result<Standing, StoreError> {
+    let stored = value
         .map(|v| {
             serde_json::from_slice::<Standing>(&v)
                 .map_err(|e| StoreError::Corrupt(format!("bounce standing: {e}")))
@@ -117,7 +134,7 @@ pub fn register(ctx: &Context<'_>, batch: &mut Transaction, bounced: &Bounced) {
         info!(member = %copy.member, "bounce for an address the member no longer has: not counted");
         return;
     }
-    let mut standing = match get(ctx.store, &copy.member, &address) {
+    let mut standing = match get_in(ctx.store, batch, &copy.member, &address) {
         Ok(standing) => standing,
         Err(e) => {
             warn!(member = %copy.member, error = %e, "cannot read a bounce standing");

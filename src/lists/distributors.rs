@@ -445,7 +445,17 @@ fn status_reply(
         .or(Some(after.trim_matches([' ', '-', ';', ',', ':'])))
         .map(crate::mime::one_line)
         .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(STATUS_NOTE_CHARS).collect());
+        .map(|n| {
+            // Bidi and zero-width characters would rearrange what the
+            // PST reads in `embargoes`.
+            n.chars()
+                .filter(|c| {
+                    !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+                })
+                .take(STATUS_NOTE_CHARS)
+                .collect()
+        });
     let signed_subject = (unwrapped.headers_signer.as_deref() == Some(sig.member))
         .then(|| CaseId::find_in(ctx.config, &unwrapped.subject))
         .flatten();

@@ -149,6 +149,22 @@ impl Transaction {
         })
     }
 
+    /// What this transaction last writes under `key` in `table`:
+    /// `Some(Some(value))` for a put, `Some(None)` for a removal, `None`
+    /// when it does not touch the key — so a later step of the same
+    /// change reads its own writes.
+    pub fn pending(&self, table: &'static Table, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.iter().rev().find_map(|w| match w {
+            Write::Put {
+                table: t,
+                key: k,
+                value,
+            } if std::ptr::eq(*t, table) && k == key => Some(Some(value.as_slice())),
+            Write::Remove { table: t, key: k } if std::ptr::eq(*t, table) && k == key => Some(None),
+            _ => None,
+        })
+    }
+
     /// Whether this transaction writes to `table` at all.
     pub fn touches(&self, table: &'static Table) -> bool {
         self.writes.iter().any(|w| std::ptr::eq(w.table(), table))
