@@ -460,6 +460,29 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn the_list_keys_signing_subkey_counts_for_its_expiry() {
+        use openpgp::types::KeyFlags;
+        let now = SystemTime::now();
+        let day = std::time::Duration::from_secs(86400);
+        let (cert, _) = CertBuilder::new()
+            .add_userid("List <list@example.org>")
+            .set_validity_period(None)
+            .add_subkey(KeyFlags::empty().set_signing(), 5 * day, None)
+            .add_subkey(
+                KeyFlags::empty()
+                    .set_transport_encryption()
+                    .set_storage_encryption(),
+                None,
+                None,
+            )
+            .generate()
+            .unwrap();
+        assert_eq!(expiration(&cert, now), None, "it can encrypt for ever");
+        let until = list_key_expiration(&cert, now).unwrap();
+        assert!(until > now + 4 * day && until < now + 6 * day);
+    }
+
+    #[test]
     fn created_list_key_is_private_and_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("keys/list.key");
