@@ -180,7 +180,9 @@ impl Embargo {
     /// The reminder and release events of the current date, and the
     /// PST's digest of distributor statuses: `status_digest_before` the
     /// date, or half-way there for an embargo opened later than that; none
-    /// when `status_digest_before` is zero.
+    /// for an embargo shorter than a quarter of `status_digest_before`
+    /// (12 hours by default: nobody could answer in time), nor when it is
+    /// zero.
     pub fn events(&self, config: &Config) -> Vec<Event> {
         let event = |due, kind| Event {
             due,
@@ -195,11 +197,11 @@ impl Embargo {
         let before = config.embargo.status_digest_before;
         if !before.is_zero() {
             let mut digest = self.until - before;
+            let length = self.until.since(self.opened);
             if digest <= self.opened {
-                let half = self.until.since(self.opened) / 2;
-                digest = self.opened + half;
+                digest = self.opened + length / 2;
             }
-            if digest > self.opened {
+            if length >= before / 4 && digest > self.opened {
                 events.push(event(digest, EventKind::StatusDigest));
             }
         }
