@@ -335,6 +335,26 @@ pub struct List {
     pub maildir: Option<MaildirIntake>,
 }
 
+/// What a mailbox intake's mail is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IntakeTarget {
+    /// A list's mail.
+    List(ListName),
+    /// Mail to the owner address: bounces ([`crate::bounce`]).
+    Bounces,
+}
+
+impl IntakeTarget {
+    /// `security`, `distributors`, `bounces`: in logs, metrics, status
+    /// and the store's keys of the mailbox.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntakeTarget::List(list) => list.as_str(),
+            IntakeTarget::Bounces => "bounces",
+        }
+    }
+}
+
 /// A maildir another program fills (getmail, fetchmail, an MDA): every
 /// message in its `new/` and `cur/` is spooled, then its file removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,18 +534,17 @@ impl Config {
 
     /// Every mailbox the daemon takes mail from: each list's and the
     /// owner address's, with what its mail is for.
-    pub fn intakes(
-        &self,
-    ) -> Vec<(
-        crate::intake::Target,
-        Option<&ImapIntake>,
-        Option<&MaildirIntake>,
-    )> {
-        use crate::intake::Target;
+    pub fn intakes(&self) -> Vec<(IntakeTarget, Option<&ImapIntake>, Option<&MaildirIntake>)> {
         self.lists()
-            .map(|l| (Target::List(l.name), l.imap.as_ref(), l.maildir.as_ref()))
+            .map(|l| {
+                (
+                    IntakeTarget::List(l.name),
+                    l.imap.as_ref(),
+                    l.maildir.as_ref(),
+                )
+            })
             .chain(std::iter::once((
-                Target::Bounces,
+                IntakeTarget::Bounces,
                 self.bounces.imap.as_ref(),
                 self.bounces.maildir.as_ref(),
             )))

@@ -5,27 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::clock::Timestamp;
-use crate::config::ListName;
-
-/// What a mailbox intake's mail is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Target {
-    /// A list's mail.
-    List(ListName),
-    /// Mail to the owner address: bounces ([`crate::bounce`]).
-    Bounces,
-}
-
-impl Target {
-    /// `security`, `distributors`, `bounces`: in logs, metrics, status
-    /// and the store's keys of the mailbox.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::List(list) => list.as_str(),
-            Target::Bounces => "bounces",
-        }
-    }
-}
+/// What an intake's mail is for (defined with the config, which lists
+/// every intake).
+pub use crate::config::IntakeTarget as Target;
 
 /// What an intake is doing, for `embargod status`.
 #[derive(Debug, Clone)]
