@@ -249,7 +249,9 @@ async fn a_pipe_delivers_with_the_daemon_up_and_down() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(message).unwrap();
+        // A deliver that exits before reading (a refused config, say)
+        // closes its stdin: its exit status and stderr say why.
+        let _ = child.stdin.take().unwrap().write_all(message);
         child.wait_with_output().unwrap()
     };
 
@@ -358,4 +360,24 @@ fn send_sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn a_bounce_pipe_without_its_recipient_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(dir.path()).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    let config = sandbox.write_config().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_embargod"))
+        .arg("--config")
+        .arg(&config)
+        .args(["deliver", "--list", "bounces", "-f", ""])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // EX_USAGE: the MTA keeps the bounce and the admin sees why.
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("--recipient"), "{}", text(&out));
 }
