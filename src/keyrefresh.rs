@@ -24,7 +24,7 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use mail_parser::{MessageParser, MimeHeaders};
+use sequoia_openpgp::packet::Signature;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::{Cert, Packet};
@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::keys::Keys;
 use crate::ledger::{DeliveryRecord, Outcome};
+use crate::mime::offered::Source;
 use crate::store::{Store, StoreError, Table, Transaction};
 
 /// Member id → their refreshed certificate (binary OpenPGP). Plain:
@@ -92,63 +93,31 @@ pub fn offered_in(
     for_a_member
 }
 
-/// The certificates a message offers: its `Autocrypt:` headers (with the
-/// `addr` each names) and the `application/pgp-keys` parts of its
-/// content (with the first e-mail address of their user IDs).
+/// The certificates a message offers, each with the address it is for:
+/// an `Autocrypt:` header's `addr`, or an attached key's first user ID
+/// address. Larger than [`MAX_OFFERED`] or past the first
+/// [`MAX_PER_MESSAGE`]: not looked at.
 fn offered(raw: &[u8], content: &[u8]) -> Vec<(Option<String>, Cert)> {
-    let mut found = Vec::new();
-    if let Some(headers) = crate::mime::parse_headers(raw) {
-        for value in headers.header_values("Autocrypt") {
-            if let Some(text) = value.as_text() {
-                found.extend(autocrypt(text));
+    crate::mime::offered::certificates(raw, content)
+        .into_iter()
+        .filter(|o| {
+            o.cert
+                .to_vec()
+                .is_ok_and(|bytes| bytes.len() <= MAX_OFFERED)
+        })
+        .take(MAX_PER_MESSAGE)
+        .map(|o| match o.source {
+            Source::Autocrypt(addr) => (addr, o.cert),
+            Source::Attached => {
+                let addr = o
+                    .cert
+                    .userids()
+                    .find_map(|u| u.userid().email().ok().flatten())
+                    .map(|e| e.to_ascii_lowercase());
+                (addr, o.cert)
             }
-        }
-    }
-    if let Some(message) = MessageParser::default().parse(content) {
-        for part in &message.parts {
-            let is_key = part.content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("application")
-                    && ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
-            });
-            let body = part.contents();
-            if is_key && body.len() <= MAX_OFFERED {
-                if let Ok(cert) = Cert::from_bytes(body) {
-                    let addr = cert
-                        .userids()
-                        .find_map(|u| u.userid().email().ok().flatten())
-                        .map(|e| e.to_ascii_lowercase());
-                    found.push((addr, cert));
-                }
-            }
-        }
-    }
-    found.truncate(MAX_PER_MESSAGE);
-    found
-}
-
-/// `addr=…; [prefer-encrypt=…;] keydata=BASE64` (Autocrypt Level 1 §2.1).
-fn autocrypt(value: &str) -> Option<(Option<String>, Cert)> {
-    use base64::Engine;
-    let mut addr = None;
-    let mut keydata = None;
-    for attribute in value.split(';') {
-        let (name, v) = attribute.split_once('=')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "addr" => addr = Some(v.trim().to_ascii_lowercase()),
-            "keydata" => keydata = Some(v),
-            _ => {}
-        }
-    }
-    let keydata: String = keydata?.chars().filter(|c| !c.is_whitespace()).collect();
-    if keydata.len() > MAX_OFFERED * 4 / 3 + 4 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(keydata)
-        .ok()?;
-    Some((addr, Cert::from_bytes(&bytes).ok()?))
+        })
+        .collect()
 }
 
 /// `cert` with only what its own primary key signed: the primary key and
@@ -157,39 +126,46 @@ fn autocrypt(value: &str) -> Option<(Option<String>, Cert)> {
 pub fn self_signed(cert: &Cert) -> Option<Cert> {
     let cert = cert.clone().strip_secret_key_material();
     let primary = cert.primary_key();
-    let mut packets: Vec<Packet> = vec![primary.key().clone().into()];
-    packets.extend(
-        primary
-            .self_signatures()
-            .chain(primary.self_revocations())
-            .cloned()
-            .map(Packet::from),
+    let mut packets = bound(
+        primary.key().clone().into(),
+        primary.self_signatures(),
+        primary.self_revocations(),
+        true,
     );
     for ua in cert.userids() {
-        if ua.self_signatures().next().is_none() {
-            continue;
-        }
-        packets.push(ua.userid().clone().into());
-        packets.extend(
-            ua.self_signatures()
-                .chain(ua.self_revocations())
-                .cloned()
-                .map(Packet::from),
-        );
+        packets.extend(bound(
+            ua.userid().clone().into(),
+            ua.self_signatures(),
+            ua.self_revocations(),
+            false,
+        ));
     }
     for ka in cert.keys().subkeys() {
-        if ka.self_signatures().next().is_none() {
-            continue;
-        }
-        packets.push(ka.key().clone().into());
-        packets.extend(
-            ka.self_signatures()
-                .chain(ka.self_revocations())
-                .cloned()
-                .map(Packet::from),
-        );
+        packets.extend(bound(
+            ka.key().clone().into(),
+            ka.self_signatures(),
+            ka.self_revocations(),
+            false,
+        ));
     }
     Cert::from_packets(packets.into_iter()).ok()
+}
+
+/// `component` with its self-signatures and revocations; nothing when it
+/// has no self-signature, unless `always` (the primary key).
+fn bound<'a>(
+    component: Packet,
+    signatures: impl Iterator<Item = &'a Signature>,
+    revocations: impl Iterator<Item = &'a Signature>,
+    always: bool,
+) -> Vec<Packet> {
+    let mut signatures = signatures.peekable();
+    if !always && signatures.peek().is_none() {
+        return Vec::new();
+    }
+    std::iter::once(component)
+        .chain(signatures.chain(revocations).cloned().map(Packet::from))
+        .collect()
 }
 
 /// Merges `offered` (the member's pinned fingerprint) into `member`'s
@@ -375,28 +351,6 @@ pub fn refreshed(store: &Store, member: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn autocrypt_header_values_are_read_and_bounded() {
-        use base64::Engine;
-        let cert = crate::pgp::generate_cert("a <a@example.org>").unwrap();
-        let public = cert.strip_secret_key_material();
-        let keydata = base64::engine::general_purpose::STANDARD.encode(public.to_vec().unwrap());
-        let folded: String = keydata
-            .as_bytes()
-            .chunks(70)
-            .map(|c| format!(" {}", String::from_utf8_lossy(c)))
-            .collect();
-        let (addr, read) = autocrypt(&format!(
-            "addr=A@example.org; prefer-encrypt=mutual; keydata={folded}"
-        ))
-        .unwrap();
-        assert_eq!(addr.as_deref(), Some("a@example.org"));
-        assert_eq!(read.fingerprint(), public.fingerprint());
-        assert!(autocrypt("addr=a@example.org; keydata=!!!").is_none());
-        let huge = "A".repeat(MAX_OFFERED * 2);
-        assert!(autocrypt(&format!("addr=a@example.org; keydata={huge}")).is_none());
-    }
 
     #[test]
     fn only_what_the_key_signed_is_kept() {

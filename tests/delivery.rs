@@ -118,6 +118,22 @@ fn relay(fail_first: usize, refuse: &[&str]) -> (u16, Arc<Mutex<Seen>>) {
     (port, seen)
 }
 
+/// alice and bob on the security list in `dir`, their copies sent
+/// through the relay on `port` (`delivery_extra`: more `[delivery]` keys).
+fn alice_and_bob_through(dir: &std::path::Path, port: u16, delivery_extra: &str) -> Sandbox {
+    let mut sandbox = Sandbox::new(dir).unwrap();
+    sandbox
+        .generate_member("alice", ListName::Security)
+        .unwrap();
+    sandbox.generate_member("bob", ListName::Security).unwrap();
+    sandbox.delivery = format!(
+        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
+         from = \"{}\"\nretry_initial = \"10m\"\n{delivery_extra}",
+        embargod::sandbox::OWNER
+    );
+    sandbox
+}
+
 /// A message from a PST member (a new case, but nobody to acknowledge).
 fn member_report(subject: &str, canary: &str) -> Vec<u8> {
     String::from_utf8(report(subject, canary))
@@ -143,16 +159,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() {
     let (port, seen) = relay(1, &["bob@example.org"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    sandbox
-        .generate_member("alice", ListName::Security)
-        .unwrap();
-    sandbox.generate_member("bob", ListName::Security).unwrap();
-    sandbox.delivery = format!(
-        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
-         from = \"{}\"\nretry_initial = \"10m\"\nconcurrency = 1\n",
-        embargod::sandbox::OWNER
-    );
+    let sandbox = alice_and_bob_through(dir.path(), port, "concurrency = 1\n");
     let clock = Clock::manual(chrono::Utc::now());
     let daemon = start(&sandbox, clock.clone()).await;
 
@@ -253,16 +260,7 @@ async fn temporary_failures_retry_on_schedule_and_permanent_ones_are_reported() 
 async fn a_relay_refusing_the_verp_sender_at_rcpt_keeps_the_copies_and_blames_nobody() {
     let (port, seen) = relay(0, &[SENDER_REFUSED]);
     let dir = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(dir.path()).unwrap();
-    sandbox
-        .generate_member("alice", ListName::Security)
-        .unwrap();
-    sandbox.generate_member("bob", ListName::Security).unwrap();
-    sandbox.delivery = format!(
-        "transport = \"smtp\"\nsmtp_relay = \"127.0.0.1:{port}\"\ntls = \"none\"\n\
-         from = \"{}\"\nretry_initial = \"10m\"\n",
-        embargod::sandbox::OWNER
-    );
+    let mut sandbox = alice_and_bob_through(dir.path(), port, "");
     sandbox.extra.push_str("[bounces]\nthreshold = 1\n");
     let clock = Clock::manual(chrono::Utc::now());
     let daemon = start(&sandbox, clock.clone()).await;

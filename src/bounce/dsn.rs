@@ -8,7 +8,7 @@
 //! diagnostic the reporting server gave. Nothing of the returned message
 //! (an encrypted copy) is read.
 
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 /// What a message to the owner address says about a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,9 @@ pub const DIAGNOSTIC_CHARS: usize = 200;
 
 /// Reads `raw`, a message sent to the owner address.
 pub fn read(raw: &[u8]) -> Report {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    // The project's guarded parse: a bounce can nest returned messages
+    // without end, and the parser's own recursive drop would overflow.
+    let Some(message) = crate::mime::parse(raw) else {
         return other("unreadable");
     };
     if let Some(report) = delivery_status(&message) {

@@ -20,6 +20,7 @@ use crate::digest::sha256_hex;
 use crate::fanout::copies::seal_entity;
 use crate::ledger::{DeliveryRecord, Outcome};
 use crate::mime::inbound::Unwrapped;
+use crate::mime::offered::{self, Source};
 use crate::mime::outbound::{signed_message, ListHeader, ListIdentity};
 use crate::mime::HeaderSection;
 use crate::store::{QueueKey, QueuedCopy, Transaction};
@@ -39,29 +40,16 @@ pub fn find_cert(
     unwrapped: &Unwrapped,
     address: &str,
 ) -> Option<Cert> {
-    let mut candidates: Vec<Cert> = Vec::new();
-    if let Some(message) = crate::mime::parse(&unwrapped.content) {
-        for part in &message.parts {
-            use mail_parser::MimeHeaders;
-            let is_key = part.content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("application")
-                    && ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("pgp-keys"))
-            });
-            if is_key {
-                candidates.extend(Cert::from_bytes(part.contents()).ok());
-            }
-        }
-    }
-    if let Some(headers) = crate::mime::parse_headers(raw) {
-        for value in headers
-            .header_values("Autocrypt")
-            .filter_map(|v| v.as_text())
-        {
-            candidates.extend(autocrypt_cert(value, address));
-        }
-    }
+    // Attached keys, and an Autocrypt header's for this address.
+    let candidates = offered::certificates(raw, &unwrapped.content)
+        .into_iter()
+        .filter(|o| match &o.source {
+            Source::Attached => true,
+            Source::Autocrypt(addr) => addr
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(address)),
+        })
+        .map(|o| o.cert);
     let signers: Vec<&str> = unwrapped
         .signatures
         .0
@@ -90,28 +78,6 @@ pub fn find_cert(
         });
         (names_address || signed_report) && crate::pgp::usable_for_encryption(cert, now).is_ok()
     })
-}
-
-/// The key in an `Autocrypt: addr=…; keydata=…` header for `address`.
-fn autocrypt_cert(value: &str, address: &str) -> Option<Cert> {
-    use base64::Engine;
-    let mut addr = None;
-    let mut keydata = None;
-    for attribute in value.split(';') {
-        let (name, v) = attribute.trim().split_once('=')?;
-        match name.trim() {
-            "addr" => addr = Some(v.trim().to_string()),
-            "keydata" => keydata = Some(v.split_whitespace().collect::<String>()),
-            _ => {}
-        }
-    }
-    if !addr?.eq_ignore_ascii_case(address) {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(keydata?)
-        .ok()?;
-    Cert::from_bytes(&bytes).ok()
 }
 
 /// The acknowledgement of a new report: the case ID, thanks, and what

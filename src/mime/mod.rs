@@ -3,6 +3,7 @@
 
 pub mod edit;
 pub mod inbound;
+pub mod offered;
 pub mod outbound;
 mod parsed;
 pub mod smime;
