@@ -171,7 +171,38 @@ pub enum CaseCommand {
         /// Slow a low-severity case down, with the reason.
         #[arg(long)]
         slow: Option<String>,
+        /// One-line title of the advisory.
+        #[arg(long)]
+        summary: Option<String>,
+        /// Affected versions, e.g. ">=1.0.0, <1.4.2" (repeat for more; replaces the list).
+        #[arg(long)]
+        affected: Vec<String>,
+        /// A version to upgrade to (repeat for more; replaces the list).
+        #[arg(long)]
+        fixed: Vec<String>,
+        /// The weakness, e.g. CWE-122 (repeat for more).
+        #[arg(long)]
+        cwe: Vec<String>,
+        /// A credit, "ROLE: NAME", e.g. "finder: Jane Doe" (repeat for more).
+        #[arg(long)]
+        credit: Vec<String>,
+        /// A reference, "[KIND] URL", e.g. "fix https://…" (repeat for more).
+        #[arg(long)]
+        reference: Vec<String>,
+        /// The CVE ID, once assigned.
+        #[arg(long)]
+        cve: Option<String>,
+        /// What users can do until they upgrade.
+        #[arg(long)]
+        mitigation: Option<String>,
+        /// Where the case was published, when embargod did not announce it.
+        #[arg(long)]
+        announced: Option<String>,
     },
+    /// Send the PST (only, encrypted) the draft of what the release will
+    /// publish: the announcement, the CVE JSON 5 and OSV records, and what
+    /// is still missing.
+    Draft { id: String },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +292,15 @@ impl TryFrom<Admin> for Request {
                 add,
                 remove,
                 slow,
+                summary,
+                affected,
+                fixed,
+                cwe,
+                credit,
+                reference,
+                cve,
+                mitigation,
+                announced,
             }) => {
                 // Each option is the keyword command of the same name.
                 let mut keywords: Vec<(String, String)> = Vec::new();
@@ -273,8 +313,25 @@ impl TryFrom<Admin> for Request {
                 keywords.extend(add.into_iter().map(|v| ("add".into(), v)));
                 keywords.extend(remove.into_iter().map(|v| ("remove".into(), v)));
                 keywords.extend(slow.map(|v| ("slow".into(), v)));
+                keywords.extend(summary.map(|v| ("summary".into(), v)));
+                for (name, values) in [
+                    ("affected", affected),
+                    ("fixed", fixed),
+                    ("cwe", cwe),
+                    ("credit", credit),
+                    ("reference", reference),
+                ] {
+                    keywords.extend(values.into_iter().map(|v| (name.into(), v)));
+                }
+                keywords.extend(cve.map(|v| ("cve".into(), v)));
+                keywords.extend(mitigation.map(|v| ("mitigation".into(), v)));
+                keywords.extend(announced.map(|v| ("announced".into(), v)));
                 Request::CaseSet { id, keywords }
             }
+            Admin::Case(CaseCommand::Draft { id }) => Request::CaseSet {
+                id,
+                keywords: vec![("draft".into(), "yes".into())],
+            },
         })
     }
 }

@@ -163,6 +163,17 @@ pub fn format_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// `Tuesday 2026-12-08 16:00 UTC (2026-12-08T16:00:00Z)`: how every
+/// notice about an embargo states its time, in UTC and as RFC 3339, so
+/// that nobody misreads it across time zones.
+pub fn format_disclosure(time: DateTime<Utc>) -> String {
+    format!(
+        "{} ({})",
+        time.format("%A %Y-%m-%d %H:%M UTC"),
+        time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! Small file-system helpers: private-file checks, Unix sockets.
+//! Small file-system helpers: private-file checks, Unix sockets, atomic
+//! replacement.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -65,4 +66,28 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(check_private(&file).is_ok());
     }
+}
+
+/// Replaces `file` with `bytes` atomically: written to a temporary file in
+/// the same folder, synced, given `mode` (or `file`'s present permissions
+/// when `None`), then renamed over it. Readers see the old or the new
+/// content, never part of it.
+pub fn replace_file(file: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    match mode {
+        Some(mode) => tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?,
+        None => {
+            if let Ok(meta) = std::fs::metadata(file) {
+                tmp.as_file().set_permissions(meta.permissions())?;
+            }
+        }
+    }
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -80,6 +80,9 @@ pub fn daily(ctx: &Context<'_>, fired: &Event) -> Transaction {
     if let Err(e) = crate::bounce::standing::expire_probes(ctx, &mut batch) {
         error!(error = %e, "cannot read the bounce standings");
     }
+    if let Err(e) = crate::advisory::overdue::remind(ctx, &mut batch) {
+        error!(error = %e, "cannot read the embargoes and cases");
+    }
     let due = match keys_due(ctx) {
         Ok(due) => due,
         Err(e) => {

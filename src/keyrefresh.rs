@@ -21,7 +21,6 @@
 //! certificates to the keys in force after each commit, at start and on
 //! reload.
 
-use std::io::Write;
 use std::time::SystemTime;
 
 use sequoia_openpgp::packet::Signature;
@@ -317,18 +316,11 @@ pub fn apply(config: &Config, store: &Store, keys: &Keys) -> Result<Keys, StoreE
 /// Replaces `file` with `cert`, armored, through a temporary file in the
 /// same folder; a failure (a read-only `/etc`) is logged only.
 fn write_back(file: &std::path::Path, cert: &Cert) {
-    let result = (|| -> std::io::Result<()> {
-        let armored = cert.armored().to_vec().map_err(std::io::Error::other)?;
-        let dir = file.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&armored)?;
-        tmp.as_file().sync_all()?;
-        if let Ok(meta) = std::fs::metadata(file) {
-            tmp.as_file().set_permissions(meta.permissions())?;
-        }
-        tmp.persist(file).map_err(|e| e.error)?;
-        Ok(())
-    })();
+    let result = cert
+        .armored()
+        .to_vec()
+        .map_err(std::io::Error::other)
+        .and_then(|armored| crate::fsutil::replace_file(file, &armored, None));
     match result {
         Ok(()) => info!(file = %file.display(), "refreshed key written back"),
         Err(e) => warn!(

@@ -38,6 +38,7 @@
 // Every public item says what it is, with units for times and sizes.
 #![warn(missing_docs)]
 
+pub mod advisory;
 pub mod bounce;
 pub mod case;
 pub mod clock;

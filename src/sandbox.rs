@@ -57,7 +57,10 @@ pub struct Sandbox {
     pub lmtp_extra: String,
     /// Extra TOML appended to the `[lists.security]` table (`marks = …`).
     pub security_extra: String,
-    /// Extra TOML tables appended at the end (`[embargo]`, say).
+    /// Keys of the `[embargo]` table. By default `min_notice = "0s"`:
+    /// test embargoes last minutes, not the policy's 7 days.
+    pub embargo: String,
+    /// Extra TOML tables appended at the end (`[limits]`, say).
     pub extra: String,
 }
 
@@ -78,6 +81,7 @@ impl Sandbox {
             delivery: format!("transport = \"file\"\nfile_dir = \"outbox\"\nfrom = \"{OWNER}\"\n"),
             lmtp_extra: String::new(),
             security_extra: String::new(),
+            embargo: "min_notice = \"0s\"\n".into(),
             extra: String::new(),
         })
     }
@@ -149,12 +153,14 @@ impl Sandbox {
              [control]\nsocket = \"control.sock\"\n\n\
              [lists.security]\naddress = \"{SECURITY}\"\nmembers = [{}]\n{}\n\
              [lists.distributors]\naddress = \"{DISTRIBUTORS}\"\nmembers = [{}]\n\n\
-             [lists.announce]\naddress = \"{ANNOUNCE}\"\n",
+             [lists.announce]\naddress = \"{ANNOUNCE}\"\n\n\
+             [embargo]\n{}",
             self.lmtp_extra,
             self.delivery,
             ids(ListName::Security),
             self.security_extra,
             ids(ListName::Distributors),
+            self.embargo,
         );
         for member in &self.members {
             text.push_str(&format!(

@@ -276,8 +276,9 @@ async fn an_inline_clearsigned_pst_post_is_embargoed_like_a_pgp_mime_one() {
 async fn reminder_moves_and_early_release() {
     let mut w = world();
     // (No digest of distributor statuses here.)
-    w.sandbox.extra =
-        "[embargo]\nreminder_before = \"24h\"\nstatus_digest_before = \"0s\"\n".into();
+    w.sandbox
+        .embargo
+        .push_str("reminder_before = \"24h\"\nstatus_digest_before = \"0s\"\n");
     let daemon = start(&w.sandbox, w.clock.clone()).await;
     let t0 = w.clock.now();
     let post = |signer: &str, keywords: String, text: &str| {

@@ -42,7 +42,23 @@ pub const KNOWN: &[(&str, &str)] = &[
         "slow",
         "slow a low-severity case down (Fix Lead): X-Slow: <reason>",
     ),
+    (
+        "draft",
+        "send the PST the release's records and announcement: X-Draft: yes",
+    ),
+    (
+        "archive",
+        "publish the case's sanitized thread (once released): X-Archive: approve",
+    ),
 ];
+
+/// Whether `name` is a keyword of the security list.
+fn known(name: &str) -> bool {
+    KNOWN
+        .iter()
+        .chain(crate::advisory::KEYWORDS)
+        .any(|(known, _)| *known == name)
+}
 
 /// Who gives a command.
 #[derive(Debug, Clone)]
@@ -75,6 +91,8 @@ pub struct Report {
     pub refused: Vec<String>,
     /// The post goes to the reporter too.
     pub to_reporter: bool,
+    /// The PST gets the release's draft (`X-Draft: yes`).
+    pub draft: bool,
 }
 
 impl Report {
@@ -97,11 +115,12 @@ impl Report {
 /// Checks the mail as a whole: known keywords only. (The signature's
 /// freshness is [`crate::freshness`]'s, checked before.)
 pub fn admissible(keywords: &[Keyword]) -> Result<(), CaseError> {
-    if let Some(unknown) = keywords
-        .iter()
-        .find(|k| !KNOWN.iter().any(|(name, _)| *name == k.name))
-    {
-        let known: Vec<String> = KNOWN.iter().map(|(n, _)| format!("X-{n}")).collect();
+    if let Some(unknown) = keywords.iter().find(|k| !known(&k.name)) {
+        let known: Vec<String> = KNOWN
+            .iter()
+            .chain(crate::advisory::KEYWORDS)
+            .map(|(n, _)| format!("X-{n}"))
+            .collect();
         return Err(CaseError::UnknownKeyword {
             name: unknown.name.clone(),
             known: known.join(", "),
@@ -123,10 +142,24 @@ pub fn apply(
     let mut report = Report::default();
     let old = case.clone();
     let pst = &config.lists.security.members;
+    let mut seen = std::collections::HashSet::new();
     for keyword in keywords {
         let value = keyword.value.trim();
+        let first = seen.insert(keyword.name.as_str());
         let result: Result<String, String> = match keyword.name.as_str() {
             "case" => continue,
+            name if crate::advisory::KEYWORDS.iter().any(|(k, _)| *k == name) => {
+                case.advisory.apply(name, value, first)
+            }
+            "draft" => {
+                if value.eq_ignore_ascii_case("yes") {
+                    report.draft = true;
+                    Ok("the release's draft goes to the PST, encrypted".into())
+                } else {
+                    Err(format!("X-Draft: {value:?}: only \"yes\" is understood"))
+                }
+            }
+            "archive" => crate::advisory::archive::approve(ctx, case, actor.name(), value),
             "to-reporter" => {
                 if !value.eq_ignore_ascii_case("yes") {
                     Err(format!(
@@ -226,6 +259,9 @@ pub fn apply(
             Ok(line) => report.done.push(line),
             Err(line) => report.refused.push(line),
         }
+    }
+    if report.draft {
+        crate::advisory::draft::send(ctx, batch, case);
     }
     timeline::schedule(config, batch, Some(&old), case, now);
     put(batch, case);

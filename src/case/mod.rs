@@ -62,6 +62,10 @@ pub struct Case {
     /// changes nothing (a removed team member is not added back).
     #[serde(default)]
     pub signed: Timestamp,
+    /// What the release's records and announcement say (`X-Affected:`,
+    /// `X-CVE:`, …).
+    #[serde(default)]
+    pub advisory: crate::advisory::AdvisoryData,
 }
 
 /// A CVSS vector and what RustSec's `cvss` crate makes of it.
@@ -410,6 +414,7 @@ fn new_case(
         deadlines,
         closed: None,
         signed: Timestamp::default(),
+        advisory: Default::default(),
     };
     timeline::schedule(ctx.config, batch, None, &case, now);
     put(batch, &case);

@@ -85,6 +85,35 @@ pub struct Config {
     pub bounces: BouncesConfig,
     /// `[keys]`: warnings ahead of a key's expiry.
     pub keys: KeysConfig,
+    /// `[publish]`: what a release leaves behind, and where.
+    pub publish: PublishConfig,
+}
+
+/// `[publish]`: the records a release writes and the posts it makes
+/// ([`crate::advisory`]).
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Folder the CVE JSON 5 and OSV records (and approved archives) are
+    /// written to, one sub-folder per case: the project's website or
+    /// advisory repository picks them up there.
+    pub dir: PathBuf,
+    /// The second, plain-text post of each release (oss-security's
+    /// customary form); `None`: no such post.
+    pub oss_security: Option<Address>,
+    /// The CNA's organisation UUID (CVE `assignerOrgId` and the CNA
+    /// container's `providerMetadata.orgId`); without it no CVE record
+    /// is made.
+    pub cna_org_id: Option<String>,
+    /// The CNA's short name (`assignerShortName`), when known.
+    pub cna_short_name: Option<String>,
+    /// Put before the case ID to make the OSV `id`: `x_` (a local
+    /// database, OSV schema) unless the project has a registered prefix.
+    pub osv_id_prefix: String,
+    /// The OSV ecosystem of the project's package (`crates.io`, `PyPI`…);
+    /// `None`: the records name no package.
+    pub ecosystem: Option<String>,
+    /// The product the versions are of, unless `X-Affected:` names one.
+    pub product: String,
 }
 
 /// `[bounces]`: Mailman's bounce score, per member ([`crate::bounce`]).
@@ -185,6 +214,15 @@ pub struct EmbargoConfig {
     /// When the PST gets the digest of distributors who have not said
     /// `X-Status: received`, before the disclosure time (48 hours).
     pub status_digest_before: Duration,
+    /// Least notice distributors get: a disclosure time sooner than this
+    /// after their first notice of the case is refused, unless the issue
+    /// is public or the Fix Lead overrides it with a reason (7 days).
+    pub min_notice: Duration,
+    /// Days a release may fall on, Monday first; empty: any day.
+    pub release_days: Vec<chrono::Weekday>,
+    /// Time of day (UTC) of the release slot on those days; `None`: the
+    /// time asked for is kept.
+    pub release_time: Option<chrono::NaiveTime>,
 }
 
 /// `[control]`.

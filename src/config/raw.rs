@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::{
     BouncesConfig, Config, ConfigError, ControlConfig, DeliveryConfig, EmbargoConfig, ImapIntake,
     ImapTls, KeysConfig, LeakConfig, LimitsConfig, List, ListName, ListenAddr, Lists, LmtpConfig,
-    MaildirIntake, Member, MetricsConfig, Project, SignaturesConfig, SmtpTls, StoreConfig,
-    TimelineConfig, Transport,
+    MaildirIntake, Member, MetricsConfig, Project, PublishConfig, SignaturesConfig, SmtpTls,
+    StoreConfig, TimelineConfig, Transport,
 };
 
 /// The configuration file as written: every table and key optional, checked into [`super::Config`].
@@ -47,6 +47,34 @@ pub struct RawConfig {
     bounces: RawBounces,
     #[serde(default)]
     keys: RawKeys,
+    #[serde(default)]
+    publish: RawPublish,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPublish {
+    dir: PathBuf,
+    oss_security: Option<String>,
+    cna_org_id: Option<String>,
+    cna_short_name: Option<String>,
+    osv_id_prefix: String,
+    ecosystem: Option<String>,
+    product: Option<String>,
+}
+
+impl Default for RawPublish {
+    fn default() -> Self {
+        RawPublish {
+            dir: PathBuf::from("public"),
+            oss_security: None,
+            cna_org_id: None,
+            cna_short_name: None,
+            osv_id_prefix: "x_".into(),
+            ecosystem: None,
+            product: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +217,11 @@ struct RawEmbargo {
     reminder_before: Duration,
     #[serde(with = "humantime_serde")]
     status_digest_before: Duration,
+    #[serde(with = "humantime_serde")]
+    min_notice: Duration,
+    release_days: Vec<String>,
+    release_time: Option<String>,
+    release_zone: String,
 }
 
 impl Default for RawEmbargo {
@@ -197,6 +230,10 @@ impl Default for RawEmbargo {
             max_embargo_days: 14,
             reminder_before: Duration::from_secs(24 * 3600),
             status_digest_before: Duration::from_secs(48 * 3600),
+            min_notice: Duration::from_secs(7 * 86400),
+            release_days: Vec::new(),
+            release_time: None,
+            release_zone: "UTC".into(),
         }
     }
 }
@@ -618,6 +655,106 @@ impl Checker<'_> {
         })
     }
 
+    /// `release_days` and `release_time` of `[embargo]`, in UTC.
+    fn release_slot(
+        &self,
+        raw: &RawEmbargo,
+    ) -> Result<(Vec<chrono::Weekday>, Option<chrono::NaiveTime>), ConfigError> {
+        if !raw.release_zone.eq_ignore_ascii_case("UTC") {
+            return Err(self.invalid(
+                "embargo.release_zone",
+                format!(
+                    "{:?}: only \"UTC\" is supported, so that no notice is misread across \
+                     time zones; give release_time in UTC",
+                    raw.release_zone
+                ),
+            ));
+        }
+        let mut days = Vec::new();
+        for text in &raw.release_days {
+            let day: chrono::Weekday = text.parse().map_err(|_| {
+                self.invalid(
+                    "embargo.release_days",
+                    format!("{text:?} is not a day; use Mon, Tue, Wed, Thu, Fri, Sat or Sun"),
+                )
+            })?;
+            if !days.contains(&day) {
+                days.push(day);
+            }
+        }
+        days.sort_by_key(|d| d.num_days_from_monday());
+        let time = raw
+            .release_time
+            .as_deref()
+            .map(|text| {
+                chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M").map_err(|_| {
+                    self.invalid(
+                        "embargo.release_time",
+                        format!("{text:?} is not a time of day like \"16:00\" (UTC)"),
+                    )
+                })
+            })
+            .transpose()?;
+        if time.is_none() && !days.is_empty() {
+            return Err(self.invalid(
+                "embargo.release_time",
+                "required with release_days: the time of day (UTC) releases happen at",
+            ));
+        }
+        Ok((days, time))
+    }
+
+    /// `[publish]`.
+    fn publish(&self, raw: &RawPublish, project: &str) -> Result<PublishConfig, ConfigError> {
+        let oss_security = raw
+            .oss_security
+            .as_deref()
+            .map(|text| self.address("publish.oss_security", text))
+            .transpose()?;
+        if let Some(id) = &raw.cna_org_id {
+            let uuid = id.len() == 36
+                && id.char_indices().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_hexdigit(),
+                });
+            if !uuid {
+                return Err(self.invalid(
+                    "publish.cna_org_id",
+                    format!("{id:?} is not a UUID: the CNA's organisation id from CVE Services"),
+                ));
+            }
+        }
+        let prefix_ok = raw
+            .osv_id_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !prefix_ok {
+            return Err(self.invalid(
+                "publish.osv_id_prefix",
+                format!(
+                    "{:?}: letters, digits, '-' and '_' only (\"x_\" for a local database)",
+                    raw.osv_id_prefix
+                ),
+            ));
+        }
+        let product = raw
+            .product
+            .clone()
+            .unwrap_or_else(|| project.to_ascii_lowercase());
+        if product.trim().is_empty() {
+            return Err(self.invalid("publish.product", "must not be empty"));
+        }
+        Ok(PublishConfig {
+            dir: self.path(&raw.dir),
+            oss_security,
+            cna_org_id: raw.cna_org_id.as_ref().map(|id| id.to_ascii_lowercase()),
+            cna_short_name: raw.cna_short_name.clone(),
+            osv_id_prefix: raw.osv_id_prefix.clone(),
+            ecosystem: raw.ecosystem.clone(),
+            product,
+        })
+    }
+
     fn member(&self, raw: &RawMember) -> Result<Member, ConfigError> {
         let valid_id = !raw.id.is_empty()
             && raw
@@ -907,6 +1044,18 @@ impl RawConfig {
         if self.delivery.retry_initial.is_zero() {
             return Err(c.invalid("delivery.retry_initial", "must be longer than zero"));
         }
+        let (release_days, release_time) = c.release_slot(&self.embargo)?;
+        if self.embargo.min_notice >= longest {
+            return Err(c.invalid(
+                "embargo.min_notice",
+                format!(
+                    "must be shorter than the longest embargo (embargo.max_embargo_days, {} \
+                     days), or no embargo could be set; \"0s\" turns the rule off",
+                    self.embargo.max_embargo_days
+                ),
+            ));
+        }
+        let publish = c.publish(&self.publish, &self.project.name)?;
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -947,7 +1096,11 @@ impl RawConfig {
                 max_embargo_days: self.embargo.max_embargo_days,
                 reminder_before: self.embargo.reminder_before,
                 status_digest_before: self.embargo.status_digest_before,
+                min_notice: self.embargo.min_notice,
+                release_days,
+                release_time,
             },
+            publish,
             bounces: BouncesConfig {
                 threshold: self.bounces.threshold,
                 stale_after: self.bounces.stale_after,

@@ -127,13 +127,13 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
             "The disclosure time of case {case} moved from {} to {}.\n\
              The embargo holds until then.\n",
             old.until.formatted(),
-            format_time(until)
+            crate::clock::format_disclosure(until)
         ),
     ));
     match shared.commit(batch).await {
         Ok(()) => Response::ok(format!(
             "{case} now goes public at {}\n",
-            format_time(until)
+            crate::clock::format_disclosure(until)
         )),
         Err(e) => Response::error(e.to_string()),
     }

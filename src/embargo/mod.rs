@@ -13,7 +13,7 @@ pub mod statuses;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{format_time, Timestamp};
+use crate::clock::{format_disclosure, format_time, Timestamp};
 use crate::config::Config;
 use crate::schedule::{Event, EventKind};
 use crate::store::{frame, unframe, Store, StoreError, Table, Transaction};
@@ -48,6 +48,19 @@ pub struct Embargo {
     /// member id: VINCE's vendor-status table, by mail.
     #[serde(default)]
     pub statuses: std::collections::BTreeMap<String, DistributorStatus>,
+    /// Why distributors got less than `embargo.min_notice`, when they did.
+    #[serde(default)]
+    pub short_notice: Option<ShortNotice>,
+}
+
+/// Less notice than `embargo.min_notice`, allowed: the issue is public,
+/// or the case's Fix Lead gave a reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShortNotice {
+    /// The member id of who allowed it.
+    pub by: String,
+    /// Why, as they gave it (`X-Short-Notice:`), or that it is public.
+    pub reason: String,
 }
 
 /// A distributor's latest word on a case, from a signed reply.
@@ -148,6 +161,7 @@ impl Embargo {
             released: None,
             signed,
             statuses: Default::default(),
+            short_notice: None,
         }
     }
 
@@ -310,12 +324,23 @@ pub enum EmbargoError {
         #[source]
         source: chrono::ParseError,
     },
-    #[error("the disclosure time {} is not in the future", format_time(*.0))]
+    #[error("the disclosure time {} is not in the future", format_disclosure(*.0))]
     NotInFuture(DateTime<Utc>),
-    #[error("the disclosure time {} is more than {max_days} days away (max_embargo_days)", format_time(*until))]
+    #[error("the disclosure time {} is more than {max_days} days away (max_embargo_days)", format_disclosure(*until))]
     TooFar { until: DateTime<Utc>, max_days: u32 },
     #[error("case {0} has no embargo")]
     NoEmbargo(String),
+    #[error(
+        "distributors would get {given} of notice, less than the policy's {min} \
+         (embargo.min_notice): choose a disclosure time from {} on; or, as the case's Fix Lead, \
+         add X-Short-Notice: <reason>; or X-Public: yes when the issue is already public",
+        format_disclosure(*earliest)
+    )]
+    ShortNotice {
+        given: String,
+        min: String,
+        earliest: DateTime<Utc>,
+    },
     #[error("case {case} was already released at {}", format_time(*at))]
     Released { case: String, at: DateTime<Utc> },
     #[error("case {0} has no advisory to publish")]
@@ -353,6 +378,52 @@ pub fn check_until(
     Ok(())
 }
 
+/// The release slot at or after `asked`: the next allowed day
+/// (`embargo.release_days`, any day when empty) at `embargo.release_time`
+/// (UTC). Without a `release_time` the time asked for stands.
+pub fn snap(config: &Config, asked: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Datelike;
+    let Some(time) = config.embargo.release_time else {
+        return asked;
+    };
+    let days = &config.embargo.release_days;
+    let mut date = asked.date_naive();
+    // A week (and one day for a slot earlier today) holds every weekday.
+    for _ in 0..8 {
+        let slot = date.and_time(time).and_utc();
+        let allowed = days.is_empty() || days.contains(&date.weekday());
+        if allowed && slot >= asked {
+            return slot;
+        }
+        date = date.succ_opt().unwrap_or(date);
+    }
+    asked
+}
+
+/// Checks that distributors, first told of the case at `first_notice`,
+/// get at least `embargo.min_notice` before `until`.
+pub fn check_notice(
+    config: &Config,
+    first_notice: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<(), EmbargoError> {
+    let min = config.embargo.min_notice;
+    let given = (until - first_notice).to_std().unwrap_or_default();
+    if given >= min {
+        return Ok(());
+    }
+    let earliest = first_notice
+        + chrono::Duration::from_std(min).unwrap_or_else(|_| chrono::Duration::days(7));
+    Err(EmbargoError::ShortNotice {
+        given: humantime::format_duration(std::time::Duration::from_secs(
+            given.as_secs() / 60 * 60,
+        ))
+        .to_string(),
+        min: humantime::format_duration(min).to_string(),
+        earliest: snap(config, earliest),
+    })
+}
+
 /// The banner every embargoed copy starts with.
 pub fn banner(config: &Config, case: &str, until: DateTime<Utc>) -> String {
     format!(
@@ -361,7 +432,7 @@ pub fn banner(config: &Config, case: &str, until: DateTime<Utc>) -> String {
          beyond the need-to-know within your team until then, except with the\n\
          list's explicit approval; whoever you share it with must agree to the\n\
          same terms ({} security release process, Embargo Policy).\n",
-        format_time(until),
+        format_disclosure(until),
         config.project.name,
     )
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::{format_time, Timestamp};
+use crate::clock::{format_disclosure, Timestamp};
 use crate::config::{Config, ListName};
 use crate::context::Context;
 use crate::digest::sha256_hex;
@@ -20,6 +20,8 @@ use crate::mime::outbound::{ListHeader, ListIdentity};
 use crate::pgp::ListKey;
 use crate::schedule::{Event, EventKind};
 use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
+
+use crate::advisory::announce::{paperwork, Paperwork};
 
 use super::{public_subject, Advisory, EarlyRelease, Embargo, EmbargoError, Released};
 
@@ -54,62 +56,101 @@ pub fn release(
         .rsplit_once('@')
         .map(|(_, d)| d)
         .unwrap_or("localhost");
-    let message_id = format!("<{case}.release@{domain}>");
+    let now = Timestamp::from(ctx.now);
+    let case_record = crate::case::get(ctx, case).ok().flatten();
+    let paperwork = paperwork(config, case, case_record.as_ref(), &advisory, ctx.now);
     let head = crate::ledger::head(ctx.store)?;
+    let mut batch = Transaction::new();
+
+    let message_id = format!("<{case}.release@{domain}>");
     let header = ListHeader {
         list: &identity,
         to: &announce,
         message_id: &message_id,
         date: ctx.now,
     };
-    let bytes = announcement(&ctx.keys.list_key, &header, case, &advisory, &head)?;
-
-    let now = Timestamp::from(ctx.now);
-    let copy_id = crate::random::u64();
-    let mut batch = Transaction::new();
-    crate::ledger::append(
+    let bytes = announcement(
+        &ctx.keys.list_key,
+        &header,
+        case,
+        &advisory,
+        &paperwork,
+        &head,
+    )?;
+    queue_public(
         &mut batch,
-        DeliveryRecord {
-            time: now,
-            message: 0,
-            case: Some(case.to_string()),
-            copy_id: Some(copy_id),
-            list: ListName::Announce,
-            member: "announce".into(),
-            fingerprint: None,
-            encryption_subkey: None,
-            message_id: Some(message_id.clone()),
-            plaintext_sha256: Some(sha256_hex(&bytes)),
-            ciphertext_sha256: None,
-            outcome: Outcome::Queued,
-        },
+        now,
+        case,
+        ("announce", &announce),
+        &message_id,
+        bytes,
     );
-    batch.queue(
-        QueueKey {
-            due: now,
-            id: copy_id,
-        },
-        QueuedCopy {
-            id: copy_id,
-            message: 0,
-            case: Some(case.to_string()),
-            list: ListName::Announce,
-            member: "announce".into(),
-            to: announce.clone(),
-            fingerprint: String::new(),
-            message_id: message_id.clone(),
-            notice: false,
-            queued: now,
-            attempts: 0,
-            last_error: None,
-            job: None,
+    let mut posted = vec![announce.clone()];
+    if let Some(oss) = &config.publish.oss_security {
+        let oss = oss.to_string();
+        let oss_id = format!("<{case}.oss-security@{domain}>");
+        let header = ListHeader {
+            list: &identity,
+            to: &oss,
+            message_id: &oss_id,
+            date: ctx.now,
+        };
+        let (subject, body) = crate::advisory::announce::oss_security(config, case, &paperwork);
+        let entity = with_records(case, crate::mime::text_part(&body), &paperwork, None);
+        let bytes =
+            crate::mime::outbound::signed_message(&ctx.keys.list_key, &header, &subject, &entity)?;
+        queue_public(
+            &mut batch,
+            now,
+            case,
+            ("oss-security", &oss),
+            &oss_id,
             bytes,
-        },
-    );
+        );
+        posted.push(oss);
+    }
+    let files: Vec<(&str, &[u8])> = paperwork
+        .records
+        .iter()
+        .map(|(name, json)| (*name, json.as_bytes()))
+        .collect();
+    let written = crate::advisory::records::write(config, case, &files);
+    if let Err(e) = &written {
+        tracing::error!(%case, error = %e, "cannot write the release's records");
+    }
+
     for event in embargo.events(config) {
         crate::schedule::cancel(&mut batch, &event);
     }
-    let lifted = lifted_text(config, &embargo, &announce, early.as_ref(), ctx.now);
+    let mut lifted = lifted_text(
+        config,
+        &embargo,
+        &posted.join(" and "),
+        early.as_ref(),
+        ctx.now,
+    );
+    let _ = match (&written, paperwork.records.is_empty()) {
+        (Ok(dir), _) => write!(
+            lifted,
+            "\nThe records ({}) are in {}.\n",
+            paperwork
+                .records
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.display()
+        ),
+        (Err(e), _) => write!(
+            lifted,
+            "\nThe records could not be written to {}: {e}. They are attached to the\n\
+             announcement; copy them from there.\n",
+            config.publish.dir.display()
+        ),
+    };
+    if let Some(missing) = &paperwork.no_cve_record {
+        let _ = write!(lifted, "No CVE record was made: {missing}.\n");
+    }
     batch.spool(crate::notice::notice(
         config,
         ctx.now,
@@ -162,7 +203,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                          published: {reason}.\nPublish it by hand, or fix the problem and run\n\
                          `embargod release {} --now --reason ...`.\n",
                         event.case,
-                        format_time(embargo.until()),
+                        format_disclosure(embargo.until()),
                         event.case
                     ),
                 ));
@@ -193,7 +234,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
             let mut body = format!(
                 "Case {} goes public at {}. Each distributor's latest X-Status:\n\n{}\n",
                 event.case,
-                format_time(embargo.until()),
+                format_disclosure(embargo.until()),
                 super::statuses::text(&rows)
             );
             if !missing.is_empty() {
@@ -219,7 +260,7 @@ pub fn fire(ctx: &Context<'_>, event: &Event) -> Transaction {
                      The advisory will be published to the announce list then.\n\
                      Have your releases ready.\n",
                     event.case,
-                    format_time(embargo.until()),
+                    format_disclosure(embargo.until()),
                 ),
             ));
         }
@@ -238,13 +279,13 @@ fn lifted_text(
         "The embargo of case {} is lifted: the advisory is being published to\n\
          {announce} now ({}).\n",
         embargo.case,
-        format_time(now)
+        format_disclosure(now)
     );
     if let Some(early) = early {
         let _ = write!(
             text,
             "\nReleased early, before the agreed {}, by {}: {}\n",
-            format_time(embargo.until()),
+            format_disclosure(embargo.until()),
             early.by,
             early.reason
         );
@@ -257,35 +298,119 @@ fn lifted_text(
     text
 }
 
-/// The public announcement: the advisory's content and a note of the
-/// ledger's head, signed by the list key as RFC 3156 multipart/signed.
-/// The advisory's entity is carried byte for byte inside the signed part,
-/// so that part's MIME structure is written here.
+/// Queues one public post of `case` (not encrypted: it is public) to
+/// `to` = (ledger name, address), and records it in the ledger.
+fn queue_public(
+    batch: &mut Transaction,
+    now: Timestamp,
+    case: &str,
+    to: (&str, &str),
+    message_id: &str,
+    bytes: Vec<u8>,
+) {
+    let (member, address) = to;
+    let copy_id = crate::random::u64();
+    crate::ledger::append(
+        batch,
+        DeliveryRecord {
+            time: now,
+            message: 0,
+            case: Some(case.to_string()),
+            copy_id: Some(copy_id),
+            list: ListName::Announce,
+            member: member.into(),
+            fingerprint: None,
+            encryption_subkey: None,
+            message_id: Some(message_id.to_string()),
+            plaintext_sha256: Some(sha256_hex(&bytes)),
+            ciphertext_sha256: None,
+            outcome: Outcome::Queued,
+        },
+    );
+    batch.queue(
+        QueueKey {
+            due: now,
+            id: copy_id,
+        },
+        QueuedCopy {
+            id: copy_id,
+            message: 0,
+            case: Some(case.to_string()),
+            list: ListName::Announce,
+            member: member.into(),
+            to: address.to_string(),
+            fingerprint: String::new(),
+            message_id: message_id.to_string(),
+            notice: false,
+            queued: now,
+            attempts: 0,
+            last_error: None,
+            job: None,
+            bytes,
+        },
+    );
+}
+
+/// A multipart/mixed entity: `first`, then each record of `paperwork` as
+/// a JSON attachment, then `last` when given.
+fn with_records(
+    case: &str,
+    first: Vec<u8>,
+    paperwork: &Paperwork,
+    last: Option<Vec<u8>>,
+) -> Vec<u8> {
+    let mixed = format!("embargod-{}", crate::random::token());
+    let mut out =
+        format!("Content-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n").into_bytes();
+    let records = paperwork.records.iter().map(|(name, json)| {
+        crate::mime::attachment_part(
+            &crate::advisory::announce::attachment_name(case, name),
+            "application/json",
+            json.as_bytes().to_vec(),
+        )
+    });
+    for part in std::iter::once(first).chain(records).chain(last) {
+        out.extend_from_slice(format!("--{mixed}\r\n").as_bytes());
+        out.extend_from_slice(&part);
+        if !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("--{mixed}--").as_bytes());
+    out
+}
+
+/// The public announcement, signed by the list key as RFC 3156
+/// multipart/signed: the actionable summary, the advisory's content byte
+/// for byte, the records as JSON attachments, and a note of the ledger's
+/// head (public from now on, so a later rewrite of its history shows).
 pub fn announcement(
     list_key: &ListKey,
     header: &ListHeader<'_>,
     case: &str,
     advisory: &Advisory,
+    paperwork: &Paperwork,
     head: &crate::ledger::Head,
 ) -> Result<Vec<u8>, crate::pgp::seal::SealError> {
-    // The signed part: the advisory, then the ledger note, up to the line
-    // end before the boundary (RFC 3156 §5). The head is public from now
-    // on, so a later rewrite of the ledger's history shows.
-    let mixed = format!("embargod-{}", crate::random::token());
-    let mut signed =
-        format!("Content-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n--{mixed}\r\n")
+    // The summary and the advisory in one multipart/mixed, so that the
+    // advisory's own entity (with its patches) stays as the PST sent it.
+    let inner = format!("embargod-{}", crate::random::token());
+    let mut body =
+        format!("Content-Type: multipart/mixed; boundary=\"{inner}\"\r\n\r\n--{inner}\r\n")
             .into_bytes();
-    signed.extend_from_slice(&advisory.content);
-    if !signed.ends_with(b"\r\n") {
-        signed.extend_from_slice(b"\r\n");
+    body.extend_from_slice(&crate::mime::text_part(&paperwork.summary));
+    body.extend_from_slice(format!("\r\n--{inner}\r\n").as_bytes());
+    body.extend_from_slice(&advisory.content);
+    if !body.ends_with(b"\r\n") {
+        body.extend_from_slice(b"\r\n");
     }
-    signed.extend_from_slice(format!("--{mixed}\r\n").as_bytes());
-    signed.extend_from_slice(&crate::mime::text_part(&format!(
+    body.extend_from_slice(format!("--{inner}--").as_bytes());
+    let note = crate::mime::text_part(&format!(
         "Published by embargod for {}. Its ledger of who received this\n\
          advisory under embargo stood at: {head}.\n",
         header.list.display
-    )));
-    signed.extend_from_slice(format!("\r\n--{mixed}--").as_bytes());
+    ));
+    let signed = with_records(case, body, paperwork, Some(note));
     let subject = public_subject(&advisory.subject, case);
     crate::mime::outbound::signed_message(list_key, header, &subject, &signed)
 }

@@ -11,11 +11,11 @@
 //! (and the poster) are told why.
 
 use crate::case::id::CaseId;
-use crate::clock::{format_time, Timestamp};
+use crate::clock::Timestamp;
 use crate::config::{ListName, Member};
 use crate::embargo::{
-    banner, check_until, embargoed_subject, parse_time, release, Ack, Advisory, Change,
-    DistributorStatus, EarlyRelease, Embargo,
+    banner, check_notice, check_until, embargoed_subject, parse_time, release, snap, Ack, Advisory,
+    Change, DistributorStatus, EarlyRelease, Embargo, ShortNotice,
 };
 use crate::freshness::{self, Authority};
 use crate::keywords::{self, Keyword};
@@ -39,6 +39,8 @@ const KNOWN: &[&str] = &[
     "subject",
     "status",
     "note",
+    "public",
+    "short-notice",
 ];
 
 /// What a post asks for, once checked.
@@ -48,6 +50,8 @@ enum Decision {
         case: Option<String>,
         embargo: Option<Embargo>,
         moved_from: Option<Timestamp>,
+        /// Lines for the copies' banner: a snapped time, a short notice.
+        note: String,
     },
     /// Publish the case now.
     ReleaseNow { case: String, reason: String },
@@ -154,6 +158,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             case,
             embargo,
             moved_from,
+            note,
         } => {
             freshness::spend(ctx, batch, &unwrapped.signatures);
             let identity = ListIdentity::new(config, list);
@@ -186,9 +191,10 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                 info.push_str(&format!(
                     "The disclosure time moved from {} to {}.\n",
                     from.formatted(),
-                    format_time(e.until())
+                    crate::clock::format_disclosure(e.until())
                 ));
             }
+            info.push_str(&note);
             info.push('\n');
             info.push_str(&info_text(&identity, unwrapped, &incoming.meta));
             // Only a signed Subject is shown as the post's own; otherwise
@@ -205,6 +211,21 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                 pending.as_ref().map(|e| e.case.clone()).or(case.clone()),
                 Marking::for_list(list, unwrapped),
             );
+            // A distributor's reply is part of the case's thread; the PST's
+            // advisory is kept (latest only) with the embargo.
+            if let (None, Some(case)) = (&embargo, &case) {
+                if let Ok(Some(record)) = crate::case::get(ctx, case) {
+                    crate::advisory::archive::keep(
+                        ctx,
+                        batch,
+                        id,
+                        &record,
+                        ListName::Distributors,
+                        unwrapped,
+                        &content,
+                    );
+                }
+            }
             let members = recipients(ctx);
             let to = Recipients {
                 list: ListName::Distributors,
@@ -351,26 +372,101 @@ fn pst_post(
             "no X-Embargo-Until: line; give the agreed disclosure time, like X-Embargo-Until: 2026-12-01T16:00:00Z",
         )
     })?;
-    let until = parse_time(until).map_err(|e| Held::new("bad X-Embargo-Until", e))?;
+    let asked = parse_time(until).map_err(|e| Held::new("bad X-Embargo-Until", e))?;
+    let public = match keywords::get(keywords, "public") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("yes") => true,
+        Some(v) => {
+            return Err(Held::new(
+                "bad X-Public",
+                format!("X-Public: {v:?}: only \"yes\" is understood"),
+            ))
+        }
+    };
+    // A public issue goes out as soon as asked; otherwise at the next
+    // release slot.
+    let until = if public {
+        asked
+    } else {
+        snap(ctx.config, asked)
+    };
     check_until(ctx.config, until, ctx.now)
         .map_err(|e| Held::new("X-Embargo-Until out of range", e))?;
+    let mut note = String::new();
+    if until != asked {
+        note.push_str(&format!(
+            "The PST asked for {}; releases happen at the next release slot, so the\n\
+             disclosure time is {}.\n",
+            crate::clock::format_disclosure(asked),
+            crate::clock::format_disclosure(until)
+        ));
+    }
+    let first_notice = existing
+        .as_ref()
+        .map(|e| e.opened.to_datetime())
+        .unwrap_or(ctx.now);
+    let short_notice = match check_notice(ctx.config, first_notice, until) {
+        Ok(()) => None,
+        Err(_) if public => Some(ShortNotice {
+            by: sig.member.to_string(),
+            reason: "the issue is already public (X-Public: yes)".into(),
+        }),
+        Err(short) => {
+            let reason = keywords::get(keywords, "short-notice")
+                .ok_or_else(|| Held::new("notice too short", short.to_string()))?;
+            let lead = crate::case::get(ctx, &case)
+                .ok()
+                .flatten()
+                .and_then(|c| c.lead);
+            if lead.as_deref() != Some(sig.member) {
+                return Err(Held::new(
+                    "short notice not by the Fix Lead",
+                    format!(
+                        "X-Short-Notice: only the Fix Lead of {case} ({}) may allow it; {short}",
+                        lead.as_deref().unwrap_or("none named")
+                    ),
+                ));
+            }
+            let reason = crate::mime::one_line(reason).trim().to_string();
+            if reason.is_empty() {
+                return Err(Held::new(
+                    "short notice without a reason",
+                    "X-Short-Notice: give the reason distributors get less notice",
+                ));
+            }
+            Some(ShortNotice {
+                by: sig.member.to_string(),
+                reason,
+            })
+        }
+    };
+    if let Some(short) = &short_notice {
+        note.push_str(&format!(
+            "SHORT NOTICE: less than the policy's {} before disclosure, allowed by {}: {}\n",
+            humantime::format_duration(ctx.config.embargo.min_notice),
+            short.by,
+            short.reason
+        ));
+    }
     let now = Timestamp::from(ctx.now);
     let change = Change {
         at: now,
         by: sig.member.to_string(),
         until: Timestamp::from(until),
     };
-    let (embargo, moved_from) = match existing {
+    let (mut embargo, moved_from) = match existing {
         Some(mut embargo) => {
             let moved_from = embargo.change(change, sig.created);
             (embargo, moved_from)
         }
         None => (Embargo::new(&case, change, sig.created), None),
     };
+    embargo.short_notice = short_notice;
     Ok(Decision::Forward {
         case: Some(case),
         embargo: Some(embargo),
         moved_from,
+        note,
     })
 }
 
@@ -417,6 +513,7 @@ fn distributor_reply(
         case,
         embargo: None,
         moved_from: None,
+        note: String::new(),
     })
 }
 
@@ -600,7 +697,7 @@ fn check_known(keywords: &[Keyword]) -> Result<(), Held> {
         Some(unknown) => Err(Held::new(
             "unknown keyword",
             format!(
-                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason, X-Subject, X-Status, X-Note",
+                "unknown keyword X-{}; known are X-Case, X-Embargo-Until, X-Release, X-Reason, X-Subject, X-Status, X-Note, X-Public, X-Short-Notice",
                 unknown.name
             ),
         )),

@@ -227,6 +227,15 @@ fn forward(
         if let Some(message_id) = &unwrapped.message_ids.message_id {
             put_reference(ctx, batch, message_id, &case.id);
         }
+        crate::advisory::archive::keep(
+            ctx,
+            batch,
+            id,
+            case,
+            ListName::Security,
+            unwrapped,
+            &content,
+        );
     }
     let mut info = String::new();
     info.push_str(note);

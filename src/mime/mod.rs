@@ -178,6 +178,19 @@ pub(crate) fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePa
         .body(body)
 }
 
+/// An attachment part (`Content-Disposition: attachment`) of
+/// `content_type` holding `bytes`, named `filename`; lettre picks a
+/// 7bit-safe transfer encoding (RFC 3156 signs only such parts).
+pub fn attachment_part(filename: &str, content_type: &str, bytes: Vec<u8>) -> Vec<u8> {
+    let content_type = field::ContentType::parse(content_type).expect("a valid content type");
+    let part = lettre::message::Attachment::new(filename.to_string()).body(bytes, content_type);
+    let headers = part.headers().to_string();
+    let mut out = headers.into_bytes();
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(part.raw_body());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
