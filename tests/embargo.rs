@@ -88,7 +88,7 @@ async fn a_signed_pst_post_is_embargoed_then_published_at_its_time() {
         assert!(
             text.contains(&format!(
                 "EMBARGOED until {}, case KAP-2026-0001",
-                embargod::clock::format_time(until)
+                embargod::clock::format_disclosure(until)
             )),
             "{text}"
         );

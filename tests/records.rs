@@ -5,6 +5,8 @@
 //! checked too. A deliberately broken record must fail, or the check
 //! proves nothing.
 
+mod common;
+
 use chrono::{DateTime, Utc};
 use embargod::advisory::records::{self, Source};
 use embargod::advisory::AdvisoryData;
@@ -12,19 +14,6 @@ use embargod::case::score;
 use embargod::config::Config;
 use embargod::sandbox::Sandbox;
 use serde_json::Value;
-
-fn validator(file: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/schemas/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap_or_else(|e| panic!("{file}: {e}"))
-}
 
 fn errors(validator: &jsonschema::Validator, record: &Value) -> Vec<String> {
     validator
@@ -63,8 +52,8 @@ fn published() -> DateTime<Utc> {
 
 #[test]
 fn full_records_are_valid_cve_5_1_and_osv() {
-    let cve_schema = validator("cve-5.1.1.json");
-    let osv_schema = validator("osv.json");
+    let cve_schema = common::schema("cve-5.1.1.json");
+    let osv_schema = common::schema("osv.json");
     let (_dir, config) = config(
         "cna_org_id = \"8254265b-2729-46b6-b9e3-3dfca2d5bfca\"\ncna_short_name = \"kappital\"\n",
     );
@@ -165,7 +154,7 @@ fn full_records_are_valid_cve_5_1_and_osv() {
 
 #[test]
 fn a_package_ecosystem_and_a_registered_prefix_are_valid_too() {
-    let osv_schema = validator("osv.json");
+    let osv_schema = common::schema("osv.json");
     let (_dir, config) =
         config("ecosystem = \"crates.io\"\nproduct = \"kappital\"\nosv_id_prefix = \"RUSTSEC-\"\n");
     let minimal = data(&[("affected", "<1.4.2")]);
@@ -186,8 +175,8 @@ fn a_package_ecosystem_and_a_registered_prefix_are_valid_too() {
 
 #[test]
 fn no_cve_record_without_an_id_or_a_cna_and_a_broken_record_fails_the_schema() {
-    let cve_schema = validator("cve-5.1.1.json");
-    let osv_schema = validator("osv.json");
+    let cve_schema = common::schema("cve-5.1.1.json");
+    let osv_schema = common::schema("osv.json");
     let (_dir, config) = config("cna_org_id = \"8254265b-2729-46b6-b9e3-3dfca2d5bfca\"\n");
     let no_id = data(&[("affected", "<1.4.2")]);
     let source = Source {

@@ -21,6 +21,9 @@ use super::AdvisoryData;
 pub struct Paperwork {
     /// The title: `X-Summary:`, else the advisory's Subject.
     pub title: String,
+    /// The announcement's Subject: the case ID and the title (with the
+    /// CVE ID) when `X-Summary:` gave one, else the advisory's.
+    pub subject: String,
     /// The actionable summary that opens the announcement.
     pub summary: String,
     /// The advisory's text (its first text part).
@@ -46,7 +49,7 @@ pub fn paperwork(
     let empty = AdvisoryData::default();
     let data = case.map(|c| &c.advisory).unwrap_or(&empty);
     let text = crate::mime::edit::first_text(&advisory.content)
-        .map(|slot| slot.text)
+        .map(|slot| slot.text.replace("\r\n", "\n"))
         .unwrap_or_default();
     let source = Source {
         case: case_id,
@@ -59,8 +62,14 @@ pub fn paperwork(
     let (records, no_cve_record) = records::render(config, &source);
     let title = records::title(&source);
     let summary = summary(config, &source, &title, &records);
+    let subject = match (&data.summary, &data.cve) {
+        (Some(title), Some(cve)) => format!("[{case_id}] {title} ({cve})"),
+        (Some(title), None) => format!("[{case_id}] {title}"),
+        (None, _) => crate::embargo::public_subject(&advisory.subject, case_id),
+    };
     Paperwork {
         title,
+        subject,
         summary,
         text,
         records,

@@ -117,10 +117,18 @@ pub fn keep(
         text.truncate(cut);
         text.push_str("\n[… cut: longer than the archive keeps]\n");
     }
+    // A signed post's Subject is shown only when its signature covers
+    // it: an unsigned Subject could be edited on the way into anything.
+    let subject = match signer {
+        Some(m) if unwrapped.headers_signer.as_deref() != Some(m) => {
+            format!("[{}] ({}; Subject not signed)", case.id, role.label())
+        }
+        _ => unwrapped.subject.clone(),
+    };
     let entry = Entry {
         at: Timestamp::from(ctx.now),
         role,
-        subject: unwrapped.subject.clone(),
+        subject,
         text,
     };
     let key = format!("{}/{:016x}/{id:016x}", case.id, entry.at.millis());

@@ -116,6 +116,7 @@ fn describe(c: &Case) -> String {
     if let Some(reason) = &c.slow {
         text.push_str(&format!("  slowed    {reason}\n"));
     }
+    text.push_str(&advisory_rows(&c.advisory));
     text.push_str("  timeline\n");
     for d in &c.deadlines {
         let state = match &d.done {
@@ -129,6 +130,50 @@ fn describe(c: &Case) -> String {
         ));
     }
     text
+}
+
+/// The advisory data, one row per field given, and what is missing.
+fn advisory_rows(a: &crate::advisory::AdvisoryData) -> String {
+    let mut rows = Vec::new();
+    let join = |items: Vec<String>| items.join("; ");
+    let mut row = |label: &str, value: String| {
+        if !value.is_empty() {
+            rows.push(format!("  {label:<9} {value}\n"));
+        }
+    };
+    row("cve", a.cve.clone().unwrap_or_default());
+    row("summary", a.summary.clone().unwrap_or_default());
+    row(
+        "affected",
+        join(a.affected.iter().map(|r| r.to_string()).collect()),
+    );
+    row("fixed", a.fixed.join(", "));
+    row("cwe", a.cwe.join(", "));
+    row(
+        "credits",
+        join(a.credits.iter().map(|c| c.to_string()).collect()),
+    );
+    row(
+        "links",
+        join(a.references.iter().map(|r| r.to_string()).collect()),
+    );
+    row("mitigate", a.mitigation.clone().unwrap_or_default());
+    row("announced", a.announced.clone().unwrap_or_default());
+    if let Some((by, at)) = &a.archive_approved {
+        row("archive", format!("approved by {by} {}", at.formatted()));
+    }
+    let missing = a.missing();
+    if !missing.is_empty() {
+        row(
+            "missing",
+            missing
+                .iter()
+                .map(|m| m.split(':').next().unwrap_or(m))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    rows.concat()
 }
 
 /// Applies keyword commands from the command line, as an admin.

@@ -23,7 +23,7 @@ use crate::store::{Audience, QueueKey, QueuedCopy, Transaction};
 
 use crate::advisory::announce::{paperwork, Paperwork};
 
-use super::{public_subject, Advisory, EarlyRelease, Embargo, EmbargoError, Released};
+use super::{Advisory, EarlyRelease, Embargo, EmbargoError, Released};
 
 /// The batch that publishes `case` now; `early` when the PST or an admin
 /// releases it before its time.
@@ -129,8 +129,8 @@ pub fn release(
         early.as_ref(),
         ctx.now,
     );
-    let _ = match (&written, paperwork.records.is_empty()) {
-        (Ok(dir), _) => write!(
+    let _ = match &written {
+        Ok(dir) => write!(
             lifted,
             "\nThe records ({}) are in {}.\n",
             paperwork
@@ -141,7 +141,7 @@ pub fn release(
                 .join(", "),
             dir.display()
         ),
-        (Err(e), _) => write!(
+        Err(e) => write!(
             lifted,
             "\nThe records could not be written to {}: {e}. They are attached to the\n\
              announcement; copy them from there.\n",
@@ -411,6 +411,5 @@ pub fn announcement(
         header.list.display
     ));
     let signed = with_records(case, body, paperwork, Some(note));
-    let subject = public_subject(&advisory.subject, case);
-    crate::mime::outbound::signed_message(list_key, header, &subject, &signed)
+    crate::mime::outbound::signed_message(list_key, header, &paperwork.subject, &signed)
 }

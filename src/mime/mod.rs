@@ -179,11 +179,14 @@ pub(crate) fn text_single_part(text: &str, transfer: edit::Transfer) -> SinglePa
 }
 
 /// An attachment part (`Content-Disposition: attachment`) of
-/// `content_type` holding `bytes`, named `filename`; lettre picks a
-/// 7bit-safe transfer encoding (RFC 3156 signs only such parts).
+/// `content_type` holding `bytes`, named `filename`, in base64: 7bit-safe
+/// (RFC 3156 signs only such parts), and the file saved from it is
+/// byte for byte the one given.
 pub fn attachment_part(filename: &str, content_type: &str, bytes: Vec<u8>) -> Vec<u8> {
     let content_type = field::ContentType::parse(content_type).expect("a valid content type");
-    let part = lettre::message::Attachment::new(filename.to_string()).body(bytes, content_type);
+    let body = Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+        .expect("base64 takes any bytes");
+    let part = lettre::message::Attachment::new(filename.to_string()).body(body, content_type);
     let headers = part.headers().to_string();
     let mut out = headers.into_bytes();
     out.extend_from_slice(b"\r\n");

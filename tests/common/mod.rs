@@ -749,3 +749,18 @@ pub fn open_copy(gpg: &Gpg, mail: &OutboxMail) -> String {
     assert!(status.contains("GOODSIG"), "{status}");
     readable(&plaintext)
 }
+
+/// A validator for the vendored schema `file` (`tests/schemas/`), formats
+/// (date-time, uri) checked too.
+pub fn schema(file: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/schemas/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
