@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use embargod::config;
 use embargod::control::Command as Request;
@@ -148,61 +148,65 @@ pub enum CaseCommand {
     /// Everything about a case.
     Show { id: String },
     /// Change a case (each option is the keyword command of the same name).
-    Set {
-        id: String,
-        /// Fix Lead (a PST member).
-        #[arg(long)]
-        lead: Option<String>,
-        /// CVSS vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H.
-        #[arg(long)]
-        cvss: Option<String>,
-        /// The issue is already public: every deadline becomes now.
-        #[arg(long)]
-        public: bool,
-        /// A milestone met: team, fix, users, distributors, release.
-        #[arg(long)]
-        done: Vec<String>,
-        /// Add to the Fix Team.
-        #[arg(long)]
-        add: Vec<String>,
-        /// Remove from the Fix Team.
-        #[arg(long)]
-        remove: Vec<String>,
-        /// Slow a low-severity case down, with the reason.
-        #[arg(long)]
-        slow: Option<String>,
-        /// One-line title of the advisory.
-        #[arg(long)]
-        summary: Option<String>,
-        /// Affected versions, e.g. ">=1.0.0, <1.4.2" (repeat for more; replaces the list).
-        #[arg(long)]
-        affected: Vec<String>,
-        /// A version to upgrade to (repeat for more; replaces the list).
-        #[arg(long)]
-        fixed: Vec<String>,
-        /// The weakness, e.g. CWE-122 (repeat for more).
-        #[arg(long)]
-        cwe: Vec<String>,
-        /// A credit, "ROLE: NAME", e.g. "finder: Jane Doe" (repeat for more).
-        #[arg(long)]
-        credit: Vec<String>,
-        /// A reference, "[KIND] URL", e.g. "fix https://…" (repeat for more).
-        #[arg(long)]
-        reference: Vec<String>,
-        /// The CVE ID, once assigned.
-        #[arg(long)]
-        cve: Option<String>,
-        /// What users can do until they upgrade.
-        #[arg(long)]
-        mitigation: Option<String>,
-        /// Where the case was published, when embargod did not announce it.
-        #[arg(long)]
-        announced: Option<String>,
-    },
+    Set(Box<CaseSet>),
     /// Send the PST (only, encrypted) the draft of what the release will
     /// publish: the announcement, the CVE JSON 5 and OSV records, and what
     /// is still missing.
     Draft { id: String },
+}
+
+/// `case set`'s options: each is the keyword command of the same name.
+#[derive(Args)]
+pub struct CaseSet {
+    id: String,
+    /// Fix Lead (a PST member).
+    #[arg(long)]
+    lead: Option<String>,
+    /// CVSS vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H.
+    #[arg(long)]
+    cvss: Option<String>,
+    /// The issue is already public: every deadline becomes now.
+    #[arg(long)]
+    public: bool,
+    /// A milestone met: team, fix, users, distributors, release.
+    #[arg(long)]
+    done: Vec<String>,
+    /// Add to the Fix Team.
+    #[arg(long)]
+    add: Vec<String>,
+    /// Remove from the Fix Team.
+    #[arg(long)]
+    remove: Vec<String>,
+    /// Slow a low-severity case down, with the reason.
+    #[arg(long)]
+    slow: Option<String>,
+    /// One-line title of the advisory.
+    #[arg(long)]
+    summary: Option<String>,
+    /// Affected versions, e.g. ">=1.0.0, <1.4.2" (repeat for more; replaces the list).
+    #[arg(long)]
+    affected: Vec<String>,
+    /// A version to upgrade to (repeat for more; replaces the list).
+    #[arg(long)]
+    fixed: Vec<String>,
+    /// The weakness, e.g. CWE-122 (repeat for more).
+    #[arg(long)]
+    cwe: Vec<String>,
+    /// A credit, "ROLE: NAME", e.g. "finder: Jane Doe" (repeat for more).
+    #[arg(long)]
+    credit: Vec<String>,
+    /// A reference, "[KIND] URL", e.g. "fix https://…" (repeat for more).
+    #[arg(long)]
+    reference: Vec<String>,
+    /// The CVE ID, once assigned.
+    #[arg(long)]
+    cve: Option<String>,
+    /// What users can do until they upgrade.
+    #[arg(long)]
+    mitigation: Option<String>,
+    /// Where the case was published, when embargod did not announce it.
+    #[arg(long)]
+    announced: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -283,25 +287,26 @@ impl TryFrom<Admin> for Request {
                 command: Some(QueueCommand::Retry { id }),
             } => Request::QueueRetry { id },
             Admin::Case(CaseCommand::Show { id }) => Request::CaseShow { id },
-            Admin::Case(CaseCommand::Set {
-                id,
-                lead,
-                cvss,
-                public,
-                done,
-                add,
-                remove,
-                slow,
-                summary,
-                affected,
-                fixed,
-                cwe,
-                credit,
-                reference,
-                cve,
-                mitigation,
-                announced,
-            }) => {
+            Admin::Case(CaseCommand::Set(set)) => {
+                let CaseSet {
+                    id,
+                    lead,
+                    cvss,
+                    public,
+                    done,
+                    add,
+                    remove,
+                    slow,
+                    summary,
+                    affected,
+                    fixed,
+                    cwe,
+                    credit,
+                    reference,
+                    cve,
+                    mitigation,
+                    announced,
+                } = *set;
                 // Each option is the keyword command of the same name.
                 let mut keywords: Vec<(String, String)> = Vec::new();
                 keywords.extend(lead.map(|v| ("lead".into(), v)));

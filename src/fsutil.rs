@@ -52,22 +52,6 @@ pub fn bind_unix_socket(
     Ok(listener)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_or_world_access_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("k");
-        std::fs::write(&file, b"x").unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(check_private(&file).unwrap_err().contains("0644"));
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(check_private(&file).is_ok());
-    }
-}
-
 /// Replaces `file` with `bytes` atomically: written to a temporary file in
 /// the same folder, synced, given `mode` (or `file`'s present permissions
 /// when `None`), then renamed over it. Readers see the old or the new
@@ -90,4 +74,20 @@ pub fn replace_file(file: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Re
     }
     tmp.persist(file).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_or_world_access_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(check_private(&file).unwrap_err().contains("0644"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private(&file).is_ok());
+    }
 }

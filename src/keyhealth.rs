@@ -12,7 +12,8 @@
 //! The list key's warnings go to the PST.
 //!
 //! The same daily job lets bounce probes that did not bounce expire
-//! ([`crate::bounce::standing::expire_probes`]).
+//! ([`crate::bounce::standing::expire_probes`]) and reminds the PST of
+//! releases without a public post ([`crate::advisory::overdue`]).
 
 use std::time::{Duration, SystemTime};
 

@@ -21,7 +21,9 @@
 //!    to the [`ledger`].
 //! 5. [`schedule`] fires what falls due later: an embargo's reminder and
 //!    release ([`embargo::release`]), a case's deadlines
-//!    ([`case::timeline`]).
+//!    ([`case::timeline`]). A release publishes the paperwork [`advisory`]
+//!    makes: the actionable announcement, CVE JSON 5 and OSV records, the
+//!    oss-security post, and (approved) the case's sanitized archive.
 //! 6. After a leak, [`mark::trace`] leads a leaked text back to its copy,
 //!    and [`strikes`] keeps the member's record.
 //!

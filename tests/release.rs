@@ -319,6 +319,17 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
         .await;
     outbox.new_mail(&daemon).await;
 
+    // An outsider names the case in a Subject: the PST reads it, the
+    // public archive will not carry it.
+    let outsider = format!(
+        "From: <mallory@evil.example>\r\nTo: <{SECURITY}>\r\nSubject: Re: [{case}] more\r\n\
+         Content-Type: text/plain\r\n\r\nOUTSIDER-WORDS for the public record.\r\n"
+    );
+    daemon
+        .send("mallory@evil.example", &[SECURITY], outsider.as_bytes())
+        .await;
+    outbox.new_mail(&daemon).await;
+
     // 6. The draft: to the PST only, encrypted, with both records.
     w.clock.advance(Duration::from_secs(1));
     daemon
@@ -452,7 +463,22 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
         "{lifted}"
     );
 
-    // 9. The archive, once approved.
+    // 9. The archive, once approved by the PST: an admin cannot.
+    let by_admin = request(
+        &daemon.config.control.socket,
+        Command::CaseSet {
+            id: case.into(),
+            keywords: vec![("archive".into(), "approve".into())],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        format!("{by_admin:?}").contains("only a PST member's signed post"),
+        "{by_admin:?}"
+    );
+    assert!(!public.join("archive.mbox").exists());
+
     daemon
         .send(
             "alice@example.org",
@@ -484,6 +510,7 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
         assert!(archive.contains("FINAL ADVISORY"), "the advisory");
         assert!(!archive.contains("DRAFT-ONE"), "no superseded draft");
         assert!(!archive.contains("STATUS-NOTE-SECRET"), "no status reply");
+        assert!(!archive.contains("OUTSIDER-WORDS"), "no outsider's words");
         assert!(!archive.contains("X-CVE:"), "no keyword lines");
         for address in [
             "rita@reporter.example",

@@ -161,12 +161,18 @@ pub fn approve(
     ctx: &Context<'_>,
     case: &mut Case,
     by: &str,
+    by_admin: bool,
     value: &str,
 ) -> Result<String, String> {
     if !value.eq_ignore_ascii_case("approve") {
         return Err(format!(
             "X-Archive: {value:?}: only \"approve\" is understood"
         ));
+    }
+    if by_admin {
+        return Err(
+            "X-Archive: only a PST member's signed post approves the public archive".into(),
+        );
     }
     let embargo = crate::embargo::get(ctx.store, &case.id).map_err(|e| e.to_string())?;
     let public = match &embargo {
@@ -215,9 +221,13 @@ pub struct Archive {
 }
 
 /// The archive of `case`: its kept thread, the advisory as last sent to
-/// distributors, in time order, sanitized.
+/// distributors, in time order, sanitized. Mail from anyone who is
+/// neither a signing member nor the case's reporter is left out: an
+/// outsider who names the case in a Subject must not get words into
+/// the project's public record.
 pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
     let mut entries = thread(ctx.store, &case.id)?;
+    entries.retain(|e| e.role != Role::Other);
     if let (Some(advisory), Some(embargo)) = (
         crate::embargo::advisory(ctx.store, &case.id)?,
         crate::embargo::get(ctx.store, &case.id)?,
@@ -255,8 +265,8 @@ struct Scrubber {
 
 /// Any mail address (RFC 5322 addr-spec, as people write it).
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
-        .expect("a valid pattern")
+    // `\w` is Unicode: internationalised addresses (RFC 6531) too.
+    Regex::new(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)+").expect("a valid pattern")
 });
 
 /// A run of hex digits, possibly grouped by spaces (how fingerprints are
@@ -268,20 +278,27 @@ static HEX_RUN: LazyLock<Regex> = LazyLock::new(|| {
 impl Scrubber {
     fn new(ctx: &Context<'_>, case: &Case) -> Scrubber {
         use sequoia_openpgp::parse::Parse as _;
+        // Every key of every member (primary and subkeys), the list's,
+        // and the reporter's.
+        let mut certs: Vec<sequoia_openpgp::Cert> =
+            ctx.keys.members.values().flatten().cloned().collect();
+        certs.push(ctx.keys.list_key.cert().clone());
+        certs.extend(
+            case.reporter_cert
+                .as_deref()
+                .and_then(|armored| sequoia_openpgp::Cert::from_bytes(armored.as_bytes()).ok()),
+        );
         let mut fingerprints: Vec<String> = ctx
             .config
             .members
             .values()
             .map(|m| m.fingerprint.to_ascii_uppercase())
             .collect();
-        fingerprints.push(ctx.keys.list_key.fingerprint().to_ascii_uppercase());
-        if let Some(cert) = case
-            .reporter_cert
-            .as_deref()
-            .and_then(|armored| sequoia_openpgp::Cert::from_bytes(armored.as_bytes()).ok())
-        {
-            fingerprints.extend(cert.keys().map(|k| k.key().fingerprint().to_hex()));
-        }
+        fingerprints.extend(
+            certs
+                .iter()
+                .flat_map(|c| c.keys().map(|k| k.key().fingerprint().to_hex())),
+        );
         // A key id is the fingerprint's last 16 digits (v4) or first 16 (v6).
         let mut keys = Vec::new();
         for fp in fingerprints {
@@ -415,6 +432,13 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("[address removed]").count(), 2, "{text}");
+    }
+
+    #[test]
+    fn internationalised_addresses_go_too() {
+        let scrub = Scrubber { keys: Vec::new() };
+        let text = scrub.text("schreib an jörg@bücher.example oder 用户@例子.广告");
+        assert!(!text.contains('@'), "{text}");
     }
 
     #[test]

@@ -159,7 +159,13 @@ pub fn apply(
                     Err(format!("X-Draft: {value:?}: only \"yes\" is understood"))
                 }
             }
-            "archive" => crate::advisory::archive::approve(ctx, case, actor.name(), value),
+            "archive" => crate::advisory::archive::approve(
+                ctx,
+                case,
+                actor.name(),
+                matches!(actor, Actor::Admin),
+                value,
+            ),
             "to-reporter" => {
                 if !value.eq_ignore_ascii_case("yes") {
                     Err(format!(

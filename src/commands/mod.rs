@@ -238,6 +238,7 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
             });
         }
     }
+    findings.push(publish_finding(config));
     for member in config.members.values() {
         let subject = format!(
             "member {} <{}> ({})",
@@ -257,6 +258,45 @@ pub fn check(config: &Config, now: SystemTime) -> Vec<Finding> {
         });
     }
     findings
+}
+
+/// Where releases write their records: a folder the daemon can make or
+/// write to; without a CNA id no CVE record is made (a warning).
+fn publish_finding(config: &Config) -> Finding {
+    let dir = &config.publish.dir;
+    let subject = format!("publish {}", dir.display());
+    // The folder, or the nearest existing folder above it.
+    let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+    let writable = std::fs::metadata(existing)
+        .map(|m| m.is_dir() && !m.permissions().readonly())
+        .unwrap_or(false);
+    let (level, mut detail) = if writable {
+        (
+            Level::Ok,
+            "releases write CASE/cve.json and CASE/osv.json here".to_string(),
+        )
+    } else {
+        (
+            Level::Warning,
+            format!(
+                "{} is not a writable folder: the records of a release would only be attached \
+                 to its announcement",
+                existing.display()
+            ),
+        )
+    };
+    let level = if config.publish.cna_org_id.is_none() {
+        detail
+            .push_str("; no CVE JSON records are made without publish.cna_org_id (the CNA's UUID)");
+        Level::Warning
+    } else {
+        level
+    };
+    Finding {
+        level,
+        subject,
+        detail,
+    }
 }
 
 /// `list security`, `bounces`: what a mailbox's mail is for, in findings.

@@ -743,6 +743,40 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
     }
 
     #[test]
+    fn release_slots_and_publishing_are_checked() {
+        let with = |table: &str| format!("{MINIMAL}\n{table}");
+        let (_dir, file) = write(&with(
+            "[embargo]\nrelease_days = [\"Mon\", \"thu\", \"Tue\"]\nrelease_time = \"16:00\"\n",
+        ));
+        let config = Config::load_with_env(&file, Some(HashMap::new())).unwrap();
+        use chrono::Weekday::*;
+        assert_eq!(config.embargo.release_days, [Mon, Tue, Thu]);
+        assert_eq!(config.embargo.min_notice, Duration::from_secs(7 * 86400));
+        for (table, key) in [
+            (
+                "[embargo]\nrelease_days = [\"Funday\"]\nrelease_time = \"16:00\"",
+                "release_days",
+            ),
+            ("[embargo]\nrelease_days = [\"Mon\"]", "release_time"),
+            ("[embargo]\nrelease_time = \"4pm\"", "release_time"),
+            (
+                "[embargo]\nrelease_zone = \"Europe/Berlin\"",
+                "release_zone",
+            ),
+            ("[embargo]\nmin_notice = \"15d\"", "min_notice"),
+            ("[publish]\ncna_org_id = \"mitre\"", "cna_org_id"),
+            (
+                "[publish]\noss_security = \"not an address\"",
+                "oss_security",
+            ),
+            ("[publish]\nosv_id_prefix = \"a b\"", "osv_id_prefix"),
+        ] {
+            let msg = problem(&with(table));
+            assert!(msg.contains(key), "{table}: {msg}");
+        }
+    }
+
+    #[test]
     fn a_missing_file_is_explained() {
         let msg = Config::load(Path::new("/nonexistent/embargod.toml"))
             .unwrap_err()

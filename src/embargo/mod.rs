@@ -499,6 +499,50 @@ mod tests {
     }
 
     #[test]
+    fn disclosure_times_snap_to_the_next_slot_and_notice_is_counted() {
+        let mut config = crate::sandbox::Sandbox::config();
+        let t = |s: &str| parse_time(s).unwrap();
+        // Without a slot the time stands.
+        assert_eq!(
+            snap(&config, t("2026-12-05T09:13:00Z")),
+            t("2026-12-05T09:13:00Z")
+        );
+        use chrono::Weekday::*;
+        config.embargo.release_days = vec![Mon, Tue, Wed, Thu];
+        config.embargo.release_time = chrono::NaiveTime::from_hms_opt(16, 0, 0);
+        // Tuesday morning: that afternoon. Thursday evening: Monday.
+        assert_eq!(
+            snap(&config, t("2026-12-01T09:13:00Z")),
+            t("2026-12-01T16:00:00Z")
+        );
+        assert_eq!(
+            snap(&config, t("2026-12-03T16:00:01Z")),
+            t("2026-12-07T16:00:00Z")
+        );
+        assert_eq!(
+            snap(&config, t("2026-12-03T16:00:00Z")),
+            t("2026-12-03T16:00:00Z")
+        );
+        assert_eq!(
+            snap(&config, t("2026-12-05T12:00:00+05:00")),
+            t("2026-12-07T16:00:00Z")
+        );
+
+        config.embargo.min_notice = std::time::Duration::from_secs(7 * 86400);
+        let first = t("2026-12-01T10:00:00Z");
+        assert!(check_notice(&config, first, t("2026-12-08T10:00:00Z")).is_ok());
+        let short = check_notice(&config, first, t("2026-12-04T10:00:00Z"))
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("3days of notice"), "{short}");
+        assert!(
+            short.contains("Tuesday 2026-12-08 16:00 UTC (2026-12-08T16:00:00Z)"),
+            "{short}"
+        );
+        assert!(short.contains("X-Short-Notice"), "{short}");
+    }
+
+    #[test]
     fn times_in_any_offset_become_utc() {
         let t = parse_time("2026-12-01T17:00:00+01:00").unwrap();
         assert_eq!(format_time(t), "2026-12-01 16:00 UTC");

@@ -149,7 +149,7 @@ pub fn release(
         ),
     };
     if let Some(missing) = &paperwork.no_cve_record {
-        let _ = write!(lifted, "No CVE record was made: {missing}.\n");
+        let _ = writeln!(lifted, "No CVE record was made: {missing}.");
     }
     batch.spool(crate::notice::notice(
         config,

@@ -48,7 +48,7 @@ enum Decision {
     /// Forward it; for a PST post, with the embargo it opens or moves.
     Forward {
         case: Option<String>,
-        embargo: Option<Embargo>,
+        embargo: Option<Box<Embargo>>,
         moved_from: Option<Timestamp>,
         /// Lines for the copies' banner: a snapped time, a short notice.
         note: String,
@@ -161,6 +161,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             note,
         } => {
             freshness::spend(ctx, batch, &unwrapped.signatures);
+            let embargo = embargo.map(|e| *e);
             let identity = ListIdentity::new(config, list);
             let pending = embargo.clone().or_else(|| {
                 let case = case.as_deref()?;
@@ -464,7 +465,7 @@ fn pst_post(
     embargo.short_notice = short_notice;
     Ok(Decision::Forward {
         case: Some(case),
-        embargo: Some(embargo),
+        embargo: Some(Box::new(embargo)),
         moved_from,
         note,
     })
