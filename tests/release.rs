@@ -454,13 +454,25 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
         "{oss_text}"
     );
     assert!(oss_text.contains("Upgrade to: 1.4.2") && oss_text.contains("FINAL ADVISORY"));
-    let lifted = texts_to(&w, &mail, "bob")
+    let lifted = texts_to(&w, &mail, "distro-a")
         .into_iter()
         .find(|t| t.contains("is lifted"))
         .unwrap();
     assert!(
         lifted.contains(OSS) && lifted.contains("cve.json, osv.json"),
         "{lifted}"
+    );
+    assert!(
+        !lifted.contains(&public.display().to_string()),
+        "the server's folders are the PST's: {lifted}"
+    );
+    let files_note = texts_to(&w, &mail, "bob")
+        .into_iter()
+        .find(|t| t.contains("the release's records"))
+        .unwrap();
+    assert!(
+        files_note.contains(&public.display().to_string()),
+        "{files_note}"
     );
 
     // 9. The archive, once approved by the PST: an admin cannot.

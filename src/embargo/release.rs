@@ -129,28 +129,36 @@ pub fn release(
         early.as_ref(),
         ctx.now,
     );
-    let _ = match &written {
-        Ok(dir) => write!(
+    if !paperwork.records.is_empty() {
+        let _ = writeln!(
             lifted,
-            "\nThe records ({}) are in {}.\n",
+            "\nThe records ({}) are attached to the announcement.",
             paperwork
                 .records
                 .iter()
                 .map(|(name, _)| *name)
                 .collect::<Vec<_>>()
-                .join(", "),
-            dir.display()
-        ),
-        Err(e) => write!(
-            lifted,
-            "\nThe records could not be written to {}: {e}. They are attached to the\n\
-             announcement; copy them from there.\n",
+                .join(", ")
+        );
+    }
+    // Where the files went (or why not) is the PST's to know.
+    let mut files_note = match &written {
+        Ok(dir) => format!("The records of {case} are in {}.\n", dir.display()),
+        Err(e) => format!(
+            "The records of {case} could NOT be written to {}: {e}.\n\
+             They are attached to the announcement; copy them from there.\n",
             config.publish.dir.display()
         ),
     };
     if let Some(missing) = &paperwork.no_cve_record {
-        let _ = writeln!(lifted, "No CVE record was made: {missing}.");
+        let _ = writeln!(files_note, "No CVE record was made: {missing}.");
     }
+    batch.spool(crate::notice::to_pst(
+        config,
+        ctx.now,
+        &format!("{case}: the release's records"),
+        &files_note,
+    ));
     batch.spool(crate::notice::notice(
         config,
         ctx.now,

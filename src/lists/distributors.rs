@@ -415,16 +415,18 @@ fn pst_post(
         Err(short) => {
             let reason = keywords::get(keywords, "short-notice")
                 .ok_or_else(|| Held::new("notice too short", short.to_string()))?;
+            // The case's Fix Lead; for a case without one (started
+            // elsewhere, or every PST member was away), any PST member.
             let lead = crate::case::get(ctx, &case)
                 .ok()
                 .flatten()
                 .and_then(|c| c.lead);
-            if lead.as_deref() != Some(sig.member) {
+            if lead.as_deref().is_some_and(|lead| lead != sig.member) {
                 return Err(Held::new(
                     "short notice not by the Fix Lead",
                     format!(
                         "X-Short-Notice: only the Fix Lead of {case} ({}) may allow it; {short}",
-                        lead.as_deref().unwrap_or("none named")
+                        lead.as_deref().unwrap_or_default()
                     ),
                 ));
             }
