@@ -246,6 +246,15 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
         embargo.short_notice.as_ref().unwrap().reason,
         "exploited in the wild"
     );
+    let listing = request(&daemon.config.control.socket, Command::Embargoes)
+        .await
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        listing.contains("SHORT NOTICE allowed by alice: exploited in the wild"),
+        "{listing}"
+    );
 
     // 4. The advisory is moved out, to a time that is snapped to the next
     //    release slot; the notice says when in UTC and RFC 3339.

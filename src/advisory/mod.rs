@@ -344,10 +344,10 @@ fn text(name: &str, value: &str, max: usize) -> Result<String, String> {
     if value.chars().count() > max {
         return Err(format!("X-{name}: at most {max} characters"));
     }
-    if value.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    }) {
+    if value
+        .chars()
+        .any(|c| c.is_control() || crate::mime::is_invisible(c))
+    {
         return Err(format!(
             "X-{name}: control, zero-width and bidi characters are not allowed"
         ));

@@ -51,6 +51,14 @@ pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
             e.recipients
         ));
     }
+    for e in &pending {
+        if let Some(short) = &e.short_notice {
+            text.push_str(&format!(
+                "\n{}: SHORT NOTICE allowed by {}: {}\n",
+                e.case, short.by, short.reason
+            ));
+        }
+    }
     for e in pending {
         let rows = crate::embargo::statuses::rows(&config, e, &records);
         if !rows.is_empty() {

@@ -430,7 +430,7 @@ fn pst_post(
                     ),
                 ));
             }
-            let reason = crate::mime::one_line(reason).trim().to_string();
+            let reason = crate::mime::note(reason, STATUS_NOTE_CHARS);
             if reason.is_empty() {
                 return Err(Held::new(
                     "short notice without a reason",
@@ -541,21 +541,12 @@ fn status_reply(
             ),
         )
     })?;
+    // Bidi and zero-width characters would rearrange what the PST reads
+    // in `embargoes`.
     let note = keywords::get(keywords, "note")
         .or(Some(after.trim_matches([' ', '-', ';', ',', ':'])))
-        .map(crate::mime::one_line)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            // Bidi and zero-width characters would rearrange what the
-            // PST reads in `embargoes`.
-            n.chars()
-                .filter(|c| {
-                    !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-                        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-                })
-                .take(STATUS_NOTE_CHARS)
-                .collect()
-        });
+        .map(|n| crate::mime::note(n, STATUS_NOTE_CHARS))
+        .filter(|n| !n.is_empty());
     let signed_subject = (unwrapped.headers_signer.as_deref() == Some(sig.member))
         .then(|| CaseId::find_in(ctx.config, &unwrapped.subject))
         .flatten();
@@ -612,7 +603,8 @@ fn status_reply(
     })
 }
 
-/// Longest note kept with a status, in characters.
+/// Longest note kept with a status (or reason of a short notice), in
+/// characters.
 const STATUS_NOTE_CHARS: usize = 200;
 
 /// Records `status` on `case` (the embargo's table, the ledger) and sends

@@ -28,6 +28,27 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// Whether `c` is a zero-width or bidirectional-formatting character:
+/// invisible itself, it rearranges or hides the text around it (a name
+/// that reads one way and is stored another), so values a reader must
+/// trust keep none.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `text` on one line ([`one_line`]), without invisible characters
+/// ([`is_invisible`]), at most `max` characters: a note from a signed
+/// post, as the PST reads it in a listing.
+pub fn note(text: &str, max: usize) -> String {
+    one_line(text)
+        .chars()
+        .filter(|c| !is_invisible(*c))
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// The longest header line written, line end not counted (RFC 5322
 /// §2.1.1's recommendation).
 const MAX_LINE: usize = 78;
