@@ -70,8 +70,9 @@ static THREADS: Table = Table::sealed("threads", b"thread/");
 /// Most text kept of one message, in bytes.
 const MAX_TEXT: usize = 256 * 1024;
 
-/// Keeps message `id` of `case` for its archive: its text and Subject,
-/// and the role its signature (or the reporter's address) shows.
+/// Keeps message `id` of `case` for its archive: `text` (its first text
+/// part, keyword lines removed), its Subject, and the role its signature
+/// (or the reporter's address) shows.
 pub fn keep(
     ctx: &Context<'_>,
     batch: &mut Transaction,
@@ -79,7 +80,7 @@ pub fn keep(
     case: &Case,
     list: ListName,
     unwrapped: &crate::mime::inbound::Unwrapped,
-    content: &[u8],
+    text: &str,
 ) {
     let config = ctx.config;
     let signer = unwrapped.signatures.good_signers().next();
@@ -106,17 +107,15 @@ pub fn keep(
         }
         None => Role::Other,
     };
-    let mut text = crate::mime::edit::first_text(content)
-        .map(|slot| slot.text)
-        .unwrap_or_default();
-    if text.len() > MAX_TEXT {
+    let text = if text.len() > MAX_TEXT {
         let mut cut = MAX_TEXT;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        text.truncate(cut);
-        text.push_str("\n[… cut: longer than the archive keeps]\n");
-    }
+        format!("{}\n[… cut: longer than the archive keeps]\n", &text[..cut])
+    } else {
+        text.to_string()
+    };
     // A signed post's Subject is shown only when its signature covers
     // it: an unsigned Subject could be edited on the way into anything.
     let subject = match signer {

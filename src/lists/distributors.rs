@@ -223,7 +223,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                         &record,
                         ListName::Distributors,
                         unwrapped,
-                        &content,
+                        &rest,
                     );
                 }
             }

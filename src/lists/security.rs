@@ -37,7 +37,7 @@ pub fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
         return vouch(ctx, batch, post, request);
     }
     if keywords.is_empty() {
-        return report_or_follow_up(ctx, batch, post);
+        return report_or_follow_up(ctx, batch, post, &text);
     }
     // Keyword lines are commands only in signed text: a PST member's, by
     // a key in force now, fresh and never used before.
@@ -49,7 +49,7 @@ pub fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             command_mail(ctx, batch, post, sig, &keywords, &rest, stripped)
         }
         Authority::Refused { member, why } => refuse_signed(ctx, batch, post, member, &why),
-        Authority::None => report_or_follow_up(ctx, batch, post),
+        Authority::None => report_or_follow_up(ctx, batch, post, &text),
     }
 }
 
@@ -94,7 +94,8 @@ fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
         .and_then(|id| get(ctx, &id).ok().flatten())
 }
 
-fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
+/// `text` is the message's first text part, as its case's thread keeps it.
+fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, text: &str) {
     let Post {
         id,
         incoming,
@@ -112,7 +113,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
                 Ok(case) => (case, true),
                 Err(e) => {
                     tracing::error!(msg = id, error = %e, "cannot open a case; forwarding without one");
-                    return forward(ctx, batch, post, None, unwrapped.content.clone(), "");
+                    return forward(ctx, batch, post, None, unwrapped.content.clone(), "", "");
                 }
             }
         }
@@ -163,6 +164,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
         Some(&case),
         unwrapped.content.clone(),
         &note,
+        text,
     );
 }
 
@@ -200,7 +202,8 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Transaction, address: &str) -> boo
 }
 
 /// Sends a message of `case` (or of no case) to the PST and the case's
-/// Fix Team, its Subject tagged with the case ID.
+/// Fix Team, its Subject tagged with the case ID; the case's thread keeps
+/// `text` for the public archive.
 fn forward(
     ctx: &Context<'_>,
     batch: &mut Transaction,
@@ -208,6 +211,7 @@ fn forward(
     case: Option<&Case>,
     content: Vec<u8>,
     note: &str,
+    text: &str,
 ) {
     let Post {
         id,
@@ -227,15 +231,7 @@ fn forward(
         if let Some(message_id) = &unwrapped.message_ids.message_id {
             put_reference(ctx, batch, message_id, &case.id);
         }
-        crate::advisory::archive::keep(
-            ctx,
-            batch,
-            id,
-            case,
-            ListName::Security,
-            unwrapped,
-            &content,
-        );
+        crate::advisory::archive::keep(ctx, batch, id, case, ListName::Security, unwrapped, text);
     }
     let mut info = String::new();
     info.push_str(note);
@@ -364,7 +360,7 @@ fn command_mail(
     } else {
         String::new()
     };
-    forward(ctx, batch, post, Some(&case), stripped, &note);
+    forward(ctx, batch, post, Some(&case), stripped, &note, rest);
 }
 
 /// The reporter of a new case, for the PST's answers (`X-To-Reporter`):
@@ -408,7 +404,7 @@ fn join(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, list: &str) 
         ),
         Err(reason) => format!("A membership request could not be opened: {reason}.\n"),
     };
-    forward(ctx, batch, post, None, unwrapped.content.clone(), &note);
+    forward(ctx, batch, post, None, unwrapped.content.clone(), &note, "");
 }
 
 /// `X-Vouch: REQ-…`, signed by a distributor or PST member.
