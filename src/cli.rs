@@ -100,7 +100,8 @@ pub enum Admin {
         /// Publish now, before the agreed time.
         #[arg(long, requires = "reason", conflicts_with = "at")]
         now: bool,
-        /// Why the embargo ends early (sent to the PST and distributors).
+        /// Why the embargo ends early (sent to the PST and distributors); with
+        /// --at, why distributors get less than embargo.min_notice.
         #[arg(long)]
         reason: Option<String>,
         /// Move the disclosure time (RFC 3339, e.g. 2026-12-01T16:00:00Z).

@@ -65,7 +65,11 @@ pub fn paperwork(
     let subject = match (&data.summary, &data.cve) {
         (Some(title), Some(cve)) => format!("[{case_id}] {title} ({cve})"),
         (Some(title), None) => format!("[{case_id}] {title}"),
-        (None, _) => crate::embargo::public_subject(&advisory.subject, case_id),
+        (None, Some(cve)) => format!(
+            "{} ({cve})",
+            crate::embargo::public_subject(&advisory.subject, case_id)
+        ),
+        (None, None) => crate::embargo::public_subject(&advisory.subject, case_id),
     };
     Paperwork {
         title,
@@ -149,10 +153,18 @@ fn summary(
             .iter()
             .map(|(file, _)| attachment_name(source.case, file))
             .collect();
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(|(file, _)| match *file {
+                records::CVE_FILE => "CVE JSON 5.1",
+                _ => "OSV",
+            })
+            .collect();
         let _ = write!(
             text,
-            "\nMachine-readable records are attached: {} (CVE JSON 5.1 and OSV).\n",
-            names.join(", ")
+            "\nMachine-readable records are attached: {} ({}).\n",
+            names.join(", "),
+            kinds.join(" and ")
         );
     }
     text

@@ -61,6 +61,13 @@ pub struct Entry {
     pub subject: String,
     /// Its text (the first text part, keyword lines removed).
     pub text: String,
+    /// Whether what filed it under its case can be trusted: signed words
+    /// naming the case, or (unsigned mail) the report itself or its
+    /// reporter's follow-up. A signed post filed only by its unsigned
+    /// Subject or References is not: those could move another case's
+    /// embargoed words into this one's public archive.
+    #[serde(default)]
+    pub tied: bool,
 }
 
 /// Case threads: `CASE/<received, hex ms>/<spool id>` → [`Entry`] as JSON,
@@ -70,18 +77,35 @@ static THREADS: Table = Table::sealed("threads", b"thread/");
 /// Most text kept of one message, in bytes.
 const MAX_TEXT: usize = 256 * 1024;
 
-/// Keeps message `id` of `case` for its archive: `text` (its first text
-/// part, keyword lines removed), its Subject, and the role its signature
-/// (or the reporter's address) shows.
-pub fn keep(
-    ctx: &Context<'_>,
-    batch: &mut Transaction,
-    id: u64,
-    case: &Case,
-    list: ListName,
-    unwrapped: &crate::mime::inbound::Unwrapped,
-    text: &str,
-) {
+/// A message of a case's thread, as its route read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// Its spool id.
+    pub id: u64,
+    /// The list it came to.
+    pub list: ListName,
+    /// As read: signatures checked, Subject and From.
+    pub unwrapped: &'a crate::mime::inbound::Unwrapped,
+    /// Its first text part, keyword lines removed.
+    pub text: &'a str,
+    /// Whether signed words tie it to the case ([`Entry::tied`]).
+    pub tied: bool,
+    /// Its envelope sender (RFC 5321 MAIL FROM), when it came by mail.
+    pub envelope: Option<&'a str>,
+}
+
+/// Keeps `message` in `case`'s thread for its archive: its text and
+/// Subject, the role its signature (or the reporter's address) shows, and
+/// whether it is tied to the case.
+pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Message<'_>) {
+    let Message {
+        id,
+        list,
+        unwrapped,
+        text,
+        tied,
+        envelope,
+    } = message;
     let config = ctx.config;
     let signer = unwrapped.signatures.good_signers().next();
     let role = match signer {
@@ -96,16 +120,29 @@ pub fn keep(
             Role::Distributor
         }
         Some(_) => Role::Other,
+        // Unsigned mail is the reporter's when its From is the case's
+        // reporter and its envelope sender is of the same domain: a From
+        // alone is anyone's to write.
         None if list == ListName::Security
             && unwrapped
                 .from_address
                 .as_deref()
                 .zip(case.reporter.as_deref())
-                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b)) =>
+                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+            && envelope
+                .zip(case.reporter.as_deref())
+                .is_some_and(|(e, r)| same_domain(e, r)) =>
         {
             Role::Reporter
         }
         None => Role::Other,
+    };
+    let text = if text.trim().is_empty() {
+        // An HTML-only message (or one with no text): said, not lost
+        // without a trace.
+        "[This message has no plain-text part; its content is not in the archive.]\n"
+    } else {
+        text
     };
     let text = if text.len() > MAX_TEXT {
         let mut cut = MAX_TEXT;
@@ -129,6 +166,7 @@ pub fn keep(
         role,
         subject,
         text,
+        tied,
     };
     let key = format!("{}/{:016x}/{id:016x}", case.id, entry.at.millis());
     batch.put(
@@ -136,6 +174,12 @@ pub fn keep(
         key,
         serde_json::to_vec(&entry).expect("entries serialize"),
     );
+}
+
+/// Whether two addresses have the same domain (any case).
+fn same_domain(a: &str, b: &str) -> bool {
+    let domain = |x: &str| x.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    domain(a).is_some() && domain(a) == domain(b)
 }
 
 /// The kept thread of `case`, oldest first.
@@ -220,17 +264,27 @@ pub struct Archive {
 }
 
 /// The archive of `case`: its kept thread, the advisory as last sent to
-/// distributors, in time order, sanitized. Mail from anyone who is
-/// neither a signing member nor the case's reporter is left out: an
-/// outsider who names the case in a Subject must not get words into
-/// the project's public record.
+/// distributors, in time order, sanitized. Left out: mail from anyone who
+/// is neither a signing member nor the case's reporter (an outsider who
+/// names the case in a Subject must not get words into the project's
+/// public record); entries not tied to the case ([`Entry::tied`]); and
+/// unsigned "reporter" mail that came after the release, when the case ID
+/// is public and anyone could write as the reporter.
 pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
+    let embargo = crate::embargo::get(ctx.store, &case.id)?;
+    let public_since = embargo
+        .as_ref()
+        .and_then(|e| e.released.as_ref().map(|r| r.at))
+        .or(case.closed);
     let mut entries = thread(ctx.store, &case.id)?;
-    entries.retain(|e| e.role != Role::Other);
-    if let (Some(advisory), Some(embargo)) = (
-        crate::embargo::advisory(ctx.store, &case.id)?,
-        crate::embargo::get(ctx.store, &case.id)?,
-    ) {
+    entries.retain(|e| {
+        e.role != Role::Other
+            && e.tied
+            && !(e.role == Role::Reporter && public_since.is_some_and(|at| e.at > at))
+    });
+    if let (Some(advisory), Some(embargo)) =
+        (crate::embargo::advisory(ctx.store, &case.id)?, embargo)
+    {
         entries.push(Entry {
             at: embargo.updated,
             role: Role::Pst,
@@ -238,6 +292,7 @@ pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
             text: crate::mime::edit::first_text(&advisory.content)
                 .map(|slot| slot.text)
                 .unwrap_or_default(),
+            tied: true,
         });
     }
     entries.sort_by_key(|e| e.at);
@@ -264,14 +319,38 @@ struct Scrubber {
 
 /// Any mail address (RFC 5322 addr-spec, as people write it).
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    // `\w` is Unicode: internationalised addresses (RFC 6531) too.
-    Regex::new(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)+").expect("a valid pattern")
+    // `\w` is Unicode: internationalised addresses (RFC 6531) too; the
+    // full-width and small commercial ats read as '@'.
+    Regex::new(r"[\w!#$%&'*+/=?^`{|}~.-]+[@＠﹫][\w-]+(?:\.[\w-]+)+").expect("a valid pattern")
+});
+
+/// An ASCII-armored OpenPGP block (a pasted key carries its holder's
+/// address and fingerprint in base64), to its end or the end of the text.
+static ARMOR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)-----BEGIN PGP [A-Z ,/0-9]*-----.*?(?:-----END PGP [A-Z ,/0-9]*-----|\z)")
+        .expect("a valid pattern")
+});
+
+/// A run of quoted lines (`> …`): a reply's quote of another message of
+/// the thread, which the archive has on its own, or of an advisory that
+/// a later one superseded, which it must not publish.
+static QUOTED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)(?:^[ \t]*>.*(?:\n|\z))+").expect("a valid pattern"));
+
+/// What is shaped like a key id or fingerprint whoever's key it is:
+/// `0x` and 16 or more hex digits, or ten groups of four (how GnuPG
+/// shows a fingerprint). A bare 40-digit run is left: that is how commit
+/// ids are written.
+static KEY_SHAPED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b0x[0-9a-f]{16,64}\b|\b[0-9a-f]{4}(?:[ \t]{1,2}[0-9a-f]{4}){9}\b")
+        .expect("a valid pattern")
 });
 
 /// A run of hex digits, possibly grouped by spaces (how fingerprints are
 /// shown) or with `0x`.
 static HEX_RUN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:0x)?[0-9a-f]{4}(?:[ \t]{0,2}[0-9a-f]{4})+\b").expect("a valid pattern")
+    Regex::new(r"(?i)\b(?:0x)?[0-9a-f]{4}(?:[\s\u{A0}\u{202F}:-]{0,2}[0-9a-f]{4})+\b")
+        .expect("a valid pattern")
 });
 
 impl Scrubber {
@@ -298,11 +377,13 @@ impl Scrubber {
                 .iter()
                 .flat_map(|c| c.keys().map(|k| k.key().fingerprint().to_hex())),
         );
-        // A key id is the fingerprint's last 16 digits (v4) or first 16 (v6).
+        // A key id is the fingerprint's last 16 digits (v4) or first 16
+        // (v6); a short id its last 8.
         let mut keys = Vec::new();
         for fp in fingerprints {
             if fp.len() >= 16 {
                 keys.push(fp[fp.len() - 16..].to_string());
+                keys.push(fp[fp.len() - 8..].to_string());
                 keys.push(fp[..16].to_string());
             }
             keys.push(fp);
@@ -313,7 +394,11 @@ impl Scrubber {
     }
 
     fn text(&self, text: &str) -> String {
-        let text = ADDRESS.replace_all(text, "[address removed]");
+        let text = text.replace("\r\n", "\n");
+        let text = ARMOR.replace_all(&text, "[OpenPGP block removed]");
+        let text = QUOTED.replace_all(&text, "[quoted text removed]\n");
+        let text = ADDRESS.replace_all(&text, "[address removed]");
+        let text = KEY_SHAPED.replace_all(&text, "[key id removed]");
         HEX_RUN
             .replace_all(&text, |m: &regex::Captures<'_>| {
                 let matched = &m[0];
@@ -434,10 +519,47 @@ mod tests {
     }
 
     #[test]
-    fn internationalised_addresses_go_too() {
+    fn internationalised_addresses_and_unknown_key_shapes_go_too() {
         let scrub = Scrubber { keys: Vec::new() };
-        let text = scrub.text("schreib an jörg@bücher.example oder 用户@例子.广告");
-        assert!(!text.contains('@'), "{text}");
+        let text = scrub.text(
+            "schreib an jörg@bücher.example oder 用户@例子.广告 or ops＠distro.example\n\
+             my key 0xDEADBEEF12345678, fingerprint DEAD BEEF 1234 5678 9ABC DEF0 1234 5678 9ABC DEF0\n\
+             commit 1a2b3c4d5e6f1a2b3c4d5e6f1a2b3c4d5e6f1a2b\n",
+        );
+        assert!(!text.contains('@') && !text.contains('＠'), "{text}");
+        assert!(
+            !text.contains("DEADBEEF") && !text.contains("DEAD BEEF"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1a2b3c4d5e6f1a2b3c4d5e6f1a2b3c4d5e6f1a2b"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn armored_blocks_quotes_and_short_ids_go() {
+        let scrub = Scrubber {
+            keys: vec!["7971E213".into()],
+        };
+        let text = scrub.text(
+            "Encrypt to:\n-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n=abcd\n\
+             -----END PGP PUBLIC KEY BLOCK-----\nThanks.\n\
+             > DRAFT-ONE quoted\n>> older\nMy answer, key 0x7971E213 and 7971\u{A0}E213.\n",
+        );
+        assert!(
+            !text.contains("mDMEZ") && text.contains("[OpenPGP block removed]"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DRAFT-ONE") && text.contains("[quoted text removed]"),
+            "{text}"
+        );
+        assert!(!text.contains("7971"), "{text}");
+        assert!(
+            text.contains("Thanks.") && text.contains("My answer"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -448,6 +570,7 @@ mod tests {
             role: Role::Reporter,
             subject: "crash".into(),
             text: "From here on\n>From there\nok\n".into(),
+            tied: true,
         }];
         let mbox = mbox(&config, "KAP-2026-0001", &entries);
         assert!(mbox.starts_with("From embargod "), "{mbox}");

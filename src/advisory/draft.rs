@@ -11,6 +11,16 @@ use crate::store::Transaction;
 
 use super::announce::{attachment_name, oss_security, paperwork};
 
+/// What the PST should still give before the release: the advisory
+/// data's gaps and the CVSS vector (the CVE record's metrics).
+pub fn missing(case: &Case) -> Vec<&'static str> {
+    let mut missing = case.advisory.missing();
+    if case.cvss.is_none() {
+        missing.push("X-CVSS: the severity vector");
+    }
+    missing
+}
+
 /// Spools the draft of `case`'s release to the PST. Returns the line for
 /// the reply.
 pub fn send(ctx: &Context<'_>, batch: &mut Transaction, case: &Case) -> String {
@@ -35,7 +45,15 @@ pub fn send(ctx: &Context<'_>, batch: &mut Transaction, case: &Case) -> String {
             None => " (no embargo is set yet)".into(),
         }
     );
-    let missing = case.advisory.missing();
+    let problems = case.advisory.problems();
+    if !problems.is_empty() {
+        body.push_str("To check:\n");
+        for line in &problems {
+            let _ = writeln!(body, "  - {line}");
+        }
+        body.push('\n');
+    }
+    let missing = missing(case);
     if !missing.is_empty() {
         body.push_str("Still missing (send them as signed keyword lines with X-Case):\n");
         for line in &missing {

@@ -185,6 +185,27 @@ pub const KEYWORDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// `X-Affected` for `affected`: how keywords are written.
+fn label(name: &str) -> String {
+    match name {
+        "cve" => "X-CVE".into(),
+        "cwe" => "X-CWE".into(),
+        _ => {
+            let words: Vec<String> = name
+                .split('-')
+                .map(|w| {
+                    let mut chars = w.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            format!("X-{}", words.join("-"))
+        }
+    }
+}
+
 /// Longest text value of a keyword, in characters.
 const MAX_TEXT: usize = 1000;
 /// Longest version, product or name, in characters.
@@ -207,22 +228,22 @@ impl AdvisoryData {
                     self.$field.clear();
                     return Ok(format!("{} cleared", $label));
                 }
-                let mut parsed = Vec::new();
+                // Built aside: a refused value changes nothing.
+                let mut list = if first {
+                    Vec::new()
+                } else {
+                    self.$field.clone()
+                };
                 for item in split_list(name, value) {
-                    parsed.push($parse(item)?);
-                }
-                if first {
-                    self.$field.clear();
-                }
-                for item in parsed {
-                    if !self.$field.contains(&item) {
-                        self.$field.push(item);
+                    let item = $parse(item)?;
+                    if !list.contains(&item) {
+                        list.push(item);
                     }
                 }
-                if self.$field.len() > MAX_ENTRIES {
-                    self.$field.truncate(MAX_ENTRIES);
-                    return Err(format!("X-{name}: at most {MAX_ENTRIES} entries are kept"));
+                if list.len() > MAX_ENTRIES {
+                    return Err(format!("{}: at most {MAX_ENTRIES} entries", label(name)));
                 }
+                self.$field = list;
                 Ok(format!(
                     "{}: {}",
                     $label,
@@ -276,8 +297,27 @@ impl AdvisoryData {
             "cwe" => list!(cwe, cwe_id, "CWE"),
             "credit" => list!(credits, credit, "credits"),
             "reference" => list!(references, reference, "references"),
-            other => Err(format!("X-{other}: not an advisory keyword")),
+            other => Err(format!("{}: not an advisory keyword", label(other))),
         }
+    }
+
+    /// What looks wrong in data that each passed its own check, one line
+    /// each: a fixed version inside an affected range of the project's
+    /// own product (scanners would call the fixed release vulnerable).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for fixed in &self.fixed {
+            for range in self.affected.iter().filter(|r| r.product.is_none()) {
+                if range.contains(fixed) == Some(true) {
+                    problems.push(format!(
+                        "X-Fixed {fixed} lies inside the affected range {range}: the records \
+                         would call it vulnerable; give one range per release line \
+                         (X-Affected: >=A, <{fixed}; >=B, <C)"
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// What the PST should still give before the release, one line each.
@@ -339,17 +379,19 @@ fn split_list<'a>(name: &str, value: &'a str) -> Vec<&'a str> {
 /// bidi characters (they would rearrange what readers of the records see).
 fn text(name: &str, value: &str, max: usize) -> Result<String, String> {
     if value.is_empty() {
-        return Err(format!("X-{name}: give a value (or \"none\")"));
+        return Err(format!("{}: give a value (or \"none\")", label(name)));
     }
     if value.chars().count() > max {
-        return Err(format!("X-{name}: at most {max} characters"));
+        return Err(format!("{}: at most {max} characters", label(name)));
     }
     if value
         .chars()
         .any(|c| c.is_control() || crate::mime::is_invisible(c))
     {
+        // (Also U+061C, U+2028/9 and the tag characters: Cf, Zl, Zp.)
         return Err(format!(
-            "X-{name}: control, zero-width and bidi characters are not allowed"
+            "{}: control, zero-width and bidi characters are not allowed",
+            label(name)
         ));
     }
     Ok(value.to_string())
@@ -366,7 +408,8 @@ fn version(name: &str, value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err(format!(
-            "X-{name}: {value:?} is not a version (letters, digits and . + - _ ~ : only)"
+            "{}: {value:?} is not a version (letters, digits and . + - _ ~ : only)",
+            label(name)
         ))
     }
 }
@@ -376,7 +419,21 @@ fn range(value: &str) -> Result<Range, String> {
     let mut product = None;
     let mut introduced = None;
     let mut end = None;
+    // ">= 1.0" is ">=1.0": an operator alone takes the next token.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut pending = String::new();
     for token in value.split([',', ' ']).filter(|t| !t.is_empty()) {
+        if token.chars().all(|c| "<>=".contains(c)) {
+            pending.push_str(token);
+        } else {
+            tokens.push(format!("{pending}{token}"));
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        tokens.push(pending);
+    }
+    for token in tokens.iter().map(String::as_str) {
         let (op, rest) = match token.find(|c: char| !"<>=".contains(c)) {
             Some(0) => ("", token),
             Some(at) => token.split_at(at),
@@ -412,11 +469,75 @@ fn range(value: &str) -> Result<Range, String> {
             "X-Affected: {value:?}: no version bound; write a range like \">=1.0.0, <1.4.2\""
         ));
     }
+    if let (Some(from), Some(End::Fixed(to) | End::LastAffected(to))) = (&introduced, &end) {
+        let empty = matches!(
+            (compare_versions(from, to), &end),
+            (Some(std::cmp::Ordering::Greater), _)
+                | (Some(std::cmp::Ordering::Equal), Some(End::Fixed(_)))
+        );
+        if empty {
+            return Err(format!(
+                "X-Affected: {value:?}: the range is empty ({from} is not below {to}); \
+                 the first affected version comes first"
+            ));
+        }
+    }
     Ok(Range {
         product,
         introduced,
         end,
     })
+}
+
+/// Orders two versions of the usual shape: dot-separated numbers, then
+/// an optional pre-release after `-` that sorts before the release
+/// (SemVer §11: `1.0.0-rc.1` < `1.0.0`), build metadata after `+`
+/// ignored. `None` when either has another shape (a date, a git hash):
+/// then nothing is concluded from the order.
+pub fn compare_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn parts(v: &str) -> Option<(Vec<u64>, Option<&str>)> {
+        let v = v.trim_start_matches(['v', 'V']);
+        let v = v.split('+').next().unwrap_or(v);
+        let (core, pre) = match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (v, None),
+        };
+        let numbers = core
+            .split('.')
+            .map(|n| n.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        Some((numbers, pre))
+    }
+    let (mut a_core, a_pre) = parts(a)?;
+    let (mut b_core, b_pre) = parts(b)?;
+    let len = a_core.len().max(b_core.len());
+    a_core.resize(len, 0);
+    b_core.resize(len, 0);
+    Some(a_core.cmp(&b_core).then_with(|| match (a_pre, b_pre) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => x.cmp(y),
+    }))
+}
+
+impl Range {
+    /// Whether `version` lies in the range; `None` when the versions
+    /// cannot be ordered ([`compare_versions`]).
+    pub fn contains(&self, version: &str) -> Option<bool> {
+        use std::cmp::Ordering::*;
+        let above = match &self.introduced {
+            Some(from) => compare_versions(version, from)? != Less,
+            None => true,
+        };
+        let below = match &self.end {
+            Some(End::Fixed(to)) => compare_versions(version, to)? == Less,
+            Some(End::LastAffected(to)) => compare_versions(version, to)? != Greater,
+            Some(End::Only(v)) => compare_versions(version, v)? == Equal,
+            None => true,
+        };
+        Some(above && below)
+    }
 }
 
 /// Sets a range's bound once: `>=1 >=2` is refused.
@@ -515,7 +636,8 @@ fn url(name: &str, value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err(format!(
-            "X-{name}: {value:?} is not an https:// or http:// URL (no spaces, no user@)"
+            "{}: {value:?} is not an https:// or http:// URL (no spaces, no user@)",
+            label(name)
         ))
     }
 }
@@ -539,6 +661,13 @@ mod tests {
 
         data.apply("fixed", "1.4.2, 1.3.9", true).unwrap();
         assert_eq!(data.fixed, ["1.4.2", "1.3.9"]);
+        let many: Vec<String> = (0..70).map(|n| format!("1.{n}")).collect();
+        assert!(data.apply("fixed", &many.join(", "), true).is_err());
+        assert_eq!(
+            data.fixed,
+            ["1.4.2", "1.3.9"],
+            "a refused list changes nothing"
+        );
         assert!(data.apply("fixed", "1.4.2;rm -rf", true).is_err());
         assert!(data.apply("cwe", "CWE-0122", true).is_err());
         data.apply("cwe", "cwe-122", true).unwrap();
@@ -552,9 +681,20 @@ mod tests {
         assert_eq!(data.credits[0].kind, "remediation developer");
         assert!(data.apply("credit", "Jane Doe", true).is_err());
         assert!(data.apply("credit", "hero: Jane", true).is_err());
-        assert!(data
-            .apply("credit", "finder: Eve \u{202E}gnp.exe", true)
-            .is_err());
+        for sneaky in [
+            '\u{202E}',
+            '\u{061C}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{E0041}',
+            '\u{00AD}',
+        ] {
+            assert!(
+                data.apply("credit", &format!("finder: Eve {sneaky}gnp.exe"), true)
+                    .is_err(),
+                "{sneaky:?}"
+            );
+        }
 
         data.apply("reference", "fix https://git.example/c/1a2b", true)
             .unwrap();
@@ -569,5 +709,35 @@ mod tests {
             .is_err());
         data.apply("reference", "none", true).unwrap();
         assert!(data.references.is_empty());
+    }
+
+    #[test]
+    fn ranges_are_ordered_and_fixed_versions_checked_against_them() {
+        let mut data = AdvisoryData::default();
+        let inverted = data.apply("affected", ">=1.4.2, <1.0.0", true).unwrap_err();
+        assert!(inverted.contains("empty"), "{inverted}");
+        assert!(data.apply("affected", ">=1.4.2, <1.4.2", true).is_err());
+        data.apply("affected", ">= 1.0.0, < 1.4.2", true).unwrap();
+        assert_eq!(data.affected[0].to_string(), ">=1.0.0, <1.4.2");
+        data.apply("fixed", "1.4.2, 1.3.9", true).unwrap();
+        let problems = data.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("1.3.9 lies inside"), "{problems:?}");
+        data.apply("affected", ">=1.0.0, <1.3.9; >=1.4.0, <1.4.2", true)
+            .unwrap();
+        assert!(data.problems().is_empty(), "{:?}", data.problems());
+        assert_eq!(
+            compare_versions("1.0.0-rc.1", "1.0.0"),
+            Some(std::cmp::Ordering::Less)
+        );
+        assert_eq!(
+            compare_versions("1.10", "1.9.9"),
+            Some(std::cmp::Ordering::Greater)
+        );
+        assert_eq!(compare_versions("2026-01-01", "1.0"), None);
+        let refused = data.apply("cwe", "CWE-x", true).unwrap_err();
+        assert!(refused.starts_with("X-CWE:"), "{refused}");
+        let refused = data.apply("credit", "finder: ", true).unwrap_err();
+        assert!(refused.starts_with("X-Credit:"), "{refused}");
     }
 }

@@ -173,7 +173,22 @@ pub fn cve(config: &Config, source: &Source<'_>) -> Result<Value, Missing> {
     if data.affected.is_empty() {
         return Err(Missing::Affected);
     }
-    let version_type = if semver(data) { "semver" } else { "custom" };
+    // CVE's versionType names the ordering: the ecosystem's own where it
+    // has one, SemVer when every version is one, else "custom".
+    let version_type = match config
+        .publish
+        .ecosystem
+        .as_deref()
+        .map(|e| e.split(':').next().unwrap_or(e))
+    {
+        Some("PyPI") => "python",
+        Some("Maven") => "maven",
+        Some("RubyGems") => "rubygems",
+        Some("Red Hat" | "AlmaLinux" | "Rocky Linux" | "openSUSE" | "SUSE") => "rpm",
+        Some("Debian" | "Ubuntu") => "deb",
+        _ if semver(data) => "semver",
+        _ => "custom",
+    };
     let affected: Vec<Value> = products(config, data)
         .into_iter()
         .map(|(product, ranges)| {

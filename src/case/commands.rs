@@ -93,6 +93,10 @@ pub struct Report {
     pub to_reporter: bool,
     /// The PST gets the release's draft (`X-Draft: yes`).
     pub draft: bool,
+    /// What looks wrong in the advisory data now (a fixed version inside
+    /// an affected range), one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -107,6 +111,9 @@ impl Report {
         }
         for line in &self.refused {
             text.push_str(&format!("  REFUSED: {line}\n"));
+        }
+        for line in &self.warnings {
+            text.push_str(&format!("  WARNING: {line}\n"));
         }
         text
     }
@@ -148,6 +155,15 @@ pub fn apply(
         let first = seen.insert(keyword.name.as_str());
         let result: Result<String, String> = match keyword.name.as_str() {
             "case" => continue,
+            "cve" if !value.eq_ignore_ascii_case("none") => {
+                match cve_elsewhere(ctx, &case.id, value) {
+                    Some(other) => Err(format!(
+                        "X-CVE: {} is case {other}'s already; one CVE names one issue",
+                        value.to_ascii_uppercase()
+                    )),
+                    None => case.advisory.apply("cve", value, first),
+                }
+            }
             name if crate::advisory::KEYWORDS.iter().any(|(k, _)| *k == name) => {
                 case.advisory.apply(name, value, first)
             }
@@ -266,12 +282,39 @@ pub fn apply(
             Err(line) => report.refused.push(line),
         }
     }
+    if keywords.iter().any(|k| {
+        crate::advisory::KEYWORDS
+            .iter()
+            .any(|(name, _)| *name == k.name)
+    }) {
+        report.warnings = case.advisory.problems();
+    }
     if report.draft {
         crate::advisory::draft::send(ctx, batch, case);
+    }
+    // The command line outranks every post signed before it: a delayed
+    // signed X-Add cannot undo an admin's later removal.
+    if matches!(actor, Actor::Admin) {
+        case.signed = case.signed.max(now);
     }
     timeline::schedule(config, batch, Some(&old), case, now);
     put(batch, case);
     report
+}
+
+/// Another case that has `cve` already, if any.
+fn cve_elsewhere(ctx: &Context<'_>, case: &str, cve: &str) -> Option<String> {
+    super::all(ctx.store)
+        .ok()?
+        .into_iter()
+        .find(|c| {
+            c.id != case
+                && c.advisory
+                    .cve
+                    .as_deref()
+                    .is_some_and(|other| other.eq_ignore_ascii_case(cve.trim()))
+        })
+        .map(|c| c.id)
 }
 
 /// A membership request for the distributors list (`X-Join:`): the

@@ -770,6 +770,7 @@ fingerprint = "0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567"
                 "oss_security",
             ),
             ("[publish]\nosv_id_prefix = \"a b\"", "osv_id_prefix"),
+            ("[publish]\necosystem = \"PyPi\"", "did you mean \"PyPI\""),
         ] {
             let msg = problem(&with(table));
             assert!(msg.contains(key), "{table}: {msg}");

@@ -737,6 +737,23 @@ impl Checker<'_> {
                 ),
             ));
         }
+        if let Some(ecosystem) = &raw.ecosystem {
+            let base = ecosystem.split(':').next().unwrap_or(ecosystem);
+            if !OSV_ECOSYSTEMS.contains(&base) {
+                let near = OSV_ECOSYSTEMS
+                    .iter()
+                    .find(|e| e.eq_ignore_ascii_case(base))
+                    .map(|e| format!(" (did you mean {e:?}?)"))
+                    .unwrap_or_default();
+                return Err(self.invalid(
+                    "publish.ecosystem",
+                    format!(
+                        "{ecosystem:?} is not an OSV ecosystem{near}; use one of: {}",
+                        OSV_ECOSYSTEMS.join(", ")
+                    ),
+                ));
+            }
+        }
         let product = raw
             .product
             .clone()
@@ -801,6 +818,60 @@ impl Checker<'_> {
     }
 }
 
+/// The ecosystems the OSV schema names (`$defs/ecosystemName`, as
+/// vendored in tests/schemas), spelled as OSV spells them; a `:suffix`
+/// (a release, `Debian:12`) may follow.
+const OSV_ECOSYSTEMS: &[&str] = &[
+    "AlmaLinux",
+    "Alpaquita",
+    "Alpine",
+    "Android",
+    "Azure Linux",
+    "BellSoft Hardened Containers",
+    "Bioconductor",
+    "Bitnami",
+    "Chainguard",
+    "CleanStart",
+    "ConanCenter",
+    "CRAN",
+    "crates.io",
+    "Debian",
+    "Docker Hardened Images",
+    "Echo",
+    "FreeBSD",
+    "GHC",
+    "GitHub Actions",
+    "Go",
+    "Hackage",
+    "Hex",
+    "Julia",
+    "Kubernetes",
+    "Linux",
+    "Mageia",
+    "Maven",
+    "MinimOS",
+    "npm",
+    "NuGet",
+    "opam",
+    "openEuler",
+    "openSUSE",
+    "OSS-Fuzz",
+    "Packagist",
+    "Photon OS",
+    "Pub",
+    "PyPI",
+    "Red Hat",
+    "Rocky Linux",
+    "Root",
+    "RubyGems",
+    "SUSE",
+    "SwiftURL",
+    "TuxCare",
+    "Ubuntu",
+    "VSCode",
+    "Wolfi",
+];
+
 /// Whether `host` names this machine: `localhost` or a loopback address.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -824,8 +895,10 @@ fn split_host_port(text: &str) -> Option<(String, u16)> {
 impl RawConfig {
     /// Checks every value and resolves paths against `file`'s folder.
     pub fn check(self, file: &Path) -> Result<Config, ConfigError> {
+        // `embargod.toml` alone has the empty path as its parent: ".".
         let dir = file
             .parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let dir = std::path::absolute(&dir).unwrap_or(dir);

@@ -116,7 +116,7 @@ fn describe(c: &Case) -> String {
     if let Some(reason) = &c.slow {
         text.push_str(&format!("  slowed    {reason}\n"));
     }
-    text.push_str(&advisory_rows(&c.advisory));
+    text.push_str(&advisory_rows(c));
     text.push_str("  timeline\n");
     for d in &c.deadlines {
         let state = match &d.done {
@@ -133,7 +133,8 @@ fn describe(c: &Case) -> String {
 }
 
 /// The advisory data, one row per field given, and what is missing.
-fn advisory_rows(a: &crate::advisory::AdvisoryData) -> String {
+fn advisory_rows(c: &Case) -> String {
+    let a = &c.advisory;
     let mut rows = Vec::new();
     let join = |items: Vec<String>| items.join("; ");
     let mut row = |label: &str, value: String| {
@@ -162,7 +163,10 @@ fn advisory_rows(a: &crate::advisory::AdvisoryData) -> String {
     if let Some((by, at)) = &a.archive_approved {
         row("archive", format!("approved by {by} {}", at.formatted()));
     }
-    let missing = a.missing();
+    for problem in a.problems() {
+        row("CHECK", problem);
+    }
+    let missing = crate::advisory::draft::missing(c);
     if !missing.is_empty() {
         row(
             "missing",

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use super::Response;
 use crate::clock::format_time;
 use crate::clock::Timestamp;
-use crate::embargo::{check_until, parse_time, release, Change, EarlyRelease};
+use crate::embargo::{
+    check_notice, check_until, parse_time, release, snap, Change, EarlyRelease, ShortNotice,
+};
 use crate::state::Shared;
 use crate::store::Audience;
 
@@ -89,26 +91,72 @@ pub(super) async fn release_now(shared: &Arc<Shared>, case: &str, reason: String
         .await;
     match batch {
         Ok(batch) => match shared.commit(batch).await {
-            Ok(()) => Response::ok(format!("{case} released; the announcement is queued\n")),
+            Ok(()) => {
+                let mut text = format!(
+                    "{case} released; the announcement is queued\nrecords: {}\n",
+                    shared.config().publish.dir.join(case).display()
+                );
+                let record = crate::case::all(&shared.store)
+                    .ok()
+                    .and_then(|all| all.into_iter().find(|c| c.id == case));
+                if let Some(record) = record {
+                    let missing = crate::advisory::draft::missing(&record);
+                    if !missing.is_empty() {
+                        text.push_str("published without:\n");
+                        for line in missing {
+                            text.push_str(&format!("  {line}\n"));
+                        }
+                    }
+                }
+                Response::ok(text)
+            }
             Err(e) => Response::error(e.to_string()),
         },
         Err(e) => Response::error(e),
     }
 }
 
-pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Response {
+pub(super) async fn reschedule(
+    shared: &Arc<Shared>,
+    case: &str,
+    at: &str,
+    reason: Option<String>,
+) -> Response {
     let _embargoes = shared.embargo_lock.lock().await;
     let config = shared.config();
     let now = shared.clock.now();
-    let until = match parse_time(at).and_then(|t| check_until(&config, t, now).map(|()| t)) {
-        Ok(until) => until,
+    // The same rules as a PST post: the next release slot, and the
+    // notice window unless a reason is given (recorded, told to all).
+    let asked = match parse_time(at) {
+        Ok(asked) => asked,
         Err(e) => return Response::error(e),
     };
+    let until = snap(&config, asked);
+    if let Err(e) = check_until(&config, until, now) {
+        return Response::error(e);
+    }
     let mut embargo = match crate::embargo::get(&shared.store, case) {
         Ok(Some(e)) if e.released.is_none() => e,
         Ok(Some(_)) => return Response::error(format!("case {case} is already public")),
         Ok(None) => return Response::error(format!("case {case} has no embargo")),
         Err(e) => return Response::error(e.to_string()),
+    };
+    let reason = reason
+        .map(|r| crate::mime::note(&r, 200))
+        .filter(|r| !r.is_empty());
+    let short_notice = match check_notice(&config, embargo.opened.to_datetime(), until) {
+        Ok(()) => None,
+        Err(e) => match reason {
+            Some(reason) => Some(ShortNotice {
+                by: "an admin (command line)".into(),
+                reason,
+            }),
+            None => {
+                return Response::error(format!(
+                    "{e}. From the command line, give the reason with --reason"
+                ))
+            }
+        },
     };
     let old = embargo.clone();
     let at = Timestamp::from(now);
@@ -121,6 +169,27 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
         },
         at,
     );
+    embargo.short_notice = short_notice.clone();
+    let mut text = format!(
+        "The disclosure time of case {case} moved from {} to {}.\n\
+         The embargo holds until then.\n",
+        crate::clock::format_disclosure(old.until()),
+        crate::clock::format_disclosure(until)
+    );
+    if until != asked {
+        text.push_str(&format!(
+            "(Asked for {}; moved to the next release slot.)\n",
+            crate::clock::format_disclosure(asked)
+        ));
+    }
+    if let Some(short) = &short_notice {
+        text.push_str(&format!(
+            "SHORT NOTICE: less than the policy's {} before disclosure, allowed by {}: {}\n",
+            humantime::format_duration(config.embargo.min_notice),
+            short.by,
+            short.reason
+        ));
+    }
     let mut batch = crate::store::Transaction::new();
     crate::embargo::put_scheduled(&config, &mut batch, Some(&old), &embargo, at);
     batch.spool(crate::notice::notice(
@@ -131,17 +200,17 @@ pub(super) async fn reschedule(shared: &Arc<Shared>, case: &str, at: &str) -> Re
             crate::config::ListName::Distributors,
         ]),
         &format!("{case}: disclosure time moved to {}", format_time(until)),
-        &format!(
-            "The disclosure time of case {case} moved from {} to {}.\n\
-             The embargo holds until then.\n",
-            old.until.formatted(),
-            crate::clock::format_disclosure(until)
-        ),
+        &text,
     ));
     match shared.commit(batch).await {
         Ok(()) => Response::ok(format!(
-            "{case} now goes public at {}\n",
-            crate::clock::format_disclosure(until)
+            "{case} now goes public at {}{}\n",
+            crate::clock::format_disclosure(until),
+            if until != asked {
+                " (the next release slot)"
+            } else {
+                ""
+            }
         )),
         Err(e) => Response::error(e.to_string()),
     }

@@ -285,7 +285,7 @@ pub async fn handle(shared: &Arc<Shared>, command: Command) -> Response {
                 Some(reason) => release_now(shared, &case, reason).await,
                 None => Response::error("--now needs --reason: say why the embargo ends early"),
             },
-            (false, Some(at)) => reschedule(shared, &case, &at).await,
+            (false, Some(at)) => reschedule(shared, &case, &at, reason).await,
             _ => Response::error("give either --now --reason TEXT or --at TIME"),
         },
     }

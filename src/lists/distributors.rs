@@ -170,9 +170,23 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
                     .flatten()
                     .filter(|e| e.released.is_none())
             });
-            let mut info = match &pending {
-                Some(e) => banner(config, &e.case, e.until()),
-                None => format!(
+            // A reply on a case already public is not under embargo.
+            let released = match (&pending, &case) {
+                (None, Some(case)) => crate::embargo::get(ctx.store, case)
+                    .ok()
+                    .flatten()
+                    .and_then(|e| e.released.map(|r| r.at)),
+                _ => None,
+            };
+            let mut info = match (&pending, released, &case) {
+                (Some(e), _, _) => banner(config, &e.case, e.until()),
+                (None, Some(at), Some(case)) => format!(
+                    "Case {case} is public since {}: this reply on the private {} distributors\n\
+                     list is no longer under embargo, but stays among the list's members.\n",
+                    crate::clock::format_disclosure(at.to_datetime()),
+                    config.project.name
+                ),
+                _ => format!(
                     "EMBARGOED: sent to the private {} distributors list.\n\
                      Treat it as under embargo until the PST announces the disclosure.\n",
                     config.project.name
@@ -191,7 +205,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             if let (Some(from), Some(e)) = (moved_from, &pending) {
                 info.push_str(&format!(
                     "The disclosure time moved from {} to {}.\n",
-                    from.formatted(),
+                    crate::clock::format_disclosure(from.to_datetime()),
                     crate::clock::format_disclosure(e.until())
                 ));
             }
@@ -201,9 +215,12 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             // Only a signed Subject is shown as the post's own; otherwise
             // the copies (and the announcement) name the signed text.
             let signed_subject = signed_subject(unwrapped, signer, &keywords, &rest);
-            let subject = match &pending {
-                Some(e) => embargoed_subject(&signed_subject, &e.case),
-                None => format!("[EMBARGOED] {}", signed_subject.trim()),
+            let subject = match (&pending, released, &case) {
+                (Some(e), _, _) => embargoed_subject(&signed_subject, &e.case),
+                (None, Some(_), Some(case)) => {
+                    crate::embargo::public_subject(&signed_subject, case)
+                }
+                _ => format!("[EMBARGOED] {}", signed_subject.trim()),
             };
             let outgoing = Outgoing::new(
                 with_header(&unwrapped.headers, "Subject", &subject),
@@ -216,15 +233,16 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             // advisory is kept (latest only) with the embargo.
             if let (None, Some(case)) = (&embargo, &case) {
                 if let Ok(Some(record)) = crate::case::get(ctx, case) {
-                    crate::advisory::archive::keep(
-                        ctx,
-                        batch,
+                    let tied = super::security::names_case(ctx, unwrapped, &keywords, case);
+                    let message = crate::advisory::archive::Message {
                         id,
-                        &record,
-                        ListName::Distributors,
+                        list: ListName::Distributors,
                         unwrapped,
-                        &rest,
-                    );
+                        text: &rest,
+                        tied,
+                        envelope: post.envelope_sender(),
+                    };
+                    crate::advisory::archive::keep(ctx, batch, &record, message);
                 }
             }
             let members = recipients(ctx);
@@ -391,8 +409,17 @@ fn pst_post(
     } else {
         snap(ctx.config, asked)
     };
-    check_until(ctx.config, until, ctx.now)
-        .map_err(|e| Held::new("X-Embargo-Until out of range", e))?;
+    check_until(ctx.config, until, ctx.now).map_err(|e| {
+        let slot = if until != asked {
+            format!(
+                " (that is the next release slot after the {} asked for)",
+                crate::clock::format_disclosure(asked)
+            )
+        } else {
+            String::new()
+        };
+        Held::new("X-Embargo-Until out of range", format!("{e}{slot}"))
+    })?;
     let mut note = String::new();
     if until != asked {
         note.push_str(&format!(

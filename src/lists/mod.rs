@@ -40,6 +40,16 @@ pub struct Post<'a> {
     pub unwrapped: &'a Unwrapped,
 }
 
+impl Post<'_> {
+    /// Its envelope sender (RFC 5321 MAIL FROM), when it came by mail.
+    pub fn envelope_sender(&self) -> Option<&str> {
+        match &self.incoming.meta.source {
+            Source::Mail { mail_from, .. } => Some(mail_from),
+            _ => None,
+        }
+    }
+}
+
 /// Decides what becomes of spool entry `id`.
 pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     let config = ctx.config;

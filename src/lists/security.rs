@@ -37,7 +37,7 @@ pub fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
         return vouch(ctx, batch, post, request);
     }
     if keywords.is_empty() {
-        return report_or_follow_up(ctx, batch, post, &text);
+        return report_or_follow_up(ctx, batch, post, &keywords, &rest);
     }
     // Keyword lines are commands only in signed text: a PST member's, by
     // a key in force now, fresh and never used before.
@@ -49,7 +49,7 @@ pub fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             command_mail(ctx, batch, post, sig, &keywords, &rest, stripped)
         }
         Authority::Refused { member, why } => refuse_signed(ctx, batch, post, member, &why),
-        Authority::None => report_or_follow_up(ctx, batch, post, &text),
+        Authority::None => report_or_follow_up(ctx, batch, post, &keywords, &rest),
     }
 }
 
@@ -79,6 +79,25 @@ fn refuse_signed(
     hold_command(ctx, batch, post, member, held);
 }
 
+/// Whether words a member signed name `case`: an `X-Case:` line, or a
+/// Subject the same signature covers. (The outer Subject and References
+/// are anyone's to edit.)
+pub(super) fn names_case(
+    ctx: &Context<'_>,
+    unwrapped: &Unwrapped,
+    keywords: &[Keyword],
+    case: &str,
+) -> bool {
+    let Some(signer) = unwrapped.signatures.good_signers().next() else {
+        return false;
+    };
+    keywords::get(keywords, "case")
+        .and_then(|named| id_in(ctx.config, named))
+        .is_some_and(|named| named == case)
+        || (unwrapped.headers_signer.as_deref() == Some(signer)
+            && id_in(ctx.config, &unwrapped.subject).is_some_and(|named| named == case))
+}
+
 /// The case a message names in its Subject, or replies to.
 fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
     if let Some(id) = id_in(ctx.config, &unwrapped.subject) {
@@ -94,8 +113,16 @@ fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
         .and_then(|id| get(ctx, &id).ok().flatten())
 }
 
-/// `text` is the message's first text part, as its case's thread keeps it.
-fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, text: &str) {
+/// A report or a follow-up that is no command: `keywords` are the lines
+/// its first text part starts with (they command nothing here), `rest`
+/// that text without them.
+fn report_or_follow_up(
+    ctx: &Context<'_>,
+    batch: &mut Transaction,
+    post: Post<'_>,
+    keywords: &[Keyword],
+    rest: &str,
+) {
     let Post {
         id,
         incoming,
@@ -113,7 +140,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
                 Ok(case) => (case, true),
                 Err(e) => {
                     tracing::error!(msg = id, error = %e, "cannot open a case; forwarding without one");
-                    return forward(ctx, batch, post, None, unwrapped.content.clone(), "", "");
+                    return forward(ctx, batch, post, None, unwrapped.content.clone(), "", None);
                 }
             }
         }
@@ -157,6 +184,18 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
             tracing::warn!(case = %case.id, "acknowledgement limit reached (per sender or in all); none sent");
         }
     }
+    // The case's thread keeps it — unless it is a distributor's status
+    // sent here too (the PST's alone) — as tied to the case when a
+    // signature names the case, or nothing signed chose it.
+    let thread = (!keywords
+        .iter()
+        .any(|k| k.name == "status" || k.name == "note"))
+    .then(|| {
+        let tied = new
+            || unwrapped.signatures.good_signers().next().is_none()
+            || names_case(ctx, unwrapped, keywords, &case.id);
+        (rest, tied)
+    });
     forward(
         ctx,
         batch,
@@ -164,7 +203,7 @@ fn report_or_follow_up(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_
         Some(&case),
         unwrapped.content.clone(),
         &note,
-        text,
+        thread,
     );
 }
 
@@ -202,8 +241,9 @@ fn ack_allowed(ctx: &Context<'_>, batch: &mut Transaction, address: &str) -> boo
 }
 
 /// Sends a message of `case` (or of no case) to the PST and the case's
-/// Fix Team, its Subject tagged with the case ID; the case's thread keeps
-/// `text` for the public archive.
+/// Fix Team, its Subject tagged with the case ID. `thread`: the text the
+/// case's thread keeps for the public archive, and whether signed words
+/// tie it to the case ([`crate::advisory::archive::keep`]).
 fn forward(
     ctx: &Context<'_>,
     batch: &mut Transaction,
@@ -211,7 +251,7 @@ fn forward(
     case: Option<&Case>,
     content: Vec<u8>,
     note: &str,
-    text: &str,
+    thread: Option<(&str, bool)>,
 ) {
     let Post {
         id,
@@ -231,7 +271,17 @@ fn forward(
         if let Some(message_id) = &unwrapped.message_ids.message_id {
             put_reference(ctx, batch, message_id, &case.id);
         }
-        crate::advisory::archive::keep(ctx, batch, id, case, ListName::Security, unwrapped, text);
+        if let Some((text, tied)) = thread {
+            let message = crate::advisory::archive::Message {
+                id,
+                list: ListName::Security,
+                unwrapped,
+                text,
+                tied,
+                envelope: post.envelope_sender(),
+            };
+            crate::advisory::archive::keep(ctx, batch, case, message);
+        }
     }
     let mut info = String::new();
     info.push_str(note);
@@ -360,7 +410,15 @@ fn command_mail(
     } else {
         String::new()
     };
-    forward(ctx, batch, post, Some(&case), stripped, &note, rest);
+    forward(
+        ctx,
+        batch,
+        post,
+        Some(&case),
+        stripped,
+        &note,
+        Some((rest, true)),
+    );
 }
 
 /// The reporter of a new case, for the PST's answers (`X-To-Reporter`):
@@ -404,7 +462,15 @@ fn join(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>, list: &str) 
         ),
         Err(reason) => format!("A membership request could not be opened: {reason}.\n"),
     };
-    forward(ctx, batch, post, None, unwrapped.content.clone(), &note, "");
+    forward(
+        ctx,
+        batch,
+        post,
+        None,
+        unwrapped.content.clone(),
+        &note,
+        None,
+    );
 }
 
 /// `X-Vouch: REQ-…`, signed by a distributor or PST member.

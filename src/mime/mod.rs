@@ -28,12 +28,19 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// Whether `c` is a zero-width or bidirectional-formatting character:
-/// invisible itself, it rearranges or hides the text around it (a name
-/// that reads one way and is stored another), so values a reader must
-/// trust keep none.
+/// Whether `c` is invisible itself yet changes the text around it: a
+/// format character (Unicode category Cf: bidi controls, zero-width
+/// characters, tags) or a line or paragraph separator. A name that reads
+/// one way and is stored another is built from these, so values a reader
+/// must trust keep none.
 pub fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    matches!(
+        get_general_category(c),
+        GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// `text` on one line ([`one_line`]), without invisible characters
