@@ -477,7 +477,7 @@ async fn a_case_from_report_to_release_leaves_its_paperwork_behind() {
     );
     let files_note = texts_to(&w, &mail, "bob")
         .into_iter()
-        .find(|t| t.contains("the release's records"))
+        .find(|t| t.contains("is lifted"))
         .unwrap();
     assert!(
         files_note.contains(&public.display().to_string()),

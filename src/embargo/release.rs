@@ -141,7 +141,8 @@ pub fn release(
                 .join(", ")
         );
     }
-    // Where the files went (or why not) is the PST's to know.
+    // Where the files went (or why not) is the PST's to know: their
+    // notice says it, the distributors' does not.
     let mut files_note = match &written {
         Ok(dir) => format!("The records of {case} are in {}.\n", dir.display()),
         Err(e) => format!(
@@ -153,17 +154,18 @@ pub fn release(
     if let Some(missing) = &paperwork.no_cve_record {
         let _ = writeln!(files_note, "No CVE record was made: {missing}.");
     }
+    let subject = format!("embargo lifted: {case}");
     batch.spool(crate::notice::to_pst(
         config,
         ctx.now,
-        &format!("{case}: the release's records"),
-        &files_note,
+        &subject,
+        &format!("{lifted}\n{files_note}"),
     ));
     batch.spool(crate::notice::notice(
         config,
         ctx.now,
-        Audience::Lists(vec![ListName::Security, ListName::Distributors]),
-        &format!("embargo lifted: {case}"),
+        Audience::Lists(vec![ListName::Distributors]),
+        &subject,
         &lifted,
     ));
     tracing::info!(%case, early = early.is_some(), "released");
