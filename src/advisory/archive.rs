@@ -34,8 +34,6 @@ pub enum Role {
     Pst,
     /// A distributor, by their signature.
     Distributor,
-    /// Anyone else.
-    Other,
 }
 
 impl Role {
@@ -45,7 +43,6 @@ impl Role {
             Role::Reporter => "Reporter",
             Role::Pst => "Product Security Team",
             Role::Distributor => "Distributor",
-            Role::Other => "Participant",
         }
     }
 }
@@ -61,13 +58,6 @@ pub struct Entry {
     pub subject: String,
     /// Its text (the first text part, keyword lines removed).
     pub text: String,
-    /// Whether what filed it under its case can be trusted: signed words
-    /// naming the case, or (unsigned mail) the report itself or its
-    /// reporter's follow-up. A signed post filed only by its unsigned
-    /// Subject or References is not: those could move another case's
-    /// embargoed words into this one's public archive.
-    #[serde(default)]
-    pub tied: bool,
 }
 
 /// Case threads: `CASE/<received, hex ms>/<spool id>` → [`Entry`] as JSON,
@@ -88,15 +78,22 @@ pub struct Message<'a> {
     pub unwrapped: &'a crate::mime::inbound::Unwrapped,
     /// Its first text part, keyword lines removed.
     pub text: &'a str,
-    /// Whether signed words tie it to the case ([`Entry::tied`]).
+    /// Whether what filed it under its case can be trusted: signed words
+    /// naming the case, or (unsigned mail) the report itself or its
+    /// reporter's follow-up. A signed post filed only by its unsigned
+    /// Subject or References is not: those could move another case's
+    /// embargoed words into this one's public archive.
     pub tied: bool,
     /// Its envelope sender (RFC 5321 MAIL FROM), when it came by mail.
     pub envelope: Option<&'a str>,
 }
 
 /// Keeps `message` in `case`'s thread for its archive: its text and
-/// Subject, the role its signature (or the reporter's address) shows, and
-/// whether it is tied to the case.
+/// Subject, and the role its signature (or the reporter's address) shows.
+/// What the archive would never publish is not kept at all: mail from
+/// anyone who is neither a signing member nor the case's reporter (an
+/// outsider who names the case in a Subject must not get words into the
+/// project's public record), and mail not tied to the case.
 pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Message<'_>) {
     let Message {
         id,
@@ -109,7 +106,7 @@ pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Me
     let config = ctx.config;
     let signer = unwrapped.signatures.good_signers().next();
     let role = match signer {
-        Some(m) if config.lists.security.members.iter().any(|p| p == m) => Role::Pst,
+        Some(m) if config.lists.security.members.iter().any(|p| p == m) => Some(Role::Pst),
         Some(m)
             if config
                 .lists
@@ -117,9 +114,9 @@ pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Me
                 .as_ref()
                 .is_some_and(|d| d.members.iter().any(|x| x == m)) =>
         {
-            Role::Distributor
+            Some(Role::Distributor)
         }
-        Some(_) => Role::Other,
+        Some(_) => None,
         // Unsigned mail is the reporter's when its From is the case's
         // reporter and its envelope sender is of the same domain: a From
         // alone is anyone's to write.
@@ -133,9 +130,12 @@ pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Me
                 .zip(case.reporter.as_deref())
                 .is_some_and(|(e, r)| same_domain(e, r)) =>
         {
-            Role::Reporter
+            Some(Role::Reporter)
         }
-        None => Role::Other,
+        None => None,
+    };
+    let Some(role) = role.filter(|_| tied) else {
+        return;
     };
     let text = if text.trim().is_empty() {
         // An HTML-only message (or one with no text): said, not lost
@@ -166,7 +166,6 @@ pub fn keep(ctx: &Context<'_>, batch: &mut Transaction, case: &Case, message: Me
         role,
         subject,
         text,
-        tied,
     };
     let key = format!("{}/{:016x}/{id:016x}", case.id, entry.at.millis());
     batch.put(
@@ -263,13 +262,10 @@ pub struct Archive {
     pub messages: usize,
 }
 
-/// The archive of `case`: its kept thread, the advisory as last sent to
-/// distributors, in time order, sanitized. Left out: mail from anyone who
-/// is neither a signing member nor the case's reporter (an outsider who
-/// names the case in a Subject must not get words into the project's
-/// public record); entries not tied to the case ([`Entry::tied`]); and
-/// unsigned "reporter" mail that came after the release, when the case ID
-/// is public and anyone could write as the reporter.
+/// The archive of `case`: its kept thread ([`keep`]), the advisory as last
+/// sent to distributors, in time order, sanitized. Left out: unsigned
+/// "reporter" mail that came after the release, when the case ID is
+/// public and anyone could write as the reporter.
 pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
     let embargo = crate::embargo::get(ctx.store, &case.id)?;
     let public_since = embargo
@@ -277,11 +273,7 @@ pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
         .and_then(|e| e.released.as_ref().map(|r| r.at))
         .or(case.closed);
     let mut entries = thread(ctx.store, &case.id)?;
-    entries.retain(|e| {
-        e.role != Role::Other
-            && e.tied
-            && !(e.role == Role::Reporter && public_since.is_some_and(|at| e.at > at))
-    });
+    entries.retain(|e| !(e.role == Role::Reporter && public_since.is_some_and(|at| e.at > at)));
     if let (Some(advisory), Some(embargo)) =
         (crate::embargo::advisory(ctx.store, &case.id)?, embargo)
     {
@@ -292,7 +284,6 @@ pub fn make(ctx: &Context<'_>, case: &Case) -> Result<Archive, StoreError> {
             text: crate::mime::edit::first_text(&advisory.content)
                 .map(|slot| slot.text)
                 .unwrap_or_default(),
-            tied: true,
         });
     }
     entries.sort_by_key(|e| e.at);
@@ -570,7 +561,6 @@ mod tests {
             role: Role::Reporter,
             subject: "crash".into(),
             text: "From here on\n>From there\nok\n".into(),
-            tied: true,
         }];
         let mbox = mbox(&config, "KAP-2026-0001", &entries);
         assert!(mbox.starts_with("From embargod "), "{mbox}");
