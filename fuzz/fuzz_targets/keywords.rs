@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 
 use embargod::advisory::records::{self, Source};
-use embargod::advisory::{AdvisoryData, KEYWORDS};
+use embargod::advisory::{is_keyword, AdvisoryData};
 use embargod::case::id::CaseId;
 use embargod::case::{score, Milestone};
 use embargod::config::Config;
@@ -55,9 +55,7 @@ fuzz_target!(|data: &[u8]| {
             "embargo-until" => parse_time(value).is_ok(),
             "done" => Milestone::parse(value).is_ok(),
             "cvss" => score(value).is_ok(),
-            advisory if KEYWORDS.iter().any(|(k, _)| *k == advisory) => {
-                data.apply(advisory, value, first).is_ok()
-            }
+            advisory if is_keyword(advisory) => data.apply(advisory, value, first).is_ok(),
             _ => true,
         };
     }

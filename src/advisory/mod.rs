@@ -185,6 +185,11 @@ pub const KEYWORDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Whether `name` (lower-case, without `X-`) is one of [`KEYWORDS`].
+pub fn is_keyword(name: &str) -> bool {
+    KEYWORDS.iter().any(|(keyword, _)| *keyword == name)
+}
+
 /// `X-Affected` for `affected`: how keywords are written.
 fn label(name: &str) -> String {
     match name {

@@ -52,12 +52,9 @@ pub const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether `name` is a keyword of the security list.
-fn known(name: &str) -> bool {
-    KNOWN
-        .iter()
-        .chain(crate::advisory::KEYWORDS)
-        .any(|(known, _)| *known == name)
+/// Every keyword of the security list: the case's and the advisory's.
+fn all_known() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    KNOWN.iter().chain(crate::advisory::KEYWORDS)
 }
 
 /// Who gives a command.
@@ -122,12 +119,11 @@ impl Report {
 /// Checks the mail as a whole: known keywords only. (The signature's
 /// freshness is [`crate::freshness`]'s, checked before.)
 pub fn admissible(keywords: &[Keyword]) -> Result<(), CaseError> {
-    if let Some(unknown) = keywords.iter().find(|k| !known(&k.name)) {
-        let known: Vec<String> = KNOWN
-            .iter()
-            .chain(crate::advisory::KEYWORDS)
-            .map(|(n, _)| format!("X-{n}"))
-            .collect();
+    if let Some(unknown) = keywords
+        .iter()
+        .find(|k| !all_known().any(|(name, _)| *name == k.name))
+    {
+        let known: Vec<String> = all_known().map(|(n, _)| format!("X-{n}")).collect();
         return Err(CaseError::UnknownKeyword {
             name: unknown.name.clone(),
             known: known.join(", "),
@@ -164,9 +160,7 @@ pub fn apply(
                     None => case.advisory.apply("cve", value, first),
                 }
             }
-            name if crate::advisory::KEYWORDS.iter().any(|(k, _)| *k == name) => {
-                case.advisory.apply(name, value, first)
-            }
+            name if crate::advisory::is_keyword(name) => case.advisory.apply(name, value, first),
             "draft" => {
                 if value.eq_ignore_ascii_case("yes") {
                     report.draft = true;
@@ -282,11 +276,10 @@ pub fn apply(
             Err(line) => report.refused.push(line),
         }
     }
-    if keywords.iter().any(|k| {
-        crate::advisory::KEYWORDS
-            .iter()
-            .any(|(name, _)| *name == k.name)
-    }) {
+    if keywords
+        .iter()
+        .any(|k| crate::advisory::is_keyword(&k.name))
+    {
         report.warnings = case.advisory.problems();
     }
     if report.draft {

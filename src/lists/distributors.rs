@@ -233,7 +233,7 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
             // advisory is kept (latest only) with the embargo.
             if let (None, Some(case)) = (&embargo, &case) {
                 if let Ok(Some(record)) = crate::case::get(ctx, case) {
-                    let tied = super::security::names_case(ctx, unwrapped, &keywords, case);
+                    let tied = super::names_case(ctx, unwrapped, &keywords, case);
                     let message = crate::advisory::archive::Message {
                         id,
                         list: ListName::Distributors,

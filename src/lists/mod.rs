@@ -50,6 +50,26 @@ impl Post<'_> {
     }
 }
 
+/// Whether words a member signed name `case`: an `X-Case:` line, or a
+/// Subject the same signature covers. (The outer Subject and References
+/// are anyone's to edit.)
+pub(crate) fn names_case(
+    ctx: &Context<'_>,
+    unwrapped: &Unwrapped,
+    keywords: &[crate::keywords::Keyword],
+    case: &str,
+) -> bool {
+    let Some(signer) = unwrapped.signatures.good_signers().next() else {
+        return false;
+    };
+    crate::keywords::get(keywords, "case")
+        .and_then(|named| crate::case::id_in(ctx.config, named))
+        .is_some_and(|named| named == case)
+        || (unwrapped.headers_signer.as_deref() == Some(signer)
+            && crate::case::id_in(ctx.config, &unwrapped.subject)
+                .is_some_and(|named| named == case))
+}
+
 /// Decides what becomes of spool entry `id`.
 pub fn process(ctx: &Context<'_>, id: u64, incoming: Incoming) -> Transaction {
     let config = ctx.config;

@@ -79,25 +79,6 @@ fn refuse_signed(
     hold_command(ctx, batch, post, member, held);
 }
 
-/// Whether words a member signed name `case`: an `X-Case:` line, or a
-/// Subject the same signature covers. (The outer Subject and References
-/// are anyone's to edit.)
-pub(super) fn names_case(
-    ctx: &Context<'_>,
-    unwrapped: &Unwrapped,
-    keywords: &[Keyword],
-    case: &str,
-) -> bool {
-    let Some(signer) = unwrapped.signatures.good_signers().next() else {
-        return false;
-    };
-    keywords::get(keywords, "case")
-        .and_then(|named| id_in(ctx.config, named))
-        .is_some_and(|named| named == case)
-        || (unwrapped.headers_signer.as_deref() == Some(signer)
-            && id_in(ctx.config, &unwrapped.subject).is_some_and(|named| named == case))
-}
-
 /// The case a message names in its Subject, or replies to.
 fn existing_case(ctx: &Context<'_>, unwrapped: &Unwrapped) -> Option<Case> {
     if let Some(id) = id_in(ctx.config, &unwrapped.subject) {
@@ -193,7 +174,7 @@ fn report_or_follow_up(
     .then(|| {
         let tied = new
             || unwrapped.signatures.good_signers().next().is_none()
-            || names_case(ctx, unwrapped, keywords, &case.id);
+            || super::names_case(ctx, unwrapped, keywords, &case.id);
         (rest, tied)
     });
     forward(
