@@ -540,3 +540,56 @@ async fn the_command_line_keeps_to_release_slots_and_the_notice_window() {
     );
     f.daemon.stop().await;
 }
+
+/// A PST post held for a date more than `max_embargo_days` away kept its
+/// signature unspent: replayed by whoever captured it once the date came
+/// within range, it set an embargo (and sent the advisory to every
+/// distributor) days after the PST had given up on it. A held post's
+/// signature is spent now, as on the security list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_distributors_post_cannot_be_replayed_once_its_date_is_in_range() {
+    let f = Flow::new().await;
+    f.report("crash in the parser", "REPORT-TEXT").await;
+    f.w.clock.advance(Duration::from_secs(1));
+    let until = f.w.clock.now() + chrono::Duration::days(20);
+    let post = signed_text(
+        &f.w.gpg,
+        "alice@example.org",
+        DISTRIBUTORS,
+        "advisory",
+        &format!(
+            "X-Case: {CASE_A}\r\nX-Embargo-Until: {}\r\n",
+            rfc3339(until)
+        ),
+        "REPLAYED-ADVISORY",
+        Some(f.w.clock.now()),
+    );
+    f.daemon
+        .send("alice@example.org", &[DISTRIBUTORS], &post)
+        .await;
+    f.settle().await;
+    assert!(
+        f.daemon.held().last().unwrap().contains("max_embargo_days"),
+        "{:?}",
+        f.daemon.held()
+    );
+    // Six days on, 20 days is within the 14 allowed; the signature is
+    // still young enough (signatures.max_age is 7 days).
+    f.w.clock.advance(Duration::from_secs(6 * 86400 + 3600));
+    f.daemon
+        .send("mallory@evil.example", &[DISTRIBUTORS], &post)
+        .await;
+    f.settle().await;
+    assert!(
+        embargod::embargo::get(&f.daemon.shared.store, CASE_A)
+            .unwrap()
+            .is_none(),
+        "the replayed post set an embargo"
+    );
+    assert!(
+        f.daemon.held().last().unwrap().contains("already"),
+        "{:?}",
+        f.daemon.held()
+    );
+    f.daemon.stop().await;
+}

@@ -133,7 +133,13 @@ pub(super) fn post(ctx: &Context<'_>, batch: &mut Transaction, post: Post<'_>) {
     };
     let decision = match decision {
         Ok(decision) => decision,
-        Err(held) => return hold(batch, Some(signer), held),
+        // A refused signed post is held and its signature spent, as on
+        // the security list: held for "too far" or "not the Fix Lead", it
+        // must not be replayed to count once the date or the lead moves.
+        Err(held) => {
+            freshness::spend(ctx, batch, &unwrapped.signatures);
+            return hold(batch, Some(signer), held);
+        }
     };
 
     match decision {
