@@ -77,8 +77,15 @@ pub(super) async fn embargoes(shared: &Arc<Shared>) -> Response {
 pub(super) async fn release_now(shared: &Arc<Shared>, case: &str, reason: String) -> Response {
     let _embargoes = shared.embargo_lock.lock().await;
     let case_owned = case.to_string();
-    let batch = shared
+    // What the records lack is read in the same pass as the release,
+    // from the case record the release itself reads.
+    let released = shared
         .in_context(move |ctx| {
+            let missing = crate::case::get(ctx, &case_owned)
+                .ok()
+                .flatten()
+                .map(|record| crate::advisory::draft::missing(&record))
+                .unwrap_or_default();
             release::release(
                 ctx,
                 &case_owned,
@@ -87,25 +94,20 @@ pub(super) async fn release_now(shared: &Arc<Shared>, case: &str, reason: String
                     reason,
                 }),
             )
+            .map(|batch| (batch, missing))
         })
         .await;
-    match batch {
-        Ok(batch) => match shared.commit(batch).await {
+    match released {
+        Ok((batch, missing)) => match shared.commit(batch).await {
             Ok(()) => {
                 let mut text = format!(
                     "{case} released; the announcement is queued\nrecords: {}\n",
                     shared.config().publish.dir.join(case).display()
                 );
-                let record = crate::case::all(&shared.store)
-                    .ok()
-                    .and_then(|all| all.into_iter().find(|c| c.id == case));
-                if let Some(record) = record {
-                    let missing = crate::advisory::draft::missing(&record);
-                    if !missing.is_empty() {
-                        text.push_str("published without:\n");
-                        for line in missing {
-                            text.push_str(&format!("  {line}\n"));
-                        }
+                if !missing.is_empty() {
+                    text.push_str("published without:\n");
+                    for line in missing {
+                        text.push_str(&format!("  {line}\n"));
                     }
                 }
                 Response::ok(text)
